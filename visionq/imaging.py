@@ -1,0 +1,218 @@
+"""Image decoding with limits: the one place where uploaded bytes become pixels.
+
+Used by the API (``probe``: header-only checks before a job is accepted) and by every
+worker (``decode``: full decode, EXIF orientation, mode conversion, reduced-size JPEG
+decoding).  Every failure is a typed ``ImageError`` with a stable ``code`` and the HTTP
+status the API answers with, so nothing here ever surfaces as a 500.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+"""Largest accepted upload (20 MiB): a 4K JPEG is 2-8 MB, a 4K PNG up to ~25 MB."""
+
+DEFAULT_MAX_PIXELS = 50_000_000
+"""Largest accepted image (50 MP): 6x a 4K frame, far below a decompression bomb."""
+
+SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF"})
+
+# Orientations 5-8 swap width and height when the EXIF transpose is applied.
+_SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+_EXIF_ORIENTATION_TAG = 0x0112
+
+
+class ImageError(ValueError):
+    """An upload that cannot be used as an image; ``code`` and ``status`` are stable."""
+
+    code = "bad_image"
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class EmptyImageError(ImageError):
+    code = "empty_image"
+
+
+class NotAnImageError(ImageError):
+    code = "not_an_image"
+
+
+class TruncatedImageError(ImageError):
+    code = "truncated_image"
+
+
+class ImageTooLargeError(ImageError):
+    code = "image_too_large"
+    status = 413
+
+
+class PayloadTooLargeError(ImageError):
+    code = "payload_too_large"
+    status = 413
+
+
+class UnsupportedFormatError(ImageError):
+    code = "unsupported_format"
+    status = 415
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the header says: format and the upright (EXIF-applied) size."""
+
+    format: str
+    width: int
+    height: int
+    orientation: int
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """RGB pixels (H x W x 3, uint8) plus the original upright size.
+
+    ``pixels`` may be smaller than ``width`` x ``height`` when a reduced-size decode was
+    asked for; ``scale`` maps pixel coordinates back to original-image coordinates.
+    """
+
+    pixels: np.ndarray
+    width: int
+    height: int
+    format: str = "RAW"
+
+    @property
+    def scale(self) -> float:
+        return self.width / self.pixels.shape[1]
+
+    @classmethod
+    def from_array(cls, pixels: np.ndarray) -> DecodedImage:
+        return cls(pixels=pixels, width=pixels.shape[1], height=pixels.shape[0])
+
+
+def _open(data: bytes, limits: ImageLimits) -> Image.Image:
+    if len(data) == 0:
+        raise EmptyImageError("empty upload: the file has 0 bytes, not an image")
+    if len(data) > limits.max_bytes:
+        raise PayloadTooLargeError(
+            f"upload too large: {len(data)} bytes > limit of {limits.max_bytes} bytes"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"image too large: too many pixels ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        raise NotAnImageError("not an image: cannot identify image file") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise TruncatedImageError(f"corrupt image header: {exc}") from exc
+    if image.format not in SUPPORTED_FORMATS:
+        raise UnsupportedFormatError(
+            f"unsupported image format {image.format!r}; "
+            f"supported: {', '.join(sorted(SUPPORTED_FORMATS - {'MPO'}))}"
+        )
+    width, height = image.size
+    if width * height > limits.max_pixels:
+        raise ImageTooLargeError(
+            f"image too large: too many pixels ({width}x{height} = {width * height} "
+            f"> limit of {limits.max_pixels})"
+        )
+    if width < 1 or height < 1:
+        raise NotAnImageError(f"not an image: invalid size {width}x{height}")
+    return image
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        value = image.getexif().get(_EXIF_ORIENTATION_TAG, 1)
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not fail the image
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def probe(data: bytes, limits: ImageLimits | None = None) -> ImageInfo:
+    """Check size, format and pixel count from the header only (cheap; used by the API)."""
+    image = _open(data, limits or ImageLimits())
+    orientation = _orientation(image)
+    width, height = image.size
+    if orientation in _SWAPPING_ORIENTATIONS:
+        width, height = height, width
+    return ImageInfo(format=image.format or "?", width=width, height=height,
+                     orientation=orientation)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any mode to 8-bit RGB without clipping high bit depths to white."""
+    mode = image.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        array = np.asarray(image)
+        if mode.startswith("I;16") or array.max(initial=0) > 255:
+            array = (array.astype(np.uint32) >> 8).astype(np.uint8)
+        else:
+            array = array.astype(np.uint8)
+        return Image.fromarray(array, mode="L").convert("RGB")
+    if mode == "F":
+        array = np.clip(np.asarray(image), 0, 255).astype(np.uint8)
+        return Image.fromarray(array, mode="L").convert("RGB")
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode != "RGB":
+        return image.convert("RGB")
+    return image
+
+
+def decode(data: bytes, limits: ImageLimits | None = None,
+           max_side: int | None = None) -> DecodedImage:
+    """Decode to upright RGB.  With ``max_side``, JPEGs are decoded at a reduced size
+    (Pillow's ``draft``: 1/2, 1/4 or 1/8 scale) whose longest side stays >= ``max_side``.
+
+    Truncated files are rejected explicitly, whatever ``ImageFile.LOAD_TRUNCATED_IMAGES``
+    says (``import face_recognition`` sets it to True for the whole process).
+    """
+    image = _open(data, limits or ImageLimits())
+    info_format = image.format or "?"
+    orientation = _orientation(image)
+    stored_w, stored_h = image.size
+    if orientation in _SWAPPING_ORIENTATIONS:
+        upright_w, upright_h = stored_h, stored_w
+    else:
+        upright_w, upright_h = stored_w, stored_h
+    if max_side and image.format in ("JPEG", "MPO") and max(stored_w, stored_h) > max_side:
+        ratio = max_side / max(stored_w, stored_h)
+        image.draft("RGB", (math.ceil(stored_w * ratio), math.ceil(stored_h * ratio)))
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        image.load()
+        if getattr(image, "n_frames", 1) > 1:
+            image.seek(0)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"image too large: too many pixels ({exc})") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise TruncatedImageError(f"truncated or corrupt image: {exc}") from exc
+    try:
+        image = ImageOps.exif_transpose(image) or image
+    except Exception:  # noqa: BLE001 - keep the stored orientation if EXIF is unusable
+        pass
+    rgb = _to_rgb(image)
+    pixels = np.asarray(rgb, dtype=np.uint8)
+    if not pixels.flags["C_CONTIGUOUS"]:
+        pixels = np.ascontiguousarray(pixels)
+    return DecodedImage(pixels=pixels, width=upright_w, height=upright_h, format=info_format)
