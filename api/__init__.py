@@ -1,1 +1,35 @@
-"""visionq."""
+"""The HTTP API: ``api.create_app(overrides)`` is the app factory (gunicorn
+``'api:create_app()'``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from api.errors import register_error_handlers
+from api.services import EXTENSION_KEY, build_services
+from visionq.settings import Settings
+
+MULTIPART_OVERHEAD_BYTES = 1024 * 1024
+
+
+def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
+    """Settings come from defaults, then ``VISIONQ_*`` environment variables, then
+    ``overrides`` (field names of ``visionq.settings.Settings``)."""
+    settings = Settings(**dict(overrides or {}))
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_bytes * 4 // 3 + MULTIPART_OVERHEAD_BYTES
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions[EXTENSION_KEY] = build_services(settings)
+    register_error_handlers(app)
+
+    from api.health import bp as health_bp
+    from api.jobs import bp as jobs_bp
+
+    app.register_blueprint(health_bp)
+    app.register_blueprint(jobs_bp)
+    logging.getLogger("visionq").setLevel(logging.INFO)
+    return app

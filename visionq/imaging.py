@@ -146,9 +146,24 @@ def _orientation(image: Image.Image) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
+_TAIL_WINDOW = 1024
+
+
+def _check_complete(data: bytes, image_format: str) -> None:
+    """Reject files cut short, from their last bytes only (no decode): a JPEG must end
+    with its EOI marker, a PNG with its IEND chunk."""
+    tail = data[-_TAIL_WINDOW:]
+    if image_format in ("JPEG", "MPO") and b"\xff\xd9" not in tail:
+        raise TruncatedImageError("truncated or corrupt image: the JPEG has no end marker")
+    if image_format == "PNG" and b"IEND" not in tail:
+        raise TruncatedImageError("truncated or corrupt image: the PNG has no IEND chunk")
+
+
 def probe(data: bytes, limits: ImageLimits | None = None) -> ImageInfo:
-    """Check size, format and pixel count from the header only (cheap; used by the API)."""
+    """Check size, format, pixel count and completeness without decoding (cheap; used by
+    the API before a job is accepted)."""
     image = _open(data, limits or ImageLimits())
+    _check_complete(data, image.format or "")
     orientation = _orientation(image)
     width, height = image.size
     if orientation in _SWAPPING_ORIENTATIONS:

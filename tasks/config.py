@@ -1,0 +1,50 @@
+"""Celery configuration as a plain object, built from visionq's settings."""
+
+from __future__ import annotations
+
+from kombu import Exchange, Queue
+
+from visionq.settings import QUEUES, Settings
+
+
+def celery_config(settings: Settings) -> dict[str, object]:
+    transport = {
+        # Redis has no acks: an unacked message comes back after this long.  See
+        # DEFAULT_VISIBILITY_TIMEOUT_S for why it must exceed the hard time limit.
+        "visibility_timeout": settings.visibility_timeout_s,
+        "socket_connect_timeout": 5,
+        "health_check_interval": 10,
+    }
+    return {
+        "broker_url": settings.redis_url,
+        "result_backend": settings.redis_url,
+        "result_expires": settings.result_ttl_s,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        # JSON only: no pickle anywhere on the wire.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        # Never lose an accepted job: ack after the task ran, requeue if the process died.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "task_soft_time_limit": settings.soft_time_limit_s,
+        "task_time_limit": settings.hard_time_limit_s,
+        "task_ignore_result": True,  # results live in visionq's job records (visionq.jobs)
+        "task_queues": [Queue(name, Exchange(name, type="direct"), routing_key=name)
+                        for name in QUEUES],
+        "task_routes": {f"visionq.{name}": {"queue": name, "routing_key": name}
+                        for name in QUEUES},
+        "task_default_queue": QUEUES[0],
+        "task_create_missing_queues": False,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
+        "broker_channel_error_retry": True,
+    }

@@ -1,0 +1,65 @@
+"""Configuration: one pydantic settings model, environment variables with the ``VISIONQ_``
+prefix (``REDIS_URL`` also without it), defaults as named constants.  Every field is
+listed in the README's configuration table."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from visionq.imaging import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+
+DEFAULT_REDIS_PORT = 6379
+DEFAULT_REDIS_URL = f"redis://127.0.0.1:{DEFAULT_REDIS_PORT}/0"
+DEFAULT_BLOB_TTL_S = 3600
+"""An uploaded image lives at most an hour if its job never runs."""
+DEFAULT_RESULT_TTL_S = 24 * 3600
+"""Job records (status, result, timings) are kept for a day."""
+DEFAULT_SOFT_TIME_LIMIT_S = 50
+DEFAULT_HARD_TIME_LIMIT_S = 60
+DEFAULT_VISIBILITY_TIMEOUT_S = 150
+"""Must exceed the hard time limit plus the time a prefetched message may wait
+(prefetch 1, acks late: one task's worth), so a slow job is never redelivered while it
+runs; short enough that a job held by a dead worker comes back within minutes."""
+QUEUES = ("face", "detect", "classify")
+DEFAULT_MODELS = {"face": "face_recognition", "detect": "yolox_tiny", "classify": "efficientnet_lite0"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VISIONQ_", extra="ignore",
+                                      populate_by_name=True)
+
+    redis_url: str = Field(
+        default=DEFAULT_REDIS_URL,
+        validation_alias=AliasChoices("REDIS_URL", "VISIONQ_REDIS_URL"),
+        description="Broker, job store and default blob store (redis://, rediss://, with password).",
+    )
+    state_dir: Path = Field(default=Path(".visionq"), description="Embedded Redis data, logs, model cache.")
+    blob_url: str = Field(default="redis://", description="Where uploads are stored: redis:// (the broker) or s3://bucket/prefix.")
+    s3_endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint (moto_server, MinIO).")
+    blob_ttl_s: int = DEFAULT_BLOB_TTL_S
+    result_ttl_s: int = DEFAULT_RESULT_TTL_S
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    soft_time_limit_s: int = DEFAULT_SOFT_TIME_LIMIT_S
+    hard_time_limit_s: int = DEFAULT_HARD_TIME_LIMIT_S
+    visibility_timeout_s: int = DEFAULT_VISIBILITY_TIMEOUT_S
+    model_face: str = DEFAULT_MODELS["face"]
+    model_detect: str = DEFAULT_MODELS["detect"]
+    model_classify: str = DEFAULT_MODELS["classify"]
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    flower_port: int = 5555
+    max_wait_s: float = Field(default=60.0, description="Longest ?wait= long-poll the API honours.")
+
+    def model_for(self, task: str) -> str:
+        return {"face": self.model_face, "detect": self.model_detect,
+                "classify": self.model_classify}[task]
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,106 @@
+"""Faces with ``face_recognition`` (dlib): boxes, 68-point landmarks, 128-d encodings.
+
+Weights ship in the PyPI package ``face_recognition_models`` 0.3.0 (dlib's HOG frontal
+face detector is built into dlib; the CNN detector, 68/5-point shape predictors and the
+ResNet encoder are files in that package).  Boxes are exactly ``face_recognition``'s for
+the same pixels.  Large JPEGs (longest side above ``fast_above``) are decoded at reduced
+size (1/2, 1/4, 1/8) down to about ``fast_side`` and detected with one upsample; boxes
+are mapped back to original-image pixels.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from visionq.imaging import DecodedImage, ImageInfo
+from workers.model import ModelLoadError
+
+KEY = "face_recognition"
+DEFAULT_FAST_ABOVE = 2560
+"""Photos whose longest side exceeds this (4K, 12 MP phone shots) take the fast path."""
+DEFAULT_FAST_SIDE = 960
+"""Reduced decode size for the fast path: with one upsample HOG sees 1920 px, which finds
+faces of >= ~160 px in a 4K photo at ~1/20 of the full-resolution cost."""
+
+
+class FaceOptions(BaseModel):
+    model: Literal["hog", "cnn"] = "hog"
+    upsample: int = Field(default=1, ge=0, le=3)
+    landmarks: Literal["68", "5", "none"] = "68"
+    encodings: bool = False
+
+
+class FaceRecognitionModel:
+    name = KEY
+    task = "face"
+    extra = "face"
+    input_size: int | None = None
+    fork_safe = True
+
+    def __init__(self, fast_above: int | None = None, fast_side: int | None = None) -> None:
+        self.fast_above = fast_above or int(os.environ.get("VISIONQ_FACE_FAST_ABOVE",
+                                                           DEFAULT_FAST_ABOVE))
+        self.fast_side = fast_side or int(os.environ.get("VISIONQ_FACE_FAST_SIDE",
+                                                         DEFAULT_FAST_SIDE))
+        self.version = "unloaded"
+        self._fr: Any = None
+
+    def load(self) -> None:
+        try:
+            import face_recognition
+            import face_recognition_models
+        except ImportError as exc:
+            raise ModelLoadError(
+                f"face_recognition is not installed ({exc}); pip install 'visionq[face]'"
+            ) from exc
+        self._fr = face_recognition
+        models_version = getattr(face_recognition_models, "__version__", "0.3.0")
+        self.version = f"face_recognition {face_recognition.__version__}/models {models_version}"
+
+    def max_side_for(self, info: ImageInfo) -> int | None:
+        if self.fast_above and max(info.width, info.height) > self.fast_above:
+            return self.fast_side
+        return None
+
+    def predict(self, images: list[DecodedImage], options: dict[str, Any]) -> list[dict[str, Any]]:
+        opts = FaceOptions.model_validate(options or {})
+        return [self._one(image, opts) for image in images]
+
+    def _one(self, image: DecodedImage, opts: FaceOptions) -> dict[str, Any]:
+        fr = self._fr
+        pixels = image.pixels
+        locations = fr.face_locations(pixels, number_of_times_to_upsample=opts.upsample,
+                                      model=opts.model)
+        scale = image.scale
+        landmarks: list[dict[str, list[tuple[int, int]]]] = []
+        if opts.landmarks != "none" and locations:
+            model = "large" if opts.landmarks == "68" else "small"
+            landmarks = fr.face_landmarks(pixels, locations, model=model)
+        encodings: list[np.ndarray] = []
+        if opts.encodings and locations:
+            encodings = fr.face_encodings(pixels, known_face_locations=locations)
+        faces = []
+        for index, (top, right, bottom, left) in enumerate(locations):
+            face: dict[str, Any] = {
+                "x_min": _scaled(left, scale, image.width),
+                "y_min": _scaled(top, scale, image.height),
+                "x_max": _scaled(right, scale, image.width),
+                "y_max": _scaled(bottom, scale, image.height),
+            }
+            if landmarks:
+                face["landmarks"] = {part: [[_scaled(x, scale, image.width),
+                                             _scaled(y, scale, image.height)] for x, y in points]
+                                     for part, points in landmarks[index].items()}
+            if encodings:
+                face["encoding"] = [round(float(v), 6) for v in encodings[index]]
+            faces.append(face)
+        return {"model": self.name, "model_version": self.version, "width": image.width,
+                "height": image.height, "faces": faces}
+
+
+def _scaled(value: int, scale: float, limit: int) -> int:
+    return int(min(max(round(value * scale), 0), limit))

@@ -1,0 +1,86 @@
+"""Runs one job: fetch the image by reference, decode it, predict, record the outcome.
+
+Every failure of the job itself (bad image, model error, time limit) ends as a ``failed``
+job with a reason; nothing here lets an exception kill the worker process.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from visionq.blobstore import BlobNotFoundError, blob_store_from_url
+from visionq.imaging import ImageError, ImageLimits, decode, probe
+from visionq.jobs import JobStore
+from visionq.redis_conn import redis_client
+from visionq.settings import get_settings
+from workers.runtime import model_for
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+"""A job whose worker died this many times (hard time limit, OOM, segfault) is failed
+as a poison job instead of being redelivered forever."""
+
+
+def run_job(job_id: str, task: str, worker: str) -> dict[str, Any]:
+    settings = get_settings()
+    client = redis_client(settings.redis_url)
+    jobs = JobStore(client, settings.result_ttl_s)
+    attempt = jobs.start(job_id, worker)
+    if attempt == -1:
+        log.warning("job %s: no record (expired or never created); dropping message", job_id)
+        return {"job": job_id, "outcome": "unknown_job"}
+    if attempt == 0:
+        log.info("job %s: already finished, duplicate delivery ignored", job_id)
+        return {"job": job_id, "outcome": "duplicate"}
+    job = jobs.get(job_id)
+    assert job is not None
+    blobs = blob_store_from_url(settings.blob_url, client, settings.blob_ttl_s,
+                                settings.s3_endpoint_url)
+    if attempt > MAX_ATTEMPTS:
+        jobs.fail(job_id, "poison_job",
+                  f"the worker died {attempt - 1} times running this job; giving up")
+        _discard(blobs, job.blob)
+        return {"job": job_id, "outcome": "failed", "code": "poison_job"}
+    started = time.perf_counter()
+    outcome, code = "succeeded", None
+    try:
+        data = blobs.get(job.blob)
+        model = model_for(task)
+        limits = ImageLimits(settings.max_bytes, settings.max_pixels)
+        max_side = model.input_size
+        if hasattr(model, "max_side_for"):
+            max_side = model.max_side_for(probe(data, limits))
+        image = decode(data, limits, max_side=max_side)
+        result = model.predict([image], job.options)[0]
+        jobs.succeed(job_id, result)
+    except ImageError as exc:
+        outcome, code = "failed", exc.code
+        jobs.fail(job_id, exc.code, exc.message)
+    except BlobNotFoundError as exc:
+        outcome, code = "failed", "image_expired"
+        jobs.fail(job_id, code, str(exc))
+    except SoftTimeLimitExceeded:
+        outcome, code = "failed", "timeout"
+        jobs.fail(job_id, code, f"the job exceeded its time limit of "
+                                f"{settings.soft_time_limit_s} s")
+    except Exception as exc:  # noqa: BLE001 - a model error fails the job, not the worker
+        log.exception("job %s: inference failed", job_id)
+        outcome, code = "failed", "inference_error"
+        jobs.fail(job_id, code, f"inference failed: {type(exc).__name__}: {exc}")
+    _discard(blobs, job.blob)
+    elapsed = time.perf_counter() - started
+    log.info("job %s (%s) %s in %.1f ms%s", job_id, task, outcome, elapsed * 1000,
+             f" [{code}]" if code else "")
+    return {"job": job_id, "outcome": outcome, "code": code}
+
+
+def _discard(blobs: Any, key: str) -> None:
+    try:
+        blobs.delete(key)
+    except Exception:  # noqa: BLE001 - the blob's TTL will collect it
+        log.warning("could not delete blob %s; it will expire", key)
