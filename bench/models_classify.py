@@ -1,0 +1,187 @@
+"""Benchmark the ``classify`` model plugin: accuracy on the shared fixtures, preprocessing
+variants, single-image latency and batched throughput.
+
+    .venv/bin/python bench/models_classify.py            # ~20 s on 2 cores
+    .venv/bin/python bench/models_classify.py --variants # + preprocessing comparison
+
+Writes ``bench/results/classify_model.json``.  Latency and throughput are measured on the
+images as the worker sees them (decoded with the model's ``input_size`` JPEG draft) and
+include preprocessing; decoding is timed separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from visionq.imaging import DecodedImage, decode
+from workers.plugins.efficientnet_lite0 import (
+    CROP_FRACTION,
+    EfficientNetLite0,
+    packaged_weights,
+    preprocess,
+    process_cpu_count,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO.parent / "shared" / "fixtures" / "classify"
+DEFAULT_OUT = REPO / "bench" / "results" / "classify_model.json"
+LATENCY_IMAGE = "pytorch_hub_dog_640.jpg"
+GEOMETRIES: dict[str, float | None] = {"crop_224/256": CROP_FRACTION, "crop_square": 1.0,
+                                        "squash": None}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=process_cpu_count(),
+                        help="interpreter threads (default: CPUs of this process)")
+    parser.add_argument("--batches", default="1,8,32", help="batch sizes for throughput")
+    parser.add_argument("--images", type=int, default=64,
+                        help="images per throughput measurement (default 64)")
+    parser.add_argument("--latency-runs", type=int, default=50,
+                        help="single-image calls for the latency figures (default 50)")
+    parser.add_argument("--variants", action="store_true",
+                        help="also compare preprocessing variants on the fixtures")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON result path")
+    return parser.parse_args()
+
+
+def load_fixtures(max_side: int | None) -> dict[str, tuple[DecodedImage, dict[str, Any]]]:
+    labels = json.loads((FIXTURES / "labels.json").read_text())["images"]
+    return {name: (decode((FIXTURES / name).read_bytes(), max_side=max_side), label)
+            for name, label in sorted(labels.items())}
+
+
+def score(fixtures: dict[str, tuple[DecodedImage, dict[str, Any]]],
+          probabilities: Callable[[DecodedImage], np.ndarray]) -> dict[str, Any]:
+    """top-1 (in the acceptable set), top-5 (labelled class), mean p(acceptable set),
+    rank of the labelled class per image."""
+    top1 = top5 = 0
+    p_acceptable, ranks = [], {}
+    for name, (image, label) in fixtures.items():
+        probs = probabilities(image)
+        order = np.argsort(-probs, kind="stable")
+        acceptable = [int(i) for i in label["acceptable_top1"]]
+        top1 += int(order[0]) in acceptable
+        top5 += label["label_index"] in order[:5]
+        p_acceptable.append(float(probs[acceptable].sum()))
+        ranks[name] = int(np.flatnonzero(order == label["label_index"])[0])
+    n = len(fixtures)
+    return {"top1": top1 / n, "top5": top5 / n, "n": n,
+            "mean_p_acceptable": round(statistics.fmean(p_acceptable), 4), "label_rank": ranks}
+
+
+def requantiser() -> Callable[[np.ndarray], np.ndarray]:
+    """The alternative reading of the metadata: normalise (x-127)/128, then quantise with the
+    input tensor's scale and zero point."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    weights = packaged_weights()
+    assert weights is not None, "install visionq[classify]"
+    scale, zero_point = Interpreter(model_path=str(weights)).get_input_details()[0]["quantization"]
+
+    def requantise(pixels: np.ndarray) -> np.ndarray:
+        real = (pixels.astype(np.float32) - 127) / 128
+        return np.clip(np.round(real / scale + zero_point), 0, 255).astype(np.uint8)
+
+    return requantise
+
+
+def variants(model: EfficientNetLite0) -> list[dict[str, Any]]:
+    values = {"raw_uint8": lambda x: x, "requantised": requantiser()}
+    rows = []
+    for draft, (geometry, crop), (value, convert) in itertools.product(
+            (True, False), GEOMETRIES.items(), values.items()):
+        fixtures = load_fixtures(model.input_size if draft else None)
+
+        def probabilities(image: DecodedImage, crop: float | None = crop,
+                          convert: Callable[[np.ndarray], np.ndarray] = convert) -> np.ndarray:
+            return model.probabilities([convert(preprocess(image.pixels, crop=crop))])[0]
+
+        rows.append({"decode": "draft" if draft else "full", "geometry": geometry,
+                     "input": value, **score(fixtures, probabilities)})
+    return rows
+
+
+def latency(model: EfficientNetLite0, image: DecodedImage, runs: int) -> dict[str, float]:
+    model.predict([image], {})
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        model.predict([image], {})
+        times.append((time.perf_counter() - start) * 1000)
+    quantiles = statistics.quantiles(times, n=10)
+    return {"runs": runs, "median_ms": round(statistics.median(times), 2),
+            "p90_ms": round(quantiles[-1], 2), "min_ms": round(min(times), 2)}
+
+
+def throughput(model: EfficientNetLite0, images: list[DecodedImage], batch: int,
+               total: int) -> dict[str, float]:
+    pool = list(itertools.islice(itertools.cycle(images), max(batch, total)))
+    model.predict(pool[:batch], {})
+    start = time.perf_counter()
+    for offset in range(0, len(pool), batch):
+        model.predict(pool[offset:offset + batch], {})
+    elapsed = time.perf_counter() - start
+    return {"batch": batch, "images": len(pool), "images_per_s": round(len(pool) / elapsed, 1)}
+
+
+def decode_ms(name: str, max_side: int | None, runs: int = 20) -> float:
+    data = (FIXTURES / name).read_bytes()
+    start = time.perf_counter()
+    for _ in range(runs):
+        decode(data, max_side=max_side)
+    return round((time.perf_counter() - start) * 1000 / runs, 2)
+
+
+def environment(threads: int) -> dict[str, Any]:
+    return {"python": platform.python_version(), "machine": platform.machine(),
+            "process_cpus": process_cpu_count(), "threads": threads,
+            "load_average_1m": round(os.getloadavg()[0], 2),
+            "ai_edge_litert": version("ai-edge-litert"), "numpy": np.__version__,
+            "pillow": version("pillow")}
+
+
+def main() -> None:
+    args = parse_args()
+    model = EfficientNetLite0(num_threads=args.threads)
+    model.load()
+    fixtures = load_fixtures(model.input_size)
+    images = [image for image, _ in fixtures.values()]
+    result: dict[str, Any] = {
+        "model": model.name, "model_version": model.version,
+        "environment": environment(args.threads),
+        "accuracy": score(fixtures, lambda image: model.probabilities(
+            [preprocess(image.pixels)])[0]),
+        "decode_ms": {"draft": decode_ms(LATENCY_IMAGE, model.input_size),
+                      "full": decode_ms(LATENCY_IMAGE, None)},
+        "latency_image": LATENCY_IMAGE,
+        "latency_single": latency(model, fixtures[LATENCY_IMAGE][0], args.latency_runs),
+        "throughput": [throughput(model, images, int(b), args.images)
+                       for b in args.batches.split(",")],
+    }
+    if args.variants:
+        result["preprocessing_variants"] = variants(model)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "preprocessing_variants"},
+                     indent=1))
+    for row in result.get("preprocessing_variants", []):
+        print(f"{row['decode']:5} {row['geometry']:12} {row['input']:11} top1={row['top1']:.2f} "
+              f"top5={row['top5']:.2f} p_ok={row['mean_p_acceptable']:.3f} "
+              f"ranks={list(row['label_rank'].values())}")
+
+
+if __name__ == "__main__":
+    main()

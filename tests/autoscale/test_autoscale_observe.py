@@ -1,0 +1,189 @@
+"""``autoscale.observe`` against a real valkey server, with messages from real kombu/Celery."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import pytest
+import redis
+from celery import Celery
+from kombu import Connection, Exchange, Producer, Queue
+
+from autoscale import observe
+from autoscale.rates import ArrivalRates
+
+
+def publish(url: str, queue: str, n: int, priority: int | None = None) -> None:
+    q = Queue(queue, Exchange(queue, type="direct"), routing_key=queue,
+              queue_arguments={"x-max-priority": 9} if priority is not None else None)
+    with Connection(url) as conn:
+        producer = Producer(conn)
+        for i in range(n):
+            producer.publish({"i": i}, exchange=q.exchange, routing_key=queue, declare=[q],
+                             priority=priority)
+
+
+def test_queue_length_counts_every_priority_list(redis_url: str, rconn: redis.Redis) -> None:
+    assert observe.queue_length(rconn, "face") == 0
+    publish(redis_url, "face", 3)
+    publish(redis_url, "face", 2, priority=9)
+    publish(redis_url, "detect", 4)
+    assert rconn.llen("face") == 3
+    assert rconn.llen("face\x06\x169") == 2  # kombu's sub-queue for priority step 9
+    assert observe.queue_length(rconn, "face") == 5
+    assert observe.queue_length(rconn, "detect") == 4
+    assert observe.queue_length(rconn, "classify") == 0
+
+
+def reserve(conn: Connection, queue: str | Queue):
+    """Take one message without acking it (``basic_get``: no prefetch), like a worker does."""
+    q = queue if isinstance(queue, Queue) else Queue(queue, Exchange(queue), routing_key=queue)
+    msg = q(conn.default_channel).get(no_ack=False)
+    assert msg is not None
+    return msg
+
+
+def test_in_flight_attributes_unacked_messages_to_their_queue(
+    redis_url: str, rconn: redis.Redis
+) -> None:
+    publish(redis_url, "face", 3)
+    publish(redis_url, "detect", 2)
+    with Connection(redis_url) as conn:
+        held = [reserve(conn, "face"), reserve(conn, "face"), reserve(conn, "detect")]
+        assert rconn.hlen("unacked") == 3 and rconn.zcard("unacked_index") == 3
+        assert observe.in_flight(rconn, ["face", "detect", "classify"]) == {
+            "face": 2, "detect": 1, "classify": 0}
+        assert observe.in_flight(rconn) == {"face": 2, "detect": 1}
+        assert observe.queue_length(rconn, "face") == 1
+        held[2].ack()
+        assert observe.in_flight(rconn, ["face"]) == {"face": 2}
+        assert observe.in_flight(rconn, ["detect"]) == {"detect": 0, "?": 2}
+        for m in held[:2]:
+            m.ack()
+    assert observe.in_flight(rconn, ["face", "detect"]) == {"face": 0, "detect": 0}
+
+
+def test_celery_producer_messages_are_seen(redis_url: str, rconn: redis.Redis) -> None:
+    app = Celery("probe", broker=redis_url)
+    for _ in range(4):
+        app.send_task("tasks.face.detect", args=("blob-key",), queue="face")
+    app.send_task("tasks.face.detect", queue="face", priority=6)
+    assert observe.queue_length(rconn, "face") == 5
+    with Connection(redis_url) as conn:
+        msg = reserve(conn, "face")
+        assert msg.headers["task"] == "tasks.face.detect"
+        assert observe.in_flight(rconn, ["face"]) == {"face": 1}
+        assert observe.queue_length(rconn, "face") == 4
+        msg.ack()
+
+
+@pytest.mark.parametrize(
+    ("exchange", "routing_key", "bound", "expected"),
+    [
+        ("face", "face", {}, "face"),
+        ("", "face", {}, "face"),  # default direct exchange routes by queue name
+        ("face", "", {}, "face"),
+        ("images", "hi", {("images", "hi"): "detect"}, "detect"),
+        ("images", "hi", {}, None),
+    ],
+)
+def test_attribute(exchange: str, routing_key: str, bound, expected) -> None:
+    assert observe.attribute(exchange, routing_key, ["face", "detect"], bound) == expected
+
+
+def test_in_flight_resolves_custom_exchanges_through_bindings(
+    redis_url: str, rconn: redis.Redis
+) -> None:
+    ex = Exchange("images", type="direct")
+    q = Queue("detect", ex, routing_key="objects")
+    with Connection(redis_url) as conn:
+        Producer(conn).publish({}, exchange=ex, routing_key="objects", declare=[q])
+        msg = reserve(conn, q)
+        assert observe.in_flight(rconn, ["face", "detect"]) == {"face": 0, "detect": 1}
+        msg.ack()
+
+
+def test_garbage_in_unacked_is_ignored(rconn: redis.Redis) -> None:
+    rconn.hset("unacked", mapping={"a": "not json", "b": "[1]", "c": '[{}, "face", "face"]'})
+    assert observe.in_flight(rconn, ["face"]) == {"face": 1}
+
+
+def test_service_time_round_trip(rconn: redis.Redis) -> None:
+    assert observe.recent_service_time(rconn, "face") is None
+    for s in (1.0, 2.0, 3.0):
+        observe.record_service_time(rconn, "face", s, now=1000.0)
+    assert observe.recent_service_time(rconn, "face", now=1001.0) == pytest.approx(2.0)
+    assert observe.recent_service_time(rconn, "detect", now=1001.0) is None
+    assert observe.completed(rconn, "face") == 3
+    # old samples age out
+    assert observe.recent_service_time(rconn, "face", now=1000.0 + 10_000) is None
+    # the list stays bounded
+    for _ in range(observe.SERVICE_SAMPLES + 50):
+        observe.record_service_time(rconn, "face", 0.5, now=2000.0)
+    assert rconn.llen(observe.SERVICE_KEY.format(queue="face")) == observe.SERVICE_SAMPLES
+    assert observe.recent_service_time(rconn, "face", now=2000.0) == pytest.approx(0.5)
+
+
+def test_busy_marks(rconn: redis.Redis) -> None:
+    observe.mark_busy(rconn, "i-aaa", "t1", ttl=60, now=100)
+    observe.mark_busy(rconn, "i-aaa", "t2", ttl=60, now=100)
+    observe.mark_busy(rconn, "i-bbb", "t3", ttl=5, now=100)
+    assert observe.busy_workers(rconn, now=101) == {"i-aaa", "i-bbb"}
+    observe.mark_idle(rconn, "i-aaa", "t1")
+    assert observe.busy_workers(rconn, now=101) == {"i-aaa", "i-bbb"}  # t2 still running
+    observe.mark_idle(rconn, "i-aaa", "t2")
+    assert observe.busy_workers(rconn, now=101) == {"i-bbb"}
+    assert observe.busy_workers(rconn, now=200) == frozenset()  # expired (worker died)
+
+
+def test_snapshot_in_one_poll_costs_milliseconds(redis_url: str, rconn: redis.Redis) -> None:
+    publish(redis_url, "face", 200)
+    publish(redis_url, "detect", 50, priority=3)
+    for i in range(300):  # a busy broker: 300 unacked messages of ~1 KB
+        rconn.hset("unacked", f"tag{i}", f'[{{"body": "{"x" * 1000}"}}, "face", "face"]')
+    observe.record_service_time(rconn, "face", 0.25)
+    observe.mark_busy(rconn, "i-1", "t")
+    queues = ["face", "detect", "classify"]
+    snap = observe.snapshot(rconn, queues)
+    assert snap.backlog == {"face": 200, "detect": 50, "classify": 0}
+    assert snap.in_flight == {"face": 300, "detect": 0, "classify": 0}
+    assert snap.service_time["face"] == pytest.approx(0.25)
+    assert snap.service_time["detect"] is None
+    assert snap.done == {"face": 1, "detect": 0, "classify": 0}
+    assert snap.busy == {"i-1"}
+    timings = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        observe.snapshot(rconn, queues)
+        timings.append(time.perf_counter() - t0)
+    assert statistics.median(timings) < 0.025, timings
+
+
+@pytest.mark.parametrize(
+    ("samples", "expected"),
+    [
+        # (time, depth, done): 10 arrivals/s with nothing completing
+        ([(0, 0, 0), (1, 10, 0)], 10.0),
+        # depth steady but 5/s completing: 5/s arriving
+        ([(0, 20, 0), (2, 20, 10)], 5.0),
+        # draining faster than arrivals: never negative
+        ([(0, 100, 0), (1, 0, 10)], 0.0),
+        # a counter reset does not produce a negative or huge rate
+        ([(0, 0, 1000), (1, 3, 0)], 3.0),
+    ],
+)
+def test_arrival_rate(samples, expected) -> None:
+    rates = ArrivalRates()
+    got = 0.0
+    for t, depth, done in samples:
+        got = rates.update("face", t, depth, done)
+    assert got == pytest.approx(expected)
+
+
+def test_arrival_rate_is_smoothed() -> None:
+    rates = ArrivalRates(half_life=60)
+    rates.update("q", 0, 0, 0)
+    rates.update("q", 5, 50, 0)  # 10/s
+    after_quiet = rates.update("q", 65, 50, 0)  # 0/s for one half-life
+    assert after_quiet == pytest.approx(5.0)

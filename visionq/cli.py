@@ -1,0 +1,114 @@
+"""The ``visionq`` command: ``up``, ``worker``, ``submit``, ``status``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from visionq import __version__
+from visionq.client import DEFAULT_URL, Client, VisionqError
+from visionq.settings import QUEUES, Settings
+
+
+def _queues(value: str) -> list[str]:
+    queues = [q.strip() for q in value.split(",") if q.strip()]
+    unknown = [q for q in queues if q not in QUEUES]
+    if unknown:
+        raise click.BadParameter(f"unknown queue(s) {', '.join(unknown)}; "
+                                 f"choose from {', '.join(QUEUES)}")
+    return queues
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="visionq")
+def main() -> None:
+    """visionq: image inference (faces, objects, ImageNet labels) over REST."""
+
+
+@main.command()
+@click.option("--queues", default=",".join(QUEUES), show_default=True,
+              help="Comma-separated queues to start a worker for.")
+@click.option("--port", type=int, default=None, help="API port (default VISIONQ_API_PORT or 8000).")
+@click.option("--api-workers", type=int, default=2, show_default=True, help="gunicorn workers.")
+@click.option("--concurrency", type=int, default=1, show_default=True,
+              help="Processes per queue worker.")
+@click.option("--no-flower", is_flag=True, help="Do not start Flower.")
+def up(queues: str, port: int | None, api_workers: int, concurrency: int, no_flower: bool) -> None:
+    """Start Redis (embedded unless REDIS_URL is set), the API, workers and Flower."""
+    from visionq.up import make_stack
+
+    settings = Settings()
+    if port is not None:
+        settings.api_port = port
+    stack = make_stack(settings, _queues(queues), api_workers=api_workers,
+                       worker_concurrency=concurrency, flower=not no_flower)
+    sys.exit(stack.run())
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--queues", "-Q", default=",".join(QUEUES), show_default=True,
+              help="Comma-separated queues to consume.")
+@click.option("--concurrency", "-c", type=int, default=None, help="Worker processes.")
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(queues: str, concurrency: int | None, celery_args: tuple[str, ...]) -> None:
+    """Run a model worker (same as `celery -A tasks worker -Q <queues>`)."""
+    selected = _queues(queues)
+    argv = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", ",".join(selected),
+            "--loglevel", "INFO", "-n", f"{'+'.join(selected)}@%h"]
+    if concurrency:
+        argv += ["-c", str(concurrency)]
+    os.execv(sys.executable, argv + list(celery_args))
+
+
+def _client(url: str) -> Client:
+    return Client(url, api_key=os.environ.get("VISIONQ_API_KEY"))
+
+
+@main.command()
+@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--task", "-t", type=click.Choice(QUEUES), default="face", show_default=True)
+@click.option("--options", default=None, help='Task options as JSON, e.g. \'{"upsample": 0}\'.')
+@click.option("--url", default=os.environ.get("VISIONQ_URL", DEFAULT_URL), show_default=True,
+              help="API base URL (VISIONQ_URL).")
+@click.option("--wait", "wait_s", type=float, default=60, show_default=True,
+              help="Seconds to wait for the result; 0 prints the job id and returns.")
+def submit(image: Path, task: str, options: str | None, url: str, wait_s: float) -> None:
+    """Submit IMAGE for TASK and print the result as JSON."""
+    client = _client(url)
+    try:
+        parsed = json.loads(options) if options else None
+        job = client.submit(image, task, parsed)
+        if wait_s > 0:
+            job = client.wait(job["id"], wait_s)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"--options is not JSON: {exc}") from exc
+    except VisionqError as exc:
+        click.echo(json.dumps({"success": False, "error": exc.message, "code": exc.code}),
+                   err=True)
+        sys.exit(1)
+    click.echo(json.dumps(job, indent=2))
+    if job.get("status") == "failed":
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--url", default=os.environ.get("VISIONQ_URL", DEFAULT_URL), show_default=True)
+@click.option("--wait", "wait_s", type=float, default=0, help="Long-poll up to this many seconds.")
+def status(job_id: str, url: str, wait_s: float) -> None:
+    """Print a job's status, result and timings."""
+    try:
+        job = _client(url).job(job_id, wait_s)
+    except VisionqError as exc:
+        click.echo(json.dumps({"success": False, "error": exc.message, "code": exc.code}),
+                   err=True)
+        sys.exit(1)
+    click.echo(json.dumps(job, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""``visionq up``: run the whole pipeline on one machine and stop it cleanly on Ctrl-C.
+
+Starts the embedded Redis (unless ``REDIS_URL`` points elsewhere), the API under
+gunicorn, one Celery worker per queue and Flower; prefixes every line of their output
+with the process name; prints the URLs once the API answers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import requests
+
+from visionq.embedded_redis import server_command, wait_ready
+from visionq.settings import QUEUES, Settings
+
+STOP_TIMEOUT_S = 30.0
+"""Warm shutdown: workers finish in-flight jobs; after this they are killed."""
+
+
+@dataclass
+class Service:
+    name: str
+    command: list[str]
+    critical: bool = True
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+
+def _pump(name: str, stream: object, out: object) -> None:
+    for line in iter(stream.readline, ""):  # type: ignore[attr-defined]
+        out.write(f"[{name}] {line}")  # type: ignore[attr-defined]
+        out.flush()  # type: ignore[attr-defined]
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    queues: list[str]
+    api_workers: int = 2
+    worker_concurrency: int = 1
+    flower: bool = True
+    embedded_redis_port: int | None = None
+    services: list[Service] = field(default_factory=list)
+    out: object = sys.stdout
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["REDIS_URL"] = self.settings.redis_url
+        env.setdefault("C_FORCE_ROOT", "1")  # Celery refuses root without it (containers)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
+    def plan(self) -> list[Service]:
+        python = sys.executable
+        state = self.settings.state_dir
+        services: list[Service] = []
+        if self.embedded_redis_port is not None:
+            services.append(Service("redis", server_command(
+                self.embedded_redis_port, state / "redis")))
+        services.append(Service("api", [
+            python, "-m", "gunicorn", "--workers", str(self.api_workers), "--bind",
+            f"{self.settings.api_host}:{self.settings.api_port}",
+            "--graceful-timeout", "20", "api:create_app()"]))
+        for queue in self.queues:
+            services.append(Service(f"worker-{queue}", [
+                python, "-m", "celery", "-A", "tasks", "worker", "-Q", queue,
+                "-c", str(self.worker_concurrency), "-n", f"{queue}@%h", "--loglevel", "INFO"],
+                critical=False))
+        if self.flower and importlib.util.find_spec("flower") is not None:
+            services.append(Service("flower", [
+                python, "-m", "celery", "-A", "tasks", "flower",
+                f"--port={self.settings.flower_port}",
+                f"--address={self.settings.api_host}"], critical=False))
+        return services
+
+    def start(self, service: Service) -> None:
+        service.process = subprocess.Popen(
+            service.command, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, bufsize=1, start_new_session=True)
+        threading.Thread(target=_pump, args=(service.name, service.process.stdout, self.out),
+                         daemon=True).start()
+
+    def say(self, message: str) -> None:
+        self.out.write(f"visionq: {message}\n")  # type: ignore[attr-defined]
+        self.out.flush()  # type: ignore[attr-defined]
+
+    def run(self, ready_timeout_s: float = 120.0) -> int:
+        self.services = self.plan()
+        stopping = threading.Event()
+
+        def _stop(signum: int, _frame: object) -> None:
+            stopping.set()
+
+        signal.signal(signal.SIGINT, _stop)
+        signal.signal(signal.SIGTERM, _stop)
+        try:
+            for service in self.services:
+                self.say(f"starting {service.name}: {' '.join(service.command)}")
+                self.start(service)
+                if service.name == "redis":
+                    wait_ready(self.settings.redis_url, 15, service.process)
+            if not self._wait_api(ready_timeout_s, stopping):
+                return 1
+            self._banner()
+            return self._watch(stopping)
+        finally:
+            self.stop()
+
+    def _wait_api(self, timeout_s: float, stopping: threading.Event) -> bool:
+        base = f"http://{self.settings.api_host}:{self.settings.api_port}"
+        deadline = time.monotonic() + timeout_s
+        while not stopping.is_set() and time.monotonic() < deadline:
+            try:
+                detail = requests.get(f"{base}/readyz", timeout=2).json()
+                online = detail.get("workers", {})
+                missing = [q for q in self.queues if not online.get(q)]
+                if detail.get("redis") == "ok" and not missing:
+                    return True
+                crashed = [s.name for s in self.services if s.process and
+                           s.process.poll() is not None]
+                if crashed:
+                    self.say(f"{', '.join(crashed)} exited during start-up; see its log above")
+                    if any(s.critical for s in self.services if s.name in crashed):
+                        return False
+                    if all(f"worker-{q}" in crashed for q in missing):
+                        return True
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        if not stopping.is_set():
+            self.say(f"the stack did not become ready within {timeout_s:g} s")
+        return False
+
+    def _banner(self) -> None:
+        host, port = self.settings.api_host, self.settings.api_port
+        lines = [
+            "visionq is up:",
+            f"  API         http://{host}:{port}/v1/jobs   (health: /healthz, /readyz)",
+            f"  Redis       {_redact(self.settings.redis_url)}",
+        ]
+        if any(s.name == "flower" for s in self.services):
+            lines.append(f"  Flower      http://{host}:{self.settings.flower_port}/")
+        lines += [
+            f"  try:        curl -F image=@photo.jpg 'http://{host}:{port}/v1/jobs?task=face'",
+            "  Ctrl-C stops everything (workers finish their in-flight jobs first).",
+        ]
+        for line in lines:
+            self.say(line)
+
+    def _watch(self, stopping: threading.Event) -> int:
+        while not stopping.wait(1.0):
+            for service in self.services:
+                if service.process and service.process.poll() is not None and service.critical:
+                    self.say(f"{service.name} exited with code {service.process.returncode}; "
+                             "stopping")
+                    return 1
+        self.say("stopping (warm shutdown)...")
+        return 0
+
+    def stop(self) -> None:
+        for service in reversed(self.services):
+            process = service.process
+            if process is None or process.poll() is not None:
+                continue
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+            try:
+                process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.say(f"{service.name} did not stop within {STOP_TIMEOUT_S:g} s; killing")
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self.say("stopped")
+
+
+def _redact(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.password:
+        return url.replace(f":{parsed.password}@", ":***@")
+    return url
+
+
+def make_stack(settings: Settings, queues: list[str] | None = None,
+               redis_external: bool | None = None, **kwargs: object) -> Stack:
+    """Use the embedded Redis unless ``REDIS_URL`` was given explicitly."""
+    if redis_external is None:
+        redis_external = bool(os.environ.get("REDIS_URL") or os.environ.get("VISIONQ_REDIS_URL"))
+    port = None
+    if not redis_external:
+        port = urlparse(settings.redis_url).port or 6379
+    Path(settings.state_dir).mkdir(parents=True, exist_ok=True)
+    return Stack(settings=settings, queues=list(queues or QUEUES), embedded_redis_port=port,
+                 **kwargs)  # type: ignore[arg-type]
