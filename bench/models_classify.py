@@ -38,8 +38,9 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures" / "classify"
 DEFAULT_OUT = REPO / "bench" / "results" / "classify_model.json"
 LATENCY_IMAGE = "pytorch_hub_dog_640.jpg"
-GEOMETRIES: dict[str, float | None] = {"crop_224/256": CROP_FRACTION, "crop_square": 1.0,
+GEOMETRIES: dict[str, float | None] = {"crop_square": 1.0, "crop_224/256": 224 / 256,
                                         "squash": None}
+"""Centre-crop fractions compared by ``--variants``; the plugin uses ``CROP_FRACTION``."""
 
 
 def parse_args() -> argparse.Namespace:
@@ -110,6 +111,7 @@ def variants(model: EfficientNetLite0) -> list[dict[str, Any]]:
             return model.probabilities([convert(preprocess(image.pixels, crop=crop))])[0]
 
         rows.append({"decode": "draft" if draft else "full", "geometry": geometry,
+                     "chosen": crop == CROP_FRACTION and value == "raw_uint8",
                      "input": value, **score(fixtures, probabilities)})
     return rows
 
@@ -180,7 +182,7 @@ def main() -> None:
     for row in result.get("preprocessing_variants", []):
         print(f"{row['decode']:5} {row['geometry']:12} {row['input']:11} top1={row['top1']:.2f} "
               f"top5={row['top5']:.2f} p_ok={row['mean_p_acceptable']:.3f} "
-              f"ranks={list(row['label_rank'].values())}")
+              f"ranks={list(row['label_rank'].values())}{'  <- plugin' if row['chosen'] else ''}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Celery app and task signatures (``celery -A tasks worker -Q face``)."""
 
-from tasks.app import app
-from tasks import inference  # noqa: F401  (registers the tasks)
 import workers.signals  # noqa: F401,E402  (worker start-up: load models, heartbeats)
+from tasks import inference  # noqa: F401  (registers the tasks)
+from tasks.app import app
 
 __all__ = ["app"]

@@ -5,6 +5,7 @@ Both bind 127.0.0.1 on a free port, are started once per session and always torn
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import subprocess
@@ -12,7 +13,9 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
 import redis
 
@@ -101,3 +104,29 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def asg(moto_url: str, aws_env: None) -> Iterator[tuple[Any, str]]:
+    """An empty Auto Scaling group (min 0, max 5) on moto, with its launch template."""
+    ec2 = boto3.client("ec2", endpoint_url=moto_url, region_name="us-east-1")
+    client = boto3.client("autoscaling", endpoint_url=moto_url, region_name="us-east-1")
+    n = next(_names)
+    template, group = f"visionq-face-lt-{n}", f"visionq-face-{n}"
+    ec2.create_launch_template(
+        LaunchTemplateName=template,
+        LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "c7i.large"},
+    )
+    client.create_auto_scaling_group(
+        AutoScalingGroupName=group, MinSize=0, MaxSize=5, DesiredCapacity=0,
+        LaunchTemplate={"LaunchTemplateName": template, "Version": "$Latest"},
+        AvailabilityZones=["us-east-1a"],
+    )
+    try:
+        yield client, group
+    finally:
+        client.delete_auto_scaling_group(AutoScalingGroupName=group, ForceDelete=True)
+        ec2.delete_launch_template(LaunchTemplateName=template)

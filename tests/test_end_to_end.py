@@ -1,0 +1,126 @@
+"""End to end with real parts: the API under gunicorn, `celery -A tasks worker -Q face`
+on a real Redis, the real face model.  Boxes must match face_recognition's own."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import face_recognition
+import pytest
+import requests
+
+from tests.conftest import BIN, FIXTURES
+from visionq.imaging import decode
+
+FACES = FIXTURES / "faces"
+BAD = FIXTURES / "bad"
+CASES = json.loads((BAD / "cases.json").read_text())["cases"]
+FACE_FILES = sorted(p.name for p in FACES.glob("*") if p.suffix in (".jpg", ".png"))
+
+
+def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    ax0, ay0, ax1, ay1 = a
+    bx0, by0, bx1, by1 = b
+    inter = max(0, min(ax1, bx1) - max(ax0, bx0)) * max(0, min(ay1, by1) - max(ay0, by0))
+    union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter
+    return inter / union if union else 0.0
+
+
+def run_job(api_url: str, path: Path | bytes, task: str = "face", wait: int = 30) -> dict:
+    data = path if isinstance(path, bytes) else path.read_bytes()
+    response = requests.post(f"{api_url}/v1/jobs", params={"task": task},
+                             files={"image": ("img", data)}, timeout=10)
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    job = requests.get(f"{api_url}/v1/jobs/{job_id}", params={"wait": wait}, timeout=wait + 5)
+    assert job.status_code == 200
+    return job.json()
+
+
+def reference_boxes(path: Path) -> list[tuple[int, int, int, int]]:
+    pixels = decode(path.read_bytes()).pixels
+    return [(left, top, right, bottom) for top, right, bottom, left in
+            face_recognition.face_locations(pixels, number_of_times_to_upsample=1)]
+
+
+@pytest.mark.parametrize("name", FACE_FILES)
+def test_face_boxes_match_face_recognition(api_url: str, face_worker: subprocess.Popen,
+                                           name: str) -> None:
+    job = run_job(api_url, FACES / name)
+    assert job["status"] == "succeeded", job
+    result = job["result"]
+    expected = reference_boxes(FACES / name)
+    got = [(f["x_min"], f["y_min"], f["x_max"], f["y_max"]) for f in result["faces"]]
+    assert len(got) == len(expected)
+    for box in expected:
+        assert max(iou(box, other) for other in got) >= 0.9
+    for face in result["faces"]:
+        assert len(face["landmarks"]["chin"]) == 17
+    assert (result["width"], result["height"]) == (decode((FACES / name).read_bytes()).width,
+                                                   decode((FACES / name).read_bytes()).height)
+    timings = job["timings"]
+    assert timings["queue_wait_ms"] >= 0 and timings["inference_ms"] > 0
+
+
+def test_no_face_image_gives_empty_list(api_url: str, face_worker: subprocess.Popen) -> None:
+    job = run_job(api_url, FACES / "000000000009.jpg")
+    assert job["status"] == "succeeded" and job["result"]["faces"] == []
+
+
+@pytest.mark.parametrize("name", sorted(n for n, c in CASES.items() if c["expect_status"] == 200))
+def test_odd_but_valid_images(api_url: str, face_worker: subprocess.Popen, name: str) -> None:
+    case = CASES[name]
+    job = run_job(api_url, BAD / name)
+    assert job["status"] == "succeeded", job
+    faces = job["result"]["faces"]
+    assert len(faces) == case["expect_faces"]
+    if "expect_box_trbl" in case:
+        top, right, bottom, left = case["expect_box_trbl"]
+        got = faces[0]
+        assert iou((left, top, right, bottom),
+                   (got["x_min"], got["y_min"], got["x_max"], got["y_max"])) >= 0.9
+
+
+def test_long_poll_waits_for_the_result(api_url: str, face_worker: subprocess.Popen) -> None:
+    response = requests.post(f"{api_url}/v1/jobs?task=face",
+                             files={"image": (FACES / "obama.jpg").read_bytes()}, timeout=10)
+    job_id = response.json()["id"]
+    started = time.monotonic()
+    job = requests.get(f"{api_url}/v1/jobs/{job_id}?wait=30", timeout=40).json()
+    assert job["status"] == "succeeded"
+    assert time.monotonic() - started < 25
+    again = requests.get(f"{api_url}/v1/jobs/{job_id}", timeout=5).json()
+    assert again["result"] == job["result"]
+
+
+def test_blob_is_deleted_when_the_job_is_done(api_url: str, face_worker: subprocess.Popen,
+                                              redis_url: str) -> None:
+    import redis
+
+    job = run_job(api_url, FACES / "obama_small.jpg")
+    assert job["status"] == "succeeded"
+    blob = redis.Redis.from_url(redis_url).hget(f"visionq:job:{job['id']}", "blob")
+    assert blob and not redis.Redis.from_url(redis_url).exists(blob)
+
+
+def test_cli_submit_prints_the_result(api_url: str, face_worker: subprocess.Popen) -> None:
+    out = subprocess.run([str(BIN / "visionq"), "submit", str(FACES / "obama_small.jpg"),
+                          "--task", "face", "--url", api_url, "--wait", "30"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    job = json.loads(out.stdout)
+    assert job["status"] == "succeeded" and len(job["result"]["faces"]) == 1
+    status = subprocess.run([str(BIN / "visionq"), "status", job["id"], "--url", api_url],
+                            capture_output=True, text=True, timeout=30)
+    assert json.loads(status.stdout)["id"] == job["id"]
+    bad = subprocess.run([str(BIN / "visionq"), "submit", str(BAD / "text_not_image.jpg"),
+                          "--url", api_url], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 1 and "not_an_image" in bad.stderr
+
+
+def test_readyz_reports_workers(api_url: str, face_worker: subprocess.Popen) -> None:
+    body = requests.get(f"{api_url}/readyz", timeout=5).json()
+    assert body["redis"] == "ok" and body["workers"]["face"] >= 1

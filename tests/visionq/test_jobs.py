@@ -1,0 +1,57 @@
+"""Job records against a real Redis: life cycle, idempotent finish, long-poll, expiry."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import redis
+
+from visionq.jobs import JobStore
+
+
+def test_life_cycle_and_timings(idle_redis_url: str) -> None:
+    store = JobStore(redis.Redis.from_url(idle_redis_url), ttl_s=60)
+    job = store.create("face", "visionq:blob:x", {"upsample": 0})
+    assert store.get(job.id).status == "queued"
+    assert store.start(job.id, "w1") == 1
+    running = store.get(job.id)
+    assert running.status == "running" and running.worker == "w1"
+    assert store.succeed(job.id, {"faces": []})
+    done = store.get(job.id)
+    assert done.status == "succeeded" and done.result == {"faces": []}
+    assert done.options == {"upsample": 0}
+    assert done.queue_wait_ms is not None and done.inference_ms is not None
+    assert 0 < store._client.ttl(store.key(job.id)) <= 60
+
+
+def test_duplicate_delivery_yields_one_result(idle_redis_url: str) -> None:
+    store = JobStore(redis.Redis.from_url(idle_redis_url), ttl_s=60)
+    job = store.create("detect", "k")
+    assert store.start(job.id, "w1") == 1
+    assert store.start(job.id, "w2") == 2  # redelivered while unfinished: attempt 2
+    assert store.succeed(job.id, {"n": 1})
+    assert store.start(job.id, "w3") == 0  # final: the duplicate must not run
+    assert not store.succeed(job.id, {"n": 2})
+    assert not store.fail(job.id, "x", "y")
+    assert store.get(job.id).result == {"n": 1}
+
+
+def test_unknown_job(idle_redis_url: str) -> None:
+    store = JobStore(redis.Redis.from_url(idle_redis_url), ttl_s=60)
+    assert store.get("nope") is None
+    assert store.start("nope", "w") == -1
+
+
+def test_wait_returns_when_finished(idle_redis_url: str) -> None:
+    store = JobStore(redis.Redis.from_url(idle_redis_url), ttl_s=60)
+    job = store.create("face", "k")
+    threading.Timer(0.3, store.fail, args=(job.id, "bad", "why")).start()
+    started = time.monotonic()
+    done = store.wait(job.id, 5)
+    assert done.status == "failed" and done.code == "bad"
+    assert time.monotonic() - started < 3
+    pending = store.create("face", "k2")
+    started = time.monotonic()
+    assert store.wait(pending.id, 0.3).status == "queued"
+    assert 0.25 < time.monotonic() - started < 2
