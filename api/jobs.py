@@ -72,7 +72,8 @@ def _read_upload() -> tuple[bytes, str | None, dict[str, Any]]:
         try:
             data = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise ApiError(400, "invalid_base64", f'field "image" is not valid base64: {exc}') from exc
+            raise ApiError(400, "invalid_base64",
+                           f'field "image" is not valid base64: {exc}') from exc
         task = body.get("task")
         return data, task if isinstance(task, str) else None, _parse_options(body.get("options"))
     upload = request.files.get("image")

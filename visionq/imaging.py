@@ -8,6 +8,7 @@ status the API answers with, so nothing here ever surfaces as a 500.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import warnings
@@ -222,10 +223,8 @@ def decode(data: bytes, limits: ImageLimits | None = None,
         raise ImageTooLargeError(f"image too large: too many pixels ({exc})") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise TruncatedImageError(f"truncated or corrupt image: {exc}") from exc
-    try:
+    with contextlib.suppress(Exception):  # unusable EXIF: keep the stored orientation
         image = ImageOps.exif_transpose(image) or image
-    except Exception:  # noqa: BLE001 - keep the stored orientation if EXIF is unusable
-        pass
     rgb = _to_rgb(image)
     pixels = np.asarray(rgb, dtype=np.uint8)
     if not pixels.flags["C_CONTIGUOUS"]:

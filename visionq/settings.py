@@ -25,7 +25,11 @@ DEFAULT_VISIBILITY_TIMEOUT_S = 150
 (prefetch 1, acks late: one task's worth), so a slow job is never redelivered while it
 runs; short enough that a job held by a dead worker comes back within minutes."""
 QUEUES = ("face", "detect", "classify")
-DEFAULT_MODELS = {"face": "face_recognition", "detect": "yolox_tiny", "classify": "efficientnet_lite0"}
+DEFAULT_MODELS = {
+    "face": "face_recognition",
+    "detect": "yolox_tiny",
+    "classify": "efficientnet_lite0",
+}
 
 
 class Settings(BaseSettings):
@@ -35,11 +39,14 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         default=DEFAULT_REDIS_URL,
         validation_alias=AliasChoices("REDIS_URL", "VISIONQ_REDIS_URL"),
-        description="Broker, job store and default blob store (redis://, rediss://, with password).",
+        description="Broker, job store and default blob store (redis://, rediss://).",
     )
-    state_dir: Path = Field(default=Path(".visionq"), description="Embedded Redis data, logs, model cache.")
-    blob_url: str = Field(default="redis://", description="Where uploads are stored: redis:// (the broker) or s3://bucket/prefix.")
-    s3_endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint (moto_server, MinIO).")
+    state_dir: Path = Field(default=Path(".visionq"),
+                            description="Embedded Redis data, logs, model cache.")
+    blob_url: str = Field(default="redis://",
+                          description="Uploads: redis:// (the broker) or s3://bucket/prefix.")
+    s3_endpoint_url: str | None = Field(default=None,
+                                        description="S3-compatible endpoint (MinIO, moto).")
     blob_ttl_s: int = DEFAULT_BLOB_TTL_S
     result_ttl_s: int = DEFAULT_RESULT_TTL_S
     max_bytes: int = DEFAULT_MAX_BYTES

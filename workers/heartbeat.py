@@ -7,6 +7,7 @@ cheap read, without a broadcast ``inspect`` round trip.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -58,7 +59,5 @@ class Heartbeat(threading.Thread):
 
     def stop(self) -> None:
         self._stop_event.set()
-        try:
+        with contextlib.suppress(redis.RedisError):
             self._client.delete(f"{WORKER_KEY_PREFIX}{self._hostname}")
-        except redis.RedisError:
-            pass

@@ -1,0 +1,131 @@
+"""The control loop end to end: real valkey, local stand-in workers or moto's Auto Scaling."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import redis
+
+from autoscale import observe
+from autoscale.backends.local import LocalBackend
+from autoscale.loop import Controller, main
+from autoscale.policy import Policy, PoolPolicy
+
+IDLE_WORKER = ("import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); "
+               "print('up', flush=True); time.sleep(60)")
+
+
+def fill(conn: redis.Redis, queue: str, n: int) -> None:
+    conn.lpush(queue, *[b"{}"] * n)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_tick_scales_a_local_pool_up_and_back_down(rconn: redis.Redis) -> None:
+    fill(rconn, "face", 20)
+    observe.record_service_time(rconn, "face", 1.0, now=1_000.0)
+    clock = Clock()
+    backend = LocalBackend(["face"], command=[sys.executable, "-c", IDLE_WORKER])
+    policy = Policy(default=PoolPolicy(target_backlog_seconds=10, boot_seconds=0,
+                                       stabilization_seconds=60, max_step_down=5))
+    ctl = Controller(rconn, backend, ["face"], policy, clock=clock)
+    try:
+        d = ctl.tick()
+        assert d.desired == {"face": 2}  # 20 tasks x 1 s / 10 s per worker
+        assert backend.current()["face"].current == 2
+        rconn.delete("face")
+        clock.t += 30
+        assert ctl.tick().desired == {"face": 2}  # inside the stabilisation window
+        clock.t += 31
+        assert ctl.tick().desired == {"face": 0}
+        cap = backend.current()["face"]
+        assert cap.current == 0
+        for w in list(backend.workers):
+            # SIGTERM (handled, or before the stand-in installed its handler), never SIGKILL
+            assert w.proc.wait(timeout=10) in (0, -signal.SIGTERM)
+    finally:
+        assert backend.close(timeout=10) == []
+
+
+def test_tick_keeps_workers_holding_in_flight_work(rconn: redis.Redis) -> None:
+    clock = Clock()
+    backend = LocalBackend(["face"], command=[sys.executable, "-c", IDLE_WORKER])
+    ctl = Controller(rconn, backend, ["face"],
+                     Policy(default=PoolPolicy(stabilization_seconds=0, max_step_down=10)),
+                     clock=clock)
+    try:
+        backend.apply({"face": 3})
+        for i in range(2):  # two reserved, unacked tasks
+            rconn.hset("unacked", f"t{i}", '[{"body": ""}, "face", "face"]')
+        d = ctl.tick()
+        assert d.desired == {"face": 2}
+        assert "in-flight" in d.reasons["face"]
+    finally:
+        backend.close(timeout=10)
+
+
+def test_dry_run_once_logs_and_changes_nothing(
+    redis_url: str, rconn: redis.Redis, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    fill(rconn, "face", 5)
+    marker = tmp_path / "started"
+    cmd = f"{sys.executable} -c 'open(\"{marker}\", \"w\")'"
+    with caplog.at_level(logging.INFO, logger="autoscale"):
+        assert main(["--once", "--dry-run", "--redis-url", redis_url, "--queues", "face",
+                     "--worker-command", cmd]) == 0
+    assert any("[dry-run] face: scale up 0 -> 1" in r.getMessage() for r in caplog.records)
+    assert not marker.exists()
+
+
+def test_ec2_once_sets_capacity_and_protection(
+    redis_url: str, rconn: redis.Redis, moto_url: str, asg
+) -> None:
+    client, group = asg
+    fill(rconn, "face", 30)
+    observe.record_service_time(rconn, "face", 2.0)
+    argv = ["--backend", "ec2", "--once", "--redis-url", redis_url, "--queues", "face",
+            "--asg", f"face={group}", "--endpoint-url", moto_url, "--region", "us-east-1",
+            "--target-backlog-seconds", "20", "--lifecycle-hook"]
+    assert main(argv) == 0
+    g = client.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"][0]
+    assert g["DesiredCapacity"] == 3  # 30 x 2 s / 20 s
+    assert client.describe_lifecycle_hooks(AutoScalingGroupName=group)["LifecycleHooks"]
+    busy = g["Instances"][0]["InstanceId"]
+    observe.mark_busy(rconn, busy, "task-1")
+    assert main(argv) == 0
+    g = client.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"][0]
+    assert {i["InstanceId"] for i in g["Instances"] if i["ProtectedFromScaleIn"]} == {busy}
+
+
+def test_run_stops_on_event(rconn: redis.Redis) -> None:
+    backend = LocalBackend(["face"], command=[sys.executable, "-c", IDLE_WORKER])
+    ctl = Controller(rconn, backend, ["face"], Policy())
+    stop = threading.Event()
+    t = threading.Thread(target=ctl.run, args=(0.05, stop))
+    t.start()
+    stop.set()
+    t.join(timeout=5)
+    assert not t.is_alive()
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--backend", "gcp"]])
+def test_cli_help_and_bad_args(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == (0 if argv == ["--help"] else 2)
+
+
+def test_cli_rejects_bad_policy(redis_url: str) -> None:
+    with pytest.raises(SystemExit, match="invalid policy"):
+        main(["--once", "--redis-url", redis_url, "--min", "5", "--max", "2"])
