@@ -124,3 +124,46 @@ def test_cli_submit_prints_the_result(api_url: str, face_worker: subprocess.Pope
 def test_readyz_reports_workers(api_url: str, face_worker: subprocess.Popen) -> None:
     body = requests.get(f"{api_url}/readyz", timeout=5).json()
     assert body["redis"] == "ok" and body["workers"]["face"] >= 1
+
+
+CLASSIFY = FIXTURES / "classify"
+
+
+@pytest.fixture(scope="session")
+def classify_worker(start_worker, redis_url: str) -> subprocess.Popen:
+    return start_worker(redis_url, "classify", "classify", concurrency=2,
+                        VISIONQ_CLASSIFY_THREADS="1")
+
+
+def test_classify_through_the_queue(api_url: str, classify_worker: subprocess.Popen) -> None:
+    labels = json.loads((CLASSIFY / "labels.json").read_text())["images"]
+    for name, truth in labels.items():
+        job = run_job(api_url, CLASSIFY / name, task="classify")
+        assert job["status"] == "succeeded", job
+        top = job["result"]["predictions"]
+        assert top == sorted(top, key=lambda p: -p["confidence"])
+        assert truth["label_index"] in [p["class_id"] for p in top], (name, top)
+        assert str(top[0]["class_id"]) in truth["acceptable_top1"], (name, top[0])
+
+
+def test_a_bad_image_fails_the_job_not_the_worker(api_url: str, classify_worker: subprocess.Popen,
+                                                  redis_url: str) -> None:
+    import redis as redis_lib
+
+    from tasks.app import use_broker
+    from tasks.inference import enqueue
+    from visionq.blobstore import RedisBlobStore
+    from visionq.jobs import JobStore
+
+    # Bypass the API's header check: a truncated JPEG reaches the worker directly.
+    client = redis_lib.Redis.from_url(redis_url)
+    blob = RedisBlobStore(client, 60).put((BAD / "truncated.jpg").read_bytes())
+    job = JobStore(client, 60).create("classify", blob)
+    use_broker(redis_url)
+    enqueue("classify", job.id)
+    done = JobStore(client, 60).wait(job.id, 30)
+    assert done.status == "failed" and done.code == "truncated_image"
+    assert classify_worker.poll() is None
+    after = run_job(api_url, CLASSIFY / "coffee.png", task="classify")
+    assert after["status"] == "succeeded"
+    assert after["result"]["predictions"][0]["label"] == "espresso"

