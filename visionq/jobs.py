@@ -16,28 +16,55 @@ from typing import Any
 import redis
 
 JOB_KEY_PREFIX = "visionq:job:"
+RECENT_KEY = "visionq:jobs:recent"
+"""Sorted set of job ids scored by ``queued_at``, capped: the index behind ``GET /v1/jobs``."""
+COUNTS_KEY = "visionq:jobs:counts"
+"""Hash ``<task>:<status>`` -> count: ``running`` is a gauge, ``succeeded``/``failed`` are
+totals since this Redis was created.  Updated inside the same scripts that move a job."""
 FINAL_STATUSES = frozenset({"succeeded", "failed"})
 STATUSES = ("queued", "running", "succeeded", "failed")
 
-# KEYS[1] job key; ARGV: ttl, then field/value pairs.  Returns 1 when this call finished
-# the job, 0 when it was already final (a duplicate delivery).
+# KEYS[1] job key, KEYS[2] counts; ARGV: ttl, then field/value pairs (the first pair is
+# status).  Returns 1 when this call finished the job, 0 when it was already final (a
+# duplicate delivery).
 _FINISH_SCRIPT = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return -1 end
 if status == 'succeeded' or status == 'failed' then return 0 end
 for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+local task = redis.call('HGET', KEYS[1], 'task') or '?'
+if status == 'running' then redis.call('HINCRBY', KEYS[2], task .. ':running', -1) end
+redis.call('HINCRBY', KEYS[2], task .. ':' .. ARGV[3], 1)
 return 1
 """
 
 # Mark running unless final; returns the attempt number, 0 if final, -1 if unknown.
+# KEYS[1] job key, KEYS[2] counts.  A redelivery (already running) is not counted twice.
 _START_SCRIPT = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return -1 end
 if status == 'succeeded' or status == 'failed' then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'worker', ARGV[2])
+if status == 'queued' then
+  redis.call('HINCRBY', KEYS[2], (redis.call('HGET', KEYS[1], 'task') or '?') .. ':running', 1)
+end
 return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 """
+
+# Revoke a queued job: 1 revoked, 2 running (too late), 0 already final, -1 unknown.
+# KEYS[1] job key, KEYS[2] counts; ARGV: finished_at, error message.
+_REVOKE_SCRIPT = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return -1 end
+if status == 'succeeded' or status == 'failed' then return 0 end
+if status == 'running' then return 2 end
+redis.call('HSET', KEYS[1], 'status', 'failed', 'code', 'revoked', 'error', ARGV[2],
+           'finished_at', ARGV[1])
+redis.call('HINCRBY', KEYS[2], (redis.call('HGET', KEYS[1], 'task') or '?') .. ':failed', 1)
+return 1
+"""
+REVOKED, REVOKE_TOO_LATE, REVOKE_FINAL, REVOKE_UNKNOWN = 1, 2, 0, -1
 
 
 @dataclass
@@ -80,11 +107,14 @@ def _float(value: bytes | None) -> float | None:
 
 
 class JobStore:
-    def __init__(self, client: redis.Redis, ttl_s: int) -> None:
+    def __init__(self, client: redis.Redis, ttl_s: int,
+                 recent_cap: int = 10_000) -> None:
         self._client = client
         self._ttl_s = ttl_s
+        self._recent_cap = recent_cap
         self._finish = client.register_script(_FINISH_SCRIPT)
         self._start = client.register_script(_START_SCRIPT)
+        self._revoke = client.register_script(_REVOKE_SCRIPT)
 
     @staticmethod
     def key(job_id: str) -> str:
@@ -94,18 +124,74 @@ class JobStore:
                job_id: str | None = None) -> Job:
         job = Job(id=job_id or uuid.uuid4().hex, task=task, status="queued", blob=blob,
                   options=options or {}, queued_at=time.time())
-        self._client.hset(self.key(job.id), mapping={
+        pipe = self._client.pipeline(transaction=False)  # one round trip
+        pipe.hset(self.key(job.id), mapping={
             "task": task, "status": "queued", "blob": blob,
             "options": json.dumps(job.options), "queued_at": repr(job.queued_at),
             "attempts": 0,
         })
-        self._client.expire(self.key(job.id), self._ttl_s)
+        pipe.expire(self.key(job.id), self._ttl_s)
+        pipe.zadd(RECENT_KEY, {job.id: job.queued_at})
+        pipe.zremrangebyrank(RECENT_KEY, 0, -self._recent_cap - 1)
+        pipe.execute()
         return job
+
+    def recent(self, *, status: str | None = None, task: str | None = None, limit: int = 50,
+               before: float | None = None) -> list[Job]:
+        """Newest first, optionally filtered, only jobs queued strictly before ``before``
+        (a cursor: the ``queued_at`` of the last job of the previous page).  Ids whose
+        record expired are dropped from the index on the way."""
+        found: list[Job] = []
+        upper: str = f"({before!r}" if before is not None else "+inf"
+        chunk = max(limit * 2, 100)
+        while len(found) < limit:
+            rows = self._client.zrevrangebyscore(RECENT_KEY, upper, "-inf", start=0, num=chunk,
+                                                 withscores=True)
+            if not rows:
+                break
+            ids = [raw.decode() for raw, _ in rows]
+            pipe = self._client.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hgetall(self.key(job_id))
+            expired = []
+            for job_id, raw in zip(ids, pipe.execute(), strict=True):
+                if not raw:
+                    expired.append(job_id)
+                    continue
+                job = self._parse(job_id, raw)
+                if (status is None or job.status == status) and (task is None or job.task == task):
+                    found.append(job)
+                    if len(found) == limit:
+                        break
+            if expired:
+                self._client.zrem(RECENT_KEY, *expired)
+            upper = f"({rows[-1][1]!r}"
+            if len(rows) < chunk:
+                break
+        return found
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """``{task: {"running": n, "succeeded": n, "failed": n}}`` from the counters."""
+        table: dict[str, dict[str, int]] = {}
+        for raw_field, raw_value in self._client.hgetall(COUNTS_KEY).items():
+            task, _, status = raw_field.decode().partition(":")
+            table.setdefault(task, {})[status] = max(0, int(raw_value))
+        return table
+
+    def revoke(self, job_id: str, reason: str = "revoked before it ran") -> int:
+        """Fail a queued job atomically so a worker that later receives it skips it
+        (``start`` returns 0 for final jobs).  One of the ``REVOKE_*`` codes."""
+        return int(self._revoke(keys=[self.key(job_id), COUNTS_KEY],
+                                args=[repr(time.time()), reason]))
 
     def get(self, job_id: str) -> Job | None:
         raw = self._client.hgetall(self.key(job_id))
         if not raw:
             return None
+        return self._parse(job_id, raw)
+
+    @staticmethod
+    def _parse(job_id: str, raw: dict[bytes, bytes]) -> Job:
         data = {k.decode(): v for k, v in raw.items()}
 
         def text(name: str) -> str | None:
@@ -125,7 +211,8 @@ class JobStore:
 
     def start(self, job_id: str, worker: str) -> int:
         """Mark running; the attempt number, 0 if already final, -1 if the job is unknown."""
-        return int(self._start(keys=[self.key(job_id)], args=[repr(time.time()), worker]))
+        return int(self._start(keys=[self.key(job_id), COUNTS_KEY],
+                               args=[repr(time.time()), worker]))
 
     def succeed(self, job_id: str, result: Any) -> bool:
         return self._finish_with(job_id, status="succeeded", result=json.dumps(result))
@@ -134,11 +221,12 @@ class JobStore:
         return self._finish_with(job_id, status="failed", code=code, error=error)
 
     def _finish_with(self, job_id: str, **fields: str) -> bool:
+        """``status`` must be the first field: the script counts ARGV[3]."""
         fields["finished_at"] = repr(time.time())
         args: list[Any] = [self._ttl_s]
         for name, value in fields.items():
             args += [name, value]
-        return int(self._finish(keys=[self.key(job_id)], args=args)) == 1
+        return int(self._finish(keys=[self.key(job_id), COUNTS_KEY], args=args)) == 1
 
     def wait(self, job_id: str, timeout_s: float) -> Job | None:
         """Long-poll until the job is final or ``timeout_s`` passes."""

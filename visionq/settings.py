@@ -25,6 +25,15 @@ DEFAULT_VISIBILITY_TIMEOUT_S = 150
 (prefetch 1, acks late: one task's worth), so a slow job is never redelivered while it
 runs; short enough that a job held by a dead worker comes back within minutes."""
 QUEUES = ("face", "detect", "classify")
+DEFAULT_MAX_BACKLOG = 1000
+"""Queued messages per queue beyond which new jobs get 503 + Retry-After (backpressure):
+at ~20 jobs/s per worker that is under a minute of work, so callers learn early."""
+DEFAULT_SYNC_TIMEOUT_S = 30.0
+"""How long a DeepStack-style synchronous endpoint waits for its job before a 504."""
+DEFAULT_RECENT_JOBS = 10_000
+"""Job ids kept in the recent-jobs index (``GET /v1/jobs``); older ones drop off."""
+DEFAULT_FACE_TOLERANCE = 0.6
+"""face_recognition's own match threshold on the Euclidean distance of encodings."""
 DEFAULT_MODELS = {
     "face": "face_recognition",
     "detect": "yolox_tiny",
@@ -41,6 +50,8 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("REDIS_URL", "VISIONQ_REDIS_URL"),
         description="Broker, job store and default blob store (redis://, rediss://).",
     )
+    redis_port: int = Field(default=DEFAULT_REDIS_PORT,
+                            description="Port of the embedded Redis (when REDIS_URL is unset).")
     state_dir: Path = Field(default=Path(".visionq"),
                             description="Embedded Redis data, logs, model cache.")
     blob_url: str = Field(default="redis://",
@@ -61,10 +72,41 @@ class Settings(BaseSettings):
     api_port: int = 8000
     flower_port: int = 5555
     max_wait_s: float = Field(default=60.0, description="Longest ?wait= long-poll the API honours.")
+    api_keys: str = Field(default="", description="Comma-separated API keys; empty = no auth.")
+    admin_keys: str = Field(default="", description="Comma-separated admin keys (face register/"
+                            "delete, job revoke); also valid as API keys.")
+    rate_limit: int = Field(default=0, ge=0, description="Requests per key per rate window; "
+                            "0 = unlimited.")
+    rate_window_s: int = Field(default=60, ge=1, description="Rate-limit window in seconds.")
+    max_backlog_face: int = DEFAULT_MAX_BACKLOG
+    max_backlog_detect: int = DEFAULT_MAX_BACKLOG
+    max_backlog_classify: int = DEFAULT_MAX_BACKLOG
+    max_batch: int = Field(default=64, ge=1, description="Images per batch submit.")
+    sync_timeout_s: float = DEFAULT_SYNC_TIMEOUT_S
+    idempotency_ttl_s: int = Field(default=24 * 3600, description="How long an Idempotency-Key "
+                                   "maps to its job(s).")
+    recent_jobs: int = DEFAULT_RECENT_JOBS
+    face_tolerance: float = DEFAULT_FACE_TOLERANCE
+
+    @property
+    def api_key_list(self) -> list[str]:
+        return _split(self.api_keys)
+
+    @property
+    def admin_key_list(self) -> list[str]:
+        return _split(self.admin_keys)
+
+    def max_backlog_for(self, task: str) -> int:
+        return {"face": self.max_backlog_face, "detect": self.max_backlog_detect,
+                "classify": self.max_backlog_classify}[task]
 
     def model_for(self, task: str) -> str:
         return {"face": self.model_face, "detect": self.model_detect,
                 "classify": self.model_classify}[task]
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 @cache

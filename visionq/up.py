@@ -198,7 +198,8 @@ def make_stack(settings: Settings, queues: list[str] | None = None,
         redis_external = bool(os.environ.get("REDIS_URL") or os.environ.get("VISIONQ_REDIS_URL"))
     port = None
     if not redis_external:
-        port = urlparse(settings.redis_url).port or 6379
+        port = settings.redis_port
+        settings.redis_url = f"redis://127.0.0.1:{port}/0"
     Path(settings.state_dir).mkdir(parents=True, exist_ok=True)
     return Stack(settings=settings, queues=list(queues or QUEUES), embedded_redis_port=port,
                  **kwargs)  # type: ignore[arg-type]
