@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import kombu.pools
 from celery import Celery
 
 from tasks.config import celery_config
@@ -22,3 +23,6 @@ def use_broker(url: str) -> None:
         app._pool.force_close_all()
         app._pool = None
     app.amqp._producer_pool = None
+    # kombu caches producer pools per connection in module-level groups: without a reset,
+    # switching back to an earlier URL reuses its (now closed) pool -> "Acquire on closed pool".
+    kombu.pools.reset()

@@ -12,6 +12,9 @@ def celery_config(settings: Settings) -> dict[str, object]:
         # Redis has no acks: an unacked message comes back after this long.  See
         # DEFAULT_VISIBILITY_TIMEOUT_S for why it must exceed the hard time limit.
         "visibility_timeout": settings.visibility_timeout_s,
+        # Sweep for messages of vanished workers every 5 s (kombu's default is ~100 s).
+        "unacked_restore_interval": 5,
+        "unacked_restore_throttle": 1,
         "socket_connect_timeout": 5,
         "health_check_interval": 10,
     }
@@ -33,6 +36,8 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "task_reject_on_worker_lost": True,
         "task_acks_on_failure_or_timeout": True,
         "worker_prefetch_multiplier": 1,
+        "worker_max_tasks_per_child": settings.worker_max_tasks_per_child,
+        "worker_max_memory_per_child": settings.worker_max_memory_per_child_kb,
         "task_soft_time_limit": settings.soft_time_limit_s,
         "task_time_limit": settings.hard_time_limit_s,
         "task_ignore_result": True,  # results live in visionq's job records (visionq.jobs)

@@ -5,10 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from celery import Task
+
 from tasks.app import app
+from tasks.request import JobRequest
 from visionq.settings import QUEUES
 
 TASK_NAMES = {queue: f"visionq.{queue}" for queue in QUEUES}
+
+
+class JobTask(Task):
+    """Base class of visionq's tasks: its requests fail the job on a hard time limit."""
+
+    Request = JobRequest
 
 
 def _run(task: str, job_id: str, hostname: str | None) -> dict[str, Any]:
@@ -17,17 +26,17 @@ def _run(task: str, job_id: str, hostname: str | None) -> dict[str, Any]:
     return run_job(job_id, task, hostname or "unknown")
 
 
-@app.task(name=TASK_NAMES["face"], bind=True)
+@app.task(name=TASK_NAMES["face"], bind=True, base=JobTask)
 def face(self, job_id: str) -> dict[str, Any]:
     return _run("face", job_id, self.request.hostname)
 
 
-@app.task(name=TASK_NAMES["detect"], bind=True)
+@app.task(name=TASK_NAMES["detect"], bind=True, base=JobTask)
 def detect(self, job_id: str) -> dict[str, Any]:
     return _run("detect", job_id, self.request.hostname)
 
 
-@app.task(name=TASK_NAMES["classify"], bind=True)
+@app.task(name=TASK_NAMES["classify"], bind=True, base=JobTask)
 def classify(self, job_id: str) -> dict[str, Any]:
     return _run("classify", job_id, self.request.hostname)
 

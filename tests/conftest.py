@@ -93,18 +93,20 @@ def service_env(redis_url: str, **extra: str) -> dict[str, str]:
 WorkerFactory = Callable[..., subprocess.Popen]
 
 
-@pytest.fixture(scope="session")
-def start_worker() -> Iterator[WorkerFactory]:
-    """Start ``celery -A tasks worker -Q <queues>`` exactly as a user would, and wait for
-    its heartbeat (the model is loaded by then)."""
-    started: list[subprocess.Popen] = []
+class WorkerPool:
+    """Starts ``celery -A tasks worker -Q <queues>`` exactly as a user would, waits for its
+    heartbeat (the model is loaded by then), and stops every worker it started."""
 
-    def _start(redis_url: str, queues: str, name: str, concurrency: int = 1,
-               timeout_s: float = 90, **env: str) -> subprocess.Popen:
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen] = []
+
+    def start(self, redis_url: str, queues: str, name: str, concurrency: int = 1,
+              timeout_s: float = 90, **env: str) -> subprocess.Popen:
         command = [str(BIN / "celery"), "-A", "tasks", "worker", "-Q", queues,
-                   "-c", str(concurrency), "-n", f"{name}@testhost", "--loglevel", "INFO"]
+                   "-c", str(concurrency), "-n", f"{name}@testhost", "--loglevel", "INFO",
+                   "--without-mingle", "--without-gossip"]
         process = spawn(f"worker-{name}", command, service_env(redis_url, **env))
-        started.append(process)
+        self.started.append(process)
         client = redis.Redis.from_url(redis_url)
         deadline = time.monotonic() + timeout_s
         while not client.exists(f"{WORKER_KEY_PREFIX}{name}@testhost"):
@@ -115,9 +117,25 @@ def start_worker() -> Iterator[WorkerFactory]:
             time.sleep(0.2)
         return process
 
-    yield _start
-    for process in started:
-        stop_process(process)
+    def stop_all(self) -> None:
+        for process in self.started:
+            stop_process(process)
+
+
+@pytest.fixture(scope="session")
+def start_worker() -> Iterator[WorkerFactory]:
+    """Workers that live for the whole session (shared by many tests)."""
+    pool = WorkerPool()
+    yield pool.start
+    pool.stop_all()
+
+
+@pytest.fixture()
+def test_worker() -> Iterator[WorkerFactory]:
+    """Workers that are stopped when the test ends (fault tests, isolated queues)."""
+    pool = WorkerPool()
+    yield pool.start
+    pool.stop_all()
 
 
 @pytest.fixture(scope="session")

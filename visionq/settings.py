@@ -7,7 +7,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from visionq.imaging import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
@@ -20,10 +20,14 @@ DEFAULT_RESULT_TTL_S = 24 * 3600
 """Job records (status, result, timings) are kept for a day."""
 DEFAULT_SOFT_TIME_LIMIT_S = 50
 DEFAULT_HARD_TIME_LIMIT_S = 60
-DEFAULT_VISIBILITY_TIMEOUT_S = 150
-"""Must exceed the hard time limit plus the time a prefetched message may wait
-(prefetch 1, acks late: one task's worth), so a slow job is never redelivered while it
-runs; short enough that a job held by a dead worker comes back within minutes."""
+DEFAULT_VISIBILITY_TIMEOUT_S = 90
+"""Must exceed the hard time limit (60 s): with prefetch 1 and late acks a message is
+unacknowledged only while its task runs, so a running job is never redelivered; short
+enough that the job of a worker that vanished (kill -9, lost node) comes back within
+~1.5 minutes (kombu sweeps every 5 s) instead of Redis transport's default hour."""
+DEFAULT_MAX_TASKS_PER_CHILD = 1000
+DEFAULT_MAX_MEMORY_PER_CHILD_KB = 2_000_000
+"""A pool child is replaced (after its current job) past 1000 jobs or 2 GB RSS."""
 QUEUES = ("face", "detect", "classify")
 DEFAULT_MAX_BACKLOG = 1000
 """Queued messages per queue beyond which new jobs get 503 + Retry-After (backpressure):
@@ -65,6 +69,8 @@ class Settings(BaseSettings):
     soft_time_limit_s: int = DEFAULT_SOFT_TIME_LIMIT_S
     hard_time_limit_s: int = DEFAULT_HARD_TIME_LIMIT_S
     visibility_timeout_s: int = DEFAULT_VISIBILITY_TIMEOUT_S
+    worker_max_tasks_per_child: int = DEFAULT_MAX_TASKS_PER_CHILD
+    worker_max_memory_per_child_kb: int = DEFAULT_MAX_MEMORY_PER_CHILD_KB
     model_face: str = DEFAULT_MODELS["face"]
     model_detect: str = DEFAULT_MODELS["detect"]
     model_classify: str = DEFAULT_MODELS["classify"]
@@ -99,6 +105,16 @@ class Settings(BaseSettings):
     def max_backlog_for(self, task: str) -> int:
         return {"face": self.max_backlog_face, "detect": self.max_backlog_detect,
                 "classify": self.max_backlog_classify}[task]
+
+    @model_validator(mode="after")
+    def _limits_in_order(self) -> Settings:
+        if not self.soft_time_limit_s < self.hard_time_limit_s < self.visibility_timeout_s:
+            raise ValueError(
+                "time limits must satisfy VISIONQ_SOFT_TIME_LIMIT_S < VISIONQ_HARD_TIME_LIMIT_S"
+                f" < VISIONQ_VISIBILITY_TIMEOUT_S (got {self.soft_time_limit_s} < "
+                f"{self.hard_time_limit_s} < {self.visibility_timeout_s}): a running job must "
+                "never be redelivered while it runs")
+        return self
 
     def model_for(self, task: str) -> str:
         return {"face": self.model_face, "detect": self.model_detect,

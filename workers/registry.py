@@ -8,6 +8,7 @@ A third-party package adds a model with one entry point line in its own pyprojec
 
 from __future__ import annotations
 
+import importlib
 import logging
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
@@ -30,8 +31,11 @@ def available() -> list[str]:
 
 
 def model_class(name: str) -> type[Model]:
-    """The class registered under ``name``; a clear error for unknown names or missing extras."""
+    """The class registered under ``name`` (or given as ``package.module:Class``, handy for
+    a model that is not packaged yet); a clear error for unknown names or missing extras."""
     points = _entry_points()
+    if name not in points and ":" in name:
+        return _import_path(name)
     if name not in points:
         raise ValueError(f"unknown model {name!r}; registered models: {', '.join(available())}")
     try:
@@ -46,3 +50,12 @@ def model_class(name: str) -> type[Model]:
 def create(name: str, **config: object) -> Model:
     """Instantiate (not load) the model registered under ``name``."""
     return model_class(name)(**config)
+
+
+def _import_path(path: str) -> type[Model]:
+    module_name, _, attribute = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        return getattr(module, attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ModelLoadError(f"cannot import model {path!r}: {exc}") from exc

@@ -12,6 +12,7 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
+from monitoring.record import record_job
 from visionq.blobstore import BlobNotFoundError, blob_store_from_url
 from visionq.imaging import ImageError, ImageLimits, decode, probe
 from visionq.jobs import JobStore
@@ -76,6 +77,7 @@ def run_job(job_id: str, task: str, worker: str) -> dict[str, Any]:
     elapsed = time.perf_counter() - started
     log.info("job %s (%s) %s in %.1f ms%s", job_id, task, outcome, elapsed * 1000,
              f" [{code}]" if code else "")
+    record_job(task, outcome, code, job)  # metrics: outcome, stage latencies, goodput
     return {"job": job_id, "outcome": outcome, "code": code}
 
 

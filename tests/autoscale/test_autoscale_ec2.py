@@ -72,8 +72,8 @@ def test_lifecycle_hook_is_created(asg) -> None:
             for h in hooks] == [(HOOK_NAME, "autoscaling:EC2_INSTANCE_TERMINATING", 600)]
 
 
-def test_missing_group_is_a_clear_error(moto_url: str, aws_env: None) -> None:
-    client = boto3.client("autoscaling", endpoint_url=moto_url, region_name="us-east-1")
+def test_missing_group_is_a_clear_error(scaler_moto_url: str, scaler_aws_env: None) -> None:
+    client = boto3.client("autoscaling", endpoint_url=scaler_moto_url, region_name="us-east-1")
     with pytest.raises(LookupError, match="no-such-group"):
         EC2Backend({"face": "no-such-group"}, client=client).current()
 

@@ -76,26 +76,26 @@ def test_tick_keeps_workers_holding_in_flight_work(rconn: redis.Redis) -> None:
 
 
 def test_dry_run_once_logs_and_changes_nothing(
-    redis_url: str, rconn: redis.Redis, caplog: pytest.LogCaptureFixture, tmp_path: Path
+    scaler_redis_url: str, rconn: redis.Redis, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     fill(rconn, "face", 5)
     marker = tmp_path / "started"
     cmd = f"{sys.executable} -c 'open(\"{marker}\", \"w\")'"
     with caplog.at_level(logging.INFO, logger="autoscale"):
-        assert main(["--once", "--dry-run", "--redis-url", redis_url, "--queues", "face",
+        assert main(["--once", "--dry-run", "--redis-url", scaler_redis_url, "--queues", "face",
                      "--worker-command", cmd]) == 0
     assert any("[dry-run] face: scale up 0 -> 1" in r.getMessage() for r in caplog.records)
     assert not marker.exists()
 
 
 def test_ec2_once_sets_capacity_and_protection(
-    redis_url: str, rconn: redis.Redis, moto_url: str, asg
+    scaler_redis_url: str, rconn: redis.Redis, scaler_moto_url: str, asg
 ) -> None:
     client, group = asg
     fill(rconn, "face", 30)
     observe.record_service_time(rconn, "face", 2.0)
-    argv = ["--backend", "ec2", "--once", "--redis-url", redis_url, "--queues", "face",
-            "--asg", f"face={group}", "--endpoint-url", moto_url, "--region", "us-east-1",
+    argv = ["--backend", "ec2", "--once", "--redis-url", scaler_redis_url, "--queues", "face",
+            "--asg", f"face={group}", "--endpoint-url", scaler_moto_url, "--region", "us-east-1",
             "--target-backlog-seconds", "20", "--lifecycle-hook"]
     assert main(argv) == 0
     g = client.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"][0]
@@ -126,6 +126,6 @@ def test_cli_help_and_bad_args(argv: list[str]) -> None:
     assert exc.value.code == (0 if argv == ["--help"] else 2)
 
 
-def test_cli_rejects_bad_policy(redis_url: str) -> None:
+def test_cli_rejects_bad_policy(scaler_redis_url: str) -> None:
     with pytest.raises(SystemExit, match="invalid policy"):
-        main(["--once", "--redis-url", redis_url, "--min", "5", "--max", "2"])
+        main(["--once", "--redis-url", scaler_redis_url, "--min", "5", "--max", "2"])

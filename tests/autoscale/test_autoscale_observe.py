@@ -24,11 +24,11 @@ def publish(url: str, queue: str, n: int, priority: int | None = None) -> None:
                              priority=priority)
 
 
-def test_queue_length_counts_every_priority_list(redis_url: str, rconn: redis.Redis) -> None:
+def test_queue_length_counts_every_priority_list(scaler_redis_url: str, rconn: redis.Redis) -> None:
     assert observe.queue_length(rconn, "face") == 0
-    publish(redis_url, "face", 3)
-    publish(redis_url, "face", 2, priority=9)
-    publish(redis_url, "detect", 4)
+    publish(scaler_redis_url, "face", 3)
+    publish(scaler_redis_url, "face", 2, priority=9)
+    publish(scaler_redis_url, "detect", 4)
     assert rconn.llen("face") == 3
     assert rconn.llen("face\x06\x169") == 2  # kombu's sub-queue for priority step 9
     assert observe.queue_length(rconn, "face") == 5
@@ -45,11 +45,11 @@ def reserve(conn: Connection, queue: str | Queue):
 
 
 def test_in_flight_attributes_unacked_messages_to_their_queue(
-    redis_url: str, rconn: redis.Redis
+    scaler_redis_url: str, rconn: redis.Redis
 ) -> None:
-    publish(redis_url, "face", 3)
-    publish(redis_url, "detect", 2)
-    with Connection(redis_url) as conn:
+    publish(scaler_redis_url, "face", 3)
+    publish(scaler_redis_url, "detect", 2)
+    with Connection(scaler_redis_url) as conn:
         held = [reserve(conn, "face"), reserve(conn, "face"), reserve(conn, "detect")]
         assert rconn.hlen("unacked") == 3 and rconn.zcard("unacked_index") == 3
         assert observe.in_flight(rconn, ["face", "detect", "classify"]) == {
@@ -64,13 +64,13 @@ def test_in_flight_attributes_unacked_messages_to_their_queue(
     assert observe.in_flight(rconn, ["face", "detect"]) == {"face": 0, "detect": 0}
 
 
-def test_celery_producer_messages_are_seen(redis_url: str, rconn: redis.Redis) -> None:
-    app = Celery("probe", broker=redis_url)
+def test_celery_producer_messages_are_seen(scaler_redis_url: str, rconn: redis.Redis) -> None:
+    app = Celery("probe", broker=scaler_redis_url)
     for _ in range(4):
         app.send_task("tasks.face.detect", args=("blob-key",), queue="face")
     app.send_task("tasks.face.detect", queue="face", priority=6)
     assert observe.queue_length(rconn, "face") == 5
-    with Connection(redis_url) as conn:
+    with Connection(scaler_redis_url) as conn:
         msg = reserve(conn, "face")
         assert msg.headers["task"] == "tasks.face.detect"
         assert observe.in_flight(rconn, ["face"]) == {"face": 1}
@@ -93,11 +93,11 @@ def test_attribute(exchange: str, routing_key: str, bound, expected) -> None:
 
 
 def test_in_flight_resolves_custom_exchanges_through_bindings(
-    redis_url: str, rconn: redis.Redis
+    scaler_redis_url: str, rconn: redis.Redis
 ) -> None:
     ex = Exchange("images", type="direct")
     q = Queue("detect", ex, routing_key="objects")
-    with Connection(redis_url) as conn:
+    with Connection(scaler_redis_url) as conn:
         Producer(conn).publish({}, exchange=ex, routing_key="objects", declare=[q])
         msg = reserve(conn, q)
         assert observe.in_flight(rconn, ["face", "detect"]) == {"face": 0, "detect": 1}
@@ -137,9 +137,9 @@ def test_busy_marks(rconn: redis.Redis) -> None:
     assert observe.busy_workers(rconn, now=200) == frozenset()  # expired (worker died)
 
 
-def test_snapshot_in_one_poll_costs_milliseconds(redis_url: str, rconn: redis.Redis) -> None:
-    publish(redis_url, "face", 200)
-    publish(redis_url, "detect", 50, priority=3)
+def test_snapshot_in_one_poll_costs_milliseconds(scaler_redis_url: str, rconn: redis.Redis) -> None:
+    publish(scaler_redis_url, "face", 200)
+    publish(scaler_redis_url, "detect", 50, priority=3)
     for i in range(300):  # a busy broker: 300 unacked messages of ~1 KB
         rconn.hset("unacked", f"tag{i}", f'[{{"body": "{"x" * 1000}"}}, "face", "face"]')
     observe.record_service_time(rconn, "face", 0.25)

@@ -1,9 +1,4 @@
-"""Table tests per rule of ``autoscale.policy`` and hypothesis properties for its invariants.
-
-File names carry an ``autoscale_`` prefix: tests/ has no ``__init__.py`` files, so basenames
-must be unique across the suite (and a ``tests/autoscale/__init__.py`` would shadow the
-real ``autoscale`` package under pytest's default import mode).
-"""
+"""Table tests per rule of ``autoscale.policy`` and hypothesis properties for its invariants."""
 
 from __future__ import annotations
 

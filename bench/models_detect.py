@@ -1,0 +1,161 @@
+"""Benchmark the ``detect`` model plugin (CenterNet MobileNetV3): recall and false positives
+on the coco8 fixtures per threshold, single-image latency and batched throughput.
+
+    .venv/bin/python bench/models_detect.py        # ~40 s on 2 cores
+
+Writes ``bench/results/detect_model.json``.  Latency and throughput are measured on images as
+the worker sees them (decoded with the model's ``input_size`` JPEG draft) and include
+letterboxing and decoding of the heads; image decoding is timed separately.  Needs the
+converted weights (``python -m workers.weights_detect``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import statistics
+import time
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from visionq.imaging import DecodedImage, decode
+from workers import weights_detect
+from workers.plugins.centernet_mbv3 import DEFAULT_MIN_CONFIDENCE, CenterNetMbv3
+
+REPO = Path(__file__).resolve().parents[1]
+DETECT = REPO.parent / "shared" / "fixtures" / "detect"
+DEFAULT_OUT = REPO / "bench" / "results" / "detect_model.json"
+LATENCY_IMAGE = "bus.jpg"
+THRESHOLDS = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=None,
+                        help="ONNX Runtime threads (default: CPUs of this process)")
+    parser.add_argument("--batches", default="1,4,8", help="batch sizes for throughput")
+    parser.add_argument("--images", type=int, default=32,
+                        help="images per throughput measurement (default 32)")
+    parser.add_argument("--latency-runs", type=int, default=50,
+                        help="single-image calls for the latency figures (default 50)")
+    parser.add_argument("--models-dir", type=Path, default=None,
+                        help="default: $VISIONQ_MODELS_DIR or ./.visionq/models")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON result path")
+    return parser.parse_args()
+
+
+def iou(a: list[float], b: list[float]) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(w, 0) * max(h, 0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def accuracy(model: CenterNetMbv3, max_side: int | None) -> list[dict[str, Any]]:
+    """Recall at IoU 0.5 (same class, greedy by confidence) and false positives per image."""
+    truth = json.loads((DETECT / "ground_truth.json").read_text())["images"]
+    labelled = {name: info["objects"] for name, info in truth.items() if info.get("objects")}
+    images = {name: decode((DETECT / "images" / name).read_bytes(), max_side=max_side)
+              for name in labelled}
+    rows = []
+    for threshold in THRESHOLDS:
+        tp = fp = total = 0
+        for name, objects in labelled.items():
+            result = model.predict([images[name]], {"min_confidence": threshold})[0]
+            used = [False] * len(objects)
+            for p in result["predictions"]:
+                found = [(iou([p["x_min"], p["y_min"], p["x_max"], p["y_max"]], o["box_xyxy"]), j)
+                         for j, o in enumerate(objects)
+                         if not used[j] and o["label"] == p["label"]]
+                best = max(found, default=(0.0, -1))
+                if best[0] >= 0.5:
+                    used[best[1]] = True
+                    tp += 1
+                else:
+                    fp += 1
+            total += len(objects)
+        rows.append({"min_confidence": threshold, "default": threshold == DEFAULT_MIN_CONFIDENCE,
+                     "recall_iou50": round(tp / total, 3), "found": tp, "objects": total,
+                     "false_positives": fp, "fp_per_image": round(fp / len(labelled), 3)})
+    return rows
+
+
+def latency(model: CenterNetMbv3, image: DecodedImage, runs: int) -> dict[str, float]:
+    model.predict([image], {})
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        model.predict([image], {})
+        times.append((time.perf_counter() - start) * 1000)
+    percentiles = statistics.quantiles(times, n=100)
+    return {"runs": runs, "p50_ms": round(statistics.median(times), 2),
+            "p99_ms": round(percentiles[98], 2), "min_ms": round(min(times), 2)}
+
+
+def throughput(model: CenterNetMbv3, images: list[DecodedImage], batch: int,
+               total: int) -> dict[str, float]:
+    pool = list(itertools.islice(itertools.cycle(images), max(batch, total)))
+    model.predict(pool[:batch], {})
+    start = time.perf_counter()
+    for offset in range(0, len(pool), batch):
+        model.predict(pool[offset:offset + batch], {})
+    elapsed = time.perf_counter() - start
+    return {"batch": batch, "images": len(pool), "images_per_s": round(len(pool) / elapsed, 1)}
+
+
+def decode_ms(name: str, max_side: int | None, runs: int = 20) -> float:
+    data = (DETECT / "images" / name).read_bytes()
+    start = time.perf_counter()
+    for _ in range(runs):
+        decode(data, max_side=max_side)
+    return round((time.perf_counter() - start) * 1000 / runs, 2)
+
+
+def environment(threads: int) -> dict[str, Any]:
+    return {"python": platform.python_version(), "machine": platform.machine(),
+            "cpus_visible": len(os.sched_getaffinity(0)), "threads": threads,
+            "onnxruntime": version("onnxruntime"), "onnx": version("onnx"),
+            "numpy": version("numpy"), "pillow": version("pillow"),
+            "loadavg_1min_at_start": os.getloadavg()[0]}
+
+
+def main() -> None:
+    args = parse_args()
+    batches = [int(b) for b in args.batches.split(",")]
+    model = CenterNetMbv3(models_dir=args.models_dir, num_threads=args.threads,
+                          max_batch=max(batches))
+    model.load()
+    threads = args.threads or len(os.sched_getaffinity(0))
+    images = [decode(path.read_bytes(), max_side=model.input_size)
+              for path in sorted((DETECT / "images").glob("*.jpg"))]
+    report: dict[str, Any] = {
+        "model": model.name, "model_version": model.version,
+        "weights": {"package": f"{weights_detect.NPM_PACKAGE}@{weights_detect.NPM_VERSION}",
+                    "license": weights_detect.PACKAGE_LICENSE,
+                    "centernet_bin_sha256": weights_detect.WEIGHTS_SHA256},
+        "input_size": model.input_size, "environment": environment(threads),
+        "accuracy_coco8_draft_decode": accuracy(model, model.input_size),
+        "accuracy_coco8_full_decode": accuracy(model, None),
+        "latency_single_image": {"image": LATENCY_IMAGE, **latency(
+            model, decode((DETECT / "images" / LATENCY_IMAGE).read_bytes(),
+                          max_side=model.input_size), args.latency_runs)},
+        "throughput": [throughput(model, images, b, args.images) for b in batches],
+        "decode_ms": {LATENCY_IMAGE: {"draft": decode_ms(LATENCY_IMAGE, model.input_size),
+                                      "full": decode_ms(LATENCY_IMAGE, None)}},
+    }
+    # The cores may be shared: a load above the thread count means the figures are inflated.
+    report["environment"]["loadavg_1min_at_end"] = os.getloadavg()[0]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps({k: report[k] for k in ("latency_single_image", "throughput")}, indent=1))
+    default = next(r for r in report["accuracy_coco8_draft_decode"] if r["default"])
+    print("default threshold:", default)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Broker state read from Redis at scrape time: queue length, in-flight, age of the oldest
+waiting job, workers online per queue, the SLOs and whether Redis answers.
+
+Read on demand rather than polled, so the numbers are as fresh as the scrape and an idle
+exporter costs nothing.  Queue length and in-flight reuse the autoscaler's broker functions
+(``autoscale.observe``), so both see the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Iterator, Mapping
+
+import redis
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from autoscale.observe import in_flight, priority_keys, queue_length
+from monitoring import metrics as names
+from visionq.jobs import JobStore
+from workers.heartbeat import workers_by_queue
+
+log = logging.getLogger(__name__)
+
+
+def oldest_age(conn: redis.Redis, queue: str, now: float | None = None) -> float:
+    """Seconds the oldest waiting job of ``queue`` has been queued (0 when empty).
+
+    kombu publishes with LPUSH and consumes with BRPOP, so the oldest message is the
+    list's last element; its ``headers.id`` is the job id, whose record holds
+    ``queued_at``.
+    """
+    now = time.time() if now is None else now
+    pipe = conn.pipeline(transaction=False)
+    for key in priority_keys(queue):
+        pipe.lindex(key, -1)
+    ids = [i for i in (_message_id(raw) for raw in pipe.execute() if raw) if i]
+    if not ids:
+        return 0.0
+    pipe = conn.pipeline(transaction=False)
+    for job_id in ids:
+        pipe.hget(JobStore.key(job_id), "queued_at")
+    stamps = [float(v) for v in pipe.execute() if v]
+    return max(0.0, now - min(stamps)) if stamps else 0.0
+
+
+def _message_id(raw: bytes | str) -> str | None:
+    try:
+        message = json.loads(raw)
+        return str(message["headers"]["id"])
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+class BrokerCollector(Collector):
+    """A prometheus_client collector over the Celery broker (kombu's Redis layout)."""
+
+    def __init__(self, conn: redis.Redis, queues: Iterable[str],
+                 slos: Mapping[str, float]) -> None:
+        self._conn, self._queues, self._slos = conn, list(queues), dict(slos)
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(self._families())
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        families = self._families()
+        length, flight, workers, age, slo, up = families
+        try:
+            online = workers_by_queue(self._conn)
+            flying = in_flight(self._conn, self._queues)
+            for queue in self._queues:
+                length.add_metric([queue], queue_length(self._conn, queue))
+                flight.add_metric([queue], flying.get(queue, 0))
+                workers.add_metric([queue], len(online.get(queue, [])))
+                age.add_metric([queue], oldest_age(self._conn, queue))
+            up.add_metric([], 1)
+        except redis.RedisError as exc:
+            log.warning("broker metrics unavailable: %s", exc)
+            families = [slo, up]
+            up.add_metric([], 0)
+        for queue in self._queues:
+            slo.add_metric([queue, queue], self._slos.get(queue, 0.0))
+        return iter(families)
+
+    @staticmethod
+    def _families() -> list[GaugeMetricFamily]:
+        return [
+            GaugeMetricFamily(names.QUEUE_LENGTH, "Messages waiting in the broker queue.",
+                              labels=["queue_name"]),
+            GaugeMetricFamily(names.QUEUE_IN_FLIGHT,
+                              "Messages delivered to a worker and not yet acknowledged "
+                              "(running or prefetched).", labels=["queue_name"]),
+            GaugeMetricFamily(names.ACTIVE_WORKERS,
+                              "Workers online for the queue (visionq heartbeats).",
+                              labels=["queue_name"]),
+            GaugeMetricFamily(names.QUEUE_OLDEST_AGE,
+                              "How long the oldest waiting job has been queued.",
+                              labels=["queue_name"]),
+            GaugeMetricFamily(names.SLO_SECONDS, "End-to-end SLO of the task.",
+                              labels=["task", "queue_name"]),
+            GaugeMetricFamily(names.REDIS_UP, "1 if the broker answered this scrape."),
+        ]

