@@ -7,7 +7,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install up test test-slow lint bench clean
+SYSTEM_TOOLS := chromium prometheus
+
+.PHONY: help install system-deps up test test-slow lint bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -15,17 +17,28 @@ help: ## List the targets
 $(STAMP): pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
 	$(UV) sync --all-extras --locked
+	$(BIN)/visionq install-models
 	@touch $@
 
 install: $(STAMP) ## Install the locked dependencies into .venv (all extras, dev tools)
 
+system-deps: ## Debian packages the tests drive (chromium, prometheus), installed when missing
+	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian packages:$$missing"; \
+	  created=""; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; created=1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; status=$$?; \
+	  [ -n "$$created" ] && rm -f /usr/sbin/policy-rc.d; exit $$status; \
+	else echo "missing:$$missing (not root: the tests that need them will skip)"; fi
+
 up: install ## Start Redis, the API, a worker per queue and Flower; Ctrl-C stops them
 	C_FORCE_ROOT=1 $(BIN)/visionq up
 
-test: install ## Run the test suite (real Redis, workers, models)
+test: install system-deps ## Run the test suite (real Redis, workers, models, Prometheus, Chromium)
 	C_FORCE_ROOT=1 $(BIN)/pytest -m "not slow"
 
-test-slow: install ## Run the slow soak-style tests too
+test-slow: install system-deps ## Run the slow soak-style tests too
 	C_FORCE_ROOT=1 $(BIN)/pytest
 
 lint: install ## ruff

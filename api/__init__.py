@@ -11,6 +11,7 @@ from flask import Flask
 
 from api.errors import register_error_handlers
 from api.services import EXTENSION_KEY, build_services
+from monitoring.flask_hooks import init_app as init_monitoring
 from visionq.settings import Settings
 
 MULTIPART_OVERHEAD_BYTES = 1024 * 1024
@@ -25,11 +26,17 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION_KEY] = build_services(settings)
     register_error_handlers(app)
+    init_monitoring(app)  # /metrics, request timings
 
+    from api.deepstack import bp as deepstack_bp
+    from api.docs import bp as docs_bp
     from api.health import bp as health_bp
     from api.jobs import bp as jobs_bp
+    from api.security import init_security
+    from api.web import bp as web_bp
 
-    app.register_blueprint(health_bp)
-    app.register_blueprint(jobs_bp)
+    init_security(app)
+    for blueprint in (health_bp, jobs_bp, deepstack_bp, docs_bp, web_bp):
+        app.register_blueprint(blueprint)
     logging.getLogger("visionq").setLevel(logging.INFO)
     return app

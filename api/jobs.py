@@ -1,18 +1,23 @@
-"""``/v1/jobs``: submit an image for a task (202 + id), read a job (long-poll with ?wait)."""
+"""``/v1/jobs``: submit an image (or a batch) for a task (202 + id), list recent jobs,
+read a job (long-poll with ?wait), revoke a queued job."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import datetime as dt
 import json
+import math
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
 from api.errors import ApiError
+from api.security import current_caller
 from api.services import services
-from visionq.jobs import Job
+from api.submission import submit_jobs
+from visionq.jobs import REVOKE_FINAL, REVOKE_TOO_LATE, REVOKE_UNKNOWN, STATUSES, Job
 from visionq.settings import QUEUES
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
@@ -57,25 +62,31 @@ def _parse_options(raw: Any) -> dict[str, Any]:
     return raw
 
 
+def _decode_base64(encoded: Any, name: str) -> bytes:
+    if not isinstance(encoded, str) or not encoded:
+        raise ApiError(400, "missing_image", f'missing field "{name}" (base64-encoded image bytes)')
+    if encoded.startswith("data:") and "," in encoded:
+        encoded = encoded.split(",", 1)[1]
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ApiError(400, "invalid_base64", f'field "{name}" is not valid base64: {exc}') from exc
+
+
+def _json_body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "the body is not a JSON object")
+    return body
+
+
 def _read_upload() -> tuple[bytes, str | None, dict[str, Any]]:
     """The image bytes, the task named in the body (if any) and the options."""
     if request.is_json:
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise ApiError(400, "invalid_json", "the body is not a JSON object")
-        encoded = body.get("image")
-        if not isinstance(encoded, str) or not encoded:
-            raise ApiError(400, "missing_image",
-                           'missing field "image" (base64-encoded image bytes)')
-        if encoded.startswith("data:") and "," in encoded:
-            encoded = encoded.split(",", 1)[1]
-        try:
-            data = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise ApiError(400, "invalid_base64",
-                           f'field "image" is not valid base64: {exc}') from exc
+        body = _json_body()
         task = body.get("task")
-        return data, task if isinstance(task, str) else None, _parse_options(body.get("options"))
+        return (_decode_base64(body.get("image"), "image"), task if isinstance(task, str) else None,
+                _parse_options(body.get("options")))
     upload = request.files.get("image")
     if upload is None:
         raise ApiError(400, "missing_image",
@@ -83,30 +94,106 @@ def _read_upload() -> tuple[bytes, str | None, dict[str, Any]]:
     return upload.read(), request.form.get("task"), _parse_options(request.form.get("options"))
 
 
+def _read_batch() -> tuple[list[bytes], str | None, dict[str, Any]]:
+    """Every file in the form (any field names, in order), or JSON ``images`` (base64)."""
+    if request.is_json:
+        body = _json_body()
+        images = body.get("images")
+        if not isinstance(images, list) or not images:
+            raise ApiError(400, "missing_image",
+                           'missing field "images" (a list of base64-encoded images)')
+        task = body.get("task")
+        return ([_decode_base64(item, f"images[{i}]") for i, item in enumerate(images)],
+                task if isinstance(task, str) else None, _parse_options(body.get("options")))
+    files = [upload.read() for _, upload in request.files.items(multi=True)]
+    if not files:
+        raise ApiError(400, "missing_image", "no image files in the form (multipart/form-data)")
+    return files, request.form.get("task"), _parse_options(request.form.get("options"))
+
+
+def _accepted(job: Job) -> dict[str, Any]:
+    status_url = url_for("jobs.get_job", job_id=job.id, _external=True)
+    return {"id": job.id, "task": job.task, "status": job.status, "status_url": status_url}
+
+
+def _idempotency() -> tuple[str | None, str]:
+    return request.headers.get("Idempotency-Key") or None, current_caller().who
+
+
 @bp.post("")
 @bp.post("/")
 def submit() -> tuple[Response, int, dict[str, str]]:
-    svc = services()
     data, body_task, options = _read_upload()
-    task = request.args.get("task") or body_task
-    if not task:
-        raise ApiError(400, "missing_task", f"missing task; one of: {', '.join(QUEUES)}")
-    if task not in QUEUES:
-        raise ApiError(400, "unknown_task", f"unknown task {task!r}; one of: {', '.join(QUEUES)}")
-    from visionq.imaging import probe
+    key, owner = _idempotency()
+    done = submit_jobs(request.args.get("task") or body_task, [data], options,
+                       idempotency_key=key, owner=owner)
+    body = _accepted(done.jobs[0])
+    headers = {"Location": body["status_url"]}
+    if done.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return jsonify(body), 202, headers
 
-    probe(data, svc.limits)  # reject what is clearly not an image before enqueueing
-    blob = svc.blobs.put(data)
-    job = svc.jobs.create(task, blob, options)
+
+@bp.post("/batch")
+def submit_batch() -> tuple[Response, int, dict[str, str]]:
+    images, body_task, options = _read_batch()
+    key, owner = _idempotency()
+    done = submit_jobs(request.args.get("task") or body_task, images, options,
+                       idempotency_key=key, owner=owner)
+    headers = {"Idempotent-Replayed": "true"} if done.replayed else {}
+    return jsonify({"jobs": [_accepted(job) for job in done.jobs]}), 202, headers
+
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+
+
+@bp.get("")
+@bp.get("/")
+def list_jobs() -> Response:
+    """Recent jobs, newest first; ``next`` is the URL of the following page (or null)."""
+    svc = services()
+    status, task = request.args.get("status") or None, request.args.get("task") or None
+    if status is not None and status not in STATUSES:
+        raise ApiError(400, "invalid_status", f"status must be one of: {', '.join(STATUSES)}")
+    if task is not None and task not in QUEUES:
+        raise ApiError(400, "unknown_task", f"task must be one of: {', '.join(QUEUES)}")
     try:
-        svc.enqueue(task, job.id)
-    except Exception:
-        svc.blobs.delete(blob)
-        svc.redis.delete(svc.jobs.key(job.id))
-        raise
-    status_url = url_for("jobs.get_job", job_id=job.id, _external=True)
-    body = {"id": job.id, "task": task, "status": job.status, "status_url": status_url}
-    return jsonify(body), 202, {"Location": status_url}
+        limit = int(request.args.get("limit", DEFAULT_PAGE))
+        before = float(request.args["before"]) if request.args.get("before") else None
+    except ValueError as exc:
+        raise ApiError(400, "invalid_page", "limit must be an integer and before a "
+                       "number (the next URL gives it)") from exc
+    if not 1 <= limit <= MAX_PAGE:
+        raise ApiError(400, "invalid_page", f"limit must be between 1 and {MAX_PAGE}")
+    if before is not None and not math.isfinite(before):
+        raise ApiError(400, "invalid_page", "before must be a finite number")
+    jobs = svc.jobs.recent(status=status, task=task, limit=limit, before=before)
+    next_url = None
+    if len(jobs) == limit and jobs[-1].queued_at is not None:
+        args = {k: v for k, v in request.args.items() if k != "before"}
+        next_url = url_for("jobs.list_jobs", **args, before=repr(jobs[-1].queued_at),
+                           _external=True)
+    return jsonify({"jobs": [job_json(job) for job in jobs], "next": next_url})
+
+
+@bp.delete("/<job_id>")
+def revoke_job(job_id: str) -> Response:
+    """Revoke a queued job (admin): it is failed with code ``revoked`` at once, and the
+    worker that later receives its message skips it."""
+    svc = services()
+    outcome = svc.jobs.revoke(job_id)
+    if outcome == REVOKE_UNKNOWN:
+        raise ApiError(404, "job_not_found", f"no job {job_id!r} (unknown or expired)")
+    if outcome == REVOKE_TOO_LATE:
+        raise ApiError(409, "job_running", "the job is already running; it cannot be revoked")
+    if outcome == REVOKE_FINAL:
+        raise ApiError(409, "job_finished", "the job has already finished")
+    job = svc.jobs.get(job_id)
+    assert job is not None
+    with contextlib.suppress(Exception):  # the blob's TTL collects it otherwise
+        svc.blobs.delete(job.blob)
+    return jsonify(job_json(job))
 
 
 @bp.get("/<job_id>")

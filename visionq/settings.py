@@ -40,7 +40,7 @@ DEFAULT_FACE_TOLERANCE = 0.6
 """face_recognition's own match threshold on the Euclidean distance of encodings."""
 DEFAULT_MODELS = {
     "face": "face_recognition",
-    "detect": "yolox_tiny",
+    "detect": "centernet_mbv3",
     "classify": "efficientnet_lite0",
 }
 

@@ -8,6 +8,7 @@ with the process name; prints the URLs once the API answers.
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import os
 import signal
 import subprocess
@@ -79,8 +80,13 @@ class Stack:
             services.append(Service("flower", [
                 python, "-m", "celery", "-A", "tasks", "flower",
                 f"--port={self.settings.flower_port}",
-                f"--address={self.settings.api_host}"], critical=False))
+                f"--address={self._flower_host()}"], critical=False))
         return services
+
+    def _flower_host(self) -> str:
+        """Flower has no authentication (and can revoke tasks and stop workers): it stays on
+        loopback when the API binds elsewhere."""
+        return self.settings.api_host if is_loopback(self.settings.api_host) else "127.0.0.1"
 
     def start(self, service: Service) -> None:
         service.process = subprocess.Popen(
@@ -182,6 +188,26 @@ class Stack:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         self.say("stopped")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_refusal(settings: Settings, insecure: bool) -> str | None:
+    """Why the API must not bind where asked, or None: a non-loopback address without API
+    keys would expose an open API (and face registry) to the network."""
+    if is_loopback(settings.api_host) or insecure:
+        return None
+    if settings.api_key_list or settings.admin_key_list:
+        return None
+    return (f"refusing to bind the API to {settings.api_host} without API keys: set "
+            "VISIONQ_API_KEYS (and VISIONQ_ADMIN_KEYS), or pass --insecure")
 
 
 def _redact(url: str) -> str:

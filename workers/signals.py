@@ -5,10 +5,14 @@ job), reload in each prefork child when the model is not fork-safe, and heartbea
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import time
 from typing import Any
 
 from celery import signals
 
+from autoscale.observe import mark_busy, mark_idle, record_service_time
 from visionq.redis_conn import redis_client
 from visionq.settings import QUEUES, get_settings
 from workers import runtime
@@ -61,3 +65,41 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
 def _stop_heartbeat(**_: Any) -> None:
     if _state["heartbeat"] is not None:
         _state["heartbeat"].stop()
+
+
+# -- what the autoscaler reads: service times and which hosts are busy ------------------
+
+_task_started: dict[str, float] = {}
+
+
+def _instance_id() -> str:
+    """The EC2 instance id (set by autoscale/user-data.sh) or this host's name."""
+    return os.environ.get("VISIONQ_INSTANCE_ID") or socket.gethostname()
+
+
+def _queue_of(task: Any) -> str | None:
+    name = getattr(task, "name", "") or ""
+    queue = name.rpartition(".")[2]
+    return queue if queue in QUEUES else None
+
+
+@signals.task_prerun.connect
+def _mark_busy(task_id: str = "", task: Any = None, **_: Any) -> None:
+    _task_started[task_id] = time.monotonic()
+    try:
+        mark_busy(redis_client(get_settings().redis_url), _instance_id(), task_id)
+    except Exception as exc:  # noqa: BLE001 - scaling hints must never fail a job
+        log.warning("could not mark %s busy: %s", task_id, exc)
+
+
+@signals.task_postrun.connect
+def _record_service_time(task_id: str = "", task: Any = None, **_: Any) -> None:
+    started = _task_started.pop(task_id, None)
+    queue = _queue_of(task)
+    try:
+        client = redis_client(get_settings().redis_url)
+        mark_idle(client, _instance_id(), task_id)
+        if started is not None and queue:
+            record_service_time(client, queue, time.monotonic() - started)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not record service time of %s: %s", task_id, exc)

@@ -13,7 +13,7 @@ by the npm package ``@vladmandic/human@3.3.6`` (MIT): ``models/centernet.json`` 
 4. writes ``centernet.onnx`` and ``manifest.json`` under ``<models dir>/centernet_mbv3/``.
 
 It runs at install time (``python -m workers.weights_detect``, or ``visionq install-models``),
-never at job time.  The models dir is ``$VISIONQ_MODELS_DIR`` or ``./.visionq/models``.
+never at job time.  The models dir is ``$VISIONQ_MODELS_DIR`` or ``~/.cache/visionq/models``.
 """
 
 from __future__ import annotations
@@ -60,7 +60,12 @@ class WeightsError(RuntimeError):
 
 
 def models_dir() -> Path:
-    return Path(os.environ.get("VISIONQ_MODELS_DIR") or Path.cwd() / ".visionq" / "models")
+    """``$VISIONQ_MODELS_DIR``, else ``$XDG_CACHE_HOME/visionq/models`` (``~/.cache/…``):
+    independent of the working directory, so every worker on the host finds it."""
+    if os.environ.get("VISIONQ_MODELS_DIR"):
+        return Path(os.environ["VISIONQ_MODELS_DIR"])
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "visionq" / "models"
 
 
 def model_dir(base: Path | None = None) -> Path:
@@ -292,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Fetch, verify and convert the detect model "
                                      f"weights ({NPM_PACKAGE}@{NPM_VERSION}: centernet).")
     parser.add_argument("--models-dir", type=Path, default=None,
-                        help="default: $VISIONQ_MODELS_DIR or ./.visionq/models")
+                        help="default: $VISIONQ_MODELS_DIR or ~/.cache/visionq/models")
     parser.add_argument("--tarball", type=Path, default=None,
                         help="use this package tarball instead of running npm pack")
     parser.add_argument("--force", action="store_true", help="convert again even if installed")

@@ -3,6 +3,7 @@ start, the URLs are printed, a real job goes through, Ctrl-C stops everything.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
@@ -38,10 +39,8 @@ def test_up_runs_the_stack_and_stops_cleanly(tmp_path: Path) -> None:
         while not any("visionq is up" in line for line in seen):
             assert time.monotonic() < deadline, "".join(seen[-40:])
             assert process.poll() is None, "".join(seen[-40:])
-            try:
+            with contextlib.suppress(queue.Empty):
                 seen.append(lines.get(timeout=1))
-            except queue.Empty:
-                pass
         time.sleep(0.5)
         while not lines.empty():
             seen.append(lines.get())

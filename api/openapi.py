@@ -1,0 +1,254 @@
+"""The OpenAPI 3.1 document served at ``/openapi.json``.
+
+Written by hand next to the routes (a small Flask app needs no framework for this) but not
+free-standing: option schemas come from the same pydantic models the API validates with
+(``api.options``), the statuses from the same error table, and
+``tests/api/test_openapi.py`` checks that every Flask route is documented and every
+documented path is routed, and runs schemathesis against the live server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.options import OPTION_MODELS
+from visionq import __version__
+from visionq.jobs import STATUSES
+from visionq.settings import QUEUES
+
+ERROR_TEXT = {
+    400: "Bad request: missing or invalid field, not an image, corrupt image, bad options.",
+    401: "Missing or invalid API key (only when keys are configured).",
+    403: "An admin key is required.",
+    404: "Unknown job / userid.",
+    409: "The job cannot be revoked (already running or finished), or was revoked.",
+    413: "Upload too large (bytes), image too large (pixels) or batch too large.",
+    415: "Unsupported image format.",
+    429: "Rate limit exceeded; see Retry-After.",
+    500: "The worker failed to process the image.",
+    501: "Not available in visionq.",
+    503: "Queue full (backpressure) or Redis unavailable; see Retry-After.",
+    504: "No result within VISIONQ_SYNC_TIMEOUT_S.",
+}
+SUBMIT_ERRORS = (400, 401, 413, 415, 429, 503)
+SYNC_ERRORS = (*SUBMIT_ERRORS, 409, 500, 504)
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {str(s): _json(_ref("Error"), ERROR_TEXT[s]) for s in statuses}
+
+
+def _form(properties: dict[str, Any], required: list[str],
+          additional: bool = False) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": {
+        **properties, "api_key": {"type": "string", "description": "API key (DeepStack)."}},
+        "required": required}
+    if additional:
+        schema["additionalProperties"] = {"type": "string", "format": "binary"}
+    return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+
+
+BINARY = {"type": "string", "format": "binary"}
+MIN_CONFIDENCE = {"type": "string", "description": "A number between 0 and 1."}
+BOX = {name: {"type": "integer"} for name in ("x_min", "y_min", "x_max", "y_max")}
+SECURITY = [{"bearer": []}, {"apiKey": []}, {}]
+
+
+def _schemas() -> dict[str, Any]:
+    schemas: dict[str, Any] = {}
+    for task, model in OPTION_MODELS.items():
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[f"{task.capitalize()}Options"] = schema
+    timings = {"type": "object", "properties": {
+        name: {"type": ["string", "null"]} for name in ("queued_at", "started_at", "finished_at")
+    } | {name: {"type": ["number", "null"]}
+         for name in ("queue_wait_ms", "inference_ms", "total_ms")}}
+    schemas.update({
+        "Error": {"type": "object", "required": ["success", "error", "code"], "properties": {
+            "success": {"const": False}, "error": {"type": "string"},
+            "code": {"type": "string"}}},
+        "Accepted": {"type": "object", "required": ["id", "task", "status", "status_url"],
+                     "properties": {"id": {"type": "string"}, "task": {"enum": list(QUEUES)},
+                                    "status": {"enum": list(STATUSES)},
+                                    "status_url": {"type": "string"}}},
+        "BatchAccepted": {"type": "object", "required": ["jobs"], "properties": {
+            "jobs": {"type": "array", "items": _ref("Accepted")}}},
+        "Job": {"type": "object", "required": ["id", "task", "status", "timings"], "properties": {
+            "id": {"type": "string"}, "task": {"type": "string"},
+            "status": {"enum": list(STATUSES)},
+            "result": {"description": "Task result (faces / predictions), null until done."},
+            "error": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]},
+            "attempts": {"type": "integer"}, "timings": timings}},
+        "JobList": {"type": "object", "required": ["jobs", "next"], "properties": {
+            "jobs": {"type": "array", "items": _ref("Job")},
+            "next": {"type": ["string", "null"], "description": "URL of the next page."}}},
+        "JobSubmitJson": {"type": "object", "required": ["image"], "properties": {
+            "image": {"type": "string", "description": "Base64 (or a data: URL)."},
+            "task": {"enum": list(QUEUES)}, "options": {"type": "object"}}},
+        "BatchSubmitJson": {"type": "object", "required": ["images"], "properties": {
+            "images": {"type": "array", "items": {"type": "string"}},
+            "task": {"enum": list(QUEUES)}, "options": {"type": "object"}}},
+        "Detection": _deepstack({"predictions": {"type": "array", "items": {
+            "type": "object", "required": ["label", "confidence", *BOX], "properties": {
+                "label": {"type": "string"}, "confidence": {"type": "number"}, **BOX}}}}),
+        "Faces": _deepstack({"predictions": {"type": "array", "items": {
+            "type": "object", "required": ["confidence", *BOX], "properties": {
+                "confidence": {"type": "number"}, **BOX}}}}),
+        "Recognition": _deepstack({"predictions": {"type": "array", "items": {
+            "type": "object", "required": ["userid", "confidence", *BOX], "properties": {
+                "userid": {"type": "string"}, "confidence": {"type": "number"}, **BOX}}}}),
+        "Registered": _deepstack({"message": {"type": "string"}, "userid": {"type": "string"},
+                                  "encodings": {"type": "integer"}}),
+        "FaceList": _deepstack({"faces": {"type": "array", "items": {"type": "string"}}}),
+        "Deleted": _deepstack({"message": {"type": "string"}, "userid": {"type": "string"}}),
+        "Match": _deepstack({"similarity": {"type": "number", "minimum": 0, "maximum": 1}}),
+        "Classification": _deepstack({
+            "label": {"type": ["string", "null"]}, "confidence": {"type": "number"},
+            "predictions": {"type": "array", "items": {
+                "type": "object", "required": ["label", "confidence"], "properties": {
+                    "label": {"type": "string"}, "confidence": {"type": "number"}}}}}),
+        "Stats": {"type": "object", "required": ["queues"], "properties": {
+            "queues": {"type": "object", "additionalProperties": {
+                "type": "object", "properties": {name: {"type": "integer"} for name in (
+                    "length", "running", "succeeded", "failed", "workers", "max_backlog")}}},
+            "flower_port": {"type": "integer"}, "auth": {"type": "boolean"}}},
+    })
+    return schemas
+
+
+def _deepstack(properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "required": ["success", "duration", *properties],
+            "properties": {"success": {"const": True}, "duration": {"type": "integer"},
+                           **properties}}
+
+
+def _sync(summary: str, schema: str, form: dict[str, Any], *extra_errors: int,
+          admin: bool = False) -> dict[str, Any]:
+    statuses = sorted({*SYNC_ERRORS, *extra_errors, *((403,) if admin else ())})
+    return {"post": {"tags": ["DeepStack"], "summary": summary, "requestBody": form,
+                     "responses": {"200": _json(_ref(schema), "OK"), **_errors(*statuses)}}}
+
+
+def _paths() -> dict[str, Any]:
+    image_form = _form({"image": BINARY, "min_confidence": MIN_CONFIDENCE}, ["image"])
+    task_param = {"name": "task", "in": "query", "schema": {"enum": list(QUEUES)}}
+    idem = {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string",
+            "maxLength": 255}, "description": "Same key (per caller) -> same job(s), "
+            "no second enqueue, for VISIONQ_IDEMPOTENCY_TTL_S."}
+    submit_body = {"required": True, "content": {
+        "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
+            "image": BINARY, "task": {"enum": list(QUEUES)},
+            "options": {"type": "string", "description": "JSON object: FaceOptions, "
+                        "DetectOptions or ClassifyOptions."}}}},
+        "application/json": {"schema": _ref("JobSubmitJson")}}}
+    batch_body = {"required": True, "content": {
+        "multipart/form-data": {"schema": {"type": "object", "properties": {
+            "task": {"enum": list(QUEUES)}, "options": {"type": "string"}},
+            "additionalProperties": BINARY}},
+        "application/json": {"schema": _ref("BatchSubmitJson")}}}
+    job_id = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    face_list = {"tags": ["DeepStack"], "summary": "Registered userids",
+                 "responses": {"200": _json(_ref("FaceList"), "OK"), **_errors(401, 429)}}
+    return {
+        "/v1/jobs": {
+            "post": {"tags": ["Jobs"], "summary": "Submit one image (202 + job id)",
+                     "parameters": [task_param, idem], "requestBody": submit_body,
+                     "responses": {"202": _json(_ref("Accepted"), "Accepted"),
+                                   **_errors(*SUBMIT_ERRORS)}},
+            "get": {"tags": ["Jobs"], "summary": "Recent jobs, newest first", "parameters": [
+                {"name": "status", "in": "query", "schema": {"enum": list(STATUSES)}},
+                {"name": "task", "in": "query", "schema": {"enum": list(QUEUES)}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                            "maximum": 500}},
+                {"name": "before", "in": "query", "schema": {"type": "number"},
+                 "description": "Cursor: take it from the `next` URL."}],
+                "responses": {"200": _json(_ref("JobList"), "OK"),
+                              **_errors(400, 401, 429)}}},
+        "/v1/jobs/batch": {"post": {
+            "tags": ["Jobs"], "summary": "Submit many images (any file field names)",
+            "parameters": [task_param, idem], "requestBody": batch_body,
+            "responses": {"202": _json(_ref("BatchAccepted"), "Accepted"),
+                          **_errors(*SUBMIT_ERRORS)}}},
+        "/v1/jobs/{job_id}": {
+            "get": {"tags": ["Jobs"], "summary": "A job (long-poll with ?wait=seconds)",
+                    "parameters": [job_id, {"name": "wait", "in": "query",
+                                            "schema": {"type": "number", "minimum": 0}}],
+                    "responses": {"200": _json(_ref("Job"), "OK"),
+                                  **_errors(400, 401, 404, 429)}},
+            "delete": {"tags": ["Jobs"], "summary": "Revoke a queued job (admin)",
+                       "parameters": [job_id],
+                       "responses": {"200": _json(_ref("Job"), "Revoked"),
+                                     **_errors(401, 403, 404, 409, 429)}}},
+        "/v1/vision/detection": _sync("Objects (COCO-80)", "Detection", image_form),
+        "/v1/vision/face": _sync("Face boxes", "Faces", image_form),
+        "/v1/vision/face/recognize": _sync("Who is in the image", "Recognition", image_form),
+        "/v1/vision/face/register": _sync(
+            "Register a userid's face (one face per image, any file field names)",
+            "Registered", _form({"userid": {"type": "string"}}, ["userid"], additional=True),
+            admin=True),
+        "/v1/vision/face/list": {"post": face_list, "get": face_list},
+        "/v1/vision/face/delete": {"post": {
+            "tags": ["DeepStack"], "summary": "Forget a userid (admin)",
+            "requestBody": _form({"userid": {"type": "string"}}, ["userid"]),
+            "responses": {"200": _json(_ref("Deleted"), "OK"),
+                          **_errors(400, 401, 403, 404, 413, 429)}}},
+        "/v1/vision/face/match": _sync(
+            "Similarity 0-1 of the largest faces of two images", "Match",
+            _form({"image1": BINARY, "image2": BINARY}, ["image1", "image2"])),
+        "/v1/vision/classify": _sync(
+            "ImageNet labels (top_k, default 5)", "Classification",
+            _form({"image": BINARY, "min_confidence": MIN_CONFIDENCE,
+                   "top_k": {"type": "string"}}, ["image"])),
+        "/v1/vision/scene": {"post": {
+            "tags": ["DeepStack"], "summary": "Not available (no Places365 model)",
+            "responses": _errors(401, 413, 429, 501)}},
+        "/v1/stats": {"get": {"tags": ["Service"], "summary": "Queues board",
+                              "responses": {"200": _json(_ref("Stats"), "OK"),
+                                            **_errors(401, 429)}}},
+        "/healthz": {"get": {"tags": ["Service"], "summary": "The process is up", "security": [],
+                             "responses": {"200": _json({"type": "object"}, "OK")}}},
+        "/readyz": {"get": {"tags": ["Service"], "summary": "Redis and a worker per queue",
+                            "security": [],
+                            "responses": {"200": _json({"type": "object"}, "Ready"),
+                                          "503": _json({"type": "object"}, "Not ready")}}},
+        "/metrics": {"get": {"tags": ["Service"], "summary": "Prometheus metrics",
+                             "security": [], "responses": {"200": {
+                                 "description": "OK", "content": {"text/plain": {}}}}}},
+        "/openapi.json": {"get": {"tags": ["Service"], "summary": "This document",
+                                  "security": [], "responses": {"200": _json(
+                                      {"type": "object"}, "OK")}}},
+        "/docs": {"get": {"tags": ["Service"], "summary": "Interactive docs", "security": [],
+                          "responses": {"200": {"description": "HTML",
+                                                "content": {"text/html": {}}}}}},
+        "/": {"get": {"tags": ["Service"], "summary": "Web page", "security": [],
+                      "responses": {"200": {"description": "HTML",
+                                            "content": {"text/html": {}}}}}},
+    }
+
+
+def build_spec() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "visionq", "version": __version__, "description": (
+            "Image inference over REST: an asynchronous job API (/v1/jobs) and "
+            "DeepStack-compatible synchronous endpoints (/v1/vision/*). When "
+            "VISIONQ_API_KEYS is set, send `Authorization: Bearer <key>`, `X-API-Key` or "
+            "the form field `api_key`.")},
+        "security": SECURITY,
+        "paths": _paths(),
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                "apiKey": {"type": "apiKey", "in": "header",
+                                           "name": "X-API-Key"}},
+        },
+    }

@@ -1,0 +1,179 @@
+// visionq web page: plain JS, no build step.  Submits to /v1/jobs, long-polls the job,
+// draws the result on a canvas; polls /v1/stats and /v1/jobs for the board.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const COLORS = ["#ff3b30", "#34c759", "#0a84ff", "#ff9f0a", "#bf5af2", "#64d2ff", "#ffd60a"];
+const FINAL = new Set(["succeeded", "failed"]);
+
+const keyInput = $("api-key");
+keyInput.value = localStorage.getItem("visionq-key") || "";
+keyInput.addEventListener("change", () => localStorage.setItem("visionq-key", keyInput.value));
+
+function headers() {
+  return keyInput.value ? { Authorization: `Bearer ${keyInput.value}` } : {};
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, { ...options, headers: { ...headers(), ...(options.headers || {}) } });
+  const body = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
+  if (!response.ok) {
+    const error = new Error(body.error || `HTTP ${response.status}`);
+    error.status = response.status;
+    throw error;
+  }
+  return body;
+}
+
+function setStatus(text, kind = "") {
+  const el = $("status");
+  el.textContent = text;
+  el.className = `status ${kind}`;
+}
+
+// ---- submit and draw -------------------------------------------------------------------
+
+const drop = $("drop");
+["dragenter", "dragover"].forEach((ev) => drop.addEventListener(ev, (e) => {
+  e.preventDefault(); drop.classList.add("over");
+}));
+["dragleave", "drop"].forEach((ev) => drop.addEventListener(ev, (e) => {
+  e.preventDefault(); drop.classList.remove("over");
+}));
+drop.addEventListener("drop", (e) => e.dataTransfer.files[0] && run(e.dataTransfer.files[0]));
+$("file").addEventListener("change", (e) => e.target.files[0] && run(e.target.files[0]));
+
+async function run(file) {
+  const task = $("task").value;
+  const form = new FormData();
+  form.append("image", file);
+  if (task === "face") form.append("options", JSON.stringify({ landmarks: "68" }));
+  $("labels").innerHTML = "";
+  $("json").textContent = "";
+  setStatus(`Uploading ${file.name}…`);
+  const started = performance.now();
+  try {
+    const [image, accepted] = await Promise.all([
+      loadImage(file),
+      api(`/v1/jobs?task=${task}`, { method: "POST", body: form }),
+    ]);
+    drawImage(image);
+    setStatus(`Queued as ${accepted.id.slice(0, 8)}… waiting for a ${task} worker`);
+    let job = accepted;
+    while (!FINAL.has(job.status)) {
+      job = await api(`/v1/jobs/${accepted.id}?wait=20`);
+      if (!FINAL.has(job.status)) setStatus(`Job is ${job.status}…`);
+    }
+    $("json").textContent = JSON.stringify(job, null, 2);
+    if (job.status === "failed") {
+      setStatus(`Failed: ${job.error} (${job.code})`, "error");
+      return;
+    }
+    const count = draw(image, task, job.result);
+    const ms = Math.round(performance.now() - started);
+    const t = job.timings || {};
+    setStatus(`${count} ${task === "classify" ? "labels" : task === "face" ? "faces" : "objects"}`
+      + ` in ${ms} ms (queue ${t.queue_wait_ms ?? "?"} ms, inference ${t.inference_ms ?? "?"} ms)`, "done");
+  } catch (error) {
+    setStatus(error.status === 401 ? "This server needs an API key (field above)." : error.message, "error");
+  } finally {
+    refresh();
+  }
+}
+
+function loadImage(file) {
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new Error("the browser cannot display this file"));
+    img.src = URL.createObjectURL(file);
+  });
+}
+
+function drawImage(img) {
+  const canvas = $("canvas");
+  const scale = Math.min(1, 760 / img.naturalWidth);
+  canvas.width = Math.round(img.naturalWidth * scale);
+  canvas.height = Math.round(img.naturalHeight * scale);
+  canvas.dataset.scale = String(scale);
+  canvas.dataset.boxes = "0";
+  canvas.getContext("2d").drawImage(img, 0, 0, canvas.width, canvas.height);
+}
+
+function draw(img, task, result) {
+  const canvas = $("canvas");
+  const ctx = canvas.getContext("2d");
+  drawImage(img);
+  // Boxes are in original-image pixels, EXIF-upright, like the browser's rendering.
+  const sx = canvas.width / (result.width || img.naturalWidth);
+  const sy = canvas.height / (result.height || img.naturalHeight);
+  const items = task === "face" ? result.faces : result.predictions;
+  let boxes = 0;
+  if (task === "classify") {
+    renderLabels(items);
+    return items.length;
+  }
+  items.forEach((item, i) => {
+    const color = COLORS[i % COLORS.length];
+    const x = item.x_min * sx, y = item.y_min * sy;
+    const w = (item.x_max - item.x_min) * sx, h = (item.y_max - item.y_min) * sy;
+    ctx.lineWidth = Math.max(2, canvas.width / 250);
+    ctx.strokeStyle = color;
+    ctx.strokeRect(x, y, w, h);
+    const text = task === "face" ? `face ${i + 1}` : `${item.label} ${(item.confidence * 100).toFixed(0)}%`;
+    ctx.font = `${Math.max(12, Math.round(canvas.width / 50))}px system-ui, sans-serif`;
+    const tw = ctx.measureText(text).width + 8, th = parseInt(ctx.font, 10) + 6;
+    const ty = y > th ? y - th : y;
+    ctx.fillStyle = color;
+    ctx.fillRect(x - ctx.lineWidth / 2, ty, tw, th);
+    ctx.fillStyle = "#fff";
+    ctx.fillText(text, x + 4 - ctx.lineWidth / 2, ty + th - 6);
+    if (item.landmarks) {
+      ctx.fillStyle = "#ffd60a";
+      Object.values(item.landmarks).flat().forEach(([px, py]) => {
+        ctx.beginPath();
+        ctx.arc(px * sx, py * sy, Math.max(1.5, canvas.width / 400), 0, 2 * Math.PI);
+        ctx.fill();
+      });
+    }
+    boxes += 1;
+  });
+  canvas.dataset.boxes = String(boxes);
+  if (task === "detect") renderLabels(items.slice(0, 10));
+  return boxes;
+}
+
+function renderLabels(items) {
+  $("labels").innerHTML = items.slice(0, 10).map((p) =>
+    `<li>${escapeHtml(p.label)} <b>${(p.confidence * 100).toFixed(1)}%</b>`
+    + `<div class="bar" style="width:${Math.max(2, p.confidence * 100)}%"></div></li>`).join("");
+}
+
+function escapeHtml(text) {
+  return String(text).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+
+// ---- live board --------------------------------------------------------------------------
+
+async function refresh() {
+  try {
+    const stats = await api("/v1/stats");
+    $("flower-link").href = `${location.protocol}//${location.hostname}:${stats.flower_port}/`;
+    $("queues").tBodies[0].innerHTML = Object.entries(stats.queues).map(([name, q]) =>
+      `<tr><td>${name}</td><td class="num">${q.length}</td><td class="num">${q.running}</td>`
+      + `<td class="num">${q.succeeded}</td><td class="num">${q.failed}</td>`
+      + `<td class="num">${q.workers}</td></tr>`).join("");
+    $("stats-age").textContent = `updated ${new Date().toLocaleTimeString()}`;
+    const recent = await api("/v1/jobs?limit=10");
+    $("jobs").tBodies[0].innerHTML = recent.jobs.map((job) =>
+      `<tr><td>${job.timings.queued_at ? new Date(job.timings.queued_at).toLocaleTimeString() : ""}</td>`
+      + `<td>${job.task}</td><td><span class="pill ${job.status}">${job.status}</span></td>`
+      + `<td class="num">${job.timings.total_ms ?? ""}</td>`
+      + `<td><code class="id">${job.id.slice(0, 12)}</code></td></tr>`).join("");
+  } catch (error) {
+    $("stats-age").textContent = error.status === 401 ? "(API key needed)" : `(${error.message})`;
+  }
+}
+
+refresh();
+setInterval(refresh, 2000);

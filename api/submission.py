@@ -1,0 +1,122 @@
+"""The one way a job gets created: used by ``/v1/jobs`` (single and batch) and by the
+DeepStack-style endpoints, so every job is validated, limited and queued the same way.
+
+Order matters: everything that can reject the request (task, options, image header,
+backlog) runs before anything is written, so a rejected request leaves nothing behind;
+an ``Idempotency-Key`` is claimed (SET NX) only after that, right before the writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from api.errors import ApiError
+from api.options import validate_options
+from api.services import Services, services
+from visionq.imaging import ImageError, probe
+from visionq.jobs import Job
+from visionq.settings import QUEUES
+
+IDEMPOTENCY_KEY_PREFIX = "visionq:idem:"
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+BACKLOG_RETRY_AFTER_S = 10
+
+
+@dataclass(frozen=True)
+class Submitted:
+    jobs: list[Job]
+    replayed: bool = False
+    """True when an earlier request with the same Idempotency-Key created these jobs."""
+
+
+def check_task(task: str | None) -> str:
+    if not task:
+        raise ApiError(400, "missing_task", f"missing task; one of: {', '.join(QUEUES)}")
+    if task not in QUEUES:
+        raise ApiError(400, "unknown_task", f"unknown task {task!r}; one of: {', '.join(QUEUES)}")
+    return task
+
+
+def check_backlog(svc: Services, task: str, adding: int = 1) -> None:
+    """Backpressure: refuse new work for a queue whose backlog is beyond its limit, so a
+    burst becomes quick 503s the caller can retry instead of jobs that time out queued."""
+    limit = svc.settings.max_backlog_for(task)
+    backlog = int(svc.redis.llen(task))
+    if backlog + adding > limit:
+        raise ApiError(503, "queue_full",
+                       f"the {task} queue is full ({backlog} jobs waiting, limit {limit}); "
+                       f"retry in {BACKLOG_RETRY_AFTER_S} s",
+                       {"Retry-After": str(BACKLOG_RETRY_AFTER_S)})
+
+
+def _idempotency_key(raw: str, owner: str) -> str:
+    if len(raw) > MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise ApiError(400, "invalid_idempotency_key",
+                       f"Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
+    # Scoped by caller so two clients cannot collide (or probe each other's keys).
+    digest = hashlib.sha256(f"{owner}\0{raw}".encode()).hexdigest()
+    return f"{IDEMPOTENCY_KEY_PREFIX}{digest}"
+
+
+def submit_jobs(task: str | None, images: list[bytes], options: dict[str, Any] | None = None,
+                *, idempotency_key: str | None = None, owner: str = "") -> Submitted:
+    """Validate, store and enqueue one job per image (all or nothing)."""
+    svc = services()
+    task = check_task(task)
+    opts = validate_options(task, options or {})
+    if not images:
+        raise ApiError(400, "missing_image", "no image in the request")
+    if len(images) > svc.settings.max_batch:
+        raise ApiError(413, "batch_too_large",
+                       f"{len(images)} images > limit of {svc.settings.max_batch} per request")
+    for index, data in enumerate(images):
+        try:
+            probe(data, svc.limits)  # reject what is clearly not an image before enqueueing
+        except ImageError as exc:
+            if len(images) > 1:
+                exc.message = f"image {index}: {exc.message}"
+            raise
+    check_backlog(svc, task, len(images))
+
+    job_ids = [uuid.uuid4().hex for _ in images]
+    idem = _idempotency_key(idempotency_key, owner) if idempotency_key else None
+    if idem is not None:
+        claimed = svc.redis.set(idem, json.dumps(job_ids), nx=True,
+                                ex=svc.settings.idempotency_ttl_s)
+        if not claimed:
+            return _replay(svc, idem, task)
+
+    created: list[Job] = []
+    try:
+        for job_id, data in zip(job_ids, images, strict=True):
+            blob = svc.blobs.put(data)
+            job = svc.jobs.create(task, blob, opts, job_id=job_id)
+            created.append(job)
+            svc.enqueue(task, job.id)
+    except Exception:
+        with contextlib.suppress(Exception):  # best effort: Redis may be what failed
+            for job in created:  # all or nothing: undo what was written
+                svc.jobs.revoke(job.id, "submission failed")
+                svc.blobs.delete(job.blob)
+            if idem is not None:
+                svc.redis.delete(idem)
+        raise
+    return Submitted(created)
+
+
+def _replay(svc: Services, idem: str, task: str) -> Submitted:
+    raw = svc.redis.get(idem)
+    if raw is None:  # expired between SET NX and GET: extremely unlikely
+        raise ApiError(409, "idempotency_conflict", "retry the request")
+    jobs = []
+    for job_id in json.loads(raw):
+        job = svc.jobs.get(job_id)
+        if job is None:  # the first request is still writing, or the record expired
+            job = Job(id=job_id, task=task, status="queued", blob="")
+        jobs.append(job)
+    return Submitted(jobs, replayed=True)
