@@ -37,13 +37,16 @@ def main() -> None:
 @click.option("--concurrency", type=int, default=1, show_default=True,
               help="Processes per queue worker.")
 @click.option("--no-flower", is_flag=True, help="Do not start Flower.")
+@click.option("--no-prometheus", is_flag=True,
+              help="Do not start Prometheus even when it is installed.")
 @click.option("--host", default=None,
               help="API bind address (default VISIONQ_API_HOST or 127.0.0.1).")
 @click.option("--insecure", is_flag=True,
               help="Allow binding to a non-loopback address without API keys.")
 def up(queues: str, port: int | None, api_workers: int, concurrency: int, no_flower: bool,
-       host: str | None, insecure: bool) -> None:
-    """Start Redis (embedded unless REDIS_URL is set), the API, workers and Flower."""
+       no_prometheus: bool, host: str | None, insecure: bool) -> None:
+    """Start Redis (embedded unless REDIS_URL is set), the API, a worker per queue, the
+    metrics exporter, Flower and (when installed) Prometheus; print the URLs."""
     from visionq.up import bind_refusal, make_stack
 
     settings = Settings()
@@ -55,7 +58,8 @@ def up(queues: str, port: int | None, api_workers: int, concurrency: int, no_flo
     if refusal:
         raise click.UsageError(refusal)
     stack = make_stack(settings, _queues(queues), api_workers=api_workers,
-                       worker_concurrency=concurrency, flower=not no_flower)
+                       worker_concurrency=concurrency, flower=not no_flower,
+                       prometheus=not no_prometheus)
     sys.exit(stack.run())
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import ipaddress
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,9 +22,13 @@ from urllib.parse import urlparse
 
 import requests
 
+from monitoring.metrics import clean_multiprocess_dir
+from monitoring.settings import get_monitoring_settings
 from visionq.embedded_redis import server_command, wait_ready
 from visionq.settings import QUEUES, Settings
 
+PROMETHEUS_PORT = 9090
+PROMETHEUS_CONFIG = Path(__file__).resolve().parents[1] / "monitoring" / "prometheus.yml"
 STOP_TIMEOUT_S = 30.0
 """Warm shutdown: workers finish in-flight jobs; after this they are killed."""
 
@@ -33,6 +38,8 @@ class Service:
     name: str
     command: list[str]
     critical: bool = True
+    env: dict[str, str] = field(default_factory=dict)
+    """Added to the stack's environment for this service only."""
     process: subprocess.Popen | None = field(default=None, repr=False)
 
 
@@ -49,6 +56,7 @@ class Stack:
     api_workers: int = 2
     worker_concurrency: int = 1
     flower: bool = True
+    prometheus: bool = True
     embedded_redis_port: int | None = None
     services: list[Service] = field(default_factory=list)
     out: object = sys.stdout
@@ -60,27 +68,47 @@ class Stack:
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
 
+    def metrics_dirs(self) -> dict[str, Path]:
+        """prometheus_client multiprocess directories: one for the API's gunicorn workers,
+        one for every Celery process (read by the exporter), so nothing is exported twice."""
+        base = Path(self.settings.state_dir).resolve() / "metrics"
+        return {"api": base / "api", "workers": base / "workers"}
+
     def plan(self) -> list[Service]:
         python = sys.executable
         state = self.settings.state_dir
         services: list[Service] = []
+        dirs = self.metrics_dirs()
+        for directory in dirs.values():
+            clean_multiprocess_dir(directory)  # counters restart with the stack
+        api_env = {"PROMETHEUS_MULTIPROC_DIR": str(dirs["api"])}
+        workers_env = {"PROMETHEUS_MULTIPROC_DIR": str(dirs["workers"])}
         if self.embedded_redis_port is not None:
             services.append(Service("redis", server_command(
                 self.embedded_redis_port, state / "redis")))
         services.append(Service("api", [
             python, "-m", "gunicorn", "--workers", str(self.api_workers), "--bind",
             f"{self.settings.api_host}:{self.settings.api_port}",
-            "--graceful-timeout", "20", "api:create_app()"]))
+            "--graceful-timeout", "20", "api:create_app()"], env=api_env))
         for queue in self.queues:
             services.append(Service(f"worker-{queue}", [
                 python, "-m", "celery", "-A", "tasks", "worker", "-Q", queue,
                 "-c", str(self.worker_concurrency), "-n", f"{queue}@%h", "--loglevel", "INFO"],
-                critical=False))
+                critical=False, env=workers_env))
+        services.append(Service("exporter", [
+            python, "-m", "monitoring.exporter", "--queues", ",".join(self.queues)],
+            critical=False, env=workers_env))
         if self.flower and importlib.util.find_spec("flower") is not None:
             services.append(Service("flower", [
                 python, "-m", "celery", "-A", "tasks", "flower",
                 f"--port={self.settings.flower_port}",
                 f"--address={self._flower_host()}"], critical=False))
+        prometheus = shutil.which("prometheus")
+        if self.prometheus and prometheus:
+            services.append(Service("prometheus", [
+                prometheus, f"--config.file={PROMETHEUS_CONFIG}",
+                f"--storage.tsdb.path={Path(state).resolve() / 'prometheus'}",
+                f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}"], critical=False))
         return services
 
     def _flower_host(self) -> str:
@@ -90,8 +118,8 @@ class Stack:
 
     def start(self, service: Service) -> None:
         service.process = subprocess.Popen(
-            service.command, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, bufsize=1, start_new_session=True)
+            service.command, env={**self.env(), **service.env}, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True)
         threading.Thread(target=_pump, args=(service.name, service.process.stdout, self.out),
                          daemon=True).start()
 
@@ -155,6 +183,15 @@ class Stack:
         ]
         if any(s.name == "flower" for s in self.services):
             lines.append(f"  Flower      http://{host}:{self.settings.flower_port}/")
+        lines.append(f"  Metrics     http://{host}:{port}/metrics (API), "
+                     f"http://127.0.0.1:{get_monitoring_settings().exporter_port}/metrics "
+                     "(workers, queues)")
+        if any(s.name == "prometheus" for s in self.services):
+            lines.append(f"  Prometheus  http://127.0.0.1:{PROMETHEUS_PORT}/  "
+                         "(alerts: monitoring/alerts.yml)")
+        else:
+            lines.append("  Prometheus  not installed: `apt-get install prometheus`, then "
+                         f"`prometheus --config.file={PROMETHEUS_CONFIG}`")
         lines += [
             f"  try:        curl -F image=@photo.jpg 'http://{host}:{port}/v1/jobs?task=face'",
             "  Ctrl-C stops everything (workers finish their in-flight jobs first).",

@@ -23,12 +23,13 @@ def _reader(stream, lines: queue.Queue) -> None:
 
 
 def test_up_runs_the_stack_and_stops_cleanly(tmp_path: Path) -> None:
-    api_port, redis_port, flower_port = free_port(), free_port(), free_port()
+    api_port, redis_port, flower_port, exporter_port = (free_port() for _ in range(4))
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "VISIONQ_REDIS_URL")}
     env.update({"VISIONQ_REDIS_PORT": str(redis_port), "VISIONQ_FLOWER_PORT": str(flower_port),
+                "VISIONQ_EXPORTER_PORT": str(exporter_port),
                 "VISIONQ_STATE_DIR": str(tmp_path / "state"), "C_FORCE_ROOT": "1"})
     process = subprocess.Popen(
-        [str(BIN / "visionq"), "up", "--port", str(api_port), "--queues", "face"],
+        [str(BIN / "visionq"), "up", "--port", str(api_port), "--queues", "face", "--no-prometheus"],
         env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True)
     lines: queue.Queue = queue.Queue()
@@ -47,6 +48,7 @@ def test_up_runs_the_stack_and_stops_cleanly(tmp_path: Path) -> None:
         banner = "".join(seen)
         assert f"http://127.0.0.1:{api_port}/v1/jobs" in banner
         assert f"http://127.0.0.1:{flower_port}/" in banner
+        assert f"http://127.0.0.1:{exporter_port}/metrics" in banner
         api = f"http://127.0.0.1:{api_port}"
         submitted = requests.post(f"{api}/v1/jobs?task=face", timeout=10, files={
             "image": (FIXTURES / "faces" / "obama_small.jpg").read_bytes()})
@@ -64,6 +66,8 @@ def test_up_runs_the_stack_and_stops_cleanly(tmp_path: Path) -> None:
                 pass
             assert time.monotonic() < deadline, "Flower did not answer"
             time.sleep(0.5)
+        metrics = requests.get(f"http://127.0.0.1:{exporter_port}/metrics", timeout=5).text
+        assert 'visionq_jobs_completed_total{' in metrics and 'task="face"' in metrics
     finally:
         os.killpg(process.pid, signal.SIGINT) if process.poll() is None else None
         try:
@@ -75,7 +79,7 @@ def test_up_runs_the_stack_and_stops_cleanly(tmp_path: Path) -> None:
         seen.append(lines.get())
     assert code == 0, "".join(seen[-30:])
     assert "visionq: stopped" in "".join(seen)
-    for port in (api_port, redis_port, flower_port):
+    for port in (api_port, redis_port, flower_port, exporter_port):
         try:
             requests.get(f"http://127.0.0.1:{port}/", timeout=1)
             raise AssertionError(f"something still listens on {port}")
