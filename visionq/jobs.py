@@ -19,6 +19,8 @@ JOB_KEY_PREFIX = "visionq:job:"
 RECENT_KEY = "visionq:jobs:recent"
 """Sorted set of job ids scored by ``queued_at``, capped: the index behind ``GET /v1/jobs``."""
 COUNTS_KEY = "visionq:jobs:counts"
+DONE_CHANNEL_PREFIX = "visionq:done:"
+WAIT_RECHECK_S = 1.0
 """Hash ``<task>:<status>`` -> count: ``running`` is a gauge, ``succeeded``/``failed`` are
 totals since this Redis was created.  Updated inside the same scripts that move a job."""
 FINAL_STATUSES = frozenset({"succeeded", "failed"})
@@ -36,6 +38,7 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 local task = redis.call('HGET', KEYS[1], 'task') or '?'
 if status == 'running' then redis.call('HINCRBY', KEYS[2], task .. ':running', -1) end
 redis.call('HINCRBY', KEYS[2], task .. ':' .. ARGV[3], 1)
+redis.call('PUBLISH', KEYS[3], ARGV[3])
 return 1
 """
 
@@ -62,6 +65,7 @@ if status == 'running' then return 2 end
 redis.call('HSET', KEYS[1], 'status', 'failed', 'code', 'revoked', 'error', ARGV[2],
            'finished_at', ARGV[1])
 redis.call('HINCRBY', KEYS[2], (redis.call('HGET', KEYS[1], 'task') or '?') .. ':failed', 1)
+redis.call('PUBLISH', KEYS[3], 'failed')
 return 1
 """
 REVOKED, REVOKE_TOO_LATE, REVOKE_FINAL, REVOKE_UNKNOWN = 1, 2, 0, -1
@@ -181,7 +185,7 @@ class JobStore:
     def revoke(self, job_id: str, reason: str = "revoked before it ran") -> int:
         """Fail a queued job atomically so a worker that later receives it skips it
         (``start`` returns 0 for final jobs).  One of the ``REVOKE_*`` codes."""
-        return int(self._revoke(keys=[self.key(job_id), COUNTS_KEY],
+        return int(self._revoke(keys=[self.key(job_id), COUNTS_KEY, self.channel(job_id)],
                                 args=[repr(time.time()), reason]))
 
     def get(self, job_id: str) -> Job | None:
@@ -226,15 +230,32 @@ class JobStore:
         args: list[Any] = [self._ttl_s]
         for name, value in fields.items():
             args += [name, value]
-        return int(self._finish(keys=[self.key(job_id), COUNTS_KEY], args=args)) == 1
+        return int(self._finish(keys=[self.key(job_id), COUNTS_KEY, self.channel(job_id)],
+                                args=args)) == 1
+
+    @staticmethod
+    def channel(job_id: str) -> str:
+        """Pub/sub channel on which finishing (or revoking) a job is announced."""
+        return f"{DONE_CHANNEL_PREFIX}{job_id}"
 
     def wait(self, job_id: str, timeout_s: float) -> Job | None:
-        """Long-poll until the job is final or ``timeout_s`` passes."""
+        """Long-poll until the job is final or ``timeout_s`` passes.
+
+        Subscribes to the job's channel first, then reads the record, so a finish between
+        the two is never missed; wakes within a millisecond of the announcement, and
+        re-reads the record every ``WAIT_RECHECK_S`` in case one is lost (a reconnect)."""
+        job = self.get(job_id)
+        if job is None or job.status in FINAL_STATUSES or timeout_s <= 0:
+            return job
         deadline = time.monotonic() + timeout_s
-        delay = 0.01
-        while True:
-            job = self.get(job_id)
-            if job is None or job.status in FINAL_STATUSES or time.monotonic() >= deadline:
-                return job
-            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 1.5, 0.2)
+        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(self.channel(job_id))
+            while True:
+                job = self.get(job_id)
+                remaining = deadline - time.monotonic()
+                if job is None or job.status in FINAL_STATUSES or remaining <= 0:
+                    return job
+                pubsub.get_message(timeout=min(remaining, WAIT_RECHECK_S))
+        finally:
+            pubsub.close()
