@@ -5,6 +5,8 @@ node.  Prints JSON on stdout for the test to read.
     submit URL TASK (--image PATH | --width N) [--count K]   -> ["id", ...]
     await URL ID --status running,succeeded [--timeout S]    -> the job once in a status
     results URL ID [ID ...] [--wait S]                       -> [job, ...] once final
+    ready URL [--workers N] [--timeout S]                    -> /readyz once Redis answers
+                                                                and N classify workers beat
 """
 
 from __future__ import annotations
@@ -60,6 +62,20 @@ def results(url: str, ids: list[str], wait_s: float) -> list[dict]:
     return jobs
 
 
+def ready(url: str, workers: int, timeout_s: float) -> dict:
+    deadline = time.monotonic() + timeout_s
+    detail: dict = {}
+    while time.monotonic() < deadline:
+        try:
+            detail = requests.get(f"{url}/readyz", timeout=5).json()
+            if detail.get("redis") == "ok" and detail["workers"]["classify"] >= workers:
+                return detail
+        except requests.RequestException as exc:
+            detail = {"error": str(exc)}
+        time.sleep(0.2)
+    raise SystemExit(f"not ready after {timeout_s:g} s: {detail}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nsclient")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -78,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("url")
     p.add_argument("ids", nargs="+")
     p.add_argument("--wait", type=float, default=30)
+    p = sub.add_parser("ready")
+    p.add_argument("url")
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=20)
     args = parser.parse_args(argv)
     if args.command == "submit":
         if args.image is not None:
@@ -89,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         out: object = submit(args.url, args.task, image, args.count)
     elif args.command == "await":
         out = await_status(args.url, args.id, set(args.status.split(",")), args.timeout)
+    elif args.command == "ready":
+        out = ready(args.url, args.workers, args.timeout)
     else:
         out = results(args.url, args.ids, args.wait)
     json.dump(out, sys.stdout)
