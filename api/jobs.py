@@ -57,6 +57,8 @@ def _parse_options(raw: Any) -> dict[str, Any]:
             raw = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise ApiError(400, "invalid_options", f"options is not valid JSON: {exc}") from exc
+        except RecursionError as exc:  # "[[[[..." deeper than the parser's recursion limit
+            raise ApiError(400, "invalid_options", "options is nested too deeply") from exc
     if not isinstance(raw, dict):
         raise ApiError(400, "invalid_options", "options must be a JSON object")
     return raw
@@ -74,7 +76,10 @@ def _decode_base64(encoded: Any, name: str) -> bytes:
 
 
 def _json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # silent only covers ValueError; "[[[[..." recurses too deep
+        body = None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "the body is not a JSON object")
     return body

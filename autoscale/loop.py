@@ -35,6 +35,25 @@ DEFAULT_QUEUES = ("face", "detect", "classify")
 DEFAULT_INTERVAL_SECONDS = 5.0
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_ASG_TEMPLATE = "visionq-{queue}"
+DEFAULT_METRICS_PORT = 9809
+"""Where monitoring/prometheus.yml expects the autoscaler."""
+
+
+def publish_metrics(port: int) -> Callable[[Decision, Observation], None]:
+    """Serve the desired/current worker gauges on ``port`` and return the updater."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from monitoring.metrics import AutoscalerMetrics
+
+    gauges = AutoscalerMetrics(CollectorRegistry())
+    start_http_server(port, addr="127.0.0.1", registry=gauges.registry)
+
+    def update(decision: Decision, obs: Observation) -> None:
+        for queue, desired in decision.desired.items():
+            gauges.desired.labels(queue_name=queue).set(desired)
+            gauges.current.labels(queue_name=queue).set(obs.queues[queue].current)
+
+    return update
 
 
 @dataclass
@@ -47,6 +66,8 @@ class Controller:
     clock: Callable[[], float] = time.time
     rates: ArrivalRates = field(default_factory=ArrivalRates)
     state: State = field(default_factory=State)
+    on_decision: Callable[[Decision, Observation], None] | None = None
+    """Called after every decision (the metrics gauges)."""
 
     def observe(self) -> tuple[Observation, frozenset[str], set[str]]:
         now = self.clock()
@@ -72,6 +93,8 @@ class Controller:
         obs, busy, ids = self.observe()
         decision = decide(obs, self.policy, self.state)
         self.state = decision.state
+        if self.on_decision is not None:
+            self.on_decision(decision, obs)
         changed = decision.changed(obs)
         for q in self.queues:
             level = logging.INFO if q in changed else logging.DEBUG
@@ -142,6 +165,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     loc = p.add_argument_group("local backend")
     loc.add_argument("--worker-command", default=None,
                      help="command template with {queue} and {index} (shell-quoted)")
+    p.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT,
+                   help="serve visionq_autoscale_workers_desired/current on this port "
+                        "(0: off)")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -191,7 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"invalid policy: {exc}") from exc
     backend = build_backend(args, queues)
     conn = redis.Redis.from_url(args.redis_url, socket_timeout=5)
-    controller = Controller(conn, backend, queues, policy, dry_run=args.dry_run)
+    serve = args.metrics_port and not args.once  # a one-shot run has nothing to scrape
+    on_decision = publish_metrics(args.metrics_port) if serve else None
+    controller = Controller(conn, backend, queues, policy, dry_run=args.dry_run,
+                            on_decision=on_decision)
     stop = threading.Event()
     try:
         if args.once:

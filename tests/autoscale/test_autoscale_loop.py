@@ -129,3 +129,23 @@ def test_cli_help_and_bad_args(argv: list[str]) -> None:
 def test_cli_rejects_bad_policy(scaler_redis_url: str) -> None:
     with pytest.raises(SystemExit, match="invalid policy"):
         main(["--once", "--redis-url", scaler_redis_url, "--min", "5", "--max", "2"])
+
+
+def test_decisions_are_published_as_gauges(scaler_redis_url: str) -> None:
+    import redis
+    import requests
+
+    from autoscale.backends.local import LocalBackend
+    from autoscale.loop import Controller, publish_metrics
+    from autoscale.policy import Policy
+    from tests.conftest import free_port
+
+    port = free_port()
+    conn = redis.Redis.from_url(scaler_redis_url)
+    conn.rpush("face", b"{}")  # one waiting message: scale from zero to one
+    controller = Controller(conn, LocalBackend(["face"]), ["face"], Policy(), dry_run=True,
+                            on_decision=publish_metrics(port))
+    controller.tick()
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert 'visionq_autoscale_workers_desired{queue_name="face"} 1.0' in text
+    assert 'visionq_autoscale_workers_current{queue_name="face"} 0.0' in text

