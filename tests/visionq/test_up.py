@@ -29,7 +29,8 @@ def test_up_runs_the_stack_and_stops_cleanly(tmp_path: Path) -> None:
                 "VISIONQ_EXPORTER_PORT": str(exporter_port),
                 "VISIONQ_STATE_DIR": str(tmp_path / "state"), "C_FORCE_ROOT": "1"})
     process = subprocess.Popen(
-        [str(BIN / "visionq"), "up", "--port", str(api_port), "--queues", "face", "--no-prometheus"],
+        [str(BIN / "visionq"), "up", "--port", str(api_port), "--queues", "face",
+         "--no-prometheus"],
         env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True)
     lines: queue.Queue = queue.Queue()
