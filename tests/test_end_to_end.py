@@ -167,3 +167,30 @@ def test_a_bad_image_fails_the_job_not_the_worker(api_url: str, classify_worker:
     after = run_job(api_url, CLASSIFY / "coffee.png", task="classify")
     assert after["status"] == "succeeded"
     assert after["result"]["predictions"][0]["label"] == "espresso"
+
+
+def test_password_protected_external_redis(test_worker, tmp_path) -> None:
+    """REDIS_URL with a password: the API, the worker and the job store all use it."""
+    from tests.conftest import free_port, spawn, start_api, stop_process
+    from visionq.embedded_redis import server_command, wait_ready
+
+    port = free_port()
+    server = spawn("redis-password", server_command(port, None, persistent=False)
+                   + ["--requirepass", "s3cret"], dict(__import__("os").environ))
+    url = f"redis://:s3cret@127.0.0.1:{port}/0"
+    try:
+        wait_ready(url, 15, server)
+        test_worker(url, "classify", "password", VISIONQ_CLASSIFY_THREADS="1")
+        api, api_process = start_api(url, "api-password")
+        try:
+            job = run_job(api, CLASSIFY / "coffee.png", task="classify")
+            assert job["status"] == "succeeded"
+            assert job["result"]["predictions"][0]["label"] == "espresso"
+        finally:
+            stop_process(api_process)
+        import redis as redis_lib
+
+        with pytest.raises(redis_lib.AuthenticationError):
+            redis_lib.Redis(port=port).ping()  # and it really needs the password
+    finally:
+        stop_process(server)
