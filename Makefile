@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-SYSTEM_TOOLS := chromium prometheus
+SYSTEM_TOOLS := chromium prometheus docker-compose
 
 .PHONY: help install system-deps up test test-slow lint bench clean
 
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml uv.lock
 
 install: $(STAMP) ## Install the locked dependencies into .venv (all extras, dev tools)
 
-system-deps: ## Debian packages the tests drive (chromium, prometheus), installed when missing
+system-deps: ## Debian packages the tests drive (chromium, prometheus, docker-compose), when missing
 	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

@@ -10,6 +10,7 @@ process tree can be stopped (or SIGKILLed, like a machine losing power) by its g
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -139,10 +140,8 @@ class Fabric:
 def kill_group(process: subprocess.Popen, sig: signal.Signals) -> None:
     if process.poll() is not None:
         return
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _kill_stragglers(netns: str) -> None:
@@ -151,7 +150,5 @@ def _kill_stragglers(netns: str) -> None:
     result = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True,
                             timeout=10)
     for pid in result.stdout.split():
-        try:
+        with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pid), signal.SIGKILL)
-        except (ProcessLookupError, ValueError):
-            pass
