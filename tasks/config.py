@@ -48,7 +48,9 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "task_default_queue": QUEUES[0],
         "task_create_missing_queues": False,
         "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # No task-sent event: one more Redis publish on every submit, and nothing reads it
+        # (the API counts submissions itself; Flower shows received/started/succeeded).
+        "task_send_sent_event": False,
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
         "broker_channel_error_retry": True,

@@ -42,5 +42,9 @@ def classify(self, job_id: str) -> dict[str, Any]:
 
 
 def enqueue(task: str, job_id: str) -> None:
-    """Publish one job to its queue (routing is declared once, in tasks.config)."""
-    app.send_task(TASK_NAMES[task], args=[job_id], task_id=job_id)
+    """Publish one job to its queue (routing is declared once, in tasks.config).
+
+    ``ignore_result``: results live in the job record, so the producer must not subscribe
+    to Celery's result channel for every message (a pub/sub round trip per submit, and a
+    broken result connection — a Redis restart — would fail the submit with a 500)."""
+    app.send_task(TASK_NAMES[task], args=[job_id], task_id=job_id, ignore_result=True)

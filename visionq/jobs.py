@@ -248,14 +248,21 @@ class JobStore:
         if job is None or job.status in FINAL_STATUSES or timeout_s <= 0:
             return job
         deadline = time.monotonic() + timeout_s
-        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        pubsub = self._client.pubsub()
         try:
             pubsub.subscribe(self.channel(job_id))
+            # SUBSCRIBE is asynchronous: read its confirmation before reading the record,
+            # or a finish published in between would be missed (and cost a recheck).
+            while time.monotonic() < deadline:
+                message = pubsub.get_message(timeout=min(deadline - time.monotonic(), 1.0))
+                if message is not None and message["type"] == "subscribe":
+                    break
             while True:
                 job = self.get(job_id)
                 remaining = deadline - time.monotonic()
                 if job is None or job.status in FINAL_STATUSES or remaining <= 0:
                     return job
-                pubsub.get_message(timeout=min(remaining, WAIT_RECHECK_S))
+                pubsub.get_message(ignore_subscribe_messages=True,
+                                   timeout=min(remaining, WAIT_RECHECK_S))
         finally:
             pubsub.close()

@@ -55,3 +55,28 @@ def test_wait_returns_when_finished(idle_redis_url: str) -> None:
     started = time.monotonic()
     assert store.wait(pending.id, 0.3).status == "queued"
     assert 0.25 < time.monotonic() - started < 2
+
+
+def test_wait_is_woken_by_the_finish_announcement(idle_redis_url: str, monkeypatch) -> None:
+    """With the periodic re-read pushed out to 30 s, only the pub/sub announcement can end
+    the wait early: each of many finishes racing the subscription must be seen."""
+    import visionq.jobs as jobs_module
+
+    monkeypatch.setattr(jobs_module, "WAIT_RECHECK_S", 30.0)
+    store = JobStore(redis.Redis.from_url(idle_redis_url), ttl_s=60)
+    for delay in (0.0, 0.001, 0.005, 0.02, 0.05) * 4:
+        job = store.create("face", "k")
+        store.start(job.id, "w")
+        threading.Timer(delay, store.succeed, args=(job.id, {"ok": True})).start()
+        started = time.monotonic()
+        done = store.wait(job.id, 20)
+        assert done.status == "succeeded"
+        assert time.monotonic() - started < 10, "missed the announcement"
+
+
+def test_revoke_wakes_a_waiter(idle_redis_url: str) -> None:
+    store = JobStore(redis.Redis.from_url(idle_redis_url), ttl_s=60)
+    job = store.create("face", "k")
+    threading.Timer(0.2, store.revoke, args=(job.id,)).start()
+    done = store.wait(job.id, 20)
+    assert done.status == "failed" and done.code == "revoked"
