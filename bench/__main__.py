@@ -1,0 +1,67 @@
+"""``python -m bench <subcommand>``: see ``python -m bench --help``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="visionq benchmarks: every run starts what it measures, is bounded, and "
+                    "writes bench/results/<name>.json plus PNG plots.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    from bench import compare, detect_latency, face4k, netloss, submit
+
+    compare.add_arguments(sub.add_parser(
+        "loadgen", help="open-loop sweep: visionq vs sync Flask vs compute ceiling",
+        description=compare.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    submit.add_arguments(sub.add_parser(
+        "submit", help="POST /v1/jobs accepted jobs/s and latency (no workers)",
+        description=submit.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    face4k.add_arguments(sub.add_parser(
+        "face4k", help="4K face detection: images/s per core, CPU-s/image, recall",
+        description=face4k.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    netloss.add_arguments(sub.add_parser(
+        "loss", help="classification goodput under packet loss (netns + nftables)",
+        description=netloss.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    detect_latency.add_arguments(sub.add_parser(
+        "detect-latency", help="detection round trip at low load and at 80%% of capacity",
+        description=detect_latency.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter))
+    netloss.add_client_arguments(sub.add_parser(
+        "client", help="(internal) one open-loop point, JSON on stdout; run inside a netns"))
+    ready = sub.add_parser("ready", help="(internal) wait until a server is ready")
+    ready.add_argument("--url", required=True)
+    ready.add_argument("--path", default="/healthz")
+    ready.add_argument("--redis-url")
+    ready.add_argument("--tasks", default="")
+    ready.add_argument("--timeout", type=float, default=120)
+
+    args = parser.parse_args(argv)
+    if args.command == "loadgen":
+        compare.run(args, argv)
+    elif args.command == "submit":
+        submit.run(args, argv)
+    elif args.command == "face4k":
+        face4k.run(args, argv)
+    elif args.command == "loss":
+        netloss.run(args, argv)
+    elif args.command == "detect-latency":
+        detect_latency.run(args, argv)
+    elif args.command == "client":
+        netloss.client_main(args)
+    elif args.command == "ready":
+        from bench.stack import check_ready
+
+        check_ready(args.url, args.path, args.redis_url,
+                    [t for t in args.tasks.split(",") if t], args.timeout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

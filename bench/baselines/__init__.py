@@ -1,0 +1,1 @@
+"""The classic designs visionq is compared against, run by the benchmark itself."""

@@ -1,0 +1,74 @@
+"""The classic design: a synchronous Flask app that runs inference inside the request
+handler, served by gunicorn with one sync worker per core (what the seeds' services did).
+
+    BENCH_SYNC_TASK=classify gunicorn --workers 2 'bench.baselines.sync_flask:create_app()'
+
+Same plugins, same decoding (``visionq.imaging.decode`` with the model's reduced-size
+hint) and the same result shapes as a visionq worker, so the only difference measured is
+the architecture: no queue, no job store, one request at a time per process.  Each worker
+loads its own model after the fork, on one thread (one process per core).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask, jsonify, request
+
+from visionq.imaging import ImageError, decode, probe
+
+MODEL_THREADS = 1
+
+
+def build_model(task: str) -> Any:
+    """The visionq plugin for ``task``, loaded, on ``MODEL_THREADS`` threads."""
+    if task == "classify":
+        from workers.plugins.efficientnet_lite0 import EfficientNetLite0
+
+        model: Any = EfficientNetLite0(num_threads=MODEL_THREADS)
+    elif task == "detect":
+        from workers.plugins.centernet_mbv3 import CenterNetMbv3
+
+        model = CenterNetMbv3(num_threads=MODEL_THREADS)
+    elif task == "face":
+        from workers.plugins.face_recognition_model import FaceRecognitionModel
+
+        model = FaceRecognitionModel()
+    else:
+        raise ValueError(f"unknown task {task!r}")
+    model.load()
+    return model
+
+
+def infer(model: Any, data: bytes, options: dict[str, Any]) -> dict[str, Any]:
+    """Decode exactly as ``workers.runner.run_job`` does, then predict one image."""
+    max_side = model.input_size
+    if hasattr(model, "max_side_for"):
+        max_side = model.max_side_for(probe(data))
+    return model.predict([decode(data, max_side=max_side)], options)[0]
+
+
+def create_app() -> Flask:
+    task = os.environ.get("BENCH_SYNC_TASK", "classify")
+    model = build_model(task)  # gunicorn imports the app in each worker (no --preload)
+    app = Flask(__name__)
+
+    @app.get("/ready")
+    def ready() -> Any:
+        return jsonify({"task": task, "model": model.name})
+
+    @app.post(f"/v1/vision/{task}")
+    def predict() -> Any:
+        upload = request.files.get("image")
+        if upload is None:
+            return jsonify({"success": False, "error": "missing image"}), 400
+        options = {"landmarks": "none"} if task == "face" else {}
+        try:
+            result = infer(model, upload.read(), options)
+        except ImageError as exc:
+            return jsonify({"success": False, "error": exc.message, "code": exc.code}), \
+                exc.status
+        return jsonify({"success": True, **result})
+
+    return app

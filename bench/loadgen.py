@@ -1,0 +1,313 @@
+"""Open-loop load generation: Poisson arrivals at a set rate, each request its own asyncio
+task, so a slow server never slows the arrivals down (a closed loop would hide overload).
+
+Latency is measured from the *scheduled* arrival time, so if the client itself falls
+behind (CPU contention) that delay counts against the server's figures rather than being
+silently dropped (coordinated omission); the client's own lag is reported too.  Every
+point is bounded by a duration, a request count and a per-request deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.common import latency_summary, percentile, say
+from bench.http import HttpError, Target, multipart, request
+
+FINAL = ("succeeded", "failed")
+DEEPSTACK_PATHS = {"classify": "/v1/vision/classify", "detect": "/v1/vision/detection",
+                   "face": "/v1/vision/face"}
+
+
+@dataclass
+class Outcome:
+    """One logical request: ``latency_s`` from its scheduled arrival to its answer."""
+
+    scheduled: float
+    latency_s: float
+    kind: str
+    """``ok`` or the error's kind (``http_503``, ``timeout``, ``job_failed:<code>``...)."""
+    lag_s: float = 0.0
+    attempts: int = 1
+    server: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.kind == "ok"
+
+
+class RequestFailed(Exception):
+    def __init__(self, kind: str, attempts: int = 1) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.attempts = attempts
+
+
+Call = Callable[[int, float], Awaitable[tuple[int, dict[str, Any]]]]
+"""``call(image_index, deadline)`` -> (attempts, server timings); raises RequestFailed."""
+
+
+@dataclass
+class Bodies:
+    """Multipart bodies built once per image (the same bytes for every system)."""
+
+    items: list[tuple[bytes, str]]
+
+    @classmethod
+    def of(cls, paths: Sequence[Path]) -> Bodies:
+        return cls([multipart({"image": p.read_bytes()}, p.name) for p in paths])
+
+    def __getitem__(self, index: int) -> tuple[bytes, str]:
+        return self.items[index % len(self.items)]
+
+
+def _remaining(deadline: float) -> float:
+    return deadline - asyncio.get_running_loop().time()
+
+
+def _check(status: int, expected: int, body: bytes) -> None:
+    if status != expected:
+        code = ""
+        try:
+            import json
+
+            code = json.loads(body).get("code") or ""
+        except (ValueError, AttributeError):
+            pass
+        raise RequestFailed(f"http_{status}" + (f":{code}" if code else ""))
+
+
+def jobs_call(url: str, task: str, bodies: Bodies, max_wait_s: float = 20) -> Call:
+    """visionq's own API: ``POST /v1/jobs`` then long-poll ``GET /v1/jobs/<id>?wait=``."""
+    target = Target.parse(url)
+
+    async def call(index: int, deadline: float) -> tuple[int, dict[str, Any]]:
+        body, ctype = bodies[index]
+        try:
+            response = await request(target, "POST", f"/v1/jobs?task={task}", body=body,
+                                     headers={"Content-Type": ctype},
+                                     timeout_s=_remaining(deadline))
+            _check(response.status, 202, response.body)
+            job_id = response.json()["id"]
+            while True:
+                wait = max(0.0, min(max_wait_s, _remaining(deadline) - 0.5))
+                response = await request(target, "GET", f"/v1/jobs/{job_id}?wait={wait:.2f}",
+                                         timeout_s=_remaining(deadline))
+                _check(response.status, 200, response.body)
+                job = response.json()
+                if job["status"] in FINAL:
+                    break
+                if _remaining(deadline) <= 0.5:
+                    raise RequestFailed("deadline")
+        except HttpError as exc:
+            raise RequestFailed(exc.kind) from exc
+        if job["status"] != "succeeded":
+            raise RequestFailed(f"job_failed:{job.get('code')}")
+        return 1, job.get("timings") or {}
+
+    return call
+
+
+def post_call(url: str, path: str, bodies: Bodies, expected: int = 200) -> Call:
+    """One synchronous POST: DeepStack endpoints, the sync baseline, or submit-only."""
+    target = Target.parse(url)
+
+    async def call(index: int, deadline: float) -> tuple[int, dict[str, Any]]:
+        body, ctype = bodies[index]
+        try:
+            response = await request(target, "POST", path, body=body,
+                                     headers={"Content-Type": ctype},
+                                     timeout_s=_remaining(deadline))
+        except HttpError as exc:
+            raise RequestFailed(exc.kind) from exc
+        _check(response.status, expected, response.body)
+        server = {}
+        if expected == 200:
+            payload = response.json()
+            if payload.get("success") is False:
+                raise RequestFailed(f"failed:{payload.get('code')}")
+            if "duration" in payload:
+                server["duration_ms"] = payload["duration"]
+        return 1, server
+
+    return call
+
+
+def resilient_call(url: str, task: str, bodies: Bodies, attempt_timeout_s: float = 3.0,
+                   backoff_s: float = 0.2, backoff_max_s: float = 2.0) -> Call:
+    """A client that behaves like a real one: every HTTP attempt times out after
+    ``attempt_timeout_s``; failed attempts (timeouts, resets, 5xx, 429) are retried after an
+    exponential backoff with full jitter until the request's deadline; the submit carries
+    an ``Idempotency-Key`` so a retried POST whose first answer was lost never creates a
+    second job; the result is long-polled within the attempt timeout."""
+    target = Target.parse(url)
+
+    async def attempt(method: str, path: str, deadline: float, **kwargs: Any) -> Any:
+        tries = 0
+        delay = backoff_s
+        last = "deadline"
+        while True:
+            budget = min(attempt_timeout_s, _remaining(deadline))
+            if budget <= 0.05:
+                raise RequestFailed(last, tries)
+            tries += 1
+            try:
+                response = await request(target, method, path, timeout_s=budget, **kwargs)
+                if response.status < 500 and response.status != 429:
+                    return tries, response
+                last = f"http_{response.status}"
+            except HttpError as exc:
+                last = exc.kind
+            await asyncio.sleep(min(random.uniform(0, delay), max(0.0, _remaining(deadline))))
+            delay = min(delay * 2, backoff_max_s)
+
+    async def call(index: int, deadline: float) -> tuple[int, dict[str, Any]]:
+        body, ctype = bodies[index]
+        key = uuid.uuid4().hex
+        tries, response = await attempt(
+            "POST", f"/v1/jobs?task={task}", deadline, body=body,
+            headers={"Content-Type": ctype, "Idempotency-Key": key})
+        _check(response.status, 202, response.body)
+        job_id = response.json()["id"]
+        total = tries
+        while True:
+            wait = max(0.0, min(attempt_timeout_s - 1.0, _remaining(deadline) - 1.0))
+            tries, response = await attempt("GET", f"/v1/jobs/{job_id}?wait={wait:.2f}",
+                                            deadline)
+            total += tries
+            _check(response.status, 200, response.body)
+            job = response.json()
+            if job["status"] in FINAL:
+                break
+        if job["status"] != "succeeded":
+            raise RequestFailed(f"job_failed:{job.get('code')}", total)
+        return total, {**(job.get("timings") or {}), "replayed": False}
+
+    return call
+
+
+async def open_loop(call: Call, rate: float, duration_s: float, *, max_requests: int = 100_000,
+                    deadline_s: float = 10.0, max_inflight: int = 2000,
+                    seed: int = 1) -> list[Outcome]:
+    """Poisson arrivals at ``rate``/s for ``duration_s`` (at most ``max_requests``); each
+    request may take ``deadline_s``; beyond ``max_inflight`` open requests an arrival is
+    counted as ``client_overload`` instead of being delayed."""
+    loop = asyncio.get_running_loop()
+    rng = random.Random(seed)
+    outcomes: list[Outcome] = []
+    inflight = 0
+
+    async def one(scheduled: float, index: int) -> None:
+        nonlocal inflight
+        inflight += 1
+        lag = loop.time() - scheduled
+        try:
+            attempts, server = await asyncio.wait_for(call(index, scheduled + deadline_s),
+                                                      max(0.01, scheduled + deadline_s
+                                                          - loop.time()))
+            outcomes.append(Outcome(scheduled, loop.time() - scheduled, "ok", lag, attempts,
+                                    server))
+        except RequestFailed as exc:
+            outcomes.append(Outcome(scheduled, loop.time() - scheduled, exc.kind, lag,
+                                    exc.attempts))
+        except TimeoutError:
+            outcomes.append(Outcome(scheduled, loop.time() - scheduled, "deadline", lag))
+        except Exception as exc:  # noqa: BLE001 - tallied, never kills the run
+            outcomes.append(Outcome(scheduled, loop.time() - scheduled,
+                                    f"client_error:{type(exc).__name__}", lag))
+        finally:
+            inflight -= 1
+
+    start = loop.time() + 0.05
+    arrival = start
+    tasks = []
+    for index in range(max_requests):
+        arrival += rng.expovariate(rate)
+        if arrival - start > duration_s:
+            break
+        delay = arrival - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if inflight >= max_inflight:
+            outcomes.append(Outcome(arrival, 0.0, "client_overload"))
+            continue
+        tasks.append(asyncio.create_task(one(arrival, index)))
+    if tasks:
+        await asyncio.wait(tasks, timeout=deadline_s + 5)
+    for task in tasks:
+        task.cancel()
+    return outcomes
+
+
+def summarise(outcomes: Sequence[Outcome], rate: float, duration_s: float,
+              slo_s: float) -> dict[str, Any]:
+    """Offered rate, throughput, goodput (ok within ``slo_s``), latency percentiles of the
+    successful requests, errors by kind, the client's own lag and server-side timings."""
+    ok = [o for o in outcomes if o.ok]
+    good = [o for o in ok if o.latency_s <= slo_s]
+    start = min((o.scheduled for o in outcomes), default=0.0)
+    last_done = max((o.scheduled + o.latency_s for o in ok), default=start)
+    span = max(duration_s, last_done - start) if ok else duration_s
+    errors = Counter(o.kind for o in outcomes if not o.ok)
+    lags = sorted(o.lag_s for o in outcomes)
+    summary: dict[str, Any] = {
+        "rate_set": rate, "duration_s": duration_s, "slo_ms": round(slo_s * 1000),
+        "sent": len(outcomes), "offered_rps": round(len(outcomes) / duration_s, 2),
+        "ok": len(ok), "throughput_rps": round(len(ok) / span, 2),
+        "goodput_rps": round(len(good) / duration_s, 2),
+        "latency": latency_summary(o.latency_s for o in ok),
+        "errors": dict(errors.most_common()),
+        "attempts_mean": round(sum(o.attempts for o in outcomes) / len(outcomes), 2)
+        if outcomes else None,
+        "client_lag_p99_ms": round((percentile(lags, 99) or 0) * 1000, 1),
+    }
+    for name in ("queue_wait_ms", "inference_ms", "duration_ms"):
+        values = sorted(float(o.server[name]) for o in ok if o.server.get(name) is not None)
+        if values:
+            summary[f"server_{name}_p50"] = round(percentile(values, 50) or 0, 1)
+    return summary
+
+
+def run_point(call: Call, rate: float, duration_s: float, slo_s: float,
+              deadline_s: float, max_requests: int, seed: int = 1,
+              label: str = "") -> tuple[dict[str, Any], list[Outcome]]:
+    outcomes = asyncio.run(open_loop(call, rate, duration_s, max_requests=max_requests,
+                                     deadline_s=deadline_s, seed=seed))
+    summary = summarise(outcomes, rate, duration_s, slo_s)
+    lat = summary["latency"]
+    say(f"{label} offered {summary['offered_rps']}/s -> ok {summary['throughput_rps']}/s, "
+        f"goodput {summary['goodput_rps']}/s, p50 {lat['p50_ms']} p99 {lat['p99_ms']} ms, "
+        f"errors {summary['errors'] or 0}")
+    return summary, outcomes
+
+
+def sweep(call: Call, rates: Sequence[float], duration_s: float, slo_s: float,
+          deadline_s: float, max_requests: int, label: str,
+          cooldown: Callable[[], None] | None = None,
+          cpu: Callable[[], float] | None = None) -> tuple[list[dict[str, Any]],
+                                                           dict[float, list[float]]]:
+    """One point per rate; returns the summaries and, per rate, the sorted latencies (s)
+    of successful requests for the CDF plot.  ``cpu()`` (CPU seconds of the system under
+    test) gives CPU per successful request, a figure other users' load barely moves."""
+    points, latencies = [], {}
+    for rate in rates:
+        cpu0 = cpu() if cpu else 0.0
+        summary, outcomes = run_point(call, rate, duration_s, slo_s, deadline_s, max_requests,
+                                      label=f"{label} @{rate:g}/s:")
+        if cpu is not None:
+            used = cpu() - cpu0
+            summary["server_cpu_s"] = round(used, 2)
+            summary["server_cpu_ms_per_ok"] = round(used * 1000 / summary["ok"], 2) \
+                if summary["ok"] else None
+        points.append(summary)
+        latencies[rate] = sorted(o.latency_s for o in outcomes if o.ok)
+        if cooldown is not None:
+            cooldown()
+    return points, latencies

@@ -1,0 +1,86 @@
+"""PNG plots (matplotlib, Agg): goodput vs offered load, latency CDFs, bars."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
+
+
+def goodput_curve(path: Path, series: Mapping[str, Sequence[Mapping[str, Any]]], title: str,
+                  ceiling: float | None = None, slo_ms: float | None = None) -> None:
+    """Goodput (and throughput, dashed) against offered load, one line per system."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    top = 1.0
+    for name, points in series.items():
+        offered = [p["offered_rps"] for p in points]
+        line = ax.plot(offered, [p["goodput_rps"] for p in points], marker="o",
+                       label=f"{name} goodput")[0]
+        ax.plot(offered, [p["throughput_rps"] for p in points], ls="--", lw=1,
+                color=line.get_color(), label=f"{name} throughput")
+        top = max(top, *offered, *(p["throughput_rps"] for p in points))
+    ax.plot([0, top], [0, top], color="grey", lw=0.6, ls=":", label="goodput = offered")
+    if ceiling:
+        ax.axhline(ceiling, color="black", lw=1, label=f"compute ceiling {ceiling:.1f}/s")
+    ax.set_xlabel("offered load (requests/s, Poisson)")
+    ax.set_ylabel("requests/s")
+    suffix = f" (SLO {slo_ms:g} ms)" if slo_ms else ""
+    ax.set_title(title + suffix)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def latency_cdf(path: Path, series: Mapping[str, Sequence[float]], title: str,
+                slo_ms: float | None = None) -> None:
+    """Empirical CDF of successful requests' latency (log x axis), one line per series."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, latencies in series.items():
+        if not latencies:
+            continue
+        ms = sorted(v * 1000 for v in latencies)
+        ax.step(ms, [(i + 1) / len(ms) for i in range(len(ms))], where="post", label=name)
+    if slo_ms:
+        ax.axvline(slo_ms, color="red", lw=0.8, ls="--", label=f"SLO {slo_ms:g} ms")
+    ax.set_xscale("log")
+    ax.set_xlabel("latency (ms, from scheduled arrival)")
+    ax.set_ylabel("fraction of successful requests")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def bars(path: Path, groups: Mapping[str, Mapping[str, float]], title: str, ylabel: str,
+         log: bool = False) -> None:
+    """Grouped bars: ``{group: {series: value}}``."""
+    names = sorted({s for values in groups.values() for s in values},
+                   key=lambda s: list(next(iter(groups.values()))).index(s)
+                   if s in next(iter(groups.values())) else 99)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    width = 0.8 / max(1, len(names))
+    for k, name in enumerate(names):
+        xs = [i + k * width for i in range(len(groups))]
+        values = [groups[g].get(name, 0) for g in groups]
+        drawn = ax.bar(xs, values, width, label=name)
+        ax.bar_label(drawn, fmt="%.3g", fontsize=7)
+    ax.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(groups))],
+                  list(groups))
+    if log:
+        ax.set_yscale("log")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

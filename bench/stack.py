@@ -1,0 +1,269 @@
+"""The systems under test, started and stopped by the benchmark itself.
+
+``VisionqStack``: a throw-away Redis (the embedded valkey binary, no AOF/RDB, data in a temp
+dir), the API under gunicorn and one Celery worker per task, planned by ``visionq.up.Stack``
+exactly as ``visionq up`` plans them (minus Flower, Prometheus and the exporter, which cost
+CPU a benchmark should not pay for).  ``SyncBaseline``: ``bench/baselines/sync_flask.py``
+under gunicorn, one sync worker per core.  Both accept a command prefix
+(``ip netns exec <ns>``) so the network experiment can run them in their own namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import redis
+import requests
+
+from bench.common import REPO, cores, say
+from visionq.embedded_redis import server_command, wait_ready
+from visionq.settings import Settings
+from visionq.up import Service, Stack
+from workers.heartbeat import WORKER_KEY_PREFIX
+
+LOGS = REPO / "bench" / "results" / "logs"
+HUGE_BACKLOG = 10_000_000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _kill(process: subprocess.Popen | None, timeout_s: float = 20) -> None:
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, 15)
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, 9)
+        process.wait()
+    except ProcessLookupError:
+        pass
+
+
+class VisionqStack:
+    """``with VisionqStack(["classify"]) as stack: stack.url``.
+
+    ``worker_concurrency`` prefork children per task (default: one per core, each model
+    on one thread, like the ceiling); ``api_threads`` > 1 runs the API's gunicorn workers
+    as gthread (``--threads``), 1 keeps ``visionq up``'s sync workers."""
+
+    def __init__(self, tasks: Sequence[str], *, worker_concurrency: int | None = None,
+                 api_workers: int = 2, api_threads: int = 1, host: str = "127.0.0.1",
+                 port: int | None = None, prefix: Sequence[str] = (),
+                 env: dict[str, str] | None = None, workers: bool = True) -> None:
+        self.tasks = list(tasks)
+        self.concurrency = worker_concurrency or cores()
+        self.api_workers = api_workers
+        self.api_threads = api_threads
+        self.host, self.port = host, port or free_port()
+        self.prefix = list(prefix)
+        self.extra_env = dict(env or {})
+        self.with_workers = workers
+        self.redis_port = free_port()
+        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        self._tmp = tempfile.TemporaryDirectory(prefix="visionq-bench-")
+        self._redis: subprocess.Popen | None = None
+        self._stack: Stack | None = None
+        self._log: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def describe(self) -> dict[str, Any]:
+        return {"tasks": self.tasks, "worker_concurrency": self.concurrency if
+                self.with_workers else 0, "api_workers": self.api_workers,
+                "api_threads": self.api_threads,
+                "api_worker_class": "gthread" if self.api_threads > 1 else "sync",
+                "redis": "embedded valkey, no persistence", "env": self.extra_env}
+
+    def env(self) -> dict[str, str]:
+        per_child_threads = "1" if self.concurrency > 1 else str(cores())
+        env = {"C_FORCE_ROOT": "1", "VISIONQ_CLASSIFY_THREADS": per_child_threads,
+               "VISIONQ_STATE_DIR": self._tmp.name, "PYTHONUNBUFFERED": "1"}
+        for task in ("face", "detect", "classify"):
+            env[f"VISIONQ_MAX_BACKLOG_{task.upper()}"] = os.environ.get(
+                f"VISIONQ_MAX_BACKLOG_{task.upper()}", "1000")
+        env.update(self.extra_env)
+        return env
+
+    def __enter__(self) -> VisionqStack:
+        try:
+            self.start()
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self._log = open(LOGS / f"visionq-{self.port}.log", "w")  # noqa: SIM115
+        settings = Settings(redis_url=self.redis_url, api_host=self.host, api_port=self.port,
+                            state_dir=Path(self._tmp.name))
+        self._redis = subprocess.Popen(
+            [*self.prefix, *server_command(self.redis_port, None, persistent=False)],
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        if not self.prefix:  # in a namespace, wait_ready() checks from inside it
+            wait_ready(self.redis_url, 15, self._redis)
+        stack = Stack(settings=settings, queues=self.tasks, api_workers=self.api_workers,
+                      worker_concurrency=self.concurrency, flower=False, prometheus=False,
+                      out=self._log)
+        services = [s for s in stack.plan() if s.name == "api" or
+                    (self.with_workers and s.name.startswith("worker-"))]
+        for service in services:
+            service.command = [*self.prefix, *self._tuned(service)]
+            service.env.update(self.env())
+            stack.start(service)
+        stack.services = services
+        self._stack = stack
+        say(f"visionq stack starting: {self.describe()}")
+
+    def _tuned(self, service: Service) -> list[str]:
+        command = list(service.command)
+        if service.name == "api" and self.api_threads > 1:
+            command[command.index("--workers"):command.index("--workers")] = [
+                "--threads", str(self.api_threads)]
+        if service.name.startswith("worker-"):
+            command += ["--without-mingle", "--without-gossip"]
+        return command
+
+    def wait_ready(self, timeout_s: float = 120) -> None:
+        """API answers and every task's worker has beaten (its model is loaded by then)."""
+        if self.prefix:
+            _ready_inside(self.prefix, ["--url", self.url, "--redis-url", self.redis_url,
+                                        "--tasks", ",".join(self.tasks if self.with_workers
+                                                            else [])], timeout_s)
+            say(f"visionq stack ready at {self.url} (in its namespace)")
+            return
+        check_ready(self.url, "/healthz", self.redis_url,
+                    self.tasks if self.with_workers else [], timeout_s, self._check_alive)
+        say(f"visionq stack ready at {self.url}")
+
+    def _check_alive(self) -> None:
+        for service in self._stack.services if self._stack else []:
+            if service.process and service.process.poll() is not None:
+                raise RuntimeError(f"{service.name} exited ({service.process.returncode}); "
+                                   f"see {LOGS}/visionq-{self.port}.log")
+
+    def pids(self) -> dict[str, int]:
+        pids = {s.name: s.process.pid for s in (self._stack.services if self._stack else [])
+                if s.process}
+        if self._redis is not None:
+            pids["redis"] = self._redis.pid
+        return pids
+
+    def stop(self) -> None:
+        if self._stack is not None:
+            self._stack.stop()
+            self._stack = None
+        _kill(self._redis)
+        self._redis = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        self._tmp.cleanup()
+
+
+class SyncBaseline:
+    """The classic design: Flask + inference in the request handler, gunicorn sync
+    workers, one per core (``bench/baselines/sync_flask.py``)."""
+
+    def __init__(self, task: str, *, workers: int | None = None, host: str = "127.0.0.1",
+                 port: int | None = None, prefix: Sequence[str] = ()) -> None:
+        self.task = task
+        self.workers = workers or cores()
+        self.host, self.port = host, port or free_port()
+        self.prefix = list(prefix)
+        self._process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def describe(self) -> dict[str, Any]:
+        return {"task": self.task, "gunicorn_workers": self.workers, "worker_class": "sync",
+                "model_threads_per_worker": 1}
+
+    def __enter__(self) -> SyncBaseline:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        log = open(LOGS / f"sync-{self.port}.log", "w")  # noqa: SIM115 - lives with the process
+        env = {**os.environ, "BENCH_SYNC_TASK": self.task, "PYTHONUNBUFFERED": "1"}
+        self._process = subprocess.Popen(
+            [*self.prefix, sys.executable, "-m", "gunicorn", "--workers", str(self.workers),
+             "--bind", f"{self.host}:{self.port}", "--timeout", "60", "--backlog", "2048",
+             "bench.baselines.sync_flask:create_app()"],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        say(f"synchronous baseline starting: {self.describe()}")
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def wait_ready(self, timeout_s: float = 120) -> None:
+        if self.prefix:
+            _ready_inside(self.prefix, ["--url", self.url, "--path", "/ready"], timeout_s)
+        else:
+            check_ready(self.url, "/ready", None, [], timeout_s, self._check_alive)
+        say(f"synchronous baseline ready at {self.url}")
+
+    def _check_alive(self) -> None:
+        if self._process and self._process.poll() is not None:
+            raise RuntimeError(f"sync baseline exited; see {LOGS}/sync-{self.port}.log")
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid if self._process else -1
+
+    def __exit__(self, *_: object) -> None:
+        _kill(self._process)
+        self._process = None
+
+
+def check_ready(url: str, path: str, redis_url: str | None, tasks: Sequence[str],
+                timeout_s: float, alive: Callable[[], None] = lambda: None) -> None:
+    """Until ``url + path`` answers 200 and every task has a worker heartbeat in Redis
+    (workers beat once their model is loaded)."""
+    deadline = time.monotonic() + timeout_s
+    client = redis.Redis.from_url(redis_url) if redis_url else None
+    while time.monotonic() < deadline:
+        alive()
+        try:
+            api = requests.get(f"{url}{path}", timeout=2).status_code == 200
+            beating = {k.decode() for k in client.keys(f"{WORKER_KEY_PREFIX}*")} if client \
+                else set()
+            missing = [t for t in tasks
+                       if not any(k.startswith(f"{WORKER_KEY_PREFIX}{t}@") for k in beating)]
+            if api and not missing:
+                return
+        except (requests.RequestException, redis.RedisError):
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{url} not ready within {timeout_s:g} s (logs: {LOGS})")
+
+
+def _ready_inside(prefix: Sequence[str], args: list[str], timeout_s: float) -> None:
+    """Run the readiness check inside the namespace (the host cannot reach it)."""
+    result = subprocess.run([*prefix, sys.executable, "-m", "bench", "ready", *args,
+                             "--timeout", str(timeout_s)], cwd=REPO, capture_output=True,
+                            text=True, timeout=timeout_s + 30)
+    if result.returncode != 0:
+        raise TimeoutError(f"not ready inside the namespace: {result.stderr[-2000:]}")
