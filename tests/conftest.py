@@ -145,8 +145,8 @@ def face_worker(start_worker: WorkerFactory, redis_url: str) -> subprocess.Popen
 
 def start_api(redis_url: str, name: str, **env: str) -> tuple[str, subprocess.Popen]:
     port = free_port()
-    command = [str(BIN / "gunicorn"), "--workers", "2", "--bind", f"127.0.0.1:{port}",
-               "api:create_app()"]
+    command = [str(BIN / "gunicorn"), "--workers", "2", "--threads", "8", "--bind",
+               f"127.0.0.1:{port}", "api:create_app()"]  # threaded, as `visionq up` runs it
     process = spawn(name, command, service_env(redis_url, **env))
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

@@ -54,6 +54,7 @@ class Stack:
     settings: Settings
     queues: list[str]
     api_workers: int = 2
+    api_threads: int = 16
     worker_concurrency: int = 1
     flower: bool = True
     prometheus: bool = True
@@ -87,7 +88,10 @@ class Stack:
             services.append(Service("redis", server_command(
                 self.embedded_redis_port, state / "redis")))
         services.append(Service("api", [
-            python, "-m", "gunicorn", "--workers", str(self.api_workers), "--bind",
+            # Threads: a long-poll (?wait=) or a DeepStack call waits on its job; with sync
+            # workers each would hold a whole process (bench: 0 completions under overload).
+            python, "-m", "gunicorn", "--workers", str(self.api_workers),
+            "--threads", str(self.api_threads), "--bind",
             f"{self.settings.api_host}:{self.settings.api_port}",
             "--graceful-timeout", "20", "api:create_app()"], env=api_env))
         for queue in self.queues:
@@ -99,10 +103,14 @@ class Stack:
             python, "-m", "monitoring.exporter", "--queues", ",".join(self.queues)],
             critical=False, env=workers_env))
         if self.flower and importlib.util.find_spec("flower") is not None:
+            # The credentials go in Flower's environment (FLOWER_BASIC_AUTH is its
+            # --basic-auth), not its argv: argv shows in `ps` and in the start-up line above.
+            auth = self.settings.flower_basic_auth
             services.append(Service("flower", [
                 python, "-m", "celery", "-A", "tasks", "flower",
                 f"--port={self.settings.flower_port}",
-                f"--address={self._flower_host()}"], critical=False))
+                f"--address={self.flower_host()}"], critical=False,
+                env={"FLOWER_BASIC_AUTH": auth} if auth else {}))
         prometheus = shutil.which("prometheus")
         if self.prometheus and prometheus:
             services.append(Service("prometheus", [
@@ -111,10 +119,13 @@ class Stack:
                 f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}"], critical=False))
         return services
 
-    def _flower_host(self) -> str:
-        """Flower has no authentication (and can revoke tasks and stop workers): it stays on
-        loopback when the API binds elsewhere."""
-        return self.settings.api_host if is_loopback(self.settings.api_host) else "127.0.0.1"
+    def flower_host(self) -> str:
+        """Flower can revoke tasks and stop workers: it follows the API off loopback only
+        with basic auth (``VISIONQ_FLOWER_BASIC_AUTH``), else it stays on loopback."""
+        host = self.settings.api_host
+        if is_loopback(host) or self.settings.flower_basic_auth:
+            return host
+        return "127.0.0.1"
 
     def start(self, service: Service) -> None:
         service.process = subprocess.Popen(
@@ -182,7 +193,13 @@ class Stack:
             f"  Redis       {_redact(self.settings.redis_url)}",
         ]
         if any(s.name == "flower" for s in self.services):
-            lines.append(f"  Flower      http://{host}:{self.settings.flower_port}/")
+            flower = self.flower_host()
+            note = ""
+            if flower != host:
+                note = "  (loopback only: set VISIONQ_FLOWER_BASIC_AUTH=user:password to expose)"
+            elif self.settings.flower_basic_auth:
+                note = "  (basic auth)"
+            lines.append(f"  Flower      http://{flower}:{self.settings.flower_port}/{note}")
         lines.append(f"  Metrics     http://{host}:{port}/metrics (API), "
                      f"http://127.0.0.1:{get_monitoring_settings().exporter_port}/metrics "
                      "(workers, queues)")
