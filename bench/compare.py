@@ -45,9 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-ceiling", action="store_true", help="skip the compute ceiling")
     parser.add_argument("--ceiling-duration", type=float, default=15)
     parser.add_argument("--api-workers", type=int, default=2)
-    parser.add_argument("--api-threads", type=int, default=1,
-                        help="> 1: gthread API workers with this many threads (default: "
-                             "sync workers, as `visionq up`)")
+    parser.add_argument("--api-threads", type=int, default=16,
+                        help="gunicorn threads per API worker (16 as `visionq up`; 1: sync)")
     parser.add_argument("--worker-concurrency", type=int, default=0,
                         help="Celery prefork children per queue (default: one per core)")
     parser.add_argument("--backlog", type=int, default=0,

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="offered rate of the short overload point that finds capacity")
     parser.add_argument("--worker-concurrency", type=int, default=1,
                         help="detect worker children (1: one child using every core)")
-    parser.add_argument("--api-threads", type=int, default=1)
+    parser.add_argument("--api-threads", type=int, default=16)
     parser.add_argument("--slo-ms", type=float, default=60)
     parser.add_argument("--name", default="detect_latency")
 

@@ -52,8 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--deadline", type=float, default=10,
                         help="overall deadline of visionq's retrying client (s)")
     parser.add_argument("--systems", default="visionq,sync")
-    parser.add_argument("--api-threads", type=int, default=1,
-                        help="> 1: visionq's API on gthread workers (default: sync, as shipped)")
+    parser.add_argument("--api-threads", type=int, default=16,
+                        help="gunicorn threads per API worker (16 as `visionq up`; 1: sync)")
     parser.add_argument("--name", default="loss")
 
 

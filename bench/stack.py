@@ -56,11 +56,11 @@ class VisionqStack:
     """``with VisionqStack(["classify"]) as stack: stack.url``.
 
     ``worker_concurrency`` prefork children per task (default: one per core, each model
-    on one thread, like the ceiling); ``api_threads`` > 1 runs the API's gunicorn workers
-    as gthread (``--threads``), 1 keeps ``visionq up``'s sync workers."""
+    on one thread, like the ceiling); ``api_threads`` is the API's gunicorn threads per
+    worker (16, as ``visionq up``; 1 = sync workers)."""
 
     def __init__(self, tasks: Sequence[str], *, worker_concurrency: int | None = None,
-                 api_workers: int = 2, api_threads: int = 1, host: str = "127.0.0.1",
+                 api_workers: int = 2, api_threads: int = 16, host: str = "127.0.0.1",
                  port: int | None = None, prefix: Sequence[str] = (),
                  env: dict[str, str] | None = None, workers: bool = True) -> None:
         self.tasks = list(tasks)
@@ -122,6 +122,7 @@ class VisionqStack:
         if not self.prefix:  # in a namespace, wait_ready() checks from inside it
             wait_ready(self.redis_url, 15, self._redis)
         stack = Stack(settings=settings, queues=self.tasks, api_workers=self.api_workers,
+                      api_threads=self.api_threads,
                       worker_concurrency=self.concurrency, flower=False, prometheus=False,
                       out=self._log)
         services = [s for s in stack.plan() if s.name == "api" or
@@ -136,9 +137,6 @@ class VisionqStack:
 
     def _tuned(self, service: Service) -> list[str]:
         command = list(service.command)
-        if service.name == "api" and self.api_threads > 1:
-            command[command.index("--workers"):command.index("--workers")] = [
-                "--threads", str(self.api_threads)]
         if service.name.startswith("worker-"):
             command += ["--without-mingle", "--without-gossip"]
         return command

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", default=str(DEFAULT_IMAGE))
     parser.add_argument("--slo-ms", type=float, default=50)
     parser.add_argument("--api-workers", type=int, default=2)
-    parser.add_argument("--api-threads", type=int, default=1)
+    parser.add_argument("--api-threads", type=int, default=16)
     parser.add_argument("--name", default="submit")
 
 
