@@ -2,14 +2,21 @@
 
 Every failure of the job itself (bad image, model error, time limit) ends as a ``failed``
 job with a reason; nothing here lets an exception kill the worker process.
+
+Redis going away (a restart, a failover) is not a failure of the job: every read and write
+of the job record and the blob is retried for up to ``REDIS_RETRY_S``.  Without that a
+restart in the middle of a job made the outcome write fail, the task raised, Celery acked
+the message, and the job stayed ``running`` for good (found by ``bench/soak.py``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
 from monitoring.record import record_job
@@ -25,32 +32,51 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 """A job whose worker died this many times (hard time limit, OOM, segfault) is failed
 as a poison job instead of being redelivered forever."""
+REDIS_RETRY_S = 30.0
+"""How long a job waits for Redis to come back (a restart takes seconds); below the soft
+time limit's default (50 s) so the job's own limits still apply."""
+REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+T = TypeVar("T")
+
+
+def _retrying(call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)``, retried while Redis is unreachable (up to ``REDIS_RETRY_S``)."""
+    deadline = time.monotonic() + REDIS_RETRY_S
+    while True:
+        try:
+            return call(*args)
+        except REDIS_ERRORS as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("Redis unavailable (%s); retrying %s", exc,
+                        getattr(call, "__name__", "call"))
+            time.sleep(0.5)
 
 
 def run_job(job_id: str, task: str, worker: str) -> dict[str, Any]:
     settings = get_settings()
     client = redis_client(settings.redis_url)
     jobs = JobStore(client, settings.result_ttl_s)
-    attempt = jobs.start(job_id, worker)
+    attempt = _retrying(jobs.start, job_id, worker)
     if attempt == -1:
         log.warning("job %s: no record (expired or never created); dropping message", job_id)
         return {"job": job_id, "outcome": "unknown_job"}
     if attempt == 0:
         log.info("job %s: already finished, duplicate delivery ignored", job_id)
         return {"job": job_id, "outcome": "duplicate"}
-    job = jobs.get(job_id)
+    job = _retrying(jobs.get, job_id)
     assert job is not None
     blobs = blob_store_from_url(settings.blob_url, client, settings.blob_ttl_s,
                                 settings.s3_endpoint_url)
     if attempt > MAX_ATTEMPTS:
-        jobs.fail(job_id, "poison_job",
+        _retrying(jobs.fail, job_id, "poison_job",
                   f"the worker died {attempt - 1} times running this job; giving up")
         _discard(blobs, job.blob)
         return {"job": job_id, "outcome": "failed", "code": "poison_job"}
     started = time.perf_counter()
     outcome, code = "succeeded", None
     try:
-        data = blobs.get(job.blob)
+        data = _retrying(blobs.get, job.blob)
         model = model_for(task)
         limits = ImageLimits(settings.max_bytes, settings.max_pixels)
         max_side = model.input_size
@@ -58,21 +84,23 @@ def run_job(job_id: str, task: str, worker: str) -> dict[str, Any]:
             max_side = model.max_side_for(probe(data, limits))
         image = decode(data, limits, max_side=max_side)
         result = model.predict([image], job.options)[0]
-        jobs.succeed(job_id, result)
+        _retrying(jobs.succeed, job_id, result)
     except ImageError as exc:
         outcome, code = "failed", exc.code
-        jobs.fail(job_id, exc.code, exc.message)
+        _retrying(jobs.fail, job_id, exc.code, exc.message)
     except BlobNotFoundError as exc:
         outcome, code = "failed", "image_expired"
-        jobs.fail(job_id, code, str(exc))
+        _retrying(jobs.fail, job_id, code, str(exc))
     except SoftTimeLimitExceeded:
         outcome, code = "failed", "timeout"
-        jobs.fail(job_id, code, f"the job exceeded its time limit of "
-                                f"{settings.soft_time_limit_s} s")
+        _retrying(jobs.fail, job_id, code, f"the job exceeded its time limit of "
+                                           f"{settings.soft_time_limit_s} s")
+    except REDIS_ERRORS:
+        raise  # Redis stayed away past REDIS_RETRY_S: not the image's or the model's fault
     except Exception as exc:  # noqa: BLE001 - a model error fails the job, not the worker
         log.exception("job %s: inference failed", job_id)
         outcome, code = "failed", "inference_error"
-        jobs.fail(job_id, code, f"inference failed: {type(exc).__name__}: {exc}")
+        _retrying(jobs.fail, job_id, code, f"inference failed: {type(exc).__name__}: {exc}")
     _discard(blobs, job.blob)
     elapsed = time.perf_counter() - started
     log.info("job %s (%s) %s in %.1f ms%s", job_id, task, outcome, elapsed * 1000,

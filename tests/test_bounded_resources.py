@@ -1,0 +1,176 @@
+"""Bounded resources: after hundreds of real jobs nothing accumulates.
+
+- no blob is left behind (each job deletes its image once final);
+- every job record carries a TTL (``VISIONQ_RESULT_TTL_S``), so records expire too;
+- Redis ``used_memory`` returns near its starting point: what stays is the small job
+  records, not the ~300 KB images;
+- the RSS of the worker's pool children stays bounded once warm;
+- ``worker_max_tasks_per_child`` replaces children without losing or repeating work.
+
+The worker runs the test-only ``SleepyModel`` with sleep 0 (no model to load) on a Redis
+server of its own, so ``INFO memory`` sees only these jobs.  The 10,000-job run of the
+issue is the ``slow`` variant; ``bench/soak.py`` covers it under faults.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import redis
+from flask.testing import FlaskClient
+from PIL import Image
+
+from api import create_app
+from tests.conftest import free_port, spawn, stop_process
+from visionq.blobstore import BLOB_KEY_PREFIX
+from visionq.embedded_redis import server_command, wait_ready
+from visionq.jobs import FINAL_STATUSES, JOB_KEY_PREFIX, JobStore
+
+SLEEPY = {"VISIONQ_MODEL_CLASSIFY": "tests.workers.sleepy_model:SleepyModel"}
+BLOB_BYTES_MIN = 250_000
+
+
+def noise_png(width: int = 99, height: int = 1000) -> bytes:
+    """Incompressible (~300 KB): leaked blobs would show in ``used_memory`` at once.
+    Width < 100 so SleepyModel does not sleep."""
+    pixels = np.random.default_rng(1).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+IMAGE = noise_png()
+
+
+@pytest.fixture()
+def own_redis() -> Iterator[str]:
+    port = free_port()
+    process = spawn(f"redis-bounded-{port}", server_command(port, None, persistent=False),
+                    dict(os.environ))
+    url = f"redis://127.0.0.1:{port}/0"
+    wait_ready(url, 15, process)
+    yield url
+    stop_process(process)
+
+
+def children(pid: int) -> set[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return {int(p) for p in out.stdout.split()}
+
+
+def rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except FileNotFoundError:  # recycled between pgrep and the read
+        pass
+    return 0
+
+
+def pool_rss_kb(worker: subprocess.Popen) -> int:
+    return max((rss_kb(child) for child in children(worker.pid)), default=0)
+
+
+def blobs_left(conn: redis.Redis, settle_s: float = 5.0) -> list[bytes]:
+    """Blob keys still there after ``settle_s``: a worker deletes the image right after
+    it records the outcome, so the last job can be final a moment before its blob is gone."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        left = list(conn.scan_iter(f"{BLOB_KEY_PREFIX}*", count=1000))
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
+
+
+def used_memory(conn: redis.Redis) -> int:
+    return int(conn.info("memory")["used_memory"])
+
+
+def submit(client: FlaskClient, count: int) -> list[str]:
+    ids = []
+    for _ in range(count):
+        response = client.post("/v1/jobs?task=classify",
+                               data={"image": (io.BytesIO(IMAGE), "noise.png")},
+                               content_type="multipart/form-data")
+        assert response.status_code == 202, response.get_json()
+        ids.append(response.get_json()["id"])
+    return ids
+
+
+def wait_all(store: JobStore, ids: list[str], timeout_s: float) -> list:
+    deadline = time.monotonic() + timeout_s
+    jobs = []
+    for job_id in ids:
+        job = store.wait(job_id, max(0.1, deadline - time.monotonic()))
+        assert job is not None and job.status in FINAL_STATUSES, (
+            job_id, job, {"queued": store._client.llen("classify"),
+                          "unacked": store._client.hlen("unacked"),
+                          "statuses": [store.get(i).status for i in ids].count("queued")})
+        jobs.append(job)
+    return jobs
+
+
+@pytest.mark.parametrize("count", [
+    300, pytest.param(10_000, marks=[pytest.mark.slow, pytest.mark.timeout(3600)])])
+def test_jobs_leave_no_blobs_and_memory_returns(test_worker, own_redis: str, count: int) -> None:
+    assert len(IMAGE) > BLOB_BYTES_MIN
+    conn = redis.Redis.from_url(own_redis)
+    worker = test_worker(own_redis, "classify", "bounded", concurrency=2, **SLEEPY)
+    client = create_app({"redis_url": own_redis, "max_backlog_classify": 100_000}).test_client()
+    store = JobStore(conn, 3600)
+
+    warm = submit(client, 40)  # imports, first allocations, connection pools
+    wait_all(store, warm, 60)
+    assert blobs_left(conn) == []
+    baseline_memory, baseline_rss = used_memory(conn), pool_rss_kb(worker)
+    assert baseline_rss > 0
+
+    ids, peak_rss = [], baseline_rss
+    for start in range(0, count, 100):  # keep a backlog without holding every image at once
+        ids += submit(client, min(100, count - start))
+        peak_rss = max(peak_rss, pool_rss_kb(worker))
+    jobs = wait_all(store, ids, 60 + count * 0.2)
+
+    assert [j.status for j in jobs] == ["succeeded"] * count
+    assert all(j.attempts == 1 for j in jobs)
+    assert blobs_left(conn) == [], "blobs left behind"
+    without_ttl = [k for k in conn.scan_iter(f"{JOB_KEY_PREFIX}*", count=1000) if conn.ttl(k) < 0]
+    assert without_ttl == [], "job records without an expiry"
+    assert conn.hlen("unacked") == 0 and conn.llen("classify") == 0
+
+    grown = used_memory(conn) - baseline_memory
+    per_job = grown / count
+    # A job record (hash + recent index entry) is well under 2 KB; one leaked image
+    # (~300 KB) would blow the bound by itself.
+    assert per_job < 2048, f"Redis grew {grown} bytes for {count} jobs ({per_job:.0f} B/job)"
+    end_rss = pool_rss_kb(worker)
+    assert end_rss < baseline_rss + 40_000, (baseline_rss, peak_rss, end_rss)
+    assert peak_rss < baseline_rss + 80_000, (baseline_rss, peak_rss, end_rss)
+    assert worker.poll() is None
+
+
+def test_max_tasks_per_child_recycles_without_losing_work(test_worker, own_redis: str) -> None:
+    conn = redis.Redis.from_url(own_redis)
+    worker = test_worker(own_redis, "classify", "recycle", concurrency=1,
+                         VISIONQ_WORKER_MAX_TASKS_PER_CHILD="5", **SLEEPY)
+    first_children = children(worker.pid)
+    client = create_app({"redis_url": own_redis}).test_client()
+    ids = submit(client, 40)
+    jobs = wait_all(JobStore(conn, 3600), ids, 90)  # ~5 s
+
+    assert [j.status for j in jobs] == ["succeeded"] * 40, [(j.status, j.error) for j in jobs]
+    assert all(j.attempts == 1 for j in jobs), "a job ran twice across a recycle"
+    pids = [j.result["pid"] for j in jobs]
+    assert len(set(pids)) >= 8, f"40 jobs at 5 per child need >= 8 children, saw {set(pids)}"
+    assert max(pids.count(pid) for pid in set(pids)) <= 5
+    assert not first_children & children(worker.pid), "the pool child was never replaced"
+    assert worker.poll() is None
+    assert blobs_left(conn) == []
