@@ -7,7 +7,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from visionq.imaging import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     soft_time_limit_s: int = DEFAULT_SOFT_TIME_LIMIT_S
     hard_time_limit_s: int = DEFAULT_HARD_TIME_LIMIT_S
     visibility_timeout_s: int = DEFAULT_VISIBILITY_TIMEOUT_S
+    reaper_grace_s: float = Field(
+        default=60.0, ge=0,
+        description="A job still queued this long after the visibility timeout is re-published.")
     worker_max_tasks_per_child: int = DEFAULT_MAX_TASKS_PER_CHILD
     worker_max_memory_per_child_kb: int = DEFAULT_MAX_MEMORY_PER_CHILD_KB
     model_face: str = DEFAULT_MODELS["face"]
@@ -77,6 +80,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     flower_port: int = 5555
+    flower_basic_auth: str = Field(
+        default="", description="Flower's basic auth, user:password (comma-separate several); "
+        "when set, `visionq up` binds Flower to the API's host, else Flower stays on loopback.")
     max_wait_s: float = Field(default=60.0, description="Longest ?wait= long-poll the API honours.")
     api_keys: str = Field(default="", description="Comma-separated API keys; empty = no auth.")
     admin_keys: str = Field(default="", description="Comma-separated admin keys (face register/"
@@ -105,6 +111,14 @@ class Settings(BaseSettings):
     def max_backlog_for(self, task: str) -> int:
         return {"face": self.max_backlog_face, "detect": self.max_backlog_detect,
                 "classify": self.max_backlog_classify}[task]
+
+    @field_validator("flower_basic_auth")
+    @classmethod
+    def _user_colon_password(cls, value: str) -> str:
+        if any(":" not in pair or pair.startswith(":") for pair in _split(value)):
+            raise ValueError("VISIONQ_FLOWER_BASIC_AUTH must be user:password "
+                             "(comma-separated for several users)")
+        return value.strip()
 
     @model_validator(mode="after")
     def _limits_in_order(self) -> Settings:

@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 
 import redis
 
@@ -43,9 +44,11 @@ def workers_by_queue(client: redis.Redis) -> dict[str, list[str]]:
 
 
 class Heartbeat(threading.Thread):
-    def __init__(self, client: redis.Redis, hostname: str, queues: list[str]) -> None:
+    def __init__(self, client: redis.Redis, hostname: str, queues: list[str],
+                 on_beat: Callable[[], object] | None = None) -> None:
         super().__init__(name="visionq-heartbeat", daemon=True)
         self._client, self._hostname, self._queues = client, hostname, queues
+        self._on_beat = on_beat
         self._stop_event = threading.Event()
         self._started_at = time.time()
 
@@ -53,8 +56,12 @@ class Heartbeat(threading.Thread):
         while not self._stop_event.is_set():
             try:
                 beat(self._client, self._hostname, self._queues, self._started_at)
+                if self._on_beat is not None:
+                    self._on_beat()
             except redis.RedisError as exc:
                 log.warning("heartbeat failed (%s); retrying", exc)
+            except Exception:  # noqa: BLE001 - the heartbeat must outlive any sweep bug
+                log.exception("heartbeat task failed")
             self._stop_event.wait(HEARTBEAT_INTERVAL_S)
 
     def stop(self) -> None:

@@ -55,7 +55,10 @@ def _load_in_child(**_: Any) -> None:
 @signals.worker_ready.connect
 def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     hostname = getattr(sender, "hostname", "worker")
-    heartbeat = Heartbeat(redis_client(get_settings().redis_url), hostname, _state["queues"])
+    settings = get_settings()
+    client = redis_client(settings.redis_url)
+    heartbeat = Heartbeat(client, hostname, _state["queues"],
+                          on_beat=lambda: _sweep_lost_messages(client, hostname))
     heartbeat.start()
     _state["heartbeat"] = heartbeat
     log.info("visionq worker %s ready for queues %s", hostname, ", ".join(_state["queues"]))
@@ -103,3 +106,13 @@ def _record_service_time(task_id: str = "", task: Any = None, **_: Any) -> None:
             record_service_time(client, queue, time.monotonic() - started)
     except Exception as exc:  # noqa: BLE001
         log.warning("could not record service time of %s: %s", task_id, exc)
+
+
+def _sweep_lost_messages(client: Any, hostname: str) -> None:
+    from tasks.inference import enqueue
+    from visionq.jobs import JobStore
+    from workers.reaper import maybe_sweep
+
+    settings = get_settings()
+    maybe_sweep(client, JobStore(client, settings.result_ttl_s), enqueue,
+                settings.visibility_timeout_s + settings.reaper_grace_s, hostname)
