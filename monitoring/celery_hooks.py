@@ -7,6 +7,9 @@ and exceptions escaping the task.
 
 Model load time: ``workers.runtime.load_model`` is wrapped here at import, before
 ``worker_init`` loads any model, so the runtime needs no metrics code.
+
+``install()`` (run at import) connects the handlers and wraps the loader unless
+``VISIONQ_METRICS=0``, so a worker with metrics off pays nothing per task.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from celery import signals
 
 from monitoring.metrics import metrics, multiprocess_dir
 from monitoring.record import record_job
+from monitoring.settings import metrics_enabled
 from visionq.settings import get_settings
 from workers import runtime
 
@@ -45,7 +49,6 @@ def _job_task(name: str) -> str:
     return name.rpartition(".")[2]
 
 
-@signals.task_prerun.connect
 def _on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     try:
         labels = _labels(task)
@@ -57,7 +60,6 @@ def _on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
         log.exception("task_prerun metrics failed")
 
 
-@signals.task_postrun.connect
 def _on_postrun(task_id: str | None = None, task: Any = None, retval: Any = None,
                 state: str | None = None, **_: Any) -> None:
     try:
@@ -75,7 +77,6 @@ def _on_postrun(task_id: str | None = None, task: Any = None, retval: Any = None
         log.exception("task_postrun metrics failed")
 
 
-@signals.task_failure.connect
 def _on_failure(sender: Any = None, exception: BaseException | None = None,
                 **_: Any) -> None:
     try:
@@ -89,7 +90,6 @@ def _on_failure(sender: Any = None, exception: BaseException | None = None,
         log.exception("task_failure metrics failed")
 
 
-@signals.task_revoked.connect
 def _on_revoked(request: Any = None, sender: Any = None, **_: Any) -> None:
     try:
         name = getattr(sender, "name", None) or getattr(request, "task", "") or ""
@@ -102,19 +102,16 @@ def _on_revoked(request: Any = None, sender: Any = None, **_: Any) -> None:
         log.exception("task_revoked metrics failed")
 
 
-@signals.worker_process_init.connect
 def _on_child_start(**_: Any) -> None:
     # A fresh prefork child: forget the parent's bookkeeping (prometheus_client itself
     # switches to this pid's file on the first write).
     _started.clear()
 
 
-@signals.worker_process_shutdown.connect
 def _on_child_exit(pid: int | None = None, **_: Any) -> None:
     _mark_dead(pid or os.getpid())
 
 
-@signals.worker_shutdown.connect
 def _on_worker_exit(**_: Any) -> None:
     _mark_dead(os.getpid())
 
@@ -147,4 +144,24 @@ def _timed(load_model: Any) -> Any:
     return timed_load_model
 
 
-runtime.load_model = _timed(runtime.load_model)
+_HANDLERS = (
+    (signals.task_prerun, _on_prerun), (signals.task_postrun, _on_postrun),
+    (signals.task_failure, _on_failure), (signals.task_revoked, _on_revoked),
+    (signals.worker_process_init, _on_child_start),
+    (signals.worker_process_shutdown, _on_child_exit),
+    (signals.worker_shutdown, _on_worker_exit),
+)
+
+
+def install() -> bool:
+    """Connect the handlers and time model loads; idempotent.  False when metrics are off."""
+    if not metrics_enabled():
+        log.info("metrics off (VISIONQ_METRICS=0): no task hooks")
+        return False
+    for signal, handler in _HANDLERS:
+        signal.connect(handler, weak=False, dispatch_uid=f"visionq-metrics:{handler.__name__}")
+    runtime.load_model = _timed(runtime.load_model)
+    return True
+
+
+install()

@@ -20,6 +20,7 @@ from flask import Flask, Response, g, request
 
 from monitoring.metrics import metrics
 from monitoring.record import record_submit
+from monitoring.settings import metrics_enabled
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,11 @@ def _on_publish(sender: str | None = None, **_: Any) -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Time every request, count published jobs and serve ``/metrics`` (``api.metrics``)."""
+    """Time every request, count published jobs and serve ``/metrics`` (``api.metrics``);
+    with ``VISIONQ_METRICS=0`` none of it (no per-request cost, ``/metrics`` is a 404)."""
+    if not metrics_enabled():
+        log.info("metrics off (VISIONQ_METRICS=0): no request hooks, no /metrics")
+        return
     from api.metrics import bp
 
     app.before_request(_before)

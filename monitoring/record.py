@@ -1,7 +1,8 @@
 """Record job-level events where their outcome is known: ``record_submit`` in the API's
 submit handler, ``record_job`` at the end of ``workers.runner.run_job``.
 
-Recording never raises: a metrics problem must not fail a job or a request.
+Recording never raises: a metrics problem must not fail a job or a request; with
+``VISIONQ_METRICS=0`` it records nothing.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import time
 from typing import Any
 
 from monitoring.metrics import Metrics, metrics, reason_for
-from monitoring.settings import get_monitoring_settings
+from monitoring.settings import get_monitoring_settings, metrics_enabled
 
 log = logging.getLogger(__name__)
 
 
 def record_submit(task: str, m: Metrics | None = None) -> None:
+    if m is None and not metrics_enabled():
+        return
     try:
         (m or metrics()).jobs_submitted.labels(task=task).inc()
     except Exception:  # noqa: BLE001 - see module docstring
@@ -33,6 +36,8 @@ def record_job(task: str, outcome: str, code: str | None, job: Any | None,
     job, so the record need not be read again.  ``batch_size`` is the number of images the
     model predicted together (the runner predicts one image per job).
     """
+    if m is None and not metrics_enabled():
+        return
     try:
         _record_job(task, outcome, code, job, m or metrics(), slo_s, now, batch_size)
     except Exception:  # noqa: BLE001 - see module docstring

@@ -1,4 +1,5 @@
-"""Monitoring settings: per-task SLOs (``VISIONQ_SLO_FACE=2s``) and the workers' exporter.
+"""Monitoring settings: the on/off switch (``VISIONQ_METRICS=0``), per-task SLOs
+(``VISIONQ_SLO_FACE=2s``) and the workers' exporter.
 
 Durations accept ``250ms``, ``2s``, ``1.5``, ``1m`` so the same spelling works in the
 environment, the README and Prometheus-style configs.
@@ -46,6 +47,9 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 class MonitoringSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VISIONQ_", extra="ignore")
 
+    metrics: bool = Field(
+        default=True, description="Record metrics (0: no request/task hooks, no recording, "
+        "no API /metrics; for measuring their overhead or running without Prometheus).")
     slo_face: Duration = DEFAULT_SLO_S["face"]
     slo_detect: Duration = DEFAULT_SLO_S["detect"]
     slo_classify: Duration = DEFAULT_SLO_S["classify"]
@@ -64,3 +68,8 @@ class MonitoringSettings(BaseSettings):
 @cache
 def get_monitoring_settings() -> MonitoringSettings:
     return MonitoringSettings()
+
+
+def metrics_enabled() -> bool:
+    """``VISIONQ_METRICS`` (default on), read once per process."""
+    return get_monitoring_settings().metrics

@@ -159,5 +159,14 @@ def autoscale(argv: tuple[str, ...]) -> None:
     sys.exit(autoscale_main(list(argv)))
 
 
+@main.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("argv", nargs=-1, type=click.UNPROCESSED)
+def report(argv: tuple[str, ...]) -> None:
+    """PNG charts: latency, goodput, queues (see `visionq report --help`)."""
+    from monitoring.report import main as report_main
+
+    sys.exit(report_main(list(argv)))
+
+
 if __name__ == "__main__":
     main()
