@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 SYSTEM_TOOLS := chromium prometheus docker-compose
 
-.PHONY: help install system-deps up test test-slow lint bench clean
+.PHONY: help install system-deps up test test-slow lint bench audit clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -40,6 +40,18 @@ test: install system-deps ## Run the test suite (real Redis, workers, models, Pr
 
 test-slow: install system-deps ## Run the slow soak-style tests too
 	C_FORCE_ROOT=1 $(BIN)/pytest
+
+bench: install system-deps ## Benchmarks, not part of make test: results in bench/results/
+	C_FORCE_ROOT=1 $(BIN)/python -m bench loadgen --task classify
+	C_FORCE_ROOT=1 $(BIN)/python -m bench submit
+	C_FORCE_ROOT=1 $(BIN)/python -m bench face4k
+	C_FORCE_ROOT=1 $(BIN)/python -m bench detect-latency
+	C_FORCE_ROOT=1 $(BIN)/python -m bench loss
+	$(BIN)/python bench/autoscale_sim.py
+
+audit: install ## pip-audit over uv.lock (needs the PyPI JSON API / OSV)
+	$(UV) pip install --python $(BIN)/python --quiet pip-audit
+	$(BIN)/python -m bench.audit
 
 lint: install ## ruff
 	$(BIN)/ruff check .
