@@ -15,9 +15,16 @@ from pathlib import Path
 import pytest
 import redis
 import requests
+from hypothesis import settings as hypothesis_settings
 
 from visionq.embedded_redis import server_command, wait_ready
 from workers.heartbeat import WORKER_KEY_PREFIX
+
+# Property tests explore a fixed, seed-derived set of examples in CI (a failure is
+# reproducible, never a flake); `HYPOTHESIS_PROFILE=explore` searches afresh each run.
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None)
+hypothesis_settings.register_profile("explore", deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures"
