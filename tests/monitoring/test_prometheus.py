@@ -169,6 +169,18 @@ def live(prometheus: Prometheus, monitored_stack: Stack) -> Prometheus:
     _wave(stack, faces=3)
     time.sleep(2.5)  # the detect job is now older than its 2 s SLO
     _wait_scraped(prometheus, stack)
+    # rate() needs two scraped samples that differ inside its window; on a loaded machine
+    # a slow scrape can fold both waves into one sample, so add waves until it moves.
+    for _ in range(4):
+        moving = prometheus.query(
+            f'sum by (task) (rate(visionq_jobs_completed_total{{task="face"}}[{RATE_WINDOW}])) > 0'
+            f' and sum by (task) (rate(visionq_job_latency_seconds_count{{task="face"}}'
+            f'[{RATE_WINDOW}])) > 0')["result"]
+        if moving:
+            break
+        _wave(stack, faces=3)
+        time.sleep(2.5)
+        _wait_scraped(prometheus, stack)
     return prometheus
 
 
