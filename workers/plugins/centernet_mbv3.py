@@ -26,6 +26,7 @@ from PIL import Image
 from pydantic import BaseModel, Field
 
 from visionq.imaging import DecodedImage
+from visionq.labels import COCO_LABELS
 from workers import weights_detect
 from workers.model import ModelLoadError
 
@@ -40,18 +41,7 @@ DEFAULT_MIN_CONFIDENCE = 0.3
 MIN_SIDE = 8
 """Images whose shorter side is below this many pixels get no predictions."""
 
-COCO_NAMES = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
-    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
-    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
-    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
-    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
-    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich",
-    "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
-    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote",
-    "keyboard", "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book",
-    "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush",
-)
+COCO_NAMES = COCO_LABELS
 CLASS_IDS = {name: index for index, name in enumerate(COCO_NAMES)}
 
 
