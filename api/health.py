@@ -6,8 +6,8 @@ import redis
 from flask import Blueprint, Response, jsonify
 
 from api.services import services
+from visionq.broker import workers_by_queue
 from visionq.settings import QUEUES
-from workers.heartbeat import workers_by_queue
 
 bp = Blueprint("health", __name__)
 

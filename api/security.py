@@ -24,12 +24,12 @@ from flask import Flask, g, request
 
 from api.errors import ApiError
 from api.services import services
+from visionq.keys import RATE_KEY_PREFIX
 
 PUBLIC_PREFIXES = ("/healthz", "/readyz", "/openapi.json", "/docs", "/static/", "/metrics")
 PUBLIC_PATHS = frozenset({"/", "/favicon.ico"})
 ADMIN_ENDPOINTS = frozenset({
     "deepstack.face_register", "deepstack.face_delete", "jobs.revoke_job"})
-RATE_KEY_PREFIX = "visionq:rate:"
 
 
 @dataclass(frozen=True)

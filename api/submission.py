@@ -20,9 +20,9 @@ from api.options import validate_options
 from api.services import Services, services
 from visionq.imaging import ImageError, probe
 from visionq.jobs import Job
+from visionq.keys import IDEMPOTENCY_KEY_PREFIX
 from visionq.settings import QUEUES
 
-IDEMPOTENCY_KEY_PREFIX = "visionq:idem:"
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 BACKLOG_RETRY_AFTER_S = 10
 

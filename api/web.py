@@ -6,8 +6,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify, send_from_directory
 
 from api.services import services
+from visionq.broker import workers_by_queue
 from visionq.settings import QUEUES
-from workers.heartbeat import workers_by_queue
 
 bp = Blueprint("web", __name__)
 

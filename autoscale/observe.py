@@ -1,128 +1,26 @@
-"""Read what the policy needs straight from the Celery broker (Redis), in one round trip.
+"""The autoscaler's view of the broker: everything for one poll in one snapshot.
 
-Layout of kombu's Redis transport (``kombu/transport/redis.py``, kombu 5.x, checked
-against 5.7.0):
-
-* A queue is a Redis list named after it (``LPUSH`` on publish, ``BRPOP`` on consume).
-* With priorities configured, messages of priority step ``p`` (``priority_steps =
-  [0, 3, 6, 9]``) go to ``f"{queue}\\x06\\x16{p}"`` (``Channel.sep``); step 0 is the
-  bare name. ``Channel._size`` sums ``LLEN`` over all four; so do we.
-* Delivered but not yet acknowledged messages (ack emulation, the default) are in the
-  hash ``unacked`` (field: delivery tag, value: JSON ``[raw_message, exchange,
-  routing_key]``) indexed by the sorted set ``unacked_index`` (score: delivery time).
-  Celery acks when a task *starts* unless ``task_acks_late=True``, so ``unacked`` holds
-  prefetched tasks and, with late acks, the running ones too.
-* Bindings: the set ``_kombu.binding.<exchange>`` holds
-  ``"<routing_key>\\x06\\x16<pattern>\\x06\\x16<queue>"`` members.
-
-The ``visionq:autoscale:*`` keys below are ours: workers write them (see
-``record_service_time`` and ``mark_busy``), the autoscaler reads them.
+The readers (kombu's Redis layout, service times, busy marks) live in ``visionq.broker``,
+shared with the metrics collector and the workers that write the hints.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from redis import Redis
 
-SEP = "\x06\x16"
-PRIORITY_STEPS = (0, 3, 6, 9)
-UNACKED_KEY = "unacked"
-UNACKED_INDEX_KEY = "unacked_index"
-BINDING_PREFIX = "_kombu.binding."
-
-#: How many service-time samples per queue we keep (enough for a stable mean, small
-#: enough that reading them all costs microseconds).
-SERVICE_SAMPLES = 200
-#: Samples older than this are ignored: a model change or a new instance type should
-#: show within minutes.
-SERVICE_MAX_AGE_SECONDS = 900.0
-SERVICE_KEY = "visionq:autoscale:service:{queue}"
-DONE_KEY = "visionq:autoscale:done:{queue}"
-BUSY_KEY = "visionq:autoscale:busy"
-#: Fallback expiry of a busy mark if a worker dies before clearing it.
-DEFAULT_BUSY_TTL_SECONDS = 3600.0
-
-
-def priority_keys(queue: str) -> list[str]:
-    """All Redis lists that hold ``queue``'s messages, bare name first."""
-    return [queue if p == 0 else f"{queue}{SEP}{p}" for p in PRIORITY_STEPS]
-
-
-def queue_length(conn: Redis, queue: str) -> int:
-    """Messages waiting in ``queue`` (all priority sub-queues)."""
-    pipe = conn.pipeline(transaction=False)
-    for key in priority_keys(queue):
-        pipe.llen(key)
-    return sum(int(n) for n in pipe.execute())
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def bindings(conn: Redis, exchanges: Iterable[str]) -> dict[tuple[str, str], str]:
-    """``(exchange, routing_key) -> queue`` from kombu's binding sets."""
-    out: dict[tuple[str, str], str] = {}
-    for exchange in set(exchanges):
-        for member in conn.smembers(BINDING_PREFIX + exchange):
-            parts = _text(member).split(SEP)
-            if len(parts) == 3:
-                out[(exchange, parts[0])] = parts[2]
-    return out
-
-
-def attribute(
-    exchange: str, routing_key: str, queues: Iterable[str],
-    bound: Mapping[tuple[str, str], str] | None = None,
-) -> str | None:
-    """Which of ``queues`` an unacked message came from, or ``None``.
-
-    Celery's default per-queue exchange has the queue's name and routing key; the
-    default direct exchange ``""`` routes by queue name; anything else is resolved
-    through kombu's bindings.
-    """
-    names = set(queues)
-    if bound and (exchange, routing_key) in bound and bound[(exchange, routing_key)] in names:
-        return bound[(exchange, routing_key)]
-    if routing_key in names:
-        return routing_key
-    if exchange in names:
-        return exchange
-    return None
-
-
-def _routing(payload: bytes | str) -> tuple[str, str] | None:
-    try:
-        raw: Any = json.loads(payload)
-        exchange, routing_key = raw[1], raw[2]
-    except (ValueError, TypeError, IndexError, KeyError):
-        return None
-    return str(exchange or ""), str(routing_key or "")
-
-
-def in_flight(conn: Redis, queues: Iterable[str] | None = None) -> dict[str, int]:
-    """Unacknowledged messages per queue.
-
-    With ``queues`` given, every one appears (0 if none) and messages for other queues
-    are counted under ``"?"`` only if any; without, the routing key is taken as the name.
-    """
-    wanted = list(queues) if queues is not None else None
-    routes = [r for r in (_routing(v) for v in conn.hvals(UNACKED_KEY)) if r is not None]
-    bound = bindings(conn, {ex for ex, _ in routes if ex}) if wanted is not None else None
-    counts: dict[str, int] = dict.fromkeys(wanted or [], 0)
-    for exchange, routing_key in routes:
-        if wanted is None:
-            name: str | None = routing_key or exchange
-        else:
-            name = attribute(exchange, routing_key, wanted, bound)
-        key = name if name is not None else "?"
-        counts[key] = counts.get(key, 0) + 1
-    return counts
+from visionq.broker import (
+    PRIORITY_STEPS,
+    SERVICE_SAMPLES,
+    as_text,
+    in_flight,
+    mean_recent,
+    priority_keys,
+)
+from visionq.keys import BUSY_KEY, DONE_KEY, SERVICE_KEY
 
 
 @dataclass(frozen=True)
@@ -151,79 +49,7 @@ def snapshot(conn: Redis, queues: Iterable[str], now: float | None = None) -> Br
     for i, q in enumerate(names):
         chunk = results[i * step:(i + 1) * step]
         backlog[q] = sum(int(n) for n in chunk[: len(PRIORITY_STEPS)])
-        service[q] = _mean_recent(chunk[-2], now)
+        service[q] = mean_recent(chunk[-2], now)
         done[q] = int(chunk[-1] or 0)
-    busy = frozenset(_text(m).split("/", 1)[0] for m in results[-1])
+    busy = frozenset(as_text(m).split("/", 1)[0] for m in results[-1])
     return BrokerSnapshot(backlog, in_flight(conn, names), service, done, busy)
-
-
-# -- service times: written by workers, read by the autoscaler -----------------------
-
-
-def record_service_time(
-    conn: Redis, queue: str, seconds: float, now: float | None = None
-) -> None:
-    """Record that a task from ``queue`` took ``seconds``; call from ``task_postrun``.
-
-    Keeps the last ``SERVICE_SAMPLES`` samples in the list
-    ``visionq:autoscale:service:<queue>`` (entries ``"<unix time>:<seconds>"``, newest
-    first) and counts completions in ``visionq:autoscale:done:<queue>`` (the autoscaler
-    derives the arrival rate from it). One pipelined round trip.
-    """
-    now = time.time() if now is None else now
-    key = SERVICE_KEY.format(queue=queue)
-    pipe = conn.pipeline(transaction=False)
-    pipe.lpush(key, f"{now:.3f}:{float(seconds):.6f}")
-    pipe.ltrim(key, 0, SERVICE_SAMPLES - 1)
-    pipe.incr(DONE_KEY.format(queue=queue))
-    pipe.execute()
-
-
-def _mean_recent(entries: Iterable[bytes | str], now: float) -> float | None:
-    values = []
-    for entry in entries:
-        try:
-            stamp, seconds = _text(entry).split(":", 1)
-            if now - float(stamp) <= SERVICE_MAX_AGE_SECONDS:
-                values.append(float(seconds))
-        except ValueError:
-            continue
-    return sum(values) / len(values) if values else None
-
-
-def recent_service_time(conn: Redis, queue: str, now: float | None = None) -> float | None:
-    """Mean seconds per task over the recent samples of ``queue``, ``None`` if none."""
-    now = time.time() if now is None else now
-    return _mean_recent(conn.lrange(SERVICE_KEY.format(queue=queue), 0, SERVICE_SAMPLES - 1), now)
-
-
-def completed(conn: Redis, queue: str) -> int:
-    """Tasks of ``queue`` completed since the counter was created (monotonic)."""
-    return int(conn.get(DONE_KEY.format(queue=queue)) or 0)
-
-
-# -- busy marks: which worker hosts (EC2 instance ids) hold a running task -----------
-
-
-def mark_busy(
-    conn: Redis, worker: str, task_id: str, ttl: float = DEFAULT_BUSY_TTL_SECONDS,
-    now: float | None = None,
-) -> None:
-    """Mark ``worker`` (on EC2: its instance id) busy with ``task_id``; ``task_prerun``."""
-    now = time.time() if now is None else now
-    conn.zadd(BUSY_KEY, {f"{worker}/{task_id}": now + ttl})
-
-
-def mark_idle(conn: Redis, worker: str, task_id: str) -> None:
-    """Clear the mark of ``mark_busy``; call from ``task_postrun``."""
-    conn.zrem(BUSY_KEY, f"{worker}/{task_id}")
-
-
-def busy_workers(conn: Redis, now: float | None = None) -> frozenset[str]:
-    """Workers with at least one unexpired busy mark (expired marks are pruned)."""
-    now = time.time() if now is None else now
-    pipe = conn.pipeline(transaction=False)
-    pipe.zremrangebyscore(BUSY_KEY, "-inf", f"({now}")
-    pipe.zrange(BUSY_KEY, 0, -1)
-    members = pipe.execute()[1]
-    return frozenset(_text(m).split("/", 1)[0] for m in members)

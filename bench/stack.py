@@ -25,9 +25,9 @@ import requests
 
 from bench.common import REPO, cores, say
 from visionq.embedded_redis import server_command, wait_ready
+from visionq.keys import WORKER_KEY_PREFIX
 from visionq.settings import Settings
 from visionq.up import Service, Stack
-from workers.heartbeat import WORKER_KEY_PREFIX
 
 LOGS = REPO / "bench" / "results" / "logs"
 HUGE_BACKLOG = 10_000_000

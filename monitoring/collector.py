@@ -17,10 +17,9 @@ import redis
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from autoscale.observe import in_flight, priority_keys, queue_length
 from monitoring import metrics as names
+from visionq.broker import in_flight, priority_keys, queue_length, workers_by_queue
 from visionq.jobs import JobStore
-from workers.heartbeat import workers_by_queue
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import requests
 from hypothesis import settings as hypothesis_settings
 
 from visionq.embedded_redis import server_command, wait_ready
-from workers.heartbeat import WORKER_KEY_PREFIX
+from visionq.keys import WORKER_KEY_PREFIX
 
 # Property tests explore a fixed, seed-derived set of examples in CI (a failure is
 # reproducible, never a flake); `HYPOTHESIS_PROFILE=explore` searches afresh each run.

@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 
 import redis
 
-BLOB_KEY_PREFIX = "visionq:blob:"
+from visionq.keys import BLOB_KEY_PREFIX
 
 
 class BlobNotFoundError(LookupError):

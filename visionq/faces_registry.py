@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import redis
 
-REGISTRY_KEY = "visionq:faces"
+from visionq.keys import FACES_KEY as REGISTRY_KEY
+
 ENCODING_SIZE = 128
 
 

@@ -15,14 +15,9 @@ from typing import Any
 
 import redis
 
-JOB_KEY_PREFIX = "visionq:job:"
-RECENT_KEY = "visionq:jobs:recent"
-"""Sorted set of job ids scored by ``queued_at``, capped: the index behind ``GET /v1/jobs``."""
-COUNTS_KEY = "visionq:jobs:counts"
-DONE_CHANNEL_PREFIX = "visionq:done:"
+from visionq.keys import COUNTS_KEY, DONE_CHANNEL_PREFIX, JOB_KEY_PREFIX, RECENT_KEY
+
 WAIT_RECHECK_S = 1.0
-"""Hash ``<task>:<status>`` -> count: ``running`` is a gauge, ``succeeded``/``failed`` are
-totals since this Redis was created.  Updated inside the same scripts that move a job."""
 FINAL_STATUSES = frozenset({"succeeded", "failed"})
 STATUSES = ("queued", "running", "succeeded", "failed")
 

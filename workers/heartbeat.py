@@ -1,46 +1,22 @@
-"""Worker heartbeats in Redis: which workers are online for which queue.
+"""The worker's heartbeat thread: keeps ``visionq:worker:<hostname>`` fresh.
 
-Each worker's main process refreshes ``visionq:worker:<hostname>`` (JSON, short TTL) so
-the API's ``/readyz``, the autoscaler and the metrics see live workers per queue in one
-cheap read, without a broadcast ``inspect`` round trip.
+What is written and how it is read (``workers_by_queue``, for the API's ``/readyz``, the
+autoscaler and the metrics) lives in ``visionq.broker``; this is only the worker's loop.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 
 import redis
 
+from visionq.broker import HEARTBEAT_INTERVAL_S, beat, forget_worker
+
 log = logging.getLogger(__name__)
-
-WORKER_KEY_PREFIX = "visionq:worker:"
-HEARTBEAT_INTERVAL_S = 5.0
-HEARTBEAT_TTL_S = 15
-
-
-def beat(client: redis.Redis, hostname: str, queues: list[str], started_at: float) -> None:
-    payload = {"hostname": hostname, "queues": queues, "pid": os.getpid(),
-               "started_at": started_at, "seen_at": time.time()}
-    client.set(f"{WORKER_KEY_PREFIX}{hostname}", json.dumps(payload), ex=HEARTBEAT_TTL_S)
-
-
-def workers_by_queue(client: redis.Redis) -> dict[str, list[str]]:
-    """Online workers for each queue, from their heartbeats."""
-    found: dict[str, list[str]] = {}
-    for key in client.scan_iter(match=f"{WORKER_KEY_PREFIX}*", count=200):
-        raw = client.get(key)
-        if raw is None:
-            continue
-        info = json.loads(raw)
-        for queue in info.get("queues", []):
-            found.setdefault(queue, []).append(info["hostname"])
-    return found
 
 
 class Heartbeat(threading.Thread):
@@ -67,4 +43,4 @@ class Heartbeat(threading.Thread):
     def stop(self) -> None:
         self._stop_event.set()
         with contextlib.suppress(redis.RedisError):
-            self._client.delete(f"{WORKER_KEY_PREFIX}{self._hostname}")
+            forget_worker(self._client, self._hostname)

@@ -21,11 +21,12 @@ from collections.abc import Callable
 
 import redis
 
-from visionq.jobs import RECENT_KEY, JobStore
+from visionq.jobs import JobStore
+from visionq.keys import REAPER_LOCK_KEY as LOCK_KEY
+from visionq.keys import RECENT_KEY
 
 log = logging.getLogger(__name__)
 
-LOCK_KEY = "visionq:reaper:lock"
 SWEEP_INTERVAL_S = 30.0
 SCAN_LIMIT = 10_000
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from celery import signals
 
-from autoscale.observe import mark_busy, mark_idle, record_service_time
+from visionq.broker import mark_busy, mark_idle, record_service_time
 from visionq.redis_conn import redis_client
 from visionq.settings import QUEUES, get_settings
 from workers import runtime

@@ -35,7 +35,7 @@ from tests.conftest import FIXTURES
 from visionq.imaging import DEFAULT_MAX_PIXELS
 from visionq.jobs import FINAL_STATUSES, JobStore
 from visionq.settings import QUEUES
-from workers.heartbeat import WORKER_KEY_PREFIX
+from visionq.keys import WORKER_KEY_PREFIX
 
 PROPERTY = settings(max_examples=40, deadline=None, database=None,
                     phases=[Phase.explicit, Phase.generate],  # no shrinking: bounded time

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from autoscale import observe
 from autoscale.backends.local import LocalBackend
 from autoscale.loop import Controller, main
 from autoscale.policy import Policy, PoolPolicy
+from visionq import broker
 
 IDLE_WORKER = ("import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); "
                "print('up', flush=True); time.sleep(60)")
@@ -34,7 +34,7 @@ class Clock:
 
 def test_tick_scales_a_local_pool_up_and_back_down(rconn: redis.Redis) -> None:
     fill(rconn, "face", 20)
-    observe.record_service_time(rconn, "face", 1.0, now=1_000.0)
+    broker.record_service_time(rconn, "face", 1.0, now=1_000.0)
     clock = Clock()
     backend = LocalBackend(["face"], command=[sys.executable, "-c", IDLE_WORKER])
     policy = Policy(default=PoolPolicy(target_backlog_seconds=10, boot_seconds=0,
@@ -93,7 +93,7 @@ def test_ec2_once_sets_capacity_and_protection(
 ) -> None:
     client, group = asg
     fill(rconn, "face", 30)
-    observe.record_service_time(rconn, "face", 2.0)
+    broker.record_service_time(rconn, "face", 2.0)
     argv = ["--backend", "ec2", "--once", "--redis-url", scaler_redis_url, "--queues", "face",
             "--asg", f"face={group}", "--endpoint-url", scaler_moto_url, "--region", "us-east-1",
             "--target-backlog-seconds", "20", "--lifecycle-hook"]
@@ -102,7 +102,7 @@ def test_ec2_once_sets_capacity_and_protection(
     assert g["DesiredCapacity"] == 3  # 30 x 2 s / 20 s
     assert client.describe_lifecycle_hooks(AutoScalingGroupName=group)["LifecycleHooks"]
     busy = g["Instances"][0]["InstanceId"]
-    observe.mark_busy(rconn, busy, "task-1")
+    broker.mark_busy(rconn, busy, "task-1")
     assert main(argv) == 0
     g = client.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"][0]
     assert {i["InstanceId"] for i in g["Instances"] if i["ProtectedFromScaleIn"]} == {busy}

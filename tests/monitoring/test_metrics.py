@@ -14,7 +14,7 @@ import redis
 from flask import Flask
 from prometheus_client import CollectorRegistry
 
-from autoscale.observe import UNACKED_KEY
+from visionq.broker import UNACKED_KEY
 from monitoring import dashboard
 from monitoring.collector import BrokerCollector, oldest_age
 from monitoring.flask_hooks import UNMATCHED_ROUTE

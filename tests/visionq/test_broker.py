@@ -1,9 +1,11 @@
-"""``autoscale.observe`` against a real valkey server, with messages from real kombu/Celery."""
+"""``visionq.broker`` (and the autoscaler's snapshot) against a real valkey server, with
+messages from real kombu/Celery."""
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -12,6 +14,22 @@ from kombu import Connection, Exchange, Producer, Queue
 
 from autoscale import observe
 from autoscale.rates import ArrivalRates
+from visionq import broker
+
+
+@pytest.fixture()
+def scaler_redis_url(idle_redis_url: str) -> str:
+    """A database no worker consumes (flushed around each test)."""
+    return idle_redis_url
+
+
+@pytest.fixture()
+def rconn(scaler_redis_url: str) -> Iterator[redis.Redis]:
+    conn = redis.Redis.from_url(scaler_redis_url)
+    try:
+        yield conn
+    finally:
+        conn.close()
 
 
 def publish(url: str, queue: str, n: int, priority: int | None = None) -> None:
@@ -25,15 +43,15 @@ def publish(url: str, queue: str, n: int, priority: int | None = None) -> None:
 
 
 def test_queue_length_counts_every_priority_list(scaler_redis_url: str, rconn: redis.Redis) -> None:
-    assert observe.queue_length(rconn, "face") == 0
+    assert broker.queue_length(rconn, "face") == 0
     publish(scaler_redis_url, "face", 3)
     publish(scaler_redis_url, "face", 2, priority=9)
     publish(scaler_redis_url, "detect", 4)
     assert rconn.llen("face") == 3
     assert rconn.llen("face\x06\x169") == 2  # kombu's sub-queue for priority step 9
-    assert observe.queue_length(rconn, "face") == 5
-    assert observe.queue_length(rconn, "detect") == 4
-    assert observe.queue_length(rconn, "classify") == 0
+    assert broker.queue_length(rconn, "face") == 5
+    assert broker.queue_length(rconn, "detect") == 4
+    assert broker.queue_length(rconn, "classify") == 0
 
 
 def reserve(conn: Connection, queue: str | Queue):
@@ -52,16 +70,16 @@ def test_in_flight_attributes_unacked_messages_to_their_queue(
     with Connection(scaler_redis_url) as conn:
         held = [reserve(conn, "face"), reserve(conn, "face"), reserve(conn, "detect")]
         assert rconn.hlen("unacked") == 3 and rconn.zcard("unacked_index") == 3
-        assert observe.in_flight(rconn, ["face", "detect", "classify"]) == {
+        assert broker.in_flight(rconn, ["face", "detect", "classify"]) == {
             "face": 2, "detect": 1, "classify": 0}
-        assert observe.in_flight(rconn) == {"face": 2, "detect": 1}
-        assert observe.queue_length(rconn, "face") == 1
+        assert broker.in_flight(rconn) == {"face": 2, "detect": 1}
+        assert broker.queue_length(rconn, "face") == 1
         held[2].ack()
-        assert observe.in_flight(rconn, ["face"]) == {"face": 2}
-        assert observe.in_flight(rconn, ["detect"]) == {"detect": 0, "?": 2}
+        assert broker.in_flight(rconn, ["face"]) == {"face": 2}
+        assert broker.in_flight(rconn, ["detect"]) == {"detect": 0, "?": 2}
         for m in held[:2]:
             m.ack()
-    assert observe.in_flight(rconn, ["face", "detect"]) == {"face": 0, "detect": 0}
+    assert broker.in_flight(rconn, ["face", "detect"]) == {"face": 0, "detect": 0}
 
 
 def test_celery_producer_messages_are_seen(scaler_redis_url: str, rconn: redis.Redis) -> None:
@@ -69,12 +87,12 @@ def test_celery_producer_messages_are_seen(scaler_redis_url: str, rconn: redis.R
     for _ in range(4):
         app.send_task("tasks.face.detect", args=("blob-key",), queue="face")
     app.send_task("tasks.face.detect", queue="face", priority=6)
-    assert observe.queue_length(rconn, "face") == 5
+    assert broker.queue_length(rconn, "face") == 5
     with Connection(scaler_redis_url) as conn:
         msg = reserve(conn, "face")
         assert msg.headers["task"] == "tasks.face.detect"
-        assert observe.in_flight(rconn, ["face"]) == {"face": 1}
-        assert observe.queue_length(rconn, "face") == 4
+        assert broker.in_flight(rconn, ["face"]) == {"face": 1}
+        assert broker.queue_length(rconn, "face") == 4
         msg.ack()
 
 
@@ -89,7 +107,7 @@ def test_celery_producer_messages_are_seen(scaler_redis_url: str, rconn: redis.R
     ],
 )
 def test_attribute(exchange: str, routing_key: str, bound, expected) -> None:
-    assert observe.attribute(exchange, routing_key, ["face", "detect"], bound) == expected
+    assert broker.attribute(exchange, routing_key, ["face", "detect"], bound) == expected
 
 
 def test_in_flight_resolves_custom_exchanges_through_bindings(
@@ -100,41 +118,41 @@ def test_in_flight_resolves_custom_exchanges_through_bindings(
     with Connection(scaler_redis_url) as conn:
         Producer(conn).publish({}, exchange=ex, routing_key="objects", declare=[q])
         msg = reserve(conn, q)
-        assert observe.in_flight(rconn, ["face", "detect"]) == {"face": 0, "detect": 1}
+        assert broker.in_flight(rconn, ["face", "detect"]) == {"face": 0, "detect": 1}
         msg.ack()
 
 
 def test_garbage_in_unacked_is_ignored(rconn: redis.Redis) -> None:
     rconn.hset("unacked", mapping={"a": "not json", "b": "[1]", "c": '[{}, "face", "face"]'})
-    assert observe.in_flight(rconn, ["face"]) == {"face": 1}
+    assert broker.in_flight(rconn, ["face"]) == {"face": 1}
 
 
 def test_service_time_round_trip(rconn: redis.Redis) -> None:
-    assert observe.recent_service_time(rconn, "face") is None
+    assert broker.recent_service_time(rconn, "face") is None
     for s in (1.0, 2.0, 3.0):
-        observe.record_service_time(rconn, "face", s, now=1000.0)
-    assert observe.recent_service_time(rconn, "face", now=1001.0) == pytest.approx(2.0)
-    assert observe.recent_service_time(rconn, "detect", now=1001.0) is None
-    assert observe.completed(rconn, "face") == 3
+        broker.record_service_time(rconn, "face", s, now=1000.0)
+    assert broker.recent_service_time(rconn, "face", now=1001.0) == pytest.approx(2.0)
+    assert broker.recent_service_time(rconn, "detect", now=1001.0) is None
+    assert broker.completed(rconn, "face") == 3
     # old samples age out
-    assert observe.recent_service_time(rconn, "face", now=1000.0 + 10_000) is None
+    assert broker.recent_service_time(rconn, "face", now=1000.0 + 10_000) is None
     # the list stays bounded
-    for _ in range(observe.SERVICE_SAMPLES + 50):
-        observe.record_service_time(rconn, "face", 0.5, now=2000.0)
-    assert rconn.llen(observe.SERVICE_KEY.format(queue="face")) == observe.SERVICE_SAMPLES
-    assert observe.recent_service_time(rconn, "face", now=2000.0) == pytest.approx(0.5)
+    for _ in range(broker.SERVICE_SAMPLES + 50):
+        broker.record_service_time(rconn, "face", 0.5, now=2000.0)
+    assert rconn.llen(broker.SERVICE_KEY.format(queue="face")) == broker.SERVICE_SAMPLES
+    assert broker.recent_service_time(rconn, "face", now=2000.0) == pytest.approx(0.5)
 
 
 def test_busy_marks(rconn: redis.Redis) -> None:
-    observe.mark_busy(rconn, "i-aaa", "t1", ttl=60, now=100)
-    observe.mark_busy(rconn, "i-aaa", "t2", ttl=60, now=100)
-    observe.mark_busy(rconn, "i-bbb", "t3", ttl=5, now=100)
-    assert observe.busy_workers(rconn, now=101) == {"i-aaa", "i-bbb"}
-    observe.mark_idle(rconn, "i-aaa", "t1")
-    assert observe.busy_workers(rconn, now=101) == {"i-aaa", "i-bbb"}  # t2 still running
-    observe.mark_idle(rconn, "i-aaa", "t2")
-    assert observe.busy_workers(rconn, now=101) == {"i-bbb"}
-    assert observe.busy_workers(rconn, now=200) == frozenset()  # expired (worker died)
+    broker.mark_busy(rconn, "i-aaa", "t1", ttl=60, now=100)
+    broker.mark_busy(rconn, "i-aaa", "t2", ttl=60, now=100)
+    broker.mark_busy(rconn, "i-bbb", "t3", ttl=5, now=100)
+    assert broker.busy_workers(rconn, now=101) == {"i-aaa", "i-bbb"}
+    broker.mark_idle(rconn, "i-aaa", "t1")
+    assert broker.busy_workers(rconn, now=101) == {"i-aaa", "i-bbb"}  # t2 still running
+    broker.mark_idle(rconn, "i-aaa", "t2")
+    assert broker.busy_workers(rconn, now=101) == {"i-bbb"}
+    assert broker.busy_workers(rconn, now=200) == frozenset()  # expired (worker died)
 
 
 def test_snapshot_in_one_poll_costs_milliseconds(scaler_redis_url: str, rconn: redis.Redis) -> None:
@@ -142,8 +160,8 @@ def test_snapshot_in_one_poll_costs_milliseconds(scaler_redis_url: str, rconn: r
     publish(scaler_redis_url, "detect", 50, priority=3)
     for i in range(300):  # a busy broker: 300 unacked messages of ~1 KB
         rconn.hset("unacked", f"tag{i}", f'[{{"body": "{"x" * 1000}"}}, "face", "face"]')
-    observe.record_service_time(rconn, "face", 0.25)
-    observe.mark_busy(rconn, "i-1", "t")
+    broker.record_service_time(rconn, "face", 0.25)
+    broker.mark_busy(rconn, "i-1", "t")
     queues = ["face", "detect", "classify"]
     snap = observe.snapshot(rconn, queues)
     assert snap.backlog == {"face": 200, "detect": 50, "classify": 0}

@@ -1,0 +1,44 @@
+"""Every Redis key and channel visionq writes, in one place.
+
+Celery's own keys (queues, ``unacked``, ``_kombu.binding.*``) belong to kombu's Redis
+transport and are described in ``visionq.broker``.  Everything of ours starts with
+``visionq:`` so that ``SCAN visionq:*`` shows exactly what the service keeps.
+"""
+
+from __future__ import annotations
+
+# -- jobs (visionq.jobs) ---------------------------------------------------------------
+JOB_KEY_PREFIX = "visionq:job:"
+"""Hash per job: status, task, blob, options, timings, result or error."""
+RECENT_KEY = "visionq:jobs:recent"
+"""Sorted set of job ids scored by ``queued_at``, capped: the index behind ``GET /v1/jobs``."""
+COUNTS_KEY = "visionq:jobs:counts"
+"""Hash ``<task>:<status>`` -> count, updated by the scripts that move a job."""
+DONE_CHANNEL_PREFIX = "visionq:done:"
+"""Pub/sub channel per job, published when it reaches a final status (long-poll wake-up)."""
+
+# -- images and faces ------------------------------------------------------------------
+BLOB_KEY_PREFIX = "visionq:blob:"
+"""String per uploaded image (the Redis blob store), deleted when its job ends."""
+FACES_KEY = "visionq:faces"
+"""Hash userid -> JSON list of face encodings (the DeepStack face registry)."""
+
+# -- API -------------------------------------------------------------------------------
+IDEMPOTENCY_KEY_PREFIX = "visionq:idem:"
+"""String per ``Idempotency-Key`` (hashed) -> job id."""
+RATE_KEY_PREFIX = "visionq:rate:"
+"""Counter per caller and window: ``visionq:rate:<who>:<window>``."""
+
+# -- workers ---------------------------------------------------------------------------
+WORKER_KEY_PREFIX = "visionq:worker:"
+"""String per worker hostname (JSON heartbeat, short TTL)."""
+REAPER_LOCK_KEY = "visionq:reaper:lock"
+"""Held by the worker sweeping for lost messages (one at a time)."""
+
+# -- scaling hints, written by workers and read by the autoscaler -----------------------
+SERVICE_KEY = "visionq:autoscale:service:{queue}"
+"""List of ``"<unix time>:<seconds>"`` service-time samples per queue, newest first."""
+DONE_KEY = "visionq:autoscale:done:{queue}"
+"""Counter of completed tasks per queue (the autoscaler derives the arrival rate)."""
+BUSY_KEY = "visionq:autoscale:busy"
+"""Sorted set ``<worker>/<task id>`` scored by expiry: which hosts hold a running task."""
