@@ -16,8 +16,14 @@ from typing import Any
 import redis
 
 from visionq.keys import COUNTS_KEY, DONE_CHANNEL_PREFIX, JOB_KEY_PREFIX, RECENT_KEY
+from visionq.wakeup import DoneListener
 
 WAIT_RECHECK_S = 1.0
+"""A waiting thread re-reads the job record this often even without an announcement."""
+UNSUBSCRIBED_RECHECK_S = 0.1
+"""... and this often while the process's wake-up listener is reconnecting."""
+READY_WAIT_S = 2.0
+"""How long a waiter gives a starting listener before it falls back to re-reading."""
 FINAL_STATUSES = frozenset({"succeeded", "failed"})
 STATUSES = ("queued", "running", "succeeded", "failed")
 
@@ -107,8 +113,9 @@ def _float(value: bytes | None) -> float | None:
 
 class JobStore:
     def __init__(self, client: redis.Redis, ttl_s: int,
-                 recent_cap: int = 10_000) -> None:
+                 recent_cap: int = 10_000, listener: DoneListener | None = None) -> None:
         self._client = client
+        self._listener = listener
         self._ttl_s = ttl_s
         self._recent_cap = recent_cap
         self._finish = client.register_script(_FINISH_SCRIPT)
@@ -236,12 +243,39 @@ class JobStore:
     def wait(self, job_id: str, timeout_s: float) -> Job | None:
         """Long-poll until the job is final or ``timeout_s`` passes.
 
-        Subscribes to the job's channel first, then reads the record, so a finish between
-        the two is never missed; wakes within a millisecond of the announcement, and
-        re-reads the record every ``WAIT_RECHECK_S`` in case one is lost (a reconnect)."""
+        With a ``DoneListener`` (the API's, one per process) the waiting thread is woken by
+        the process's single pub/sub subscription; without one, it subscribes to the job's
+        channel itself.  Either way the record is re-read every ``WAIT_RECHECK_S`` in case
+        an announcement is lost (a reconnect)."""
         job = self.get(job_id)
         if job is None or job.status in FINAL_STATUSES or timeout_s <= 0:
             return job
+        if self._listener is not None:
+            return self._wait_listening(self._listener, job_id, timeout_s)
+        return self._wait_subscribed(job_id, timeout_s)
+
+    def _wait_listening(self, listener: DoneListener, job_id: str,
+                        timeout_s: float) -> Job | None:
+        deadline = time.monotonic() + timeout_s
+        event = listener.register(job_id)
+        try:
+            if not listener.ready:
+                listener.wait_ready(min(timeout_s, READY_WAIT_S))
+            while True:
+                # Registered before this read: a finish after it sets the event.
+                job = self.get(job_id)
+                remaining = deadline - time.monotonic()
+                if job is None or job.status in FINAL_STATUSES or remaining <= 0:
+                    return job
+                period = WAIT_RECHECK_S if listener.ready else UNSUBSCRIBED_RECHECK_S
+                event.wait(min(remaining, period))
+                event.clear()
+        finally:
+            listener.unregister(job_id, event)
+
+    def _wait_subscribed(self, job_id: str, timeout_s: float) -> Job | None:
+        """Subscribes to the job's channel first, then reads the record, so a finish between
+        the two is never missed; wakes within a millisecond of the announcement."""
         deadline = time.monotonic() + timeout_s
         pubsub = self._client.pubsub()
         try:

@@ -80,3 +80,51 @@ def test_revoke_wakes_a_waiter(idle_redis_url: str) -> None:
     threading.Timer(0.2, store.revoke, args=(job.id,)).start()
     done = store.wait(job.id, 20)
     assert done.status == "failed" and done.code == "revoked"
+
+
+def test_shared_listener_wakes_many_waiters(idle_redis_url: str, monkeypatch) -> None:
+    """One process-wide subscription wakes every waiting thread; with the periodic re-read
+    pushed out to 30 s only the announcement can end each wait early."""
+    import visionq.jobs as jobs_module
+    from visionq.wakeup import DoneListener
+
+    monkeypatch.setattr(jobs_module, "WAIT_RECHECK_S", 30.0)
+    client = redis.Redis.from_url(idle_redis_url)
+    listener = DoneListener(client)
+    store = JobStore(client, ttl_s=60, listener=listener)
+    try:
+        jobs = [store.create("face", f"k{i}") for i in range(20)]
+        results: dict[str, str] = {}
+
+        def waiter(job_id: str) -> None:
+            done = store.wait(job_id, 25)
+            results[job_id] = done.status if done is not None else "missing"
+
+        threads = [threading.Thread(target=waiter, args=(job.id,)) for job in jobs]
+        for thread in threads:
+            thread.start()
+        for i, job in enumerate(jobs):  # finishes race the registrations
+            store.start(job.id, "w")
+            store.succeed(job.id, {"i": i})
+        started = time.monotonic()
+        for thread in threads:
+            thread.join(30)
+        assert results == {job.id: "succeeded" for job in jobs}
+        assert time.monotonic() - started < 20, "a waiter missed its announcement"
+        assert listener.waiting() == 0  # every waiter unregistered
+    finally:
+        listener.stop()
+
+
+def test_shared_listener_timeout_returns_the_queued_job(idle_redis_url: str) -> None:
+    from visionq.wakeup import DoneListener
+
+    client = redis.Redis.from_url(idle_redis_url)
+    listener = DoneListener(client)
+    try:
+        store = JobStore(client, ttl_s=60, listener=listener)
+        job = store.create("face", "k")
+        assert store.wait(job.id, 0.3).status == "queued"
+        assert listener.waiting() == 0
+    finally:
+        listener.stop()
