@@ -10,8 +10,9 @@ from typing import Any
 from flask import Flask
 
 from api.errors import register_error_handlers
+from api.metrics import init_app as init_monitoring
 from api.services import EXTENSION_KEY, build_services
-from monitoring.flask_hooks import init_app as init_monitoring
+from tasks import make_celery
 from visionq.settings import Settings
 
 MULTIPART_OVERHEAD_BYTES = 1024 * 1024
@@ -24,7 +25,9 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_bytes * 4 // 3 + MULTIPART_OVERHEAD_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions[EXTENSION_KEY] = build_services(settings)
+    celery = make_celery(settings)  # this app's producer, on this app's Redis
+    app.extensions["celery"] = celery
+    app.extensions[EXTENSION_KEY] = build_services(settings, celery)
     register_error_handlers(app)
     init_monitoring(app)  # /metrics, request timings
 

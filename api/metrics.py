@@ -1,12 +1,36 @@
-"""``/metrics``: the API's Prometheus metrics, merged over every gunicorn worker when
-``PROMETHEUS_MULTIPROC_DIR`` is set (see ``monitoring.metrics``)."""
+"""API-side metrics: request count and latency per route, jobs submitted, and the
+``/metrics`` endpoint (merged over every gunicorn worker when ``PROMETHEUS_MULTIPROC_DIR``
+is set, see ``monitoring.metrics``).
+
+``init_app(app)`` is the one call ``api.create_app`` makes.  The ``route`` label is the
+Flask URL rule (``/v1/jobs/<job_id>``), never the raw path, so job ids cannot explode the
+series count; requests that match no rule are counted under ``<unmatched>``.
+
+Submitted jobs are counted on Celery's ``after_task_publish`` in the API process: every
+way of creating a job (``/v1/jobs``, batches, DeepStack endpoints) ends in one publish,
+so no handler needs a metrics line and a failed publish is never counted.
+
+The metrics themselves are declared in ``monitoring.metrics``; this module only wires them
+into Flask, so ``monitoring`` never imports ``api``.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response
+import logging
+import time
+from typing import Any
+
+from celery import signals
+from flask import Blueprint, Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from monitoring.metrics import exposition_registry
+from monitoring.metrics import exposition_registry, metrics
+from monitoring.record import record_submit
+from monitoring.settings import metrics_enabled
+
+log = logging.getLogger(f"visionq.{__name__}")
+
+UNMATCHED_ROUTE = "<unmatched>"
 
 bp = Blueprint("metrics", __name__)
 
@@ -14,3 +38,43 @@ bp = Blueprint("metrics", __name__)
 @bp.get("/metrics")
 def prometheus_metrics() -> Response:
     return Response(generate_latest(exposition_registry()), content_type=CONTENT_TYPE_LATEST)
+
+
+def _before() -> None:
+    g._visionq_started = time.perf_counter()
+
+
+def _after(response: Response) -> Response:
+    started = g.pop("_visionq_started", None)
+    try:
+        rule = request.url_rule
+        route = rule.rule if rule is not None else UNMATCHED_ROUTE
+        m = metrics()
+        m.http_requests.labels(method=request.method, route=route,
+                               status=str(response.status_code)).inc()
+        if started is not None:
+            m.http_latency.labels(method=request.method, route=route).observe(
+                time.perf_counter() - started)
+    except Exception:  # noqa: BLE001 - metrics never fail a request
+        log.exception("request metrics failed")
+    return response
+
+
+def _on_publish(sender: str | None = None, **_: Any) -> None:
+    """``sender`` is the task name (``visionq.face``); the job's task is its last part."""
+    if sender and sender.startswith("visionq."):
+        record_submit(sender.rpartition(".")[2])
+
+
+def init_app(app: Flask) -> None:
+    """Time every request, count published jobs and serve ``/metrics``; with
+    ``VISIONQ_METRICS=0`` none of it (no per-request cost, ``/metrics`` is a 404)."""
+    if not metrics_enabled():
+        log.info("metrics off (VISIONQ_METRICS=0): no request hooks, no /metrics")
+        return
+    app.before_request(_before)
+    app.after_request(_after)
+    app.register_blueprint(bp)
+    signals.after_task_publish.connect(_on_publish, weak=False,
+                                       dispatch_uid="visionq-metrics-submitted")
+    metrics()  # create the metrics (and the multiprocess directory) at start-up

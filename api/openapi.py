@@ -1,8 +1,9 @@
 """The OpenAPI 3.1 document served at ``/openapi.json``.
 
 Written by hand next to the routes (a small Flask app needs no framework for this) but not
-free-standing: option schemas come from the same pydantic models the API validates with
-(``api.options``), the statuses from the same error table, and
+free-standing: option schemas (and their defaults) come from the pydantic models the API
+validates with and the model plugins run with (``visionq.options``), the DeepStack
+endpoints' defaults from ``api.deepstack``, the statuses from the same error table, and
 ``tests/api/test_openapi.py`` checks that every Flask route is documented and every
 documented path is routed, and runs schemathesis against the live server.
 """
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.deepstack import DETECTION_MIN_CONFIDENCE, RECOGNITION_MIN_CONFIDENCE
 from api.options import OPTION_MODELS
 from visionq import __version__
 from visionq.jobs import STATUSES
+from visionq.options import DEFAULT_TOP_K
 from visionq.settings import QUEUES
 
 ERROR_TEXT = {
@@ -57,7 +60,6 @@ def _form(properties: dict[str, Any], required: list[str],
 
 
 BINARY = {"type": "string", "format": "binary"}
-MIN_CONFIDENCE = {"type": "string", "description": "A number between 0 and 1."}
 BOX = {name: {"type": "integer"} for name in ("x_min", "y_min", "x_max", "y_max")}
 SECURITY = [{"bearer": []}, {"apiKey": []}, {}]
 
@@ -125,6 +127,11 @@ def _schemas() -> dict[str, Any]:
     return schemas
 
 
+def _min_confidence(default: float) -> dict[str, Any]:
+    return {"type": "string", "default": f"{default:g}", "description": "A number between 0 "
+            "and 1: predictions scored below are left out."}
+
+
 def _deepstack(properties: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "required": ["success", "duration", *properties],
             "properties": {"success": {"const": True}, "duration": {"type": "integer"},
@@ -139,7 +146,10 @@ def _sync(summary: str, schema: str, form: dict[str, Any], *extra_errors: int,
 
 
 def _paths() -> dict[str, Any]:
-    image_form = _form({"image": BINARY, "min_confidence": MIN_CONFIDENCE}, ["image"])
+    def image_form(min_confidence: float) -> dict[str, Any]:
+        return _form({"image": BINARY, "min_confidence": _min_confidence(min_confidence)},
+                     ["image"])
+
     task_param = {"name": "task", "in": "query", "schema": {"enum": list(QUEUES)}}
     idem = {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string",
             "maxLength": 255}, "description": "Same key (per caller) -> same job(s), "
@@ -188,9 +198,11 @@ def _paths() -> dict[str, Any]:
                        "parameters": [job_id],
                        "responses": {"200": _json(_ref("Job"), "Revoked"),
                                      **_errors(401, 403, 404, 409, 429)}}},
-        "/v1/vision/detection": _sync("Objects (COCO-80)", "Detection", image_form),
-        "/v1/vision/face": _sync("Face boxes", "Faces", image_form),
-        "/v1/vision/face/recognize": _sync("Who is in the image", "Recognition", image_form),
+        "/v1/vision/detection": _sync("Objects (COCO-80)", "Detection",
+                                      image_form(DETECTION_MIN_CONFIDENCE)),
+        "/v1/vision/face": _sync("Face boxes", "Faces", image_form(DETECTION_MIN_CONFIDENCE)),
+        "/v1/vision/face/recognize": _sync("Who is in the image", "Recognition",
+                                           image_form(RECOGNITION_MIN_CONFIDENCE)),
         "/v1/vision/face/register": _sync(
             "Register a userid's face (one face per image, any file field names)",
             "Registered", _form({"userid": {"type": "string"}}, ["userid"], additional=True),
@@ -205,9 +217,10 @@ def _paths() -> dict[str, Any]:
             "Similarity 0-1 of the largest faces of two images", "Match",
             _form({"image1": BINARY, "image2": BINARY}, ["image1", "image2"])),
         "/v1/vision/classify": _sync(
-            "ImageNet labels (top_k, default 5)", "Classification",
-            _form({"image": BINARY, "min_confidence": MIN_CONFIDENCE,
-                   "top_k": {"type": "string"}}, ["image"])),
+            f"ImageNet labels (top_k, default {DEFAULT_TOP_K})", "Classification",
+            _form({"image": BINARY, "min_confidence": _min_confidence(0.0),
+                   "top_k": {"type": "string", "default": str(DEFAULT_TOP_K),
+                             "description": "How many labels to return."}}, ["image"])),
         "/v1/vision/scene": {"post": {
             "tags": ["DeepStack"], "summary": "Not available (no Places365 model)",
             "responses": _errors(401, 413, 429, 501)}},

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
+from celery import Celery
 from flask import current_app
 
+from tasks.signatures import enqueue
 from visionq.blobstore import BlobStore, blob_store_from_url
 from visionq.faces_registry import FaceRegistry
 from visionq.imaging import ImageLimits
 from visionq.jobs import JobStore
 from visionq.redis_conn import redis_client
 from visionq.settings import Settings
+from visionq.wakeup import DoneListener
 
 EXTENSION_KEY = "visionq"
 
@@ -25,24 +27,27 @@ class Services:
     jobs: JobStore
     blobs: BlobStore
     limits: ImageLimits
-    enqueue: Callable[[str, str], None]
+    celery: Celery
+    """This app's producer (``tasks.make_celery``): it publishes, it never runs tasks."""
     faces: FaceRegistry
 
+    def enqueue(self, task: str, job_id: str) -> None:
+        """Publish job ``job_id`` to the ``task`` queue (the message is the id only)."""
+        enqueue(self.celery, task, job_id)
 
-def build_services(settings: Settings) -> Services:
-    from tasks.app import use_broker
-    from tasks.inference import enqueue
 
-    use_broker(settings.redis_url)
+def build_services(settings: Settings, celery: Celery) -> Services:
     client = redis_client(settings.redis_url)
     return Services(
         settings=settings,
         redis=client,
-        jobs=JobStore(client, settings.result_ttl_s, settings.recent_jobs),
+        # One pub/sub subscription per API process wakes every long-poll (visionq.wakeup).
+        jobs=JobStore(client, settings.result_ttl_s, settings.recent_jobs,
+                      listener=DoneListener(client)),
         blobs=blob_store_from_url(settings.blob_url, client, settings.blob_ttl_s,
                                   settings.s3_endpoint_url),
         limits=ImageLimits(settings.max_bytes, settings.max_pixels),
-        enqueue=enqueue,
+        celery=celery,
         faces=FaceRegistry(client, settings.face_tolerance),
     )
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shlex
 import signal
 import threading
@@ -28,12 +27,11 @@ from autoscale.policy import (
     decide,
 )
 from autoscale.rates import ArrivalRates
+from visionq.settings import DEFAULT_REDIS_URL, QUEUES, Settings
 
-log = logging.getLogger("autoscale")
+log = logging.getLogger("visionq.autoscale")
 
-DEFAULT_QUEUES = ("face", "detect", "classify")
 DEFAULT_INTERVAL_SECONDS = 5.0
-DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_ASG_TEMPLATE = "visionq-{queue}"
 DEFAULT_METRICS_PORT = 9809
 """Where monitoring/prometheus.yml expects the autoscaler."""
@@ -129,7 +127,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--backend", choices=("local", "ec2"), default="local")
-    p.add_argument("--queues", default=",".join(DEFAULT_QUEUES),
+    p.add_argument("--queues", default=",".join(QUEUES),
                    help="comma-separated queues, one worker pool each")
     p.add_argument("--interval", type=float, default=DEFAULT_INTERVAL_SECONDS,
                    help="seconds between polls")
@@ -137,9 +135,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="one observe/decide/apply and exit (with the local backend, workers "
                         "started stay running; mostly useful with --dry-run)")
     p.add_argument("--dry-run", action="store_true", help="log decisions, change nothing")
-    p.add_argument("--redis-url", default=os.environ.get(
-        "VISIONQ_REDIS_URL", os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)),
-        help="broker URL (env VISIONQ_REDIS_URL or REDIS_URL)")
+    p.add_argument("--redis-url", default=None,
+                   help="broker URL (default: REDIS_URL or VISIONQ_REDIS_URL, as for the "
+                        f"workers, else {DEFAULT_REDIS_URL})")
     g = p.add_argument_group("policy (every pool)")
     g.add_argument("--target-backlog-seconds", type=float, default=d.target_backlog_seconds,
                    help="seconds of queued work per worker before adding workers")
@@ -216,7 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         raise SystemExit(f"invalid policy: {exc}") from exc
     backend = build_backend(args, queues)
-    conn = redis.Redis.from_url(args.redis_url, socket_timeout=5)
+    redis_url = args.redis_url or Settings().redis_url
+    conn = redis.Redis.from_url(redis_url, socket_timeout=5)
     serve = args.metrics_port and not args.once  # a one-shot run has nothing to scrape
     on_decision = publish_metrics(args.metrics_port) if serve else None
     controller = Controller(conn, backend, queues, policy, dry_run=args.dry_run,

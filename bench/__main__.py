@@ -15,7 +15,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "writes bench/results/<name>.json plus PNG plots.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from bench import compare, detect_latency, face4k, netloss, submit
+    from bench import compare, detect_latency, face4k, frigate, netloss, submit
 
     compare.add_arguments(sub.add_parser(
         "loadgen", help="open-loop sweep: visionq vs sync Flask vs compute ceiling",
@@ -33,6 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "detect-latency", help="detection round trip at low load and at 80%% of capacity",
         description=detect_latency.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter))
+    frigate.add_arguments(sub.add_parser(
+        "frigate", help="Frigate emulation: 320 px frames at 5/s to /v1/vision/detection, "
+                        "timeout 0.1 s, a new connection each: %% timeouts, p50/p99",
+        description=frigate.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     netloss.add_client_arguments(sub.add_parser(
         "client", help="(internal) one open-loop point, JSON on stdout; run inside a netns"))
     ready = sub.add_parser("ready", help="(internal) wait until a server is ready")
@@ -53,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         netloss.run(args, argv)
     elif args.command == "detect-latency":
         detect_latency.run(args, argv)
+    elif args.command == "frigate":
+        frigate.run(args, argv)
     elif args.command == "client":
         netloss.client_main(args)
     elif args.command == "ready":

@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
+import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -28,6 +31,29 @@ TASK_IMAGES = {
     "face": sorted(p for p in (FIXTURES / "faces").glob("*.jpg")),
 }
 """The same images for visionq, the ceiling and the synchronous baseline."""
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stop_process(process: subprocess.Popen | None, sig: int = signal.SIGTERM,
+                 timeout_s: float = 30) -> None:
+    """Send ``sig`` to the process group of ``process`` (started with
+    ``start_new_session=True``), SIGKILL it after ``timeout_s``; nothing if it has exited."""
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, sig)
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass
 
 
 def cpu_model() -> str:

@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import statistics
-import time
 from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.model_timing import decode_ms, latency, throughput
 from visionq.imaging import DecodedImage, decode
 from workers.plugins.efficientnet_lite0 import (
     CROP_FRACTION,
@@ -116,37 +116,6 @@ def variants(model: EfficientNetLite0) -> list[dict[str, Any]]:
     return rows
 
 
-def latency(model: EfficientNetLite0, image: DecodedImage, runs: int) -> dict[str, float]:
-    model.predict([image], {})
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        model.predict([image], {})
-        times.append((time.perf_counter() - start) * 1000)
-    quantiles = statistics.quantiles(times, n=10)
-    return {"runs": runs, "median_ms": round(statistics.median(times), 2),
-            "p90_ms": round(quantiles[-1], 2), "min_ms": round(min(times), 2)}
-
-
-def throughput(model: EfficientNetLite0, images: list[DecodedImage], batch: int,
-               total: int) -> dict[str, float]:
-    pool = list(itertools.islice(itertools.cycle(images), max(batch, total)))
-    model.predict(pool[:batch], {})
-    start = time.perf_counter()
-    for offset in range(0, len(pool), batch):
-        model.predict(pool[offset:offset + batch], {})
-    elapsed = time.perf_counter() - start
-    return {"batch": batch, "images": len(pool), "images_per_s": round(len(pool) / elapsed, 1)}
-
-
-def decode_ms(name: str, max_side: int | None, runs: int = 20) -> float:
-    data = (FIXTURES / name).read_bytes()
-    start = time.perf_counter()
-    for _ in range(runs):
-        decode(data, max_side=max_side)
-    return round((time.perf_counter() - start) * 1000 / runs, 2)
-
-
 def environment(threads: int) -> dict[str, Any]:
     return {"python": platform.python_version(), "machine": platform.machine(),
             "process_cpus": process_cpu_count(), "threads": threads,
@@ -161,16 +130,20 @@ def main() -> None:
     model.load()
     fixtures = load_fixtures(model.input_size)
     images = [image for image, _ in fixtures.values()]
+
+    def predict(batch: list[DecodedImage]) -> object:
+        return model.predict(batch, {})
+
     result: dict[str, Any] = {
         "model": model.name, "model_version": model.version,
         "environment": environment(args.threads),
         "accuracy": score(fixtures, lambda image: model.probabilities(
             [preprocess(image.pixels)])[0]),
-        "decode_ms": {"draft": decode_ms(LATENCY_IMAGE, model.input_size),
-                      "full": decode_ms(LATENCY_IMAGE, None)},
+        "decode_ms": {"draft": decode_ms(FIXTURES / LATENCY_IMAGE, model.input_size),
+                      "full": decode_ms(FIXTURES / LATENCY_IMAGE, None)},
         "latency_image": LATENCY_IMAGE,
-        "latency_single": latency(model, fixtures[LATENCY_IMAGE][0], args.latency_runs),
-        "throughput": [throughput(model, images, int(b), args.images)
+        "latency_single": latency(predict, fixtures[LATENCY_IMAGE][0], args.latency_runs),
+        "throughput": [throughput(predict, images, int(b), args.images)
                        for b in args.batches.split(",")],
     }
     if args.variants:

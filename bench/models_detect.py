@@ -12,16 +12,14 @@ converted weights (``python -m workers.weights_detect``).
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import platform
-import statistics
-import time
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from bench.model_timing import decode_ms, latency, throughput
 from visionq.imaging import DecodedImage, decode
 from workers import weights_detect
 from workers.plugins.centernet_mbv3 import DEFAULT_MIN_CONFIDENCE, CenterNetMbv3
@@ -85,37 +83,6 @@ def accuracy(model: CenterNetMbv3, max_side: int | None) -> list[dict[str, Any]]
     return rows
 
 
-def latency(model: CenterNetMbv3, image: DecodedImage, runs: int) -> dict[str, float]:
-    model.predict([image], {})
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        model.predict([image], {})
-        times.append((time.perf_counter() - start) * 1000)
-    percentiles = statistics.quantiles(times, n=100)
-    return {"runs": runs, "p50_ms": round(statistics.median(times), 2),
-            "p99_ms": round(percentiles[98], 2), "min_ms": round(min(times), 2)}
-
-
-def throughput(model: CenterNetMbv3, images: list[DecodedImage], batch: int,
-               total: int) -> dict[str, float]:
-    pool = list(itertools.islice(itertools.cycle(images), max(batch, total)))
-    model.predict(pool[:batch], {})
-    start = time.perf_counter()
-    for offset in range(0, len(pool), batch):
-        model.predict(pool[offset:offset + batch], {})
-    elapsed = time.perf_counter() - start
-    return {"batch": batch, "images": len(pool), "images_per_s": round(len(pool) / elapsed, 1)}
-
-
-def decode_ms(name: str, max_side: int | None, runs: int = 20) -> float:
-    data = (DETECT / "images" / name).read_bytes()
-    start = time.perf_counter()
-    for _ in range(runs):
-        decode(data, max_side=max_side)
-    return round((time.perf_counter() - start) * 1000 / runs, 2)
-
-
 def environment(threads: int) -> dict[str, Any]:
     return {"python": platform.python_version(), "machine": platform.machine(),
             "cpus_visible": len(os.sched_getaffinity(0)), "threads": threads,
@@ -133,6 +100,11 @@ def main() -> None:
     threads = args.threads or len(os.sched_getaffinity(0))
     images = [decode(path.read_bytes(), max_side=model.input_size)
               for path in sorted((DETECT / "images").glob("*.jpg"))]
+    latency_path = DETECT / "images" / LATENCY_IMAGE
+
+    def predict(batch: list[DecodedImage]) -> object:
+        return model.predict(batch, {})
+
     report: dict[str, Any] = {
         "model": model.name, "model_version": model.version,
         "weights": {"package": f"{weights_detect.NPM_PACKAGE}@{weights_detect.NPM_VERSION}",
@@ -142,11 +114,11 @@ def main() -> None:
         "accuracy_coco8_draft_decode": accuracy(model, model.input_size),
         "accuracy_coco8_full_decode": accuracy(model, None),
         "latency_single_image": {"image": LATENCY_IMAGE, **latency(
-            model, decode((DETECT / "images" / LATENCY_IMAGE).read_bytes(),
-                          max_side=model.input_size), args.latency_runs)},
-        "throughput": [throughput(model, images, b, args.images) for b in batches],
-        "decode_ms": {LATENCY_IMAGE: {"draft": decode_ms(LATENCY_IMAGE, model.input_size),
-                                      "full": decode_ms(LATENCY_IMAGE, None)}},
+            predict, decode(latency_path.read_bytes(), max_side=model.input_size),
+            args.latency_runs)},
+        "throughput": [throughput(predict, images, b, args.images) for b in batches],
+        "decode_ms": {LATENCY_IMAGE: {"draft": decode_ms(latency_path, model.input_size),
+                                      "full": decode_ms(latency_path, None)}},
     }
     # The cores may be shared: a load above the thread count means the figures are inflated.
     report["environment"]["loadavg_1min_at_end"] = os.getloadavg()[0]

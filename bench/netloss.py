@@ -32,9 +32,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench import plots
-from bench.common import REPO, TASK_IMAGES, Run, cores, say
+from bench.common import REPO, TASK_IMAGES, Run, cores, free_port, say
 from bench.loadgen import Bodies, post_call, resilient_call, run_point, summarise
-from bench.stack import SyncBaseline, VisionqStack, free_port
+from bench.stack import SyncBaseline, VisionqStack
 
 SUBNET = "10.231.9"
 CLIENT_IP, SERVER_IP = f"{SUBNET}.1", f"{SUBNET}.2"

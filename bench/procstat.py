@@ -1,9 +1,10 @@
-"""CPU seconds used by process trees, from /proc (no psutil): what a run cost the machine,
-independent of other users' load."""
+"""CPU seconds used by process trees, resident memory and child processes, from /proc (no
+psutil): what a run cost the machine, independent of other users' load."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterable
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -38,3 +39,21 @@ def tree_cpu_s(roots: Iterable[int]) -> float:
                 wanted.add(pid)
                 changed = True
     return sum(cpu for pid, (_, cpu) in table.items() if pid in wanted)
+
+
+def rss_kb(pid: int) -> int:
+    """Resident set size of one process; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):  # recycled between pgrep and the read
+        pass
+    return 0
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (a Celery worker's pool processes)."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]

@@ -30,7 +30,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,12 +44,11 @@ from typing import Any
 import redis
 import requests
 
+from bench.common import FIXTURES, REPO, free_port, stop_process
+from bench.procstat import children, rss_kb
 from visionq.embedded_redis import server_command, wait_ready
 from visionq.jobs import FINAL_STATUSES, JOB_KEY_PREFIX
 
-REPO = Path(__file__).resolve().parents[1]
-
-FIXTURES = REPO.parent / "shared" / "fixtures"
 IMAGES = {
     "face": FIXTURES / "faces" / "obama_small.jpg",
     "detect": FIXTURES / "detect" / "images" / "000000000009.jpg",
@@ -62,28 +60,6 @@ LIMITS = {"VISIONQ_SOFT_TIME_LIMIT_S": "20", "VISIONQ_HARD_TIME_LIMIT_S": "25",
 """Jobs take well under a second here, so a 30 s visibility timeout (above the 25 s hard
 limit, as the settings require) brings back the job of a killed whole worker quickly."""
 DONE_LINE = re.compile(r"job ([0-9a-f]{32}) \((\w+)\) (succeeded|failed) in")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def rss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return 0
-
-
-def children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
-    return [int(p) for p in out.stdout.split()]
 
 
 def say(message: str) -> None:
@@ -154,17 +130,7 @@ class Stack:
         raise TimeoutError(f"the stack was not ready in {timeout_s:g} s; see {self.workdir}")
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout_s: float = 30) -> None:
-        process = self.procs.get(name)
-        if process is None or process.poll() is not None:
-            return
-        try:
-            os.killpg(process.pid, sig)
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        except ProcessLookupError:
-            pass
+        stop_process(self.procs.get(name), sig, timeout_s)
 
     def stop_all(self) -> None:
         for name in [n for n in self.procs if n.startswith("worker-")] + ["api", "redis"]:

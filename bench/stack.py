@@ -11,7 +11,6 @@ under gunicorn, one sync worker per core.  Both accept a command prefix
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from typing import Any
 import redis
 import requests
 
-from bench.common import REPO, cores, say
+from bench.common import REPO, cores, free_port, say, stop_process
 from visionq.embedded_redis import server_command, wait_ready
 from visionq.keys import WORKER_KEY_PREFIX
 from visionq.settings import Settings
@@ -31,25 +30,6 @@ from visionq.up import Service, Stack
 
 LOGS = REPO / "bench" / "results" / "logs"
 HUGE_BACKLOG = 10_000_000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _kill(process: subprocess.Popen | None, timeout_s: float = 20) -> None:
-    if process is None or process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, 15)
-        process.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, 9)
-        process.wait()
-    except ProcessLookupError:
-        pass
 
 
 class VisionqStack:
@@ -170,7 +150,7 @@ class VisionqStack:
         if self._stack is not None:
             self._stack.stop()
             self._stack = None
-        _kill(self._redis)
+        stop_process(self._redis, timeout_s=20)
         self._redis = None
         if self._log is not None:
             self._log.close()
@@ -232,7 +212,7 @@ class SyncBaseline:
         return self._process.pid if self._process else -1
 
     def __exit__(self, *_: object) -> None:
-        _kill(self._process)
+        stop_process(self._process, timeout_s=20)
         self._process = None
 
 

@@ -3,7 +3,7 @@ waiting job, workers online per queue, the SLOs and whether Redis answers.
 
 Read on demand rather than polled, so the numbers are as fresh as the scrape and an idle
 exporter costs nothing.  Queue length and in-flight reuse the autoscaler's broker functions
-(``autoscale.observe``), so both see the same numbers.
+(``visionq.broker``), so both see the same numbers.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from monitoring import metrics as names
 from visionq.broker import in_flight, priority_keys, queue_length, workers_by_queue
 from visionq.jobs import JobStore
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"visionq.{__name__}")
 
 
 def oldest_age(conn: redis.Redis, queue: str, now: float | None = None) -> float:

@@ -1,5 +1,6 @@
 """Record job-level events where their outcome is known: ``record_submit`` in the API's
-submit handler, ``record_job`` at the end of ``workers.runner.run_job``.
+submit handler, ``record_job`` in the worker's metrics hook (``workers.hooks_metrics``)
+with the outcome ``workers.runner.run_job`` returned.
 
 Recording never raises: a metrics problem must not fail a job or a request; with
 ``VISIONQ_METRICS=0`` it records nothing.
@@ -14,7 +15,7 @@ from typing import Any
 from monitoring.metrics import Metrics, metrics, reason_for
 from monitoring.settings import get_monitoring_settings, metrics_enabled
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"visionq.{__name__}")
 
 
 def record_submit(task: str, m: Metrics | None = None) -> None:
@@ -32,8 +33,8 @@ def record_job(task: str, outcome: str, code: str | None, job: Any | None,
     """Count a finished job and, when its record (``visionq.jobs.Job``: ``queued_at``,
     ``started_at``) is given, observe its stage latencies and goodput.
 
-    ``now`` stands for the finish time: the runner calls this right after finishing the
-    job, so the record need not be read again.  ``batch_size`` is the number of images the
+    ``now`` stands for the finish time: the worker calls this right after the job's task
+    returned, so the record need not be read again.  ``batch_size`` is the number of images the
     model predicted together (the runner predicts one image per job).
     """
     if m is None and not metrics_enabled():

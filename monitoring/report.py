@@ -32,24 +32,16 @@ from typing import Any
 import requests
 
 from monitoring.dashboard import PANELS, RATE, Panel, Target
-from monitoring.settings import parse_duration
-from visionq.up import PROMETHEUS_PORT
+from monitoring.report_bench import from_bench
+from monitoring.report_common import DPI, ReportError, pyplot, say
+from monitoring.settings import PROMETHEUS_PORT, parse_duration
 
 DEFAULT_PROMETHEUS = f"http://127.0.0.1:{PROMETHEUS_PORT}"
 POINTS = 240
 """Points per series when ``--step`` is not given: fine enough for a 900 px wide chart."""
 DEFAULT_SCRAPE_S = 15.0
 """Prometheus' default scrape interval, for the rate window when its config says nothing."""
-DPI = 100
 QUANTILE_STYLES = ("-", "--", ":", "-.")
-
-
-class ReportError(Exception):
-    """Something the user must fix (address, range, query); printed as one line."""
-
-
-def say(message: str) -> None:
-    print(f"visionq report: {message}", flush=True)
 
 
 # -- Prometheus ---------------------------------------------------------------------------
@@ -228,18 +220,6 @@ def query_chart(spec: str) -> Chart:
     slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40] or "query"
     panel = Panel(title.strip(), (Target(expr.strip(), ""),))
     return Chart(f"query-{slug}", title.strip(), (panel,))
-
-
-def pyplot() -> Any:
-    try:
-        import matplotlib
-    except ImportError as exc:
-        raise ReportError("matplotlib is needed for charts: pip install 'visionq[bench]' "
-                          "(or uv pip install matplotlib)") from exc
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _scale(unit: str, peak: float) -> tuple[float, str]:
@@ -425,12 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out or Path(tempfile.mkdtemp(prefix="visionq-report-"))
     out.mkdir(parents=True, exist_ok=True)
     try:
-        if args.from_bench:
-            from monitoring.report_bench import from_bench
-
-            code = from_bench(args.from_bench, out)
-        else:
-            code = from_prometheus(args, out)
+        code = (from_bench(args.from_bench, out) if args.from_bench
+                else from_prometheus(args, out))
     except ReportError as exc:
         print(f"visionq report: error: {exc}", file=sys.stderr, flush=True)
         return 2

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from monitoring.report import DPI, ReportError, pyplot, say
+from monitoring.report_common import DPI, ReportError, pyplot, say
 
 X_KEYS = ("t", "time", "time_s", "elapsed_s", "second", "minute", "round", "offered_rps",
           "rate_set", "rate", "concurrency", "batch", "workers", "min_confidence")

@@ -22,6 +22,9 @@ job within its SLO waited at most a few service times in the queue."""
 DEFAULT_EXPORTER_PORT = 9808
 """Next to celery-exporter's 9808 convention, so existing scrape configs carry over."""
 DEFAULT_EXPORTER_HOST = "127.0.0.1"
+PROMETHEUS_PORT = 9090
+"""Where ``visionq up`` runs Prometheus (on 127.0.0.1) and where ``visionq report`` asks it
+by default: Prometheus' own default port."""
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")

@@ -1,8 +1,11 @@
-"""Celery app and task signatures (``celery -A tasks worker -Q face``)."""
+"""Celery app factory, configuration and task signatures: the producer's side.
 
-import monitoring.celery_hooks  # noqa: F401  (metrics via Celery signals)
-import workers.signals  # noqa: F401,E402  (worker start-up: load models, heartbeats)
-from tasks import inference  # noqa: F401  (registers the tasks)
-from tasks.app import app
+``celery -A tasks worker -Q face`` finds ``app`` here; the worker's side (task
+implementations, model loading, heartbeats, metrics) is ``workers.app``, which Celery
+imports when a worker starts (``imports`` in ``tasks.config``).
+"""
 
-__all__ = ["app"]
+from tasks.app import app, make_celery
+from tasks.signatures import TASK_NAMES, enqueue
+
+__all__ = ["TASK_NAMES", "app", "enqueue", "make_celery"]

@@ -1,28 +1,26 @@
-"""The Celery application: ``celery -A tasks worker -Q face`` starts a face worker."""
+"""The Celery application factory.
+
+``make_celery(settings)`` builds an app from ``tasks.config``; the API calls it from
+``create_app`` (Flask's ``celery_init_app`` pattern), one app per Flask app.  The
+module-level ``app`` is the one ``celery -A tasks worker -Q face`` finds; it is built from
+the environment's settings.  Nothing here imports worker code: the worker side
+(``workers.app``) is listed in Celery's ``imports`` setting, which only a starting worker
+(and Flower) imports.
+"""
 
 from __future__ import annotations
 
-import kombu.pools
 from celery import Celery
 
 from tasks.config import celery_config
-from visionq.settings import get_settings
-
-app = Celery("visionq")
-app.config_from_object(celery_config(get_settings()))
+from visionq.settings import Settings, get_settings
 
 
-def use_broker(url: str) -> None:
-    """Point this process's producer at another Redis (an API built with an explicit
-    ``redis_url``, tests).  Drops pooled connections to the previous broker."""
-    if app.conf.broker_url == url:
-        return
-    app.conf.broker_url = url
-    app.conf.result_backend = url
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
-    app.amqp._producer_pool = None
-    # kombu caches producer pools per connection in module-level groups: without a reset,
-    # switching back to an earlier URL reuses its (now closed) pool -> "Acquire on closed pool".
-    kombu.pools.reset()
+def make_celery(settings: Settings) -> Celery:
+    """A Celery app configured for ``settings`` (broker, limits, queues, JSON only)."""
+    celery = Celery("visionq")
+    celery.config_from_object(celery_config(settings))
+    return celery
+
+
+app = make_celery(get_settings())

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from kombu import Exchange, Queue
 
+from tasks.signatures import TASK_NAMES
 from visionq.settings import QUEUES, Settings
+
+WORKER_MODULES = ("workers.app",)
+"""Celery's ``imports``: modules a worker (and Flower) imports when it starts, never a
+producer.  ``workers.app`` registers the task implementations and the worker hooks, so
+``celery -A tasks worker`` is wired without ``tasks`` importing worker code."""
 
 
 def celery_config(settings: Settings) -> dict[str, object]:
@@ -43,7 +49,7 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "task_ignore_result": True,  # results live in visionq's job records (visionq.jobs)
         "task_queues": [Queue(name, Exchange(name, type="direct"), routing_key=name)
                         for name in QUEUES],
-        "task_routes": {f"visionq.{name}": {"queue": name, "routing_key": name}
+        "task_routes": {TASK_NAMES[name]: {"queue": name, "routing_key": name}
                         for name in QUEUES},
         "task_default_queue": QUEUES[0],
         "task_create_missing_queues": False,
@@ -54,4 +60,5 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
         "broker_channel_error_retry": True,
+        "imports": WORKER_MODULES,
     }

@@ -4,8 +4,6 @@ port, Celery workers, the API under gunicorn and moto_server, all torn down afte
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +15,7 @@ import redis
 import requests
 from hypothesis import settings as hypothesis_settings
 
+from tests.helpers import free_port, stop_process
 from visionq.embedded_redis import server_command, wait_ready
 from visionq.keys import WORKER_KEY_PREFIX
 
@@ -30,25 +29,6 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures"
 ARTIFACTS = REPO / "tests" / "artifacts"
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def stop_process(process: subprocess.Popen, timeout_s: float = 30) -> None:
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    except ProcessLookupError:
-        pass
 
 
 def spawn(name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -65,11 +45,27 @@ def log_tail(name: str, lines: int = 40) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
+def wait_http(url: str, process: subprocess.Popen, name: str, timeout_s: float = 120,
+              any_status: bool = False) -> None:
+    """Until ``url`` answers 200 (any status with ``any_status``); raises with the tail of
+    ``name``'s log when ``process`` exits or ``timeout_s`` passes first."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if requests.get(url, timeout=1).status_code == 200 or any_status:
+                return
+        except requests.RequestException:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not answer {url}:\n{log_tail(name)}")
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[tuple[int, subprocess.Popen]]:
     port = free_port()
     process = spawn(f"redis-{port}", server_command(port, None, persistent=False), dict(os.environ))
-    wait_ready(f"redis://127.0.0.1:{port}/0", 15, process)
+    wait_ready(f"redis://127.0.0.1:{port}/0", 120, process)
     yield port, process
     stop_process(process)
 
@@ -108,7 +104,7 @@ class WorkerPool:
         self.started: list[subprocess.Popen] = []
 
     def start(self, redis_url: str, queues: str, name: str, concurrency: int = 1,
-              timeout_s: float = 90, **env: str) -> subprocess.Popen:
+              timeout_s: float = 180, **env: str) -> subprocess.Popen:
         command = [str(BIN / "celery"), "-A", "tasks", "worker", "-Q", queues,
                    "-c", str(concurrency), "-n", f"{name}@testhost", "--loglevel", "INFO",
                    "--without-mingle", "--without-gossip"]
@@ -156,16 +152,8 @@ def start_api(redis_url: str, name: str, **env: str) -> tuple[str, subprocess.Po
                f"127.0.0.1:{port}", "api:create_app()"]  # threaded, as `visionq up` runs it
     process = spawn(name, command, service_env(redis_url, **env))
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return url, process
-        except requests.RequestException:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"API did not start:\n{log_tail(name)}")
-        time.sleep(0.2)
+    wait_http(f"{url}/healthz", process, name)
+    return url, process
 
 
 @pytest.fixture(scope="session")
@@ -181,15 +169,7 @@ def moto_url() -> Iterator[str]:
     process = spawn("moto", [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
                     dict(os.environ))
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            requests.get(url, timeout=1)
-            break
-        except requests.RequestException:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"moto_server did not start:\n{log_tail('moto')}") from None
-            time.sleep(0.2)
+    wait_http(url, process, "moto", any_status=True)
     yield url
     stop_process(process)
 

@@ -27,7 +27,8 @@ from flask.testing import FlaskClient
 from PIL import Image
 
 from api import create_app
-from tests.conftest import free_port, spawn, stop_process
+from tests.conftest import spawn
+from tests.helpers import children, free_port, rss_kb, stop_process
 from visionq.blobstore import BLOB_KEY_PREFIX
 from visionq.embedded_redis import server_command, wait_ready
 from visionq.jobs import FINAL_STATUSES, JOB_KEY_PREFIX, JobStore
@@ -54,32 +55,16 @@ def own_redis() -> Iterator[str]:
     process = spawn(f"redis-bounded-{port}", server_command(port, None, persistent=False),
                     dict(os.environ))
     url = f"redis://127.0.0.1:{port}/0"
-    wait_ready(url, 15, process)
+    wait_ready(url, 120, process)
     yield url
     stop_process(process)
-
-
-def children(pid: int) -> set[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
-    return {int(p) for p in out.stdout.split()}
-
-
-def rss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except FileNotFoundError:  # recycled between pgrep and the read
-        pass
-    return 0
 
 
 def pool_rss_kb(worker: subprocess.Popen) -> int:
     return max((rss_kb(child) for child in children(worker.pid)), default=0)
 
 
-def blobs_left(conn: redis.Redis, settle_s: float = 5.0) -> list[bytes]:
+def blobs_left(conn: redis.Redis, settle_s: float = 60.0) -> list[bytes]:
     """Blob keys still there after ``settle_s``: a worker deletes the image right after
     it records the outcome, so the last job can be final a moment before its blob is gone."""
     deadline = time.monotonic() + settle_s
@@ -128,7 +113,7 @@ def test_jobs_leave_no_blobs_and_memory_returns(test_worker, own_redis: str, cou
     store = JobStore(conn, 3600)
 
     warm = submit(client, 40)  # imports, first allocations, connection pools
-    wait_all(store, warm, 60)
+    wait_all(store, warm, 180)
     assert blobs_left(conn) == []
     baseline_memory, baseline_rss = used_memory(conn), pool_rss_kb(worker)
     assert baseline_rss > 0
@@ -137,7 +122,7 @@ def test_jobs_leave_no_blobs_and_memory_returns(test_worker, own_redis: str, cou
     for start in range(0, count, 100):  # keep a backlog without holding every image at once
         ids += submit(client, min(100, count - start))
         peak_rss = max(peak_rss, pool_rss_kb(worker))
-    jobs = wait_all(store, ids, 60 + count * 0.2)
+    jobs = wait_all(store, ids, 180 + count * 0.2)
 
     assert [j.status for j in jobs] == ["succeeded"] * count
     assert all(j.attempts == 1 for j in jobs)
@@ -164,7 +149,7 @@ def test_max_tasks_per_child_recycles_without_losing_work(test_worker, own_redis
     first_children = children(worker.pid)
     client = create_app({"redis_url": own_redis}).test_client()
     ids = submit(client, 40)
-    jobs = wait_all(JobStore(conn, 3600), ids, 90)  # ~5 s
+    jobs = wait_all(JobStore(conn, 3600), ids, 180)  # ~5 s
 
     assert [j.status for j in jobs] == ["succeeded"] * 40, [(j.status, j.error) for j in jobs]
     assert all(j.attempts == 1 for j in jobs), "a job ran twice across a recycle"

@@ -12,7 +12,7 @@ from pathlib import Path
 import redis
 
 from tests.conftest import free_port, spawn, start_api, stop_process
-from tests.test_faults import SLEEPY, submit, wait_status
+from tests.test_faults import SLEEPY, WAIT_S, submit, wait_status
 from visionq.embedded_redis import server_command, wait_ready
 
 
@@ -21,17 +21,17 @@ def test_redis_restart_while_a_job_runs_loses_nothing(test_worker, tmp_path: Pat
     url = f"redis://127.0.0.1:{port}/0"
     command = server_command(port, tmp_path / "redis")  # AOF on, as `visionq up` runs it
     server = spawn("redis-midjob", command, dict(os.environ))
-    wait_ready(url, 15, server)
+    wait_ready(url, WAIT_S, server)
     api_url, api_process = start_api(url, "api-redis-midjob")
     try:
         test_worker(url, "classify", "redis-midjob", **SLEEPY)
         job_id = submit(api_url, {"sleep": 2})
-        wait_status(url, job_id, {"running"}, 20)
+        wait_status(url, job_id, {"running"}, WAIT_S)
         stop_process(server)  # the job is still sleeping: its outcome write will fail
         time.sleep(3)
         server = spawn("redis-midjob", command, dict(os.environ))
-        wait_ready(url, 15, server)
-        job = wait_status(url, job_id, {"succeeded", "failed"}, 60)
+        wait_ready(url, WAIT_S, server)
+        job = wait_status(url, job_id, {"succeeded", "failed"}, WAIT_S)
         assert job["status"] == "succeeded", job
         assert redis.Redis.from_url(url).exists(job["blob"]) == 0
     finally:

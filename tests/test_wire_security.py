@@ -18,6 +18,8 @@ from visionq.blobstore import blob_store_from_url
 from visionq.jobs import JobStore
 
 SLEEPY = {"VISIONQ_MODEL_CLASSIFY": "tests.workers.sleepy_model:SleepyModel"}
+WAIT_S = 120
+"""Bound of the waits below; each returns as soon as its condition holds."""
 
 
 @pytest.fixture()
@@ -35,30 +37,30 @@ def _job(conn: redis.Redis) -> str:
 
 
 def test_worker_refuses_pickle_messages(test_worker, wire_url: str) -> None:
-    from tasks.app import app, use_broker
-    from tasks.inference import TASK_NAMES, enqueue
+    from tasks import TASK_NAMES, enqueue, make_celery
+    from visionq.settings import Settings
 
     worker = test_worker(wire_url, "classify", "wire", **SLEEPY)
     conn = redis.Redis.from_url(wire_url)
     store = JobStore(conn, 3600)
-    use_broker(wire_url)
+    producer = make_celery(Settings(redis_url=wire_url))
 
     pickled = _job(conn)
-    app.send_task(TASK_NAMES["classify"], args=[pickled], task_id=pickled,
+    producer.send_task(TASK_NAMES["classify"], args=[pickled], task_id=pickled,
                   serializer="pickle", ignore_result=True)
 
     honest = _job(conn)
-    enqueue("classify", honest)
-    done = store.wait(honest, 20)
+    enqueue(producer, "classify", honest)
+    done = store.wait(honest, WAIT_S)
     assert done is not None and done.status == "succeeded", done
 
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + WAIT_S
     while "untrusted content" not in log_tail("worker-wire", 200):
         assert time.monotonic() < deadline, log_tail("worker-wire")
         time.sleep(0.2)
     refused = store.get(pickled)
     assert refused is not None and refused.status == "queued" and refused.attempts == 0
-    deadline = time.monotonic() + 10  # the honest job is acked just after it is recorded
+    deadline = time.monotonic() + WAIT_S  # the honest job is acked just after it is recorded
     while conn.hlen("unacked") and time.monotonic() < deadline:
         time.sleep(0.1)
     leftover = [json.loads(m)[0]["headers"]["id"] for m in conn.hvals("unacked")]

@@ -10,8 +10,8 @@ from pathlib import Path
 import click
 
 from visionq import __version__
-from visionq.client import DEFAULT_URL, Client, VisionqError
-from visionq.settings import QUEUES, Settings
+from visionq.client import Client, VisionqError
+from visionq.settings import DEFAULT_API_URL, QUEUES, ClientSettings, Settings
 
 
 def _queues(value: str) -> list[str]:
@@ -78,19 +78,23 @@ def worker(queues: str, concurrency: int | None, celery_args: tuple[str, ...]) -
     os.execv(sys.executable, argv + list(celery_args))
 
 
-def _client(url: str) -> Client:
-    return Client(url, api_key=os.environ.get("VISIONQ_API_KEY"))
+URL_HELP = f"API base URL (default: VISIONQ_URL, else {DEFAULT_API_URL})."
+
+
+def _client(url: str | None) -> Client:
+    """A client for ``url`` (``--url``), else ``VISIONQ_URL``, sending ``VISIONQ_API_KEY``."""
+    settings = ClientSettings()
+    return Client(url or settings.url, api_key=settings.api_key)
 
 
 @main.command()
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--task", "-t", type=click.Choice(QUEUES), default="face", show_default=True)
 @click.option("--options", default=None, help='Task options as JSON, e.g. \'{"upsample": 0}\'.')
-@click.option("--url", default=os.environ.get("VISIONQ_URL", DEFAULT_URL), show_default=True,
-              help="API base URL (VISIONQ_URL).")
+@click.option("--url", default=None, help=URL_HELP)
 @click.option("--wait", "wait_s", type=float, default=60, show_default=True,
               help="Seconds to wait for the result; 0 prints the job id and returns.")
-def submit(image: Path, task: str, options: str | None, url: str, wait_s: float) -> None:
+def submit(image: Path, task: str, options: str | None, url: str | None, wait_s: float) -> None:
     """Submit IMAGE for TASK and print the result as JSON."""
     client = _client(url)
     try:
@@ -111,9 +115,9 @@ def submit(image: Path, task: str, options: str | None, url: str, wait_s: float)
 
 @main.command()
 @click.argument("job_id")
-@click.option("--url", default=os.environ.get("VISIONQ_URL", DEFAULT_URL), show_default=True)
+@click.option("--url", default=None, help=URL_HELP)
 @click.option("--wait", "wait_s", type=float, default=0, help="Long-poll up to this many seconds.")
-def status(job_id: str, url: str, wait_s: float) -> None:
+def status(job_id: str, url: str | None, wait_s: float) -> None:
     """Print a job's status, result and timings."""
     try:
         job = _client(url).job(job_id, wait_s)

@@ -1,9 +1,22 @@
-"""Configuration: one pydantic settings model, environment variables with the ``VISIONQ_``
-prefix (``REDIS_URL`` also without it), defaults as named constants.  Every field is
-listed in the README's configuration table."""
+"""Configuration: pydantic settings models, environment variables with the ``VISIONQ_``
+prefix (``REDIS_URL`` also without it), defaults as named constants.
+
+``Settings`` is the service's (API, workers, ``visionq up``, autoscaler), ``ClientSettings``
+the command-line client's; monitoring has ``monitoring.settings.MonitoringSettings`` and
+each model plugin its own (``workers.model.PluginSettings``, e.g. ``VISIONQ_FACE_*``).
+Every field of all of them is listed in the README's configuration table, with the same
+default (``tests/visionq/test_settings_docs.py``).  A default computed at run time states
+how the README words it in ``json_schema_extra={"default_text": ...}``.
+
+Variables other tools define keep their own names and are read where those tools expect
+them: ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode, set by
+``visionq up``), ``XDG_CACHE_HOME`` (the default of ``VISIONQ_MODELS_DIR``).
+"""
 
 from __future__ import annotations
 
+import os
+import socket
 from functools import cache
 from pathlib import Path
 
@@ -43,6 +56,17 @@ DEFAULT_MODELS = {
     "detect": "centernet_mbv3",
     "classify": "efficientnet_lite0",
 }
+DEFAULT_API_HOST = "127.0.0.1"
+DEFAULT_API_PORT = 8000
+DEFAULT_API_URL = f"http://{DEFAULT_API_HOST}:{DEFAULT_API_PORT}"
+
+
+def default_models_dir() -> Path:
+    """``$XDG_CACHE_HOME/visionq/models``, else ``~/.cache/visionq/models``: independent of
+    the working directory, so every worker on the host finds what ``visionq install-models``
+    put there."""
+    cache_home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache_home) / "visionq" / "models"
 
 
 class Settings(BaseSettings):
@@ -77,8 +101,17 @@ class Settings(BaseSettings):
     model_face: str = DEFAULT_MODELS["face"]
     model_detect: str = DEFAULT_MODELS["detect"]
     model_classify: str = DEFAULT_MODELS["classify"]
-    api_host: str = "127.0.0.1"
-    api_port: int = 8000
+    models_dir: Path = Field(
+        default_factory=default_models_dir,
+        description="Where `visionq install-models` puts converted weights (detect).",
+        json_schema_extra={"default_text": "`~/.cache/visionq/models`"})
+    instance_id: str = Field(
+        default_factory=socket.gethostname,
+        description="This worker host's id in the busy marks the autoscaler reads for "
+        "scale-in protection (the EC2 instance id, set by autoscale/user-data.sh).",
+        json_schema_extra={"default_text": "host name"})
+    api_host: str = DEFAULT_API_HOST
+    api_port: int = DEFAULT_API_PORT
     flower_port: int = 5555
     flower_basic_auth: str = Field(
         default="", description="Flower's basic auth, user:password (comma-separate several); "
@@ -133,6 +166,16 @@ class Settings(BaseSettings):
     def model_for(self, task: str) -> str:
         return {"face": self.model_face, "detect": self.model_detect,
                 "classify": self.model_classify}[task]
+
+
+class ClientSettings(BaseSettings):
+    """The command-line client's (``visionq submit``/``status``): where the API is and
+    which key to send.  Kept apart from ``Settings``: a client machine has no Redis."""
+
+    model_config = SettingsConfigDict(env_prefix="VISIONQ_", extra="ignore")
+
+    url: str = Field(default=DEFAULT_API_URL, description="API base URL.")
+    api_key: str | None = Field(default=None, description="API key sent with every request.")
 
 
 def _split(value: str) -> list[str]:

@@ -23,11 +23,10 @@ from urllib.parse import urlparse
 import requests
 
 from monitoring.metrics import clean_multiprocess_dir
-from monitoring.settings import get_monitoring_settings
+from monitoring.settings import PROMETHEUS_PORT, get_monitoring_settings
 from visionq.embedded_redis import server_command, wait_ready
 from visionq.settings import QUEUES, Settings
 
-PROMETHEUS_PORT = 9090
 PROMETHEUS_CONFIG = Path(__file__).resolve().parents[1] / "monitoring" / "prometheus.yml"
 STOP_TIMEOUT_S = 30.0
 """Warm shutdown: workers finish in-flight jobs; after this they are killed."""
@@ -273,9 +272,10 @@ def _redact(url: str) -> str:
 
 def make_stack(settings: Settings, queues: list[str] | None = None,
                redis_external: bool | None = None, **kwargs: object) -> Stack:
-    """Use the embedded Redis unless ``REDIS_URL`` was given explicitly."""
+    """Use the embedded Redis unless ``settings.redis_url`` was given explicitly
+    (``REDIS_URL``/``VISIONQ_REDIS_URL`` set and not empty, or passed to ``Settings``)."""
     if redis_external is None:
-        redis_external = bool(os.environ.get("REDIS_URL") or os.environ.get("VISIONQ_REDIS_URL"))
+        redis_external = "redis_url" in settings.model_fields_set and bool(settings.redis_url)
     port = None
     if not redis_external:
         port = settings.redis_port

@@ -112,10 +112,15 @@ class DoneListener:
             except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
                 self._ready.clear()
                 self._wake_all()  # waiters re-read the record instead of trusting us
+                if not self.waiting():
+                    # Nobody waits: stop here; the next ``register`` starts a new listener.
+                    log.info("job wake-up listener lost Redis (%s); idle, stopping", exc)
+                    return
                 delay = RECONNECT_DELAY_S[min(failures, len(RECONNECT_DELAY_S) - 1)]
                 failures += 1
-                log.warning("job wake-up listener lost Redis (%s); reconnecting in %.1f s",
-                            exc, delay)
+                log.log(logging.WARNING if failures == 1 else logging.DEBUG,
+                        "job wake-up listener lost Redis (%s); reconnecting in %.1f s",
+                        exc, delay)
                 self._stopping.wait(delay)
             except Exception:  # noqa: BLE001 - never let the listener die silently
                 self._ready.clear()

@@ -16,7 +16,7 @@ import redis
 
 from visionq.broker import HEARTBEAT_INTERVAL_S, beat, forget_worker
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"visionq.{__name__}")
 
 
 class Heartbeat(threading.Thread):

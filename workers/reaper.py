@@ -25,7 +25,7 @@ from visionq.jobs import JobStore
 from visionq.keys import REAPER_LOCK_KEY as LOCK_KEY
 from visionq.keys import RECENT_KEY
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"visionq.{__name__}")
 
 SWEEP_INTERVAL_S = 30.0
 SCAN_LIMIT = 10_000

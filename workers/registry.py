@@ -4,6 +4,10 @@ A third-party package adds a model with one entry point line in its own pyprojec
 
     [project.entry-points."visionq.models"]
     my_detector = "my_package.detector:MyDetector"
+
+``create(name, settings)`` instantiates it with the service's settings and checks that it
+keeps the contract (``workers.model.Model``), so a plugin missing a part fails at worker
+start with its name, not at the first job.
 """
 
 from __future__ import annotations
@@ -12,12 +16,18 @@ import importlib
 import logging
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
+from visionq.options import TASK_OPTIONS
+from visionq.settings import Settings, get_settings
 from workers.model import Model, ModelLoadError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"visionq.{__name__}")
 
 ENTRY_POINT_GROUP = "visionq.models"
+PROTOCOL = ("name", "task", "version", "extra", "input_size", "fork_safe", "options",
+            "settings_class", "config", "load", "max_side_for", "predict")
+"""The members of ``workers.model.Model``, checked on every model ``create`` returns."""
 
 
 @cache
@@ -47,9 +57,33 @@ def model_class(name: str) -> type[Model]:
         ) from exc
 
 
-def create(name: str, **config: object) -> Model:
-    """Instantiate (not load) the model registered under ``name``."""
-    return model_class(name)(**config)
+def create(name: str, settings: Settings | None = None, **overrides: Any) -> Model:
+    """Instantiate (not load) the model registered under ``name`` with the service's
+    ``settings`` (default: the environment's) and plugin-settings ``overrides``."""
+    cls = model_class(name)
+    model = cls(settings if settings is not None else get_settings(), **overrides)
+    check(model, name)
+    return model
+
+
+def check(model: object, name: str) -> None:
+    """Raise ``ModelLoadError`` naming what ``model`` lacks of the contract."""
+    missing = [member for member in PROTOCOL if not hasattr(model, member)]
+    if missing:
+        raise ModelLoadError(
+            f"model {name!r} does not implement the model protocol (workers/model.py): "
+            f"missing {', '.join(missing)}; subclassing workers.model.ModelBase provides "
+            "the defaults")
+    task = model.task  # type: ignore[attr-defined]
+    if task not in TASK_OPTIONS:
+        raise ModelLoadError(f"model {name!r} serves unknown task {task!r}; "
+                             f"tasks: {', '.join(TASK_OPTIONS)}")
+    options = model.options  # type: ignore[attr-defined]
+    if not (isinstance(options, type) and issubclass(options, TASK_OPTIONS[task])):
+        raise ModelLoadError(
+            f"model {name!r}: options must be visionq.options."
+            f"{TASK_OPTIONS[task].__name__} (or a subclass), the {task} jobs' contract; "
+            f"got {options!r}")
 
 
 def _import_path(path: str) -> type[Model]:

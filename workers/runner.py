@@ -1,7 +1,9 @@
 """Runs one job: fetch the image by reference, decode it, predict, record the outcome.
 
 Every failure of the job itself (bad image, model error, time limit) ends as a ``failed``
-job with a reason; nothing here lets an exception kill the worker process.
+job with a reason; nothing here lets an exception kill the worker process.  ``run_job``
+returns what happened (``JobOutcome``); the worker hooks (``workers.hooks``) receive it and
+record it (metrics): the runner only finishes the job record.
 
 Redis going away (a restart, a failover) is not a failure of the job: every read and write
 of the job record and the blob is retried for up to ``REDIS_RETRY_S``.  Without that a
@@ -14,20 +16,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
-from monitoring.record import record_job
 from visionq.blobstore import BlobNotFoundError, blob_store_from_url
 from visionq.imaging import ImageError, ImageLimits, decode, probe
-from visionq.jobs import JobStore
+from visionq.jobs import Job, JobStore
 from visionq.redis_conn import redis_client
 from visionq.settings import get_settings
-from workers.runtime import model_for
+from workers.runtime import LoadListener, model_for
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"visionq.{__name__}")
 
 MAX_ATTEMPTS = 3
 """A job whose worker died this many times (hard time limit, OOM, segfault) is failed
@@ -37,6 +39,29 @@ REDIS_RETRY_S = 30.0
 time limit's default (50 s) so the job's own limits still apply."""
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What ``run_job`` did with one message.
+
+    ``outcome`` is ``succeeded`` or ``failed`` (with ``code``) for a job that reached a final
+    state here, ``duplicate`` for a job already final (a redelivery) and ``unknown_job`` for
+    a message without a record (expired).  ``job`` is the record as the job started
+    (``queued_at``, ``started_at``: its stage latencies) when the job ran, ``None`` when it
+    did not (unknown, duplicate, poison).
+    """
+
+    task: str
+    job_id: str
+    outcome: str
+    code: str | None = None
+    job: Job | None = field(default=None, repr=False)
+
+    @property
+    def final(self) -> bool:
+        """The job reached its final state in this run."""
+        return self.outcome in ("succeeded", "failed")
 
 
 def _retrying(call: Callable[..., T], *args: Any) -> T:
@@ -53,17 +78,20 @@ def _retrying(call: Callable[..., T], *args: Any) -> T:
             time.sleep(0.5)
 
 
-def run_job(job_id: str, task: str, worker: str) -> dict[str, Any]:
+def run_job(task: str, job_id: str, worker: str,
+            on_model_loaded: LoadListener | None = None) -> JobOutcome:
+    """Run job ``job_id`` of ``task`` on this worker; ``on_model_loaded`` hears about a model
+    this job had to load first (normally the worker loaded it at start-up)."""
     settings = get_settings()
     client = redis_client(settings.redis_url)
     jobs = JobStore(client, settings.result_ttl_s)
     attempt = _retrying(jobs.start, job_id, worker)
     if attempt == -1:
         log.warning("job %s: no record (expired or never created); dropping message", job_id)
-        return {"job": job_id, "outcome": "unknown_job"}
+        return JobOutcome(task, job_id, "unknown_job")
     if attempt == 0:
         log.info("job %s: already finished, duplicate delivery ignored", job_id)
-        return {"job": job_id, "outcome": "duplicate"}
+        return JobOutcome(task, job_id, "duplicate")
     job = _retrying(jobs.get, job_id)
     assert job is not None
     blobs = blob_store_from_url(settings.blob_url, client, settings.blob_ttl_s,
@@ -72,17 +100,14 @@ def run_job(job_id: str, task: str, worker: str) -> dict[str, Any]:
         _retrying(jobs.fail, job_id, "poison_job",
                   f"the worker died {attempt - 1} times running this job; giving up")
         _discard(blobs, job.blob)
-        return {"job": job_id, "outcome": "failed", "code": "poison_job"}
+        return JobOutcome(task, job_id, "failed", "poison_job")
     started = time.perf_counter()
     outcome, code = "succeeded", None
     try:
         data = _retrying(blobs.get, job.blob)
-        model = model_for(task)
+        model = model_for(task, on_model_loaded)
         limits = ImageLimits(settings.max_bytes, settings.max_pixels)
-        max_side = model.input_size
-        if hasattr(model, "max_side_for"):
-            max_side = model.max_side_for(probe(data, limits))
-        image = decode(data, limits, max_side=max_side)
+        image = decode(data, limits, max_side=model.max_side_for(probe(data, limits)))
         result = model.predict([image], job.options)[0]
         _retrying(jobs.succeed, job_id, result)
     except ImageError as exc:
@@ -105,8 +130,7 @@ def run_job(job_id: str, task: str, worker: str) -> dict[str, Any]:
     elapsed = time.perf_counter() - started
     log.info("job %s (%s) %s in %.1f ms%s", job_id, task, outcome, elapsed * 1000,
              f" [{code}]" if code else "")
-    record_job(task, outcome, code, job)  # metrics: outcome, stage latencies, goodput
-    return {"job": job_id, "outcome": outcome, "code": code}
+    return JobOutcome(task, job_id, outcome, code, job)
 
 
 def _discard(blobs: Any, key: str) -> None:

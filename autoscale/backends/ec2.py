@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 
 from autoscale.backends import Capacity
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"visionq.{__name__}")
 
 HOOK_NAME = "visionq-drain"
 #: Longest a terminating instance may wait for its worker; longer than the slowest task.

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from autoscale.backends import Capacity
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"visionq.{__name__}")
 
 #: ``{queue}`` and ``{index}`` are substituted in every argument (plain replacement, so
 #: other braces, e.g. in ``python -c`` code, are left alone).

@@ -34,8 +34,8 @@ from tests.api.conftest import AppFactory, files
 from tests.conftest import FIXTURES
 from visionq.imaging import DEFAULT_MAX_PIXELS
 from visionq.jobs import FINAL_STATUSES, JobStore
-from visionq.settings import QUEUES
 from visionq.keys import WORKER_KEY_PREFIX
+from visionq.settings import QUEUES
 
 PROPERTY = settings(max_examples=40, deadline=None, database=None,
                     phases=[Phase.explicit, Phase.generate],  # no shrinking: bounded time
@@ -326,7 +326,7 @@ def test_accepted_bad_inputs_end_final_on_a_real_worker(
 
 def test_deepstack_fields_against_a_real_worker(classify_worker: subprocess.Popen,
                                                 redis_url: str, make_client: AppFactory) -> None:
-    client = make_client(redis_url, sync_timeout_s=20)
+    client = make_client(redis_url, sync_timeout_s=120)  # returns once the worker answers
 
     @settings(PROPERTY, max_examples=15)
     @given(min_confidence=st.text(max_size=10) | st.floats().map(str),
@@ -349,7 +349,7 @@ def test_deepstack_fields_against_a_real_worker(classify_worker: subprocess.Pope
 def test_unicode_userid_registers_lists_and_deletes(face_worker: subprocess.Popen,
                                                     redis_url: str, make_client: AppFactory,
                                                     clean_faces: None) -> None:
-    client = make_client(redis_url, sync_timeout_s=30)
+    client = make_client(redis_url, sync_timeout_s=120)  # returns once the worker answers
 
     @settings(PROPERTY, max_examples=6)
     @given(userid=st.text(min_size=1, max_size=256).filter(lambda u: u.strip()))

@@ -96,7 +96,7 @@ def test_revoke(client: FlaskClient, idle_redis_url: str) -> None:
 
 def test_revoked_job_is_skipped_by_a_real_worker(face_worker: subprocess.Popen, redis_url: str,
                                                  make_client: AppFactory) -> None:
-    client = make_client(redis_url, sync_timeout_s=30)
+    client = make_client(redis_url, sync_timeout_s=120)  # returns once the worker answers
     conn = redis.Redis.from_url(redis_url)
     svc = client.application.extensions["visionq"]
     blob = svc.blobs.put(OBAMA)
@@ -105,7 +105,7 @@ def test_revoked_job_is_skipped_by_a_real_worker(face_worker: subprocess.Popen, 
     svc.enqueue("face", job.id)  # the message arrives after the revoke
     # A later job on the same single-process worker finishing proves the first was consumed.
     later = _submit(client).get_json()["id"]
-    assert client.get(f"/v1/jobs/{later}?wait=30").get_json()["status"] == "succeeded"
+    assert client.get(f"/v1/jobs/{later}?wait=60").get_json()["status"] == "succeeded"
     final = client.get(f"/v1/jobs/{job.id}").get_json()
     assert final["status"] == "failed" and final["code"] == "revoked" and final["attempts"] == 0
     assert conn.llen("face") == 0

@@ -56,6 +56,24 @@ def test_option_schemas_come_from_the_validators() -> None:
         assert schema["additionalProperties"] is False
 
 
+def test_option_defaults_are_what_the_plugins_run_with() -> None:
+    """The document's defaults are the ones a job gets: each plugin parses a job's options
+    with its task's model, so an empty options object means these values."""
+    from workers import registry
+    from workers.plugins.centernet_mbv3 import DEFAULT_MIN_CONFIDENCE
+
+    spec = create_app({"redis_url": "redis://127.0.0.1:1/0"}).test_client().get(
+        "/openapi.json").get_json()["components"]["schemas"]
+    for name in ("face_recognition", "centernet_mbv3", "efficientnet_lite0"):
+        plugin = registry.model_class(name)
+        assert plugin.options is OPTION_MODELS[plugin.task]
+        runs_with = plugin.options.model_validate({}).model_dump(mode="json")
+        schema = spec[f"{plugin.task.capitalize()}Options"]["properties"]
+        assert {option: schema[option].get("default") for option in schema} == runs_with
+    assert spec["DetectOptions"]["properties"]["min_confidence"]["default"] == 0.3
+    assert DEFAULT_MIN_CONFIDENCE == 0.3
+
+
 def test_docs_page_and_assets() -> None:
     client = create_app({"redis_url": "redis://127.0.0.1:1/0"}).test_client()
     page = client.get("/docs")

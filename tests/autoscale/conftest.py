@@ -21,16 +21,12 @@ import boto3
 import pytest
 import redis
 
+from tests.helpers import free_port
+
 HOST = "127.0.0.1"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -90,7 +86,7 @@ def scaler_moto_url() -> Iterator[str]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for_port(port, proc, timeout=60)
+        wait_for_port(port, proc)
         yield f"http://{HOST}:{port}"
     finally:
         stop(proc)

@@ -29,7 +29,11 @@ log.write(f"finished {sys.argv[2]} {sys.argv[3]}\n")
 """
 
 
-def wait_until(cond, timeout: float = 10.0) -> None:
+WAIT_S = 120.0
+"""Bound of the waits below; each returns as soon as its condition holds."""
+
+
+def wait_until(cond, timeout: float = WAIT_S) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
@@ -46,7 +50,7 @@ def backend(tmp_path: Path) -> Iterator[tuple[LocalBackend, Path]]:
     try:
         yield b, log
     finally:
-        assert b.close(timeout=10) == []
+        assert b.close(timeout=WAIT_S) == []
 
 
 def lines(log: Path) -> list[str]:
@@ -72,7 +76,7 @@ def test_scale_out_and_warm_scale_in(backend) -> None:
     b.apply({"face": 1})  # newest (index 1) is stopped with SIGTERM
     cap = b.current()["face"]
     assert (cap.current, cap.draining) == (1, 1)
-    assert procs[1].wait(timeout=10) == 0  # finished its task and exited cleanly
+    assert procs[1].wait(timeout=WAIT_S) == 0  # finished its task and exited cleanly
     assert "finished face 1" in lines(log)
     assert procs[0].poll() is None
     cap = b.current()["face"]
@@ -90,30 +94,32 @@ def test_scale_in_spares_protected_workers(backend) -> None:
     b.protect({by_index[2].id, by_index[1].id})  # the two newest are busy
     b.apply({"face": 2})
     assert [w.index for w in b.workers if w.draining] == [0]
-    assert by_index[0].proc.wait(timeout=10) == 0
+    assert by_index[0].proc.wait(timeout=WAIT_S) == 0
 
 
 def test_crashed_workers_are_reaped_and_replaced(tmp_path: Path) -> None:
     b = LocalBackend(["face"], command=[sys.executable, "-c", "raise SystemExit(3)"])
     try:
         b.apply({"face": 1})
-        b.workers[0].proc.wait(timeout=10)
+        b.workers[0].proc.wait(timeout=WAIT_S)
         assert b.current()["face"].current == 0
         b.apply({"face": 1})
         assert b.current()["face"].ids != ()
     finally:
-        b.close(timeout=10)
+        b.close(timeout=WAIT_S)
 
 
 def test_close_never_kills(tmp_path: Path) -> None:
-    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(30)"
-    b = LocalBackend(["face"], command=[sys.executable, "-c", stubborn])
+    ready = tmp_path / "ready"  # touched once SIGTERM is ignored
+    stubborn = ("import pathlib, signal, sys, time; signal.signal(signal.SIGTERM, "
+                "signal.SIG_IGN); pathlib.Path(sys.argv[1]).touch(); time.sleep(300)")
+    b = LocalBackend(["face"], command=[sys.executable, "-c", stubborn, str(ready)])
     b.apply({"face": 1})
     proc = b.workers[0].proc
-    time.sleep(0.3)  # let it install its handler
     try:
+        wait_until(ready.exists)
         assert b.close(timeout=0.5) == [proc.pid]
         assert proc.poll() is None  # still alive: no SIGKILL from us
     finally:
         proc.kill()  # the test cleans up its own stand-in
-        proc.wait(timeout=10)
+        proc.wait(timeout=WAIT_S)

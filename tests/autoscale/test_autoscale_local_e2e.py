@@ -45,7 +45,7 @@ def test_flood_scale_out_drain_scale_in_exactly_once(redis_server) -> None:
             ids.append(response.json()["id"])
         store = JobStore(conn, 3600)
         sizes: list[int] = []
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # real Celery workers boot slowly on a busy machine
         while True:
             decision = controller.tick()
             sizes.append(decision.desired["classify"])
@@ -61,7 +61,7 @@ def test_flood_scale_out_drain_scale_in_exactly_once(redis_server) -> None:
         assert all(j.attempts == 1 for j in jobs), "a job ran twice"
         assert len({j.worker for j in jobs}) >= 2, "the work was not spread over new workers"
     finally:
-        leftover = backend.close(timeout=30)
+        leftover = backend.close(timeout=120)
         stop_process(api_process)
         conn.flushdb()
         assert not leftover

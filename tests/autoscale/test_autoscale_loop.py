@@ -16,6 +16,8 @@ from autoscale.loop import Controller, main
 from autoscale.policy import Policy, PoolPolicy
 from visionq import broker
 
+WAIT_S = 120.0
+"""Bound of the waits below; each returns as soon as its condition holds."""
 IDLE_WORKER = ("import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); "
                "print('up', flush=True); time.sleep(60)")
 
@@ -53,9 +55,9 @@ def test_tick_scales_a_local_pool_up_and_back_down(rconn: redis.Redis) -> None:
         assert cap.current == 0
         for w in list(backend.workers):
             # SIGTERM (handled, or before the stand-in installed its handler), never SIGKILL
-            assert w.proc.wait(timeout=10) in (0, -signal.SIGTERM)
+            assert w.proc.wait(timeout=WAIT_S) in (0, -signal.SIGTERM)
     finally:
-        assert backend.close(timeout=10) == []
+        assert backend.close(timeout=WAIT_S) == []
 
 
 def test_tick_keeps_workers_holding_in_flight_work(rconn: redis.Redis) -> None:
@@ -72,7 +74,7 @@ def test_tick_keeps_workers_holding_in_flight_work(rconn: redis.Redis) -> None:
         assert d.desired == {"face": 2}
         assert "in-flight" in d.reasons["face"]
     finally:
-        backend.close(timeout=10)
+        backend.close(timeout=WAIT_S)
 
 
 def test_dry_run_once_logs_and_changes_nothing(
@@ -81,11 +83,24 @@ def test_dry_run_once_logs_and_changes_nothing(
     fill(rconn, "face", 5)
     marker = tmp_path / "started"
     cmd = f"{sys.executable} -c 'open(\"{marker}\", \"w\")'"
-    with caplog.at_level(logging.INFO, logger="autoscale"):
+    with caplog.at_level(logging.INFO, logger="visionq.autoscale"):
         assert main(["--once", "--dry-run", "--redis-url", scaler_redis_url, "--queues", "face",
                      "--worker-command", cmd]) == 0
     assert any("[dry-run] face: scale up 0 -> 1" in r.getMessage() for r in caplog.records)
     assert not marker.exists()
+
+
+def test_redis_url_defaults_to_the_services_setting(
+    scaler_redis_url: str, rconn: redis.Redis, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --redis-url the autoscaler reads REDIS_URL like the API and the workers."""
+    fill(rconn, "face", 5)
+    monkeypatch.delenv("VISIONQ_REDIS_URL", raising=False)
+    monkeypatch.setenv("REDIS_URL", scaler_redis_url)
+    with caplog.at_level(logging.INFO, logger="visionq.autoscale"):
+        assert main(["--once", "--dry-run", "--queues", "face"]) == 0
+    assert any("[dry-run] face: scale up 0 -> 1" in r.getMessage() for r in caplog.records)
 
 
 def test_ec2_once_sets_capacity_and_protection(
@@ -115,7 +130,7 @@ def test_run_stops_on_event(rconn: redis.Redis) -> None:
     t = threading.Thread(target=ctl.run, args=(0.05, stop))
     t.start()
     stop.set()
-    t.join(timeout=5)
+    t.join(timeout=WAIT_S)
     assert not t.is_alive()
 
 

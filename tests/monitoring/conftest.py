@@ -8,24 +8,22 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
-import requests
 
 from tests.conftest import (
     BIN,
     WorkerFactory,
     free_port,
-    log_tail,
     service_env,
     spawn,
     start_api,
     stop_process,
+    wait_http,
 )
 
 STACK_DB = 6
@@ -80,19 +78,6 @@ class Stack:
     api_dir: Path
     workers_dir: Path
     worker_name: str
-
-
-def wait_http(url: str, process: subprocess.Popen, name: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{name} did not answer {url}:\n{log_tail(name)}")
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import redis
 import requests
@@ -18,6 +19,26 @@ from visionq.jobs import JobStore
 from visionq.settings import Settings
 
 FACE = FIXTURES / "faces" / "obama-240p.jpg"
+DEADLINE_S = 180.0
+"""Bound of every wait on the live stack or on Prometheus: generous for a loaded 2-core
+machine.  Each wait polls its condition and returns as soon as it holds, so an idle machine
+never pays for it."""
+T = TypeVar("T")
+
+
+def until(condition: Callable[[], T], failure: str | Callable[[], str],
+          timeout_s: float = DEADLINE_S, interval_s: float = 0.25) -> T:
+    """Poll ``condition`` until it returns something true, and return that; fail with
+    ``failure`` (or what it returns, for the latest state) once ``timeout_s`` has passed."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            message = failure() if callable(failure) else failure
+            raise AssertionError(f"{message} (waited {timeout_s:g} s)")
+        time.sleep(interval_s)
 
 
 def scrape(url: str) -> list[tuple[str, dict[str, str], float]]:
@@ -41,7 +62,10 @@ def submit(api_url: str, task: str = "face") -> str:
     return response.json()["id"]
 
 
-def wait_final(api_url: str, job_id: str, timeout_s: float = 60) -> dict:
+def wait_final(api_url: str, job_id: str, timeout_s: float = DEADLINE_S) -> dict:
+    """The job once final.  Its metrics may not be counted yet: the worker records them
+    after it has finished the job record, when the task has returned (``task_postrun``,
+    ``workers.hooks_metrics``); wait on the counters themselves."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         job = requests.get(f"{api_url}/v1/jobs/{job_id}", params={"wait": 5}, timeout=30).json()

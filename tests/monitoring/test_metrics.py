@@ -14,10 +14,9 @@ import redis
 from flask import Flask
 from prometheus_client import CollectorRegistry
 
-from visionq.broker import UNACKED_KEY
+from api.metrics import UNMATCHED_ROUTE
 from monitoring import dashboard
 from monitoring.collector import BrokerCollector, oldest_age
-from monitoring.flask_hooks import UNMATCHED_ROUTE
 from monitoring.metrics import (
     LATENCY_BUCKETS,
     REASONS,
@@ -27,6 +26,7 @@ from monitoring.metrics import (
 )
 from monitoring.record import record_job, record_submit
 from monitoring.settings import MonitoringSettings, parse_duration
+from visionq.broker import UNACKED_KEY
 from visionq.jobs import JobStore
 
 MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
@@ -124,7 +124,7 @@ def test_record_never_raises(m: Metrics) -> None:
 
 
 def test_flask_hooks_label_by_rule_not_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    import monitoring.flask_hooks as hooks
+    import api.metrics as hooks
 
     m = Metrics(CollectorRegistry())
     monkeypatch.setattr(hooks, "metrics", lambda: m)

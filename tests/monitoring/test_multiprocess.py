@@ -8,10 +8,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.monitoring.conftest import Stack
-from tests.monitoring.live import enqueue_expired, scrape, submit, total, wait_final
+from tests.monitoring.live import enqueue_expired, scrape, submit, total, until, wait_final
 
 N_JOBS = 8
 SLO_S = 5.0  # VISIONQ_SLO_FACE of the monitored stack
+RECORD_LAG_S = 1.0
+"""How much later than ``finished_at`` a worker may take the time it compares with the SLO
+(it records the job's metrics after finishing the job record and deleting the blob): a job
+finished this close under its SLO may count either way on a loaded machine."""
 
 
 def pids_with(directory: Path, kind: str) -> set[str]:
@@ -31,9 +35,20 @@ def test_counts_are_exact_across_processes(monitored_stack: Stack) -> None:
     expired = wait_final(stack.api_url, enqueue_expired(stack.redis_url))
     assert {job["status"] for job in finished} == {"succeeded"}
     assert expired["code"] == "image_expired"
-    good = sum(1 for job in finished if job["timings"]["total_ms"] <= SLO_S * 1000)
+    totals_s = [job["timings"]["total_ms"] / 1000 for job in finished]
+    good = sum(1 for t in totals_s if t <= SLO_S - RECORD_LAG_S)
+    either = sum(1 for t in totals_s if SLO_S - RECORD_LAG_S < t <= SLO_S)
 
-    api, workers = scrape(stack.api_url), scrape(stack.exporter_url)
+    # A worker counts a job after the job turns final, and Celery's task counters later
+    # still (task_postrun): wait until the last of them has counted every job.
+    def counted() -> list[tuple[str, dict[str, str], float]] | None:
+        workers = scrape(stack.exporter_url)
+        done = (total(workers, "celery_task_succeeded_total", queue_name="face")
+                - total(workers_before, "celery_task_succeeded_total", queue_name="face"))
+        return workers if done >= N_JOBS + 1 else None
+
+    workers = until(counted, "the worker did not count every job")
+    api = scrape(stack.api_url)
 
     def api_delta(name: str, **labels: str) -> float:
         return total(api, name, **labels) - total(api_before, name, **labels)
@@ -51,7 +66,8 @@ def test_counts_are_exact_across_processes(monitored_stack: Stack) -> None:
     completed = "visionq_jobs_completed_total"
     assert workers_delta(completed, task="face", outcome="succeeded", reason="none") == N_JOBS
     assert workers_delta(completed, task="face", outcome="failed", reason="expired") == 1
-    assert workers_delta("visionq_jobs_within_slo_total", task="face") == good
+    # Exactly the jobs well within the SLO, plus any of those finished just under it.
+    assert good <= workers_delta("visionq_jobs_within_slo_total", task="face") <= good + either
     assert workers_delta("celery_task_started_total", queue_name="face") == N_JOBS + 1
     assert workers_delta("celery_task_succeeded_total", queue_name="face") == N_JOBS + 1
     assert workers_delta("celery_task_runtime_count", queue_name="face") == N_JOBS + 1

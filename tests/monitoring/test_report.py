@@ -4,8 +4,6 @@ from bench results files), and explains an empty chart instead of crashing."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,6 @@ from monitoring import report
 from tests.conftest import free_port
 from tests.monitoring import test_prometheus as shipped
 from tests.monitoring.conftest import Stack
-from tests.monitoring.live import enqueue_expired, scrape, submit, total, wait_final
 
 prometheus = shipped.prometheus
 """The shipped config on this stack, 1 s scrapes: a Prometheus of this module's own."""
@@ -24,31 +21,14 @@ CHARTS = ("overview", "latency", "goodput", "queues")
 
 @pytest.fixture(scope="module")
 def prom_url(prometheus: shipped.Prometheus, monitored_stack: Stack) -> str:
-    """Two waves of real face jobs (one expired: a goodput miss), scraped before, between
-    and after, so that rates and quantiles have increases to show."""
-    stack = monitored_stack
-    _until(lambda: len(prometheus.query("count_over_time(up[1m]) >= 2")["result"]) == 2,
-           "Prometheus did not scrape both targets twice")
-    for _ in range(2):
-        ids = [submit(stack.api_url) for _ in range(3)] + [enqueue_expired(stack.redis_url)]
-        for job_id in ids:
-            wait_final(stack.api_url, job_id)
-        time.sleep(2)
-    want = total(scrape(stack.exporter_url), "visionq_jobs_completed_total")
-
-    def scraped() -> bool:
-        got = prometheus.query("sum(visionq_jobs_completed_total)")["result"]
-        return bool(got) and float(got[0]["value"][1]) >= want
-
-    _until(scraped, "Prometheus did not scrape the jobs")
+    """Waves of real face jobs (one expired per wave: a goodput miss) until every rate the
+    charts take has an increase inside the report's rate window (4 s: 4 scrapes), somewhere
+    in the last 2 minutes of its 3-minute range.  The check uses a 3 s window: an increase
+    between two scrapes less than 3 s apart shows in every 4 s window that ends within a
+    second after the later scrape, so on the report's 1 s steps too."""
+    shipped.Waves(prometheus, monitored_stack).until_moving(
+        lambda sel: f"max_over_time(sum(rate({sel}[3s]))[2m:1s]) > 0")
     return prometheus.url
-
-
-def _until(condition: Callable[[], bool], failure: str, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, failure
-        time.sleep(0.3)
 
 
 def assert_png(path: Path) -> None:

@@ -16,6 +16,9 @@ import requests
 
 from tests.conftest import BIN, FIXTURES, REPO, free_port
 
+DEADLINE_S = 120.0
+"""Bound of each wait below; every one polls its condition and returns once it holds."""
+
 
 def _reader(stream, lines: queue.Queue) -> None:
     for line in iter(stream.readline, ""):
@@ -37,16 +40,15 @@ def test_up_runs_the_stack_and_stops_cleanly(tmp_path: Path) -> None:
     threading.Thread(target=_reader, args=(process.stdout, lines), daemon=True).start()
     seen: list[str] = []
     try:
-        deadline = time.monotonic() + 120
-        while not any("visionq is up" in line for line in seen):
+        deadline = time.monotonic() + DEADLINE_S
+        # The banner is written a line at a time: wait for its last line, not for a while.
+        while not any("Ctrl-C stops everything" in line for line in seen):
             assert time.monotonic() < deadline, "".join(seen[-40:])
             assert process.poll() is None, "".join(seen[-40:])
             with contextlib.suppress(queue.Empty):
                 seen.append(lines.get(timeout=1))
-        time.sleep(0.5)
-        while not lines.empty():
-            seen.append(lines.get())
-        banner = "".join(seen)
+        banner = "".join(seen[next(i for i, line in enumerate(seen)
+                                   if "visionq is up" in line):])
         assert f"http://127.0.0.1:{api_port}/v1/jobs" in banner
         assert f"http://127.0.0.1:{flower_port}/" in banner
         assert f"http://127.0.0.1:{exporter_port}/metrics" in banner
@@ -54,10 +56,15 @@ def test_up_runs_the_stack_and_stops_cleanly(tmp_path: Path) -> None:
         submitted = requests.post(f"{api}/v1/jobs?task=face", timeout=10, files={
             "image": (FIXTURES / "faces" / "obama_small.jpg").read_bytes()})
         assert submitted.status_code == 202
-        job = requests.get(submitted.json()["status_url"], params={"wait": 30}, timeout=40).json()
-        assert job["status"] == "succeeded" and len(job["result"]["faces"]) == 1
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            job = requests.get(submitted.json()["status_url"], params={"wait": 10},
+                               timeout=30).json()
+            if job["status"] in ("succeeded", "failed") or time.monotonic() > deadline:
+                break
+        assert job["status"] == "succeeded" and len(job["result"]["faces"]) == 1, job
         assert list((tmp_path / "state" / "redis").rglob("*.aof")), "AOF persistence is off"
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + DEADLINE_S
         while True:  # Flower answers (it starts last and takes a few seconds)
             try:
                 if requests.get(f"http://127.0.0.1:{flower_port}/healthcheck",
@@ -67,12 +74,21 @@ def test_up_runs_the_stack_and_stops_cleanly(tmp_path: Path) -> None:
                 pass
             assert time.monotonic() < deadline, "Flower did not answer"
             time.sleep(0.5)
-        metrics = requests.get(f"http://127.0.0.1:{exporter_port}/metrics", timeout=5).text
-        assert 'visionq_jobs_completed_total{' in metrics and 'task="face"' in metrics
+        # The worker counts the job just after it turns final: poll the exporter for it.
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            metrics = requests.get(f"http://127.0.0.1:{exporter_port}/metrics",
+                                   timeout=30).text
+            counted = [line for line in metrics.splitlines()
+                       if line.startswith("visionq_jobs_completed_total{")]
+            if counted or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert any('task="face"' in line for line in counted), metrics
     finally:
         os.killpg(process.pid, signal.SIGINT) if process.poll() is None else None
         try:
-            code = process.wait(60)
+            code = process.wait(DEADLINE_S)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             raise

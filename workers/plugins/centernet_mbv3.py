@@ -9,70 +9,64 @@ as float — the graph normalises internally; stretching to a square and other i
 scored worse on the coco8 fixtures.  Decoding follows the graph's own: 3x3 max-pool peaks of
 the class heatmap (stride 4), top 100, box = centre -/+ the four regressed distances; then a
 per-class NMS at IoU 0.5 (removes the duplicate peaks CenterNet leaves on large objects).
-``DEFAULT_MIN_CONFIDENCE`` 0.3 is where the fixtures balance recall and false positives
-(``bench/models_detect.py``; figures in ``bench/results/detect_model.json``).
+The default ``min_confidence`` (``visionq.options.DetectOptions``, 0.3) is where the fixtures
+balance recall and false positives (``bench/models_detect.py``; figures in
+``bench/results/detect_model.json``).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel, Field
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from visionq.imaging import DecodedImage
 from visionq.labels import COCO_LABELS
+from visionq.options import DetectOptions
+from visionq.settings import Settings
 from workers import weights_detect
-from workers.model import ModelLoadError
+from workers.model import ModelBase, ModelLoadError, PluginSettings, process_cpu_count
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"visionq.{__name__}")
 
 KEY = "centernet_mbv3"
 INPUT_SIZE = 512
 STRIDE = 4
 TOP_K = 100
 NMS_IOU = 0.5
-DEFAULT_MIN_CONFIDENCE = 0.3
+DEFAULT_MIN_CONFIDENCE: float = DetectOptions.model_fields["min_confidence"].default
 MIN_SIDE = 8
 """Images whose shorter side is below this many pixels get no predictions."""
 
-COCO_NAMES = COCO_LABELS
-CLASS_IDS = {name: index for index, name in enumerate(COCO_NAMES)}
+CLASS_IDS = {name: index for index, name in enumerate(COCO_LABELS)}
 
 
-class CenterNetConfig(BaseModel):
-    type: Literal["centernet_mbv3"] = KEY
-    models_dir: Path | None = None
-    """Defaults to ``$VISIONQ_MODELS_DIR`` or ``./.visionq/models``."""
-    num_threads: int | None = Field(default=None, ge=1)
-    """ONNX Runtime intra-op threads; defaults to the CPUs of this process."""
-    max_batch: int = Field(default=1, ge=1)
-    """Images per inference call; results do not depend on it.  1 by default: on 2 cores
-    batching measured slower (26 img/s at 1, 21 at 4, ``bench/models_detect.py``)."""
+class DetectSettings(PluginSettings):
+    model_config = SettingsConfigDict(env_prefix="VISIONQ_DETECT_")
+
+    num_threads: int | None = Field(
+        None, ge=0, validation_alias="VISIONQ_DETECT_THREADS",
+        description="ONNX Runtime intra-op threads per detect process, 0: the default.",
+        json_schema_extra={"default_text": "CPUs of the process"})
+    max_batch: int = Field(
+        1, ge=1, description="Images per inference call (results do not depend on it; on 2 "
+        "cores batching measured slower: 26 img/s at 1, 21 at 4, bench/models_detect.py).")
 
 
-def parse_options(options: dict[str, Any]) -> tuple[float, np.ndarray | None]:
-    """``min_confidence`` (0..1) and ``classes`` (label names) -> threshold, class-id mask."""
-    threshold = options.get("min_confidence", DEFAULT_MIN_CONFIDENCE)
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float) \
-            or not 0 <= threshold <= 1:
-        raise ValueError(f"min_confidence must be a number in [0, 1], got {threshold!r}")
-    classes = options.get("classes")
+def class_mask(classes: Sequence[str] | None) -> np.ndarray | None:
+    """Validated COCO label names -> boolean mask over the 80 class ids (``None``: all)."""
     if classes is None:
-        return float(threshold), None
-    if isinstance(classes, str) or not isinstance(classes, list | tuple):
-        raise ValueError(f"classes must be a list of COCO label names, got {classes!r}")
-    unknown = sorted(str(c) for c in classes if c not in CLASS_IDS)
-    if unknown:
-        raise ValueError(f"unknown classes {unknown}; valid: {', '.join(COCO_NAMES)}")
-    mask = np.zeros(len(COCO_NAMES), bool)
+        return None
+    mask = np.zeros(len(COCO_LABELS), bool)
     mask[[CLASS_IDS[c] for c in classes]] = True
-    return float(threshold), mask
+    return mask
 
 
 def letterbox(pixels: np.ndarray, size: int = INPUT_SIZE) -> tuple[np.ndarray, float]:
@@ -124,22 +118,28 @@ def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float) 
     return keep
 
 
-class CenterNetMbv3:
+class CenterNetMbv3(ModelBase):
     name = KEY
     task = "detect"
     extra = "detect"
+    options = DetectOptions
+    settings_class = DetectSettings
+    config: DetectSettings
     version = f"{KEY}-coco80-{weights_detect.WEIGHTS_SHA256[:12]}"
     input_size: int | None = INPUT_SIZE
 
-    def __init__(self, **config: Any) -> None:
-        self.config = CenterNetConfig(**config)
+    def __init__(self, settings: Settings | None = None, models_dir: Path | None = None,
+                 **overrides: Any) -> None:
+        """``models_dir`` overrides ``settings.models_dir`` (``VISIONQ_MODELS_DIR``)."""
+        super().__init__(settings, **overrides)
+        self.models_dir = Path(models_dir) if models_dir else self.settings.models_dir
         self._session: Any = None
         self._lock = threading.Lock()
 
     def load(self) -> None:
         if self._session is not None:
             return
-        target = weights_detect.model_dir(self.config.models_dir)
+        target = weights_detect.model_dir(self.models_dir)
         if weights_detect.installed_manifest(target) is None:
             raise ModelLoadError(
                 f"{KEY}: weights not installed (or not the pinned ones) in {target}; run "
@@ -149,19 +149,20 @@ class CenterNetMbv3:
         except ImportError as exc:
             raise ModelLoadError(f"{KEY}: runtime onnxruntime is missing ({exc}); "
                                  "install the extra: pip install 'visionq[detect]'") from exc
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = self.config.num_threads or _process_cpu_count()
-        options.inter_op_num_threads = 1
+        session_options = onnxruntime.SessionOptions()
+        session_options.intra_op_num_threads = self.config.num_threads or process_cpu_count()
+        session_options.inter_op_num_threads = 1
         try:
             self._session = onnxruntime.InferenceSession(
-                str(target / weights_detect.ONNX_FILE), options,
+                str(target / weights_detect.ONNX_FILE), session_options,
                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise ModelLoadError(f"{KEY}: cannot load {target}: {exc}") from exc
         log.info("%s: loaded %s", KEY, target / weights_detect.ONNX_FILE)
 
     def predict(self, images: list[DecodedImage], options: dict[str, Any]) -> list[dict[str, Any]]:
-        threshold, mask = parse_options(options)
+        opts: DetectOptions = self.parse_options(options)
+        threshold, mask = opts.min_confidence, class_mask(opts.classes)
         if self._session is None:
             self.load()
         results = []
@@ -203,15 +204,7 @@ class CenterNetMbv3:
             x_min, y_min, x_max, y_max = (int(v) for v in np.round(boxes[i]))
             if x_max <= x_min or y_max <= y_min:
                 continue
-            predictions.append({"label": COCO_NAMES[classes[i]], "class_id": int(classes[i]),
+            predictions.append({"label": COCO_LABELS[classes[i]], "class_id": int(classes[i]),
                                 "confidence": round(float(scores[i]), 4),
                                 "x_min": x_min, "y_min": y_min, "x_max": x_max, "y_max": y_max})
         return predictions
-
-
-def _process_cpu_count() -> int:
-    """CPUs this process may run on (affinity / cgroup cpusets), not the host's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1

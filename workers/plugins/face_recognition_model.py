@@ -10,14 +10,16 @@ are mapped back to original-image pixels.
 
 from __future__ import annotations
 
-import os
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from visionq.imaging import DecodedImage, ImageInfo
-from workers.model import ModelLoadError
+from visionq.options import FaceOptions
+from visionq.settings import Settings
+from workers.model import ModelBase, ModelLoadError, PluginSettings
 
 KEY = "face_recognition"
 DEFAULT_FAST_ABOVE = 2560
@@ -27,25 +29,25 @@ DEFAULT_FAST_SIDE = 960
 faces of >= ~160 px in a 4K photo at ~1/20 of the full-resolution cost."""
 
 
-class FaceOptions(BaseModel):
-    model: Literal["hog", "cnn"] = "hog"
-    upsample: int = Field(default=1, ge=0, le=3)
-    landmarks: Literal["68", "5", "none"] = "68"
-    encodings: bool = False
+class FaceSettings(PluginSettings):
+    model_config = SettingsConfigDict(env_prefix="VISIONQ_FACE_")
+
+    fast_above: int = Field(DEFAULT_FAST_ABOVE, ge=0, description="Photos larger than this "
+                            "(longest side, px) take the reduced-size decode path; 0: never.")
+    fast_side: int = Field(DEFAULT_FAST_SIDE, ge=1,
+                           description="Target longest side for that path.")
 
 
-class FaceRecognitionModel:
+class FaceRecognitionModel(ModelBase):
     name = KEY
     task = "face"
     extra = "face"
-    input_size: int | None = None
-    fork_safe = True
+    options = FaceOptions
+    settings_class = FaceSettings
+    config: FaceSettings
 
-    def __init__(self, fast_above: int | None = None, fast_side: int | None = None) -> None:
-        self.fast_above = fast_above or int(os.environ.get("VISIONQ_FACE_FAST_ABOVE",
-                                                           DEFAULT_FAST_ABOVE))
-        self.fast_side = fast_side or int(os.environ.get("VISIONQ_FACE_FAST_SIDE",
-                                                         DEFAULT_FAST_SIDE))
+    def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
+        super().__init__(settings, **overrides)
         self.version = "unloaded"
         self._fr: Any = None
 
@@ -62,12 +64,15 @@ class FaceRecognitionModel:
         self.version = f"face_recognition {face_recognition.__version__}/models {models_version}"
 
     def max_side_for(self, info: ImageInfo) -> int | None:
-        if self.fast_above and max(info.width, info.height) > self.fast_above:
-            return self.fast_side
+        fast_above = self.config.fast_above
+        if fast_above and max(info.width, info.height) > fast_above:
+            return self.config.fast_side
         return None
 
     def predict(self, images: list[DecodedImage], options: dict[str, Any]) -> list[dict[str, Any]]:
-        opts = FaceOptions.model_validate(options or {})
+        opts: FaceOptions = self.parse_options(options)
+        if self._fr is None:
+            self.load()
         return [self._one(image, opts) for image in images]
 
     def _one(self, image: DecodedImage, opts: FaceOptions) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from visionq.jobs import JobStore
 from visionq.redis_conn import redis_client
 from visionq.settings import get_settings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"visionq.{__name__}")
 
 
 class JobRequest(Request):

@@ -1,0 +1,374 @@
+"""``python -m bench.profile_stages``: CPU-ms per job by stage from py-spy collapsed stacks
+(issue 14).  The same analysis runs on the "before" and the "after" profiles.
+
+Input: collapsed stacks (``py-spy record --format raw [--subprocesses]``: one line per
+distinct stack, ``frame;frame;...;leaf <count>``, root first) and the number of jobs done
+while they were recorded.  Either a directory written by ``python -m bench.profile_record``
+(its ``<scenario>.json`` files say which collapsed files, how many jobs and the CPU per
+job measured from /proc), or collapsed files given by hand::
+
+    python -m bench.profile_stages bench/results/profiles/before          # -> stages.json
+    python -m bench.profile_stages --collapsed api.txt --jobs 4500 [--cpu-ms-per-job 3.1]
+    python -m bench.profile_stages DIR --compare bench/results/profiles/before/stages.json
+
+Method.  Every stack is given ONE stage by the first rule of ``RULES`` that matches it
+(a rule looks at the leaf frame and/or at any frame of the stack; frames read
+``function (path:line)``, paths relative to site-packages or to the repository).  Stacks
+of threads that are only waiting (a pool thread on its queue, a selector, a pub/sub read,
+a prefork child waiting for its next task) are "idle" and left out: py-spy samples only
+running or runnable threads, but it checks that just before pausing the process, so a
+blocked thread still shows up in a few % of the samples, and an API has 32 of them.
+The remaining samples give each stage's SHARE of the process's CPU; CPU-ms per job =
+share x the process tree's CPU per job measured from /proc without the profiler
+(``--cpu-ms-per-job``; else samples x 1000/hz / jobs, which over-counts on a busy machine
+because runnable-but-waiting threads are sampled too).
+
+Caveat: a thread woken by a Redis reply is runnable before it runs, so on a loaded
+machine the leaf "socket read" samples, and with them the Redis stage, are inflated.
+``redis_commands_per_job`` (from ``INFO commandstats``) counts the round trips exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STAGES: dict[str, str] = {
+    "http": "gunicorn (accept, parse, respond, close), Flask/werkzeug routing and "
+            "request/response objects, the handlers' own code, auth guard",
+    "multipart": "multipart/form-data parsing (werkzeug formparser, spooled temp files)",
+    "redis": "visionq's own Redis round trips (job record create/get/start, blob "
+             "put/get/delete, backlog LLEN, idempotency) incl. redis-py and its "
+             "connection pool",
+    "celery_publish": "Celery send_task -> kombu producer -> LPUSH (API)",
+    "celery_consume": "Celery/kombu/billiard per-task work: BRPOP, message decode, "
+                      "unacked bookkeeping and ack, request objects, prefork pipe IPC "
+                      "(main <-> child), the task tracer",
+    "celery_events": "task events for Flower (received/started/succeeded: PUBLISH)",
+    "decode": "image probe (API) and decode (worker): Pillow, EXIF orientation, resize "
+              "on decode",
+    "model": "the model plugin: preprocessing and inference (LiteRT / ONNX Runtime / "
+             "dlib)",
+    "result_write": "JobStore.succeed/fail: the finish script (HSET, counters, PUBLISH)",
+    "wakeup": "long-poll: JobStore.wait (SUBSCRIBE on a new pub/sub connection, HGETALL "
+              "re-reads, close) minus the time blocked waiting",
+    "metrics": "Prometheus hooks (Flask before/after request, Celery task signals, job "
+               "outcome records: prometheus_client multiprocess files)",
+    "autoscale_marks": "the autoscaler's per-task Redis writes from Celery signals "
+                       "(mark_busy, mark_idle, record_service_time)",
+    "logging": "log records (Celery's and visionq's per-task INFO lines)",
+    "job_runner": "visionq's task body glue (workers/runner.py, tasks/) outside the "
+                  "stages above",
+    "background": "heartbeat thread and reaper sweep",
+    "other": "anything no rule names",
+}
+"""Stages, in the order the tables show them.  ``idle`` (waiting) is not a stage."""
+
+OURS = r"\((api|visionq|workers|tasks|monitoring|autoscale)/"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``stage`` when the leaf frame matches ``leaf`` (if given) and some frame matches
+    each pattern of ``requires`` (all of them)."""
+
+    stage: str
+    leaf: str | None = None
+    requires: tuple[str, ...] = ()
+    why: str = ""
+    _compiled: tuple[re.Pattern[str] | None, tuple[re.Pattern[str], ...]] = field(
+        init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_compiled", (
+            re.compile(self.leaf) if self.leaf else None,
+            tuple(re.compile(p) for p in self.requires)))
+
+    def matches(self, frames: Sequence[str]) -> bool:
+        leaf, requires = self._compiled
+        if leaf is not None and not (frames and leaf.search(frames[-1])):
+            return False
+        return all(any(p.search(f) for f in frames) for p in requires)
+
+
+RULES: tuple[Rule, ...] = (
+    # -- waiting, not CPU ------------------------------------------------------------------
+    Rule("idle", leaf=r"^_worker \(concurrent/futures/thread\.py",
+         why="gthread pool thread blocked on its work queue"),
+    Rule("idle", leaf=r"^(Condition\.wait|Event\.wait|Thread\.join|Thread\._wait_for_tstate_lock"
+                      r"|Queue\.get|SimpleQueue\.get|Arbiter\.(sleep|wait_for_signals)|sleep) \(",
+         why="lock/condition/queue waits, sleeps, gunicorn's master waiting"),
+    Rule("idle", leaf=r"^(\w*Selector\.select|_epoll\.poll|_poll\.poll|select|poll) \(",
+         why="selectors: gunicorn's and kombu's event loops waiting"),
+    Rule("idle", leaf=r"^SocketBuffer\.(_read_from_socket|can_read) \(",
+         requires=(r"^PubSub\.(get_message|listen) \(",),
+         why="long-poll blocked on the pub/sub socket"),
+    Rule("idle", leaf=r"^Connection\._recv \(billiard/",
+         requires=(r"^_SimpleQueue\.get_payload \(",),
+         why="prefork child waiting for its next task"),
+    # -- the stages, most specific first -----------------------------------------------------
+    Rule("autoscale_marks", requires=(r"\(autoscale/observe\.py"
+                                      r"|^_(record_service_time|mark_busy|mark_idle) \(workers/",),
+         why="autoscale.observe and the worker signals feeding it"),
+    Rule("metrics", requires=(r"\((monitoring|prometheus_client)/",),
+         why="monitoring/* and prometheus_client"),
+    Rule("celery_events", requires=(r"\(celery/events/",), why="EventDispatcher"),
+    Rule("logging", requires=(r"\(logging/",), why="stdlib logging"),
+    Rule("model", requires=(r"\(workers/plugins/|\((ai_edge_litert|tflite_runtime|onnxruntime"
+                            r"|dlib|face_recognition)/",),
+         why="model plugins and inference runtimes"),
+    Rule("decode", requires=(r"\(visionq/imaging\.py",), why="probe / decode"),
+    Rule("result_write", requires=(r"^JobStore\.(succeed|fail|_finish_with) \(",),
+         why="the finish script"),
+    Rule("wakeup", requires=(r"^JobStore\.wait \(",), why="long-poll"),
+    Rule("celery_publish", requires=(r"^(Celery\.send_task|enqueue) \((celery|tasks)/",),
+         why="send_task"),
+    Rule("background", requires=(r"\(workers/(heartbeat|reaper)\.py",),
+         why="heartbeat thread"),
+    Rule("redis", requires=(r"\(redis/", OURS), why="redis-py called from visionq code"),
+    Rule("job_runner", requires=(r"\((workers|tasks)/",), why="task body glue"),
+    Rule("celery_consume", requires=(r"\((celery|kombu|billiard|vine|amqp)/",),
+         why="worker machinery (and kombu's own Redis commands)"),
+    Rule("multipart", requires=(r"\(werkzeug/(formparser|sansio/multipart)\.py",),
+         why="form parsing"),
+    Rule("http", requires=(r"\((gunicorn|flask|werkzeug|api)/",), why="serving HTTP"),
+    Rule("redis", requires=(r"\(redis/",), why="redis-py from elsewhere"),
+)
+"""First match wins; anything unmatched is ``other``."""
+
+
+def classify(frames: Sequence[str]) -> str:
+    for rule in RULES:
+        if rule.matches(frames):
+            return rule.stage
+    return "other"
+
+
+@dataclass
+class Profile:
+    """Collapsed stacks of one process tree: (process roots, frames, count) rows."""
+
+    rows: list[tuple[tuple[str, ...], tuple[str, ...], int]]
+
+    @classmethod
+    def read(cls, paths: Iterable[Path]) -> Profile:
+        rows = []
+        for path in paths:
+            for line in Path(path).read_text().splitlines():
+                stack, _, count = line.rpartition(" ")
+                if not stack or not count.isdigit():
+                    continue
+                parts = stack.split(";")
+                roots = tuple(p for p in parts if p.startswith("process "))
+                frames = tuple(p for p in parts if not p.startswith("process "))
+                rows.append((roots, frames, int(count)))
+        return cls(rows)
+
+
+def _function(frame: str) -> str:
+    """``Redis.execute_command (redis/client.py:621)`` -> without the line number."""
+    return re.sub(r":\d+\)$", ")", frame)
+
+
+def _role(roots: Sequence[str]) -> str:
+    """py-spy --subprocesses roots each stack at its process chain: one entry is the
+    process attached to (gunicorn master, Celery main process), two a child of it."""
+    return "main" if len(roots) <= 1 else "child"
+
+
+def analyse(profile: Profile, jobs: int, hz: float = 100.0,
+            cpu_ms_per_job: float | None = None, top: int = 10) -> dict[str, Any]:
+    """Stage table of one process tree."""
+    stages: Counter[str] = Counter()
+    by_role: dict[str, Counter[str]] = defaultdict(Counter)
+    self_time: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    idle = 0
+    for roots, frames, count in profile.rows:
+        stage = classify(frames)
+        if stage == "idle":
+            idle += count
+            continue
+        stages[stage] += count
+        by_role[_role(roots)][stage] += count
+        if stage != "model" and frames:
+            self_time[f"{_function(frames[-1])} [{stage}]"] += count
+            for name in {_function(f) for f in frames if re.search(OURS, f)}:
+                inclusive[name] += count
+    busy = sum(stages.values())
+    sampled_ms = 1000.0 / hz
+    scale = (cpu_ms_per_job / busy) if (cpu_ms_per_job and busy) else \
+        (sampled_ms / jobs if jobs else 0.0)
+
+    def table(counter: Counter[str]) -> dict[str, dict[str, float]]:
+        return {stage: {"samples": counter[stage],
+                        "share": round(counter[stage] / busy, 4) if busy else 0.0,
+                        "cpu_ms_per_job": round(counter[stage] * scale, 3)}
+                for stage in [*STAGES, *sorted(set(counter) - set(STAGES))] if counter[stage]}
+
+    def ranked(counter: Counter[str]) -> list[dict[str, Any]]:
+        return [{"function": name, "samples": n, "share": round(n / busy, 4),
+                 "cpu_ms_per_job": round(n * scale, 3)} for name, n in counter.most_common(top)]
+
+    return {
+        "jobs": jobs, "hz": hz, "samples": busy + idle, "samples_idle": idle,
+        "samples_cpu": busy,
+        "sampled_cpu_ms_per_job": round(busy * sampled_ms / jobs, 2) if jobs else None,
+        "cpu_ms_per_job": round(cpu_ms_per_job, 2) if cpu_ms_per_job else
+        (round(busy * sampled_ms / jobs, 2) if jobs else None),
+        "cpu_ms_from": "/proc (no profiler), split by py-spy shares" if cpu_ms_per_job
+        else "py-spy samples x 1000/hz",
+        "stages": table(stages),
+        "by_process": {role: table(counter) for role, counter in sorted(by_role.items())},
+        "top_self_non_model": ranked(self_time),
+        "top_inclusive_visionq_non_model": ranked(inclusive),
+    }
+
+
+def analyse_dir(directory: Path, top: int = 10) -> dict[str, Any]:
+    """Every ``<scenario>.json`` of ``bench.profile_record`` in ``directory``."""
+    scenarios: dict[str, Any] = {}
+    for meta_path in sorted(directory.glob("*.json")):
+        meta = json.loads(meta_path.read_text())
+        if "scenario" not in meta or "collapsed" not in meta:
+            continue
+        phases = meta["phases"]
+        raw, plain, idle = phases["raw"], phases.get("plain"), phases.get("idle")
+        result: dict[str, Any] = {
+            "rate": meta["rate"], "image": meta.get("image"), "setup": meta.get("setup"),
+            "jobs_profiled": raw["jobs"], "jobs_plain": plain["jobs"] if plain else None,
+            "load_average": {p: [phases[p]["load_average_start"], phases[p]["load_average_end"]]
+                             for p in phases},
+            "latency_plain": (plain or {}).get("load", {}).get("latency"),
+            "redis_commands_per_job": (plain or raw).get("redis_per_job"),
+            "processes": {},
+        }
+        reference = plain if plain and plain.get("cpu_ms_per_job") else raw
+        totals: dict[str, float] = defaultdict(float)
+        for what, collapsed in meta["collapsed"].items():
+            group = _group_for(what, reference["cpu_ms_per_job"])
+            analysis = analyse(Profile.read([directory / collapsed]), raw["jobs"],
+                               meta.get("hz", 100), reference["cpu_ms_per_job"][group], top)
+            analysis["cpu_ms_per_job_profiled_run"] = raw["cpu_ms_per_job"][group]
+            analysis["process_group"] = group
+            result["processes"][what] = analysis
+            for stage, row in analysis["stages"].items():
+                totals[stage] += row["cpu_ms_per_job"]
+        extra = {}
+        if "redis" in reference["cpu_ms_per_job"]:
+            extra["redis_server"] = reference["cpu_ms_per_job"]["redis"]
+        if idle and reference.get("jobs"):
+            per_s = sum(idle["cpu_ms_per_s"].values())
+            extra["idle_stack_ms_per_job"] = round(per_s * reference["wall_s"]
+                                                   / reference["jobs"], 3)
+        result["table_cpu_ms_per_job"] = {s: round(v, 2) for s, v in totals.items()}
+        result["table_cpu_ms_per_job"].update(extra)
+        result["total_cpu_ms_per_job_profiled_processes"] = round(sum(totals.values()), 2)
+        result["total_cpu_ms_per_job_all"] = round(
+            sum(reference["cpu_ms_per_job"].values()), 2)
+        scenarios[meta["scenario"]] = result
+    return {"method": __doc__, "stages": STAGES,
+            "rules": [{"stage": r.stage, "leaf": r.leaf, "requires": list(r.requires),
+                       "why": r.why} for r in RULES],
+            "scenarios": scenarios}
+
+
+def _group_for(what: str, groups: dict[str, float]) -> str:
+    """``api`` -> ``api``; ``worker`` -> ``worker-classify`` (the worker's /proc group)."""
+    if what in groups:
+        return what
+    matches = [g for g in groups if g.startswith(what)]
+    if len(matches) != 1:
+        raise SystemExit(f"cannot tell which process group {what!r} is among {list(groups)}")
+    return matches[0]
+
+
+def markdown(result: dict[str, Any], before: dict[str, Any] | None = None) -> str:
+    """One table: stages x scenarios (CPU-ms per job), ``before -> after`` if given."""
+    scenarios = list(result["scenarios"])
+    rows = [*STAGES, "redis_server", "idle_stack_ms_per_job"]
+    head = "| stage | " + " | ".join(scenarios) + " |"
+    lines = [head, "|---" * (len(scenarios) + 1) + "|"]
+    for stage in [*rows, "total"]:
+        cells = []
+        for name in scenarios:
+            cells.append(_cell(result, name, stage, before))
+        if any(c != "" for c in cells):
+            lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _value(result: dict[str, Any] | None, scenario: str, stage: str) -> float | None:
+    if not result or scenario not in result["scenarios"]:
+        return None
+    data = result["scenarios"][scenario]
+    if stage == "total":
+        return data["total_cpu_ms_per_job_all"]
+    return data["table_cpu_ms_per_job"].get(stage)
+
+
+def _cell(result: dict[str, Any], scenario: str, stage: str,
+          before: dict[str, Any] | None) -> str:
+    now = _value(result, scenario, stage)
+    if before is None:
+        return "" if now is None else f"{now:.2f}"
+    old = _value(before, scenario, stage)
+    if now is None and old is None:
+        return ""
+    return f"{_fmt(old)} -> {_fmt(now)}"
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.profile_stages",
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("directory", nargs="?", help="output of bench.profile_record")
+    parser.add_argument("--collapsed", nargs="*", default=[],
+                        help="collapsed-stack files of one process tree (instead of a dir)")
+    parser.add_argument("--jobs", type=int, default=0, help="jobs done while recording")
+    parser.add_argument("--hz", type=float, default=100, help="py-spy --rate")
+    parser.add_argument("--cpu-ms-per-job", type=float, default=None,
+                        help="the process tree's CPU per job from /proc (else from samples)")
+    parser.add_argument("--top", type=int, default=10)
+    parser.add_argument("--compare", help="an earlier stages.json: before -> after table")
+    parser.add_argument("--out", help="where to write the JSON (default: DIR/stages.json; "
+                                      "stdout with --collapsed)")
+    args = parser.parse_args(argv)
+    if args.collapsed:
+        if not args.jobs:
+            parser.error("--collapsed needs --jobs")
+        result = analyse(Profile.read(Path(p) for p in args.collapsed), args.jobs, args.hz,
+                         args.cpu_ms_per_job, args.top)
+        text = json.dumps(result, indent=1)
+        if args.out:
+            Path(args.out).write_text(text + "\n")
+        else:
+            print(text)
+        return 0
+    if not args.directory:
+        parser.error("give a directory written by bench.profile_record, or --collapsed")
+    directory = Path(args.directory)
+    result = analyse_dir(directory, args.top)
+    if not result["scenarios"]:
+        parser.error(f"no bench.profile_record results in {directory}")
+    out = Path(args.out) if args.out else directory / "stages.json"
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    before = json.loads(Path(args.compare).read_text()) if args.compare else None
+    print(markdown(result, before))
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
