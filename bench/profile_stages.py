@@ -37,8 +37,10 @@ import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from html import escape
 from pathlib import Path
 from typing import Any
+from zlib import crc32
 
 STAGES: dict[str, str] = {
     "http": "gunicorn (accept, parse, respond, close), Flask/werkzeug routing and "
@@ -232,10 +234,78 @@ def analyse(profile: Profile, jobs: int, hz: float = 100.0,
     }
 
 
-def analyse_dir(directory: Path, top: int = 10) -> dict[str, Any]:
-    """Every ``<scenario>.json`` of ``bench.profile_record`` in ``directory``."""
+def cpu_stacks(profile: Profile) -> Counter[tuple[str, ...]]:
+    """The non-idle stacks, each rooted at its stage (``stage:redis;...``) and its process
+    role, for a flame graph of CPU only."""
+    stacks: Counter[tuple[str, ...]] = Counter()
+    for roots, frames, count in profile.rows:
+        stage = classify(frames)
+        if stage != "idle":
+            stacks[(f"stage:{stage}", f"process:{_role(roots)}", *frames)] += count
+    return stacks
+
+
+def write_collapsed(stacks: Counter[tuple[str, ...]], path: Path) -> None:
+    path.write_text("".join(f"{';'.join(k)} {n}\n" for k, n in sorted(stacks.items())))
+
+
+def flamegraph_svg(stacks: Counter[tuple[str, ...]], path: Path, title: str,
+                   width: int = 1200, row: int = 16, min_px: float = 0.3) -> None:
+    """A static flame graph (hover a box for its name, samples and share)."""
+    tree: dict[str, Any] = {"n": 0, "kids": {}}
+    for frames, count in stacks.items():
+        node = tree
+        node["n"] += count
+        for frame in frames:
+            node = node["kids"].setdefault(frame, {"n": 0, "kids": {}})
+            node["n"] += count
+    total = tree["n"] or 1
+    scale = (width - 20) / total
+    boxes: list[str] = []
+    depth_max = 0
+
+    def draw(node: dict[str, Any], x: float, depth: int) -> None:
+        nonlocal depth_max
+        for name, kid in sorted(node["kids"].items(), key=lambda item: -item[1]["n"]):
+            w = kid["n"] * scale
+            if w >= min_px:
+                depth_max = max(depth_max, depth)
+                boxes.append(_box(name, kid["n"], total, x, depth, w, row))
+                draw(kid, x, depth + 1)
+            x += w
+
+    draw(tree, 10.0, 0)
+    height = (depth_max + 1) * row + 50
+    body = "".join(f'<g transform="translate(0,{height - 10})">{b}</g>' for b in boxes)
+    path.write_text(
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="Verdana" font-size="11"><rect width="100%" height="100%" '
+        f'fill="#fdfdf5"/><text x="{width / 2}" y="20" text-anchor="middle" '
+        f'font-size="15">{escape(title)}</text>{body}</svg>\n')
+
+
+def _box(name: str, count: int, total: int, x: float, depth: int, w: float,
+         row: int) -> str:
+    hue = crc32(name.split(" (")[0].encode()) % 60
+    color = "rgb(120,170,230)" if name.startswith(("stage:", "process:")) else \
+        f"hsl({hue},85%,{60 + (crc32(name.encode()) % 15)}%)"
+    label = name if w > 7 * len(name) else name[: max(0, int(w / 7) - 2)] + ".."
+    text = f'<text x="{x + 3:.1f}" y="{-depth * row - 4}">{escape(label)}</text>' \
+        if w > 25 else ""
+    return (f'<g><title>{escape(name)} ({count} samples, {100 * count / total:.2f} %)'
+            f'</title><rect x="{x:.1f}" y="{-(depth + 1) * row}" width="{w:.1f}" '
+            f'height="{row - 1}" fill="{color}" rx="2"/>{text}</g>')
+
+
+def analyse_dir(directory: Path, top: int = 10,
+                write_cpu_collapsed: bool = False) -> dict[str, Any]:
+    """Every ``<scenario>.json`` of ``bench.profile_record`` in ``directory``; draws
+    ``<collapsed>.cpu.svg`` (CPU-only flame graph rooted by stage) next to each collapsed
+    file, and with ``write_cpu_collapsed`` its collapsed stacks (``.cpu.txt``)."""
     scenarios: dict[str, Any] = {}
     for meta_path in sorted(directory.glob("*.json")):
+        if meta_path.name in ("stages.json", "stage_costs.json"):
+            continue
         meta = json.loads(meta_path.read_text())
         if "scenario" not in meta or "collapsed" not in meta:
             continue
@@ -254,8 +324,16 @@ def analyse_dir(directory: Path, top: int = 10) -> dict[str, Any]:
         totals: dict[str, float] = defaultdict(float)
         for what, collapsed in meta["collapsed"].items():
             group = _group_for(what, reference["cpu_ms_per_job"])
-            analysis = analyse(Profile.read([directory / collapsed]), raw["jobs"],
-                               meta.get("hz", 100), reference["cpu_ms_per_job"][group], top)
+            profile = Profile.read([directory / collapsed])
+            analysis = analyse(profile, raw["jobs"], meta.get("hz", 100),
+                               reference["cpu_ms_per_job"][group], top)
+            stem = Path(collapsed).stem
+            stacks = cpu_stacks(profile)
+            if write_cpu_collapsed:
+                write_collapsed(stacks, directory / f"{stem}.cpu.txt")
+            flamegraph_svg(stacks, directory / f"{stem}.cpu.svg",
+                           f"{meta['scenario']} / {what}: CPU only (idle waits removed), "
+                           f"rooted by stage")
             analysis["cpu_ms_per_job_profiled_run"] = raw["cpu_ms_per_job"][group]
             analysis["process_group"] = group
             result["processes"][what] = analysis
@@ -342,6 +420,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the process tree's CPU per job from /proc (else from samples)")
     parser.add_argument("--top", type=int, default=10)
     parser.add_argument("--compare", help="an earlier stages.json: before -> after table")
+    parser.add_argument("--cpu-collapsed", action="store_true",
+                        help="also write the CPU-only stacks rooted by stage (.cpu.txt), "
+                             "e.g. for speedscope")
     parser.add_argument("--out", help="where to write the JSON (default: DIR/stages.json; "
                                       "stdout with --collapsed)")
     args = parser.parse_args(argv)
@@ -359,7 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.directory:
         parser.error("give a directory written by bench.profile_record, or --collapsed")
     directory = Path(args.directory)
-    result = analyse_dir(directory, args.top)
+    result = analyse_dir(directory, args.top, args.cpu_collapsed)
     if not result["scenarios"]:
         parser.error(f"no bench.profile_record results in {directory}")
     out = Path(args.out) if args.out else directory / "stages.json"

@@ -53,7 +53,10 @@ def celery_config(settings: Settings) -> dict[str, object]:
                         for name in QUEUES},
         "task_default_queue": QUEUES[0],
         "task_create_missing_queues": False,
-        "worker_send_task_events": True,
+        # Task events cost a Redis publish per state (received, started, succeeded) and a
+        # third of the worker's main-process CPU per job; only Flower reads them, and Flower
+        # enables them itself (its ``enable_events``).  VISIONQ_TASK_EVENTS=1 sends them always.
+        "worker_send_task_events": settings.task_events,
         # No task-sent event: one more Redis publish on every submit, and nothing reads it
         # (the API counts submissions itself; Flower shows received/started/succeeded).
         "task_send_sent_event": False,

@@ -39,6 +39,7 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 local task = redis.call('HGET', KEYS[1], 'task') or '?'
 if status == 'running' then redis.call('HINCRBY', KEYS[2], task .. ':running', -1) end
 redis.call('HINCRBY', KEYS[2], task .. ':' .. ARGV[3], 1)
+if KEYS[4] then redis.call('DEL', KEYS[4]) end
 redis.call('PUBLISH', KEYS[3], ARGV[3])
 return 1
 """
@@ -54,6 +55,26 @@ if status == 'queued' then
   redis.call('HINCRBY', KEYS[2], (redis.call('HGET', KEYS[1], 'task') or '?') .. ':running', 1)
 end
 return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+"""
+
+# ``_START_SCRIPT`` and, in the same round trip, the record and (ARGV[3] == '1': the blob
+# lives in this Redis) the image: {attempt, {field, value, ...}, blob or nil}.
+_BEGIN_SCRIPT = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {-1} end
+if status == 'succeeded' or status == 'failed' then return {0} end
+redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'worker', ARGV[2])
+if status == 'queued' then
+  redis.call('HINCRBY', KEYS[2], (redis.call('HGET', KEYS[1], 'task') or '?') .. ':running', 1)
+end
+local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+local fields = redis.call('HGETALL', KEYS[1])
+local blob = false
+if ARGV[3] == '1' then
+  local key = redis.call('HGET', KEYS[1], 'blob')
+  if key then blob = redis.call('GET', key) end
+end
+return {attempt, fields, blob}
 """
 
 # Revoke a queued job: 1 revoked, 2 running (too late), 0 already final, -1 unknown.
@@ -120,6 +141,7 @@ class JobStore:
         self._recent_cap = recent_cap
         self._finish = client.register_script(_FINISH_SCRIPT)
         self._start = client.register_script(_START_SCRIPT)
+        self._begin = client.register_script(_BEGIN_SCRIPT)
         self._revoke = client.register_script(_REVOKE_SCRIPT)
 
     @staticmethod
@@ -220,20 +242,39 @@ class JobStore:
         return int(self._start(keys=[self.key(job_id), COUNTS_KEY],
                                args=[repr(time.time()), worker]))
 
-    def succeed(self, job_id: str, result: Any) -> bool:
-        return self._finish_with(job_id, status="succeeded", result=json.dumps(result))
+    def begin(self, job_id: str, worker: str,
+              with_blob: bool = False) -> tuple[int, Job | None, bytes | None]:
+        """``start``, the record and (``with_blob``: the image is a key in this Redis) the
+        image's bytes, in one round trip: ``(attempt, job, data)``.  ``attempt`` is as for
+        ``start``; ``job`` is ``None`` unless the job started; ``data`` is ``None`` when not
+        asked for or when the blob expired."""
+        reply = self._begin(keys=[self.key(job_id), COUNTS_KEY],
+                            args=[repr(time.time()), worker, "1" if with_blob else "0"])
+        attempt = int(reply[0])
+        if attempt <= 0:
+            return attempt, None, None
+        flat = reply[1]
+        raw = {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+        data = reply[2] if len(reply) > 2 else None
+        return attempt, self._parse(job_id, raw), data
 
-    def fail(self, job_id: str, code: str, error: str) -> bool:
-        return self._finish_with(job_id, status="failed", code=code, error=error)
+    def succeed(self, job_id: str, result: Any, blob: str | None = None) -> bool:
+        """Record the result; ``blob``: a key in this Redis deleted in the same script."""
+        return self._finish_with(job_id, blob, status="succeeded", result=json.dumps(result))
 
-    def _finish_with(self, job_id: str, **fields: str) -> bool:
+    def fail(self, job_id: str, code: str, error: str, blob: str | None = None) -> bool:
+        return self._finish_with(job_id, blob, status="failed", code=code, error=error)
+
+    def _finish_with(self, job_id: str, blob: str | None, **fields: str) -> bool:
         """``status`` must be the first field: the script counts ARGV[3]."""
         fields["finished_at"] = repr(time.time())
         args: list[Any] = [self._ttl_s]
         for name, value in fields.items():
             args += [name, value]
-        return int(self._finish(keys=[self.key(job_id), COUNTS_KEY, self.channel(job_id)],
-                                args=args)) == 1
+        keys = [self.key(job_id), COUNTS_KEY, self.channel(job_id)]
+        if blob:
+            keys.append(blob)
+        return int(self._finish(keys=keys, args=args)) == 1
 
     @staticmethod
     def channel(job_id: str) -> str:

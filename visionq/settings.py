@@ -132,6 +132,9 @@ class Settings(BaseSettings):
                                    "maps to its job(s).")
     recent_jobs: int = DEFAULT_RECENT_JOBS
     face_tolerance: float = DEFAULT_FACE_TOLERANCE
+    task_events: bool = Field(
+        default=False, description="Workers publish Celery task events from the start (Flower "
+        "turns them on by itself when it runs; off saves several Redis publishes per job).")
 
     @property
     def api_key_list(self) -> list[str]:

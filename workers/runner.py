@@ -17,12 +17,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, TypeVar
 
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
-from visionq.blobstore import BlobNotFoundError, blob_store_from_url
+from visionq.blobstore import BlobNotFoundError, BlobStore, RedisBlobStore, blob_store_from_url
 from visionq.imaging import ImageError, ImageLimits, decode, probe
 from visionq.jobs import Job, JobStore
 from visionq.redis_conn import redis_client
@@ -81,56 +82,74 @@ def _retrying(call: Callable[..., T], *args: Any) -> T:
 def run_job(task: str, job_id: str, worker: str,
             on_model_loaded: LoadListener | None = None) -> JobOutcome:
     """Run job ``job_id`` of ``task`` on this worker; ``on_model_loaded`` hears about a model
-    this job had to load first (normally the worker loaded it at start-up)."""
+    this job had to load first (normally the worker loaded it at start-up).
+
+    Two Redis round trips when the image is in Redis: ``JobStore.begin`` (mark running,
+    read the record and the image) and the finishing script (result, counters, wake-up,
+    and the blob's deletion)."""
     settings = get_settings()
-    client = redis_client(settings.redis_url)
-    jobs = JobStore(client, settings.result_ttl_s)
-    attempt = _retrying(jobs.start, job_id, worker)
+    jobs, blobs = _stores(settings.redis_url, settings.result_ttl_s, settings.blob_url,
+                          settings.blob_ttl_s, settings.s3_endpoint_url)
+    in_redis = isinstance(blobs, RedisBlobStore)
+    attempt, job, data = _retrying(jobs.begin, job_id, worker, in_redis)
     if attempt == -1:
         log.warning("job %s: no record (expired or never created); dropping message", job_id)
         return JobOutcome(task, job_id, "unknown_job")
     if attempt == 0:
         log.info("job %s: already finished, duplicate delivery ignored", job_id)
         return JobOutcome(task, job_id, "duplicate")
-    job = _retrying(jobs.get, job_id)
     assert job is not None
-    blobs = blob_store_from_url(settings.blob_url, client, settings.blob_ttl_s,
-                                settings.s3_endpoint_url)
+    blob = job.blob if in_redis else None  # deleted by the finishing script itself
     if attempt > MAX_ATTEMPTS:
         _retrying(jobs.fail, job_id, "poison_job",
-                  f"the worker died {attempt - 1} times running this job; giving up")
-        _discard(blobs, job.blob)
+                  f"the worker died {attempt - 1} times running this job; giving up", blob)
+        if not in_redis:
+            _discard(blobs, job.blob)
         return JobOutcome(task, job_id, "failed", "poison_job")
     started = time.perf_counter()
     outcome, code = "succeeded", None
     try:
-        data = _retrying(blobs.get, job.blob)
+        if data is None:
+            if in_redis:
+                raise BlobNotFoundError(f"image {job.blob} expired or was deleted")
+            data = _retrying(blobs.get, job.blob)
         model = model_for(task, on_model_loaded)
         limits = ImageLimits(settings.max_bytes, settings.max_pixels)
         image = decode(data, limits, max_side=model.max_side_for(probe(data, limits)))
         result = model.predict([image], job.options)[0]
-        _retrying(jobs.succeed, job_id, result)
+        _retrying(jobs.succeed, job_id, result, blob)
     except ImageError as exc:
         outcome, code = "failed", exc.code
-        _retrying(jobs.fail, job_id, exc.code, exc.message)
+        _retrying(jobs.fail, job_id, exc.code, exc.message, blob)
     except BlobNotFoundError as exc:
         outcome, code = "failed", "image_expired"
-        _retrying(jobs.fail, job_id, code, str(exc))
+        _retrying(jobs.fail, job_id, code, str(exc), blob)
     except SoftTimeLimitExceeded:
         outcome, code = "failed", "timeout"
         _retrying(jobs.fail, job_id, code, f"the job exceeded its time limit of "
-                                           f"{settings.soft_time_limit_s} s")
+                                           f"{settings.soft_time_limit_s} s", blob)
     except REDIS_ERRORS:
         raise  # Redis stayed away past REDIS_RETRY_S: not the image's or the model's fault
     except Exception as exc:  # noqa: BLE001 - a model error fails the job, not the worker
         log.exception("job %s: inference failed", job_id)
         outcome, code = "failed", "inference_error"
-        _retrying(jobs.fail, job_id, code, f"inference failed: {type(exc).__name__}: {exc}")
-    _discard(blobs, job.blob)
+        _retrying(jobs.fail, job_id, code, f"inference failed: {type(exc).__name__}: {exc}",
+                  blob)
+    if not in_redis:
+        _discard(blobs, job.blob)
     elapsed = time.perf_counter() - started
     log.info("job %s (%s) %s in %.1f ms%s", job_id, task, outcome, elapsed * 1000,
              f" [{code}]" if code else "")
     return JobOutcome(task, job_id, outcome, code, job)
+
+
+@cache
+def _stores(redis_url: str, result_ttl_s: int, blob_url: str, blob_ttl_s: int,
+            s3_endpoint_url: str | None) -> tuple[JobStore, BlobStore]:
+    """The job store and blob store of this process (built once: an S3 client is costly)."""
+    client = redis_client(redis_url)
+    return (JobStore(client, result_ttl_s),
+            blob_store_from_url(blob_url, client, blob_ttl_s, s3_endpoint_url))
 
 
 def _discard(blobs: Any, key: str) -> None:
