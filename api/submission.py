@@ -18,8 +18,9 @@ from typing import Any
 from api.errors import ApiError
 from api.options import validate_options
 from api.services import Services, services
+from visionq.blobstore import RedisBlobStore
 from visionq.imaging import ImageError, probe
-from visionq.jobs import Job
+from visionq.jobs import Job, QueueFullError
 from visionq.keys import IDEMPOTENCY_KEY_PREFIX
 from visionq.settings import QUEUES
 
@@ -44,14 +45,19 @@ def check_task(task: str | None) -> str:
 
 def check_backlog(svc: Services, task: str, adding: int = 1) -> None:
     """Backpressure: refuse new work for a queue whose backlog is beyond its limit, so a
-    burst becomes quick 503s the caller can retry instead of jobs that time out queued."""
+    burst becomes quick 503s the caller can retry instead of jobs that time out queued.
+    (With Redis blobs ``JobStore.admit`` checks the same inside its script.)"""
     limit = svc.settings.max_backlog_for(task)
     backlog = int(svc.redis.llen(task))
     if backlog + adding > limit:
-        raise ApiError(503, "queue_full",
-                       f"the {task} queue is full ({backlog} jobs waiting, limit {limit}); "
-                       f"retry in {BACKLOG_RETRY_AFTER_S} s",
-                       {"Retry-After": str(BACKLOG_RETRY_AFTER_S)})
+        raise _queue_full(task, backlog, limit)
+
+
+def _queue_full(task: str, backlog: int, limit: int) -> ApiError:
+    return ApiError(503, "queue_full",
+                    f"the {task} queue is full ({backlog} jobs waiting, limit {limit}); "
+                    f"retry in {BACKLOG_RETRY_AFTER_S} s",
+                    {"Retry-After": str(BACKLOG_RETRY_AFTER_S)})
 
 
 def _idempotency_key(raw: str, owner: str) -> str:
@@ -81,7 +87,9 @@ def submit_jobs(task: str | None, images: list[bytes], options: dict[str, Any] |
             if len(images) > 1:
                 exc.message = f"image {index}: {exc.message}"
             raise
-    check_backlog(svc, task, len(images))
+    in_redis = isinstance(svc.blobs, RedisBlobStore)
+    if not in_redis:
+        check_backlog(svc, task, len(images))  # before uploading to the blob store
 
     job_ids = [uuid.uuid4().hex for _ in images]
     idem = _idempotency_key(idempotency_key, owner) if idempotency_key else None
@@ -92,19 +100,32 @@ def submit_jobs(task: str | None, images: list[bytes], options: dict[str, Any] |
             return _replay(svc, idem, task)
 
     created: list[Job] = []
+    stored: list[str] = []
     try:
-        for job_id, data in zip(job_ids, images, strict=True):
-            blob = svc.blobs.put(data)
-            job = svc.jobs.create(task, blob, opts, job_id=job_id)
-            created.append(job)
+        if in_redis:  # images, records and the backlog check: one script, one round trip
+            entries = [(job_id, RedisBlobStore.new_key(), data)
+                       for job_id, data in zip(job_ids, images, strict=True)]
+        else:
+            for data in images:
+                stored.append(svc.blobs.put(data))
+            entries = [(job_id, key, None) for job_id, key in zip(job_ids, stored, strict=True)]
+        created = svc.jobs.admit(task, entries, opts, queue=task,
+                                 backlog_limit=svc.settings.max_backlog_for(task),
+                                 blob_ttl_s=svc.settings.blob_ttl_s)
+        for job in created:
             svc.enqueue(task, job.id)
-    except Exception:
+    except Exception as exc:
         with contextlib.suppress(Exception):  # best effort: Redis may be what failed
             for job in created:  # all or nothing: undo what was written
                 svc.jobs.revoke(job.id, "submission failed")
                 svc.blobs.delete(job.blob)
+            if not created:  # uploaded to S3, but no record was written
+                for key in stored:
+                    svc.blobs.delete(key)
             if idem is not None:
                 svc.redis.delete(idem)
+        if isinstance(exc, QueueFullError):
+            raise _queue_full(task, exc.backlog, exc.limit) from None
         raise
     return Submitted(created)
 

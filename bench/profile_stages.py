@@ -18,14 +18,19 @@ of threads that are only waiting (a pool thread on its queue, a selector, a pub/
 a prefork child waiting for its next task) are "idle" and left out: py-spy samples only
 running or runnable threads, but it checks that just before pausing the process, so a
 blocked thread still shows up in a few % of the samples, and an API has 32 of them.
+Stacks blocked in recv() for a Redis reply (or for the HTTP client's FIN) are "wait" and
+left out too: on a loaded machine a thread woken by the reply stays runnable until it
+gets a core, and py-spy counts all of that (10x the round trip's real CPU, measured by
+``bench.stage_costs``); the send, the parsing and redis-py's pool stay in the stage.
 The remaining samples give each stage's SHARE of the process's CPU; CPU-ms per job =
 share x the process tree's CPU per job measured from /proc without the profiler
 (``--cpu-ms-per-job``; else samples x 1000/hz / jobs, which over-counts on a busy machine
 because runnable-but-waiting threads are sampled too).
 
-Caveat: a thread woken by a Redis reply is runnable before it runs, so on a loaded
-machine the leaf "socket read" samples, and with them the Redis stage, are inflated.
-``redis_commands_per_job`` (from ``INFO commandstats``) counts the round trips exactly.
+Caveat: the same runnable-but-waiting bias remains, smaller, wherever a thread wakes up
+(HTTP accept/recv, kombu's event loop), so check stage figures against
+``bench.stage_costs`` (thread CPU per call, immune to the machine's load) times the calls
+per job; ``redis_commands_per_job`` (``INFO commandstats``) counts the round trips.
 """
 
 from __future__ import annotations
@@ -112,15 +117,25 @@ RULES: tuple[Rule, ...] = (
     Rule("idle", leaf=r"^SocketBuffer\.(_read_from_socket|can_read) \(",
          requires=(r"^PubSub\.(get_message|listen) \(",),
          why="long-poll blocked on the pub/sub socket"),
+    Rule("wait", leaf=r"^SocketBuffer\._read_from_socket \(redis/",
+         why="blocked in recv() for a Redis reply: the reply's own CPU is a few us, the "
+             "samples are the thread waiting for Redis, then for a core"),
+    Rule("wait", leaf=r"^close_graceful \(gunicorn/",
+         why="gunicorn draining the socket until the client closes"),
     Rule("idle", leaf=r"^Connection\._recv \(billiard/",
          requires=(r"^_SimpleQueue\.get_payload \(",),
          why="prefork child waiting for its next task"),
     # -- the stages, most specific first -----------------------------------------------------
-    Rule("autoscale_marks", requires=(r"\(autoscale/observe\.py"
+    Rule("autoscale_marks", requires=(r"\(autoscale/observe\.py|^ScalingHints\."
+                                      r"|^(mark_busy|mark_idle|record_service_time) \(visionq/"
                                       r"|^_(record_service_time|mark_busy|mark_idle) \(workers/",),
-         why="autoscale.observe and the worker signals feeding it"),
-    Rule("metrics", requires=(r"\((monitoring|prometheus_client)/",),
-         why="monitoring/* and prometheus_client"),
+         why="the autoscaler's marks and the worker hooks feeding them (before: "
+             "autoscale.observe + workers/signals.py; after: visionq/broker.py + "
+             "workers/hooks.py ScalingHints)"),
+    Rule("metrics", requires=(r"\((monitoring|prometheus_client)/"
+                              r"|\((workers/hooks_metrics|api/metrics)\.py",),
+         why="monitoring/*, prometheus_client, the metrics hooks (api/metrics.py, "
+             "workers/hooks_metrics.py after the refactor)"),
     Rule("celery_events", requires=(r"\(celery/events/",), why="EventDispatcher"),
     Rule("logging", requires=(r"\(logging/",), why="stdlib logging"),
     Rule("model", requires=(r"\(workers/plugins/|\((ai_edge_litert|tflite_runtime|onnxruntime"
@@ -129,7 +144,8 @@ RULES: tuple[Rule, ...] = (
     Rule("decode", requires=(r"\(visionq/imaging\.py",), why="probe / decode"),
     Rule("result_write", requires=(r"^JobStore\.(succeed|fail|_finish_with) \(",),
          why="the finish script"),
-    Rule("wakeup", requires=(r"^JobStore\.wait \(",), why="long-poll"),
+    Rule("wakeup", requires=(r"^JobStore\.(wait|_wait_\w+) \(|\(visionq/wakeup\.py",),
+         why="long-poll: JobStore.wait, and the per-process DoneListener once there is one"),
     Rule("celery_publish", requires=(r"^(Celery\.send_task|enqueue) \((celery|tasks)/",),
          why="send_task"),
     Rule("background", requires=(r"\(workers/(heartbeat|reaper)\.py",),
@@ -144,6 +160,49 @@ RULES: tuple[Rule, ...] = (
     Rule("redis", requires=(r"\(redis/",), why="redis-py from elsewhere"),
 )
 """First match wins; anything unmatched is ``other``."""
+NOT_CPU = ("idle", "wait")
+"""Pseudo-stages left out of the CPU shares (their sample counts are reported)."""
+
+
+_API_SUBMIT = {"redis": [("redis_llen", 1), ("blob_put", 1), ("job_create", 1)],
+               "celery_publish": [("celery_enqueue", 1)]}
+_API_WAIT = {"wakeup": [("pubsub_cycle", 1), ("job_get", 3)]}
+_WORKER = {"redis": [("job_start", 1), ("job_get", 1), ("blob_get", 1), ("blob_delete", 1)],
+           "result_write": [("job_succeed", 1)], "celery_events": [("celery_event", 3)],
+           "autoscale_marks": [("autoscale_marks", 1)], "metrics": [("metrics_record_job", 1)]}
+RECIPES: dict[str, dict[str, dict[str, list[tuple[str, float]]]]] = {
+    "api_submit": {"api": {**_API_SUBMIT, "metrics": [("metrics_request", 1)]}},
+    "worker_classify": {"api": {**_API_SUBMIT, **_API_WAIT,
+                                "metrics": [("metrics_request", 2)]}, "worker": _WORKER},
+    "deepstack_detect": {"api": {**_API_SUBMIT, **_API_WAIT,
+                                 "metrics": [("metrics_request", 1)]}, "worker": _WORKER},
+}
+CALIBRATION = """Calibration: for the stages py-spy over-counts (those that wait on Redis),
+CPU per job = ``bench.stage_costs`` CPU per call x calls per job, as read from the code of
+the BEFORE state and checked against ``INFO commandstats``.  Per job: in the API LLEN,
+SET, one pipeline, LPUSH; a long-poll is HGETALL, SUBSCRIBE on a new connection, HGETALL,
+HGETALL after the wake-up; in the worker EVALSHA start, HGETALL, GET, EVALSHA finish, DEL,
+3 task-event PUBLISHes, the autoscaler's ZADD/ZREM/pipeline and the job metrics.  The
+other stages keep their py-spy shares of the rest of the process's /proc CPU.  Update the
+call counts when a change removes or adds a call before comparing "after" with "before"."""
+
+
+def calibrate(analysis: dict[str, Any], recipe: dict[str, list[tuple[str, float]]],
+              costs: dict[str, Any]) -> dict[str, Any]:
+    """Bottom-up figures for the stages in ``recipe``, the rest of the process's CPU per
+    job split between the other stages by their py-spy shares."""
+    fixed = {stage: sum(costs[key]["cpu_us_median"] * calls for key, calls in items) / 1000
+             for stage, items in recipe.items()}
+    total = analysis["cpu_ms_per_job"] or 0.0
+    others = {stage: row["cpu_ms_per_job"] for stage, row in analysis["stages"].items()
+              if stage not in fixed}
+    rest = max(0.0, total - sum(fixed.values()))
+    scale = rest / sum(others.values()) if sum(others.values()) else 0.0
+    table = {stage: round(v, 3) for stage, v in fixed.items()}
+    table.update({stage: round(v * scale, 3) for stage, v in others.items()})
+    ordered = {s: table[s] for s in [*STAGES, *sorted(set(table) - set(STAGES))] if s in table}
+    return {"cpu_ms_per_job": ordered, "bottom_up_stages": sorted(fixed),
+            "rest_scale": round(scale, 3)}
 
 
 def classify(frames: Sequence[str]) -> str:
@@ -192,11 +251,11 @@ def analyse(profile: Profile, jobs: int, hz: float = 100.0,
     by_role: dict[str, Counter[str]] = defaultdict(Counter)
     self_time: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
-    idle = 0
+    waiting: Counter[str] = Counter()
     for roots, frames, count in profile.rows:
         stage = classify(frames)
-        if stage == "idle":
-            idle += count
+        if stage in NOT_CPU:
+            waiting[stage] += count
             continue
         stages[stage] += count
         by_role[_role(roots)][stage] += count
@@ -220,7 +279,8 @@ def analyse(profile: Profile, jobs: int, hz: float = 100.0,
                  "cpu_ms_per_job": round(n * scale, 3)} for name, n in counter.most_common(top)]
 
     return {
-        "jobs": jobs, "hz": hz, "samples": busy + idle, "samples_idle": idle,
+        "jobs": jobs, "hz": hz, "samples": busy + sum(waiting.values()),
+        "samples_idle": waiting["idle"], "samples_wait": waiting["wait"],
         "samples_cpu": busy,
         "sampled_cpu_ms_per_job": round(busy * sampled_ms / jobs, 2) if jobs else None,
         "cpu_ms_per_job": round(cpu_ms_per_job, 2) if cpu_ms_per_job else
@@ -234,14 +294,31 @@ def analyse(profile: Profile, jobs: int, hz: float = 100.0,
     }
 
 
+BOOT = re.compile(
+    r"^(_run_module_as_main|_run_code|<module>|main|Command\.\w+|Group\.invoke|Context\.invoke"
+    r"|pass_context\.<locals>\.new_func|handle_preload_options\.<locals>\.caller|worker"
+    r"|WorkController\.start|Blueprint\.start|StartStopStep\.start|BasePool\.start"
+    r"|TaskPool\.on_start|AsynPool\.(__init__|_create_worker_process)"
+    r"|Pool\.(__init__|_create_worker_process)|BaseProcess\.(start|_bootstrap|run)"
+    r"|ForkProcess\._Popen|Popen\.(__init__|_launch)|run|Application\.run"
+    r"|BaseApplication\.run|Arbiter\.(run|manage_workers|spawn_workers|spawn_worker)"
+    r"|ThreadWorker\.(init_process|run)|Worker\.init_process"
+    r"|Thread\.(_bootstrap|_bootstrap_inner|run)|_worker|_WorkItem\.run) \(")
+"""Start-up frames every stack of a process shares (runpy, click, Celery's bootsteps,
+billiard's fork, gunicorn's arbiter, thread start): left out of the CPU flame graphs."""
+
+
 def cpu_stacks(profile: Profile) -> Counter[tuple[str, ...]]:
     """The non-idle stacks, each rooted at its stage (``stage:redis;...``) and its process
-    role, for a flame graph of CPU only."""
+    role, without the shared start-up frames, for a flame graph of CPU only."""
     stacks: Counter[tuple[str, ...]] = Counter()
     for roots, frames, count in profile.rows:
         stage = classify(frames)
-        if stage != "idle":
-            stacks[(f"stage:{stage}", f"process:{_role(roots)}", *frames)] += count
+        if stage not in NOT_CPU:
+            start = 0
+            while start < len(frames) - 1 and BOOT.match(frames[start]):
+                start += 1
+            stacks[(f"stage:{stage}", f"process:{_role(roots)}", *frames[start:])] += count
     return stacks
 
 
@@ -303,6 +380,8 @@ def analyse_dir(directory: Path, top: int = 10,
     ``<collapsed>.cpu.svg`` (CPU-only flame graph rooted by stage) next to each collapsed
     file, and with ``write_cpu_collapsed`` its collapsed stacks (``.cpu.txt``)."""
     scenarios: dict[str, Any] = {}
+    costs_path = directory / "stage_costs.json"
+    costs = json.loads(costs_path.read_text())["results"] if costs_path.exists() else None
     for meta_path in sorted(directory.glob("*.json")):
         if meta_path.name in ("stages.json", "stage_costs.json"):
             continue
@@ -322,6 +401,7 @@ def analyse_dir(directory: Path, top: int = 10,
         }
         reference = plain if plain and plain.get("cpu_ms_per_job") else raw
         totals: dict[str, float] = defaultdict(float)
+        calibrated: dict[str, float] = defaultdict(float)
         for what, collapsed in meta["collapsed"].items():
             group = _group_for(what, reference["cpu_ms_per_job"])
             profile = Profile.read([directory / collapsed])
@@ -339,6 +419,11 @@ def analyse_dir(directory: Path, top: int = 10,
             result["processes"][what] = analysis
             for stage, row in analysis["stages"].items():
                 totals[stage] += row["cpu_ms_per_job"]
+            recipe = RECIPES.get(meta["scenario"], {}).get(what)
+            if costs and recipe:
+                analysis["calibrated"] = calibrate(analysis, recipe, costs)
+                for stage, value in analysis["calibrated"]["cpu_ms_per_job"].items():
+                    calibrated[stage] += value
         extra = {}
         if "redis" in reference["cpu_ms_per_job"]:
             extra["redis_server"] = reference["cpu_ms_per_job"]["redis"]
@@ -348,11 +433,17 @@ def analyse_dir(directory: Path, top: int = 10,
                                                    / reference["jobs"], 3)
         result["table_cpu_ms_per_job"] = {s: round(v, 2) for s, v in totals.items()}
         result["table_cpu_ms_per_job"].update(extra)
+        if calibrated:
+            result["calibrated_cpu_ms_per_job"] = {s: round(v, 2)
+                                                   for s, v in calibrated.items()}
+            result["calibrated_cpu_ms_per_job"].update(extra)
         result["total_cpu_ms_per_job_profiled_processes"] = round(sum(totals.values()), 2)
         result["total_cpu_ms_per_job_all"] = round(
             sum(reference["cpu_ms_per_job"].values()), 2)
         scenarios[meta["scenario"]] = result
-    return {"method": __doc__, "stages": STAGES,
+    return {"method": __doc__, "calibration": CALIBRATION, "recipes": RECIPES,
+            "stage_costs_us": {k: v["cpu_us_median"] for k, v in (costs or {}).items()},
+            "stages": STAGES,
             "rules": [{"stage": r.stage, "leaf": r.leaf, "requires": list(r.requires),
                        "why": r.why} for r in RULES],
             "scenarios": scenarios}
@@ -369,38 +460,42 @@ def _group_for(what: str, groups: dict[str, float]) -> str:
 
 
 def markdown(result: dict[str, Any], before: dict[str, Any] | None = None) -> str:
-    """One table: stages x scenarios (CPU-ms per job), ``before -> after`` if given."""
+    """Stages x scenarios, CPU-ms per job: ``calibrated (py-spy split)``, or with ``before``
+    ``before -> after`` of the calibrated figures (py-spy's where there is no calibration).
+    ``total`` is the /proc CPU of every process group (API, worker, Redis)."""
     scenarios = list(result["scenarios"])
-    rows = [*STAGES, "redis_server", "idle_stack_ms_per_job"]
     head = "| stage | " + " | ".join(scenarios) + " |"
     lines = [head, "|---" * (len(scenarios) + 1) + "|"]
-    for stage in [*rows, "total"]:
-        cells = []
-        for name in scenarios:
-            cells.append(_cell(result, name, stage, before))
-        if any(c != "" for c in cells):
+    for stage in [*STAGES, "redis_server", "idle_stack_ms_per_job", "total"]:
+        cells = [_cell(result, name, stage, before) for name in scenarios]
+        if any(cells):
             lines.append(f"| {stage} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _value(result: dict[str, Any] | None, scenario: str, stage: str) -> float | None:
+def _value(result: dict[str, Any] | None, scenario: str, stage: str,
+           kind: str = "calibrated") -> float | None:
     if not result or scenario not in result["scenarios"]:
         return None
     data = result["scenarios"][scenario]
     if stage == "total":
         return data["total_cpu_ms_per_job_all"]
-    return data["table_cpu_ms_per_job"].get(stage)
+    table = data.get("calibrated_cpu_ms_per_job") if kind == "calibrated" else None
+    return (table or data["table_cpu_ms_per_job"]).get(stage)
 
 
 def _cell(result: dict[str, Any], scenario: str, stage: str,
           before: dict[str, Any] | None) -> str:
     now = _value(result, scenario, stage)
-    if before is None:
-        return "" if now is None else f"{now:.2f}"
-    old = _value(before, scenario, stage)
-    if now is None and old is None:
+    if before is not None:
+        old = _value(before, scenario, stage)
+        return "" if now is None and old is None else f"{_fmt(old)} -> {_fmt(now)}"
+    if now is None:
         return ""
-    return f"{_fmt(old)} -> {_fmt(now)}"
+    split = _value(result, scenario, stage, "pyspy")
+    if stage == "total" or split is None or split == now:
+        return f"{now:.2f}"
+    return f"{now:.2f} ({split:.2f})"
 
 
 def _fmt(value: float | None) -> str:

@@ -28,8 +28,13 @@ class RedisBlobStore:
         self._client = client
         self._ttl_s = ttl_s
 
+    @staticmethod
+    def new_key() -> str:
+        """A fresh key for an image (``JobStore.admit`` stores it with the job record)."""
+        return f"{BLOB_KEY_PREFIX}{uuid.uuid4().hex}"
+
     def put(self, data: bytes) -> str:
-        key = f"{BLOB_KEY_PREFIX}{uuid.uuid4().hex}"
+        key = self.new_key()
         self._client.set(key, data, ex=self._ttl_s)
         return key
 

@@ -77,6 +77,30 @@ end
 return {attempt, fields, blob}
 """
 
+# Admit a batch of jobs all or nothing, after the backlog check, in one round trip.
+# KEYS[1] the queue's list (kombu: the bare name), KEYS[2] recent index, then per job its
+# record key and blob key.  ARGV: backlog limit, job ttl, blob ttl, recent cap, queued_at,
+# task, options JSON, then per job: job id, '1' + image bytes to store (Redis blobs) or '0'.
+# Returns {0, backlog} when the queue is full (nothing written), {1} otherwise.
+_ADMIT_SCRIPT = """
+local n = (#KEYS - 2) / 2
+local backlog = redis.call('LLEN', KEYS[1])
+if backlog + n > tonumber(ARGV[1]) then return {0, backlog} end
+for i = 1, n do
+  local job_key, blob_key = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
+  local job_id, has_data = ARGV[6 + 2 * i], ARGV[7 + 2 * i]
+  if string.sub(has_data, 1, 1) == '1' then
+    redis.call('SET', blob_key, string.sub(has_data, 2), 'EX', tonumber(ARGV[3]))
+  end
+  redis.call('HSET', job_key, 'task', ARGV[6], 'status', 'queued', 'blob', blob_key,
+             'options', ARGV[7], 'queued_at', ARGV[5], 'attempts', 0)
+  redis.call('EXPIRE', job_key, tonumber(ARGV[2]))
+  redis.call('ZADD', KEYS[2], tonumber(ARGV[5]), job_id)
+end
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[4]) - 1)
+return {1}
+"""
+
 # Revoke a queued job: 1 revoked, 2 running (too late), 0 already final, -1 unknown.
 # KEYS[1] job key, KEYS[2] counts; ARGV: finished_at, error message.
 _REVOKE_SCRIPT = """
@@ -91,6 +115,14 @@ redis.call('PUBLISH', KEYS[3], 'failed')
 return 1
 """
 REVOKED, REVOKE_TOO_LATE, REVOKE_FINAL, REVOKE_UNKNOWN = 1, 2, 0, -1
+
+
+class QueueFullError(Exception):
+    """``JobStore.admit`` refused: the queue's backlog is at its limit (nothing written)."""
+
+    def __init__(self, queue: str, backlog: int, limit: int) -> None:
+        super().__init__(f"the {queue} queue is full ({backlog} jobs waiting, limit {limit})")
+        self.queue, self.backlog, self.limit = queue, backlog, limit
 
 
 @dataclass
@@ -142,6 +174,7 @@ class JobStore:
         self._finish = client.register_script(_FINISH_SCRIPT)
         self._start = client.register_script(_START_SCRIPT)
         self._begin = client.register_script(_BEGIN_SCRIPT)
+        self._admit = client.register_script(_ADMIT_SCRIPT)
         self._revoke = client.register_script(_REVOKE_SCRIPT)
 
     @staticmethod
@@ -163,6 +196,29 @@ class JobStore:
         pipe.zremrangebyrank(RECENT_KEY, 0, -self._recent_cap - 1)
         pipe.execute()
         return job
+
+    def admit(self, task: str, entries: list[tuple[str, str, bytes | None]],
+              options: dict[str, Any] | None = None, *, queue: str, backlog_limit: int,
+              blob_ttl_s: int) -> list[Job]:
+        """Create queued jobs all or nothing, in one round trip, unless ``queue`` already
+        holds more than ``backlog_limit - len(entries)`` messages (``QueueFullError``).
+
+        ``entries``: ``(job_id, blob_key, data)``; with ``data`` the image is stored under
+        ``blob_key`` in this Redis (TTL ``blob_ttl_s``) by the same script, with ``None``
+        the blob is already stored elsewhere (S3)."""
+        queued_at = time.time()
+        opts = options or {}
+        keys: list[str] = [queue, RECENT_KEY]
+        args: list[Any] = [backlog_limit, self._ttl_s, blob_ttl_s, self._recent_cap,
+                           repr(queued_at), task, json.dumps(opts)]
+        for job_id, blob_key, data in entries:
+            keys += [self.key(job_id), blob_key]
+            args += [job_id, b"1" + data if data is not None else b"0"]
+        reply = self._admit(keys=keys, args=args)
+        if int(reply[0]) == 0:
+            raise QueueFullError(queue, int(reply[1]), backlog_limit)
+        return [Job(id=job_id, task=task, status="queued", blob=blob_key, options=opts,
+                    queued_at=queued_at) for job_id, blob_key, _ in entries]
 
     def recent(self, *, status: str | None = None, task: str | None = None, limit: int = 50,
                before: float | None = None) -> list[Job]:

@@ -39,8 +39,13 @@ API_KEY = "netns-test-key"
 SLEEPY = {"VISIONQ_MODEL_CLASSIFY": "tests.workers.sleepy_model:SleepyModel",
           "VISIONQ_SOFT_TIME_LIMIT_S": "4", "VISIONQ_HARD_TIME_LIMIT_S": "6",
           "VISIONQ_VISIBILITY_TIMEOUT_S": "8"}
-SLOW_WIDTH = 300
-"""SleepyModel sleeps width/100 s: a 3 s job to kill its node in the middle of."""
+SLOW_WIDTH = 100
+"""SleepyModel sleeps width/100 s: a 1 s job, held on the node that is killed in the middle
+of it (``SLEEPY_HOLD``), so that it is still running however slow the client is."""
+HELD = {**SLEEPY, "SLEEPY_HOLD": "1", "VISIONQ_SOFT_TIME_LIMIT_S": "300",
+        "VISIONQ_HARD_TIME_LIMIT_S": "310", "VISIONQ_VISIBILITY_TIMEOUT_S": "320"}
+"""The doomed node: its held job must not hit a time limit before the node is killed (the
+survivor's 8 s visibility timeout brings the message back)."""
 LOGS = ARTIFACTS / "netns"
 WAIT_S = 120
 """Bound of each wait (the client's included); every one returns as soon as it is met."""
@@ -140,7 +145,7 @@ def test_workers_on_other_nodes_need_only_redis_url_and_lose_nothing(
     assert first.wait(WAIT_S) == 0, log_tail("worker-node-a")
 
     # 2. The node dies mid-job; a second node joins; nothing is lost.
-    doomed = start_worker(fabric, node_a, "node-a2", redis_url, **SLEEPY)
+    doomed = start_worker(fabric, node_a, "node-a2", redis_url, **HELD)
     wait_log("worker-node-a2", "ready.", doomed, WAIT_S)
     [slow] = client_call(fabric, client, "submit", api_url, "classify",
                          "--width", str(SLOW_WIDTH))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 import redis
 
 from visionq.jobs import JobStore
@@ -128,3 +129,43 @@ def test_shared_listener_timeout_returns_the_queued_job(idle_redis_url: str) -> 
         assert listener.waiting() == 0
     finally:
         listener.stop()
+
+
+def test_admit_writes_records_and_images_or_nothing(idle_redis_url: str) -> None:
+    from visionq.jobs import QueueFullError
+
+    client = redis.Redis.from_url(idle_redis_url)
+    store = JobStore(client, ttl_s=60)
+    entries = [(f"job{i}", f"visionq:blob:b{i}", b"img%d" % i) for i in range(3)]
+    jobs = store.admit("face", entries, {"upsample": 0}, queue="face", backlog_limit=3,
+                       blob_ttl_s=30)
+    assert [job.id for job in jobs] == ["job0", "job1", "job2"]
+    for i in range(3):
+        stored = store.get(f"job{i}")
+        assert stored.status == "queued" and stored.options == {"upsample": 0}
+        assert client.get(f"visionq:blob:b{i}") == b"img%d" % i
+        assert 0 < client.ttl(f"visionq:blob:b{i}") <= 30
+    client.rpush("face", "m1", "m2")  # two messages waiting: 2 + 2 > 3
+    more = [("job8", "visionq:blob:b8", b"x"), ("job9", "visionq:blob:b9", None)]
+    with pytest.raises(QueueFullError) as refused:
+        store.admit("face", more, queue="face", backlog_limit=3, blob_ttl_s=30)
+    assert refused.value.backlog == 2
+    assert store.get("job8") is None and not client.exists("visionq:blob:b8")
+    # An image stored elsewhere (S3): only the record is written, pointing at its key.
+    assert store.admit("face", more[1:], queue="face", backlog_limit=3, blob_ttl_s=30)
+    assert store.get("job9").blob == "visionq:blob:b9" and not client.exists("visionq:blob:b9")
+
+
+def test_begin_reads_record_and_image_in_one_step(idle_redis_url: str) -> None:
+    client = redis.Redis.from_url(idle_redis_url)
+    store = JobStore(client, ttl_s=60)
+    store.admit("detect", [("j1", "visionq:blob:x1", b"pixels")], {"min_confidence": 0.5},
+                queue="detect", backlog_limit=10, blob_ttl_s=30)
+    attempt, job, data = store.begin("j1", "w", with_blob=True)
+    assert (attempt, job.status, job.options, data) == (1, "running", {"min_confidence": 0.5},
+                                                        b"pixels")
+    assert store.begin("j1", "w")[0] == 2  # a redelivery counts another attempt
+    assert store.succeed("j1", {"ok": 1}, blob="visionq:blob:x1")
+    assert not client.exists("visionq:blob:x1")  # deleted by the finishing script
+    assert store.begin("j1", "w", with_blob=True) == (0, None, None)
+    assert store.begin("nope", "w") == (-1, None, None)

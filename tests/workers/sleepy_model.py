@@ -1,7 +1,8 @@
 """A test-only model (``VISIONQ_MODEL_<TASK>=tests.workers.sleepy_model:SleepyModel``)
 that images make slow, hang or raise — the poison cases the fault tests need.  The image
 says what to do: width 7 raises, width 8 hangs, width 9 hangs ignoring the soft time
-limit, width 10 kills its process, width >= 100 sleeps width/100 seconds."""
+limit, width 10 kills its process, width >= 100 sleeps width/100 seconds (and in a worker
+started with ``SLEEPY_HOLD=1``, first waits there until its process is killed)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,8 @@ class SleepyModel(ModelBase):
             if image.width == STUBBORN_WIDTH:
                 _stubborn_hang()
             if image.width >= 100:
+                while os.environ.get("SLEEPY_HOLD"):  # a node to be killed mid-job
+                    time.sleep(0.05)
                 time.sleep(image.width / 100)
         return [{"model": self.name, "width": i.width, "height": i.height, "pid": os.getpid()}
                 for i in images]
