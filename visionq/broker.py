@@ -187,6 +187,21 @@ def mark_idle(conn: Redis, worker: str, task_id: str) -> None:
     conn.zrem(BUSY_KEY, f"{worker}/{task_id}")
 
 
+def mark_done(conn: Redis, worker: str, task_id: str, queue: str, seconds: float | None,
+              now: float | None = None) -> None:
+    """``mark_idle`` and (with ``seconds``) ``record_service_time`` in one round trip:
+    what a worker does after every task."""
+    now = time.time() if now is None else now
+    key = SERVICE_KEY.format(queue=queue)
+    pipe = conn.pipeline(transaction=False)
+    pipe.zrem(BUSY_KEY, f"{worker}/{task_id}")
+    if seconds is not None:
+        pipe.lpush(key, f"{now:.3f}:{float(seconds):.6f}")
+        pipe.ltrim(key, 0, SERVICE_SAMPLES - 1)
+        pipe.incr(DONE_KEY.format(queue=queue))
+    pipe.execute()
+
+
 def busy_workers(conn: Redis, now: float | None = None) -> frozenset[str]:
     """Workers with at least one unexpired busy mark (expired marks are pruned)."""
     now = time.time() if now is None else now

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from visionq.broker import mark_busy, mark_idle, record_service_time
+from visionq.broker import mark_busy, mark_done
 from visionq.jobs import JobStore
 from visionq.redis_conn import redis_client
 from visionq.settings import get_settings
@@ -198,10 +198,7 @@ class ScalingHints(WorkerHook):
     def after_task(self, task: str, job_id: str, hostname: str, outcome: JobOutcome | None,
                    seconds: float | None) -> None:
         try:
-            client = self._client()
-            mark_idle(client, get_settings().instance_id, job_id)
-            if seconds is not None:
-                record_service_time(client, task, seconds)
+            mark_done(self._client(), get_settings().instance_id, job_id, task, seconds)
         except Exception as exc:  # noqa: BLE001
             log.warning("could not record service time of %s: %s", job_id, exc)
 

@@ -205,3 +205,15 @@ def test_arrival_rate_is_smoothed() -> None:
     rates.update("q", 5, 50, 0)  # 10/s
     after_quiet = rates.update("q", 65, 50, 0)  # 0/s for one half-life
     assert after_quiet == pytest.approx(5.0)
+
+
+def test_mark_done_clears_the_busy_mark_and_records_the_service_time(rconn: redis.Redis) -> None:
+    broker.mark_busy(rconn, "i-1", "task-1", now=100.0)
+    broker.mark_done(rconn, "i-1", "task-1", "face", 0.25, now=101.0)
+    assert broker.busy_workers(rconn, now=101.0) == frozenset()
+    assert broker.recent_service_time(rconn, "face", now=101.0) == 0.25
+    assert broker.completed(rconn, "face") == 1
+    broker.mark_busy(rconn, "i-1", "task-2", now=102.0)
+    broker.mark_done(rconn, "i-1", "task-2", "face", None, now=103.0)  # no timing: mark only
+    assert broker.busy_workers(rconn, now=103.0) == frozenset()
+    assert broker.completed(rconn, "face") == 1
