@@ -196,8 +196,9 @@ def revoke_job(job_id: str) -> Response:
         raise ApiError(409, "job_finished", "the job has already finished")
     job = svc.jobs.get(job_id)
     assert job is not None
-    with contextlib.suppress(Exception):  # the blob's TTL collects it otherwise
-        svc.blobs.delete(job.blob)
+    if job.blob_owned:  # a borrowed blob (a watched bucket's object) is the user's
+        with contextlib.suppress(Exception):  # the blob's TTL collects it otherwise
+            svc.blobs.delete(job.blob)
     return jsonify(job_json(job))
 
 

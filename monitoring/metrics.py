@@ -137,6 +137,43 @@ class AutoscalerMetrics:
                              registry=self.registry)
 
 
+WATCH_LAG_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+                     3600.0)
+"""Seconds from an upload to its result file: a second or two when workers keep up, up to
+an hour when a large bucket is processed (or the watcher was down) and objects queue."""
+
+
+@dataclass
+class WatchMetrics:
+    """What ``visionq watch`` publishes (its own process, its own port)."""
+
+    registry: CollectorRegistry
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.objects_seen = Counter("visionq_watch_objects_seen",
+                                    "Object notifications or listings seen, duplicates included.",
+                                    ["mode"], registry=r)
+        self.jobs_created = Counter("visionq_watch_jobs_created",
+                                    "Jobs created for objects.", ["task"], registry=r)
+        self.duplicates = Counter("visionq_watch_duplicates_skipped",
+                                  "Objects (bucket/key/ETag) already handled: not a new job.",
+                                  registry=r)
+        self.skipped = Counter("visionq_watch_skipped",
+                               "Records or objects not processed, by reason (test_event, "
+                               "not_created, outside_prefix, superseded, malformed...).",
+                               ["reason"], registry=r)
+        self.results_written = Counter("visionq_watch_results_written",
+                                       "Result JSON files written, by job status.",
+                                       ["status"], registry=r)
+        self.lag = Histogram("visionq_watch_lag_seconds",
+                             "Seconds from an object's upload to its result file.",
+                             buckets=WATCH_LAG_BUCKETS, registry=r)
+        self.pending = Gauge("visionq_watch_pending",
+                             "Objects whose job is created and whose result is not written.",
+                             registry=r)
+
+
 _process_metrics: Metrics | None = None
 
 

@@ -79,6 +79,35 @@ class S3BlobStore:
         self._s3.delete_object(Bucket=self._bucket, Key=self._split(key))
 
 
+def split_s3_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/some/key`` -> ``("bucket", "some/key")``; ``ValueError`` otherwise."""
+    parsed = urlparse(url)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ValueError(f"{url!r} is not an s3://bucket/key URL")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+class S3ObjectReader:
+    """Reads objects of any bucket on one endpoint by ``s3://bucket/key``: the borrowed
+    blobs of jobs made from a watched bucket (``visionq watch``), read in place and never
+    deleted (they belong to the user)."""
+
+    def __init__(self, endpoint_url: str | None = None) -> None:
+        import boto3
+
+        self._s3 = boto3.client("s3", endpoint_url=endpoint_url)
+
+    def get(self, key: str) -> bytes:
+        try:
+            bucket, name = split_s3_url(key)
+        except ValueError as exc:
+            raise BlobNotFoundError(str(exc)) from exc
+        try:
+            return self._s3.get_object(Bucket=bucket, Key=name)["Body"].read()
+        except (self._s3.exceptions.NoSuchKey, self._s3.exceptions.NoSuchBucket) as exc:
+            raise BlobNotFoundError(f"object {key} was deleted") from exc
+
+
 def blob_store_from_url(url: str, client: redis.Redis, ttl_s: int,
                         s3_endpoint_url: str | None = None) -> BlobStore:
     parsed = urlparse(url)

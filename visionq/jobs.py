@@ -39,7 +39,9 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 local task = redis.call('HGET', KEYS[1], 'task') or '?'
 if status == 'running' then redis.call('HINCRBY', KEYS[2], task .. ':running', -1) end
 redis.call('HINCRBY', KEYS[2], task .. ':' .. ARGV[3], 1)
-if KEYS[4] then redis.call('DEL', KEYS[4]) end
+if KEYS[4] and redis.call('HGET', KEYS[1], 'blob_owned') ~= '0' then
+  redis.call('DEL', KEYS[4])  -- a borrowed blob (blob_owned 0) is never deleted
+end
 redis.call('PUBLISH', KEYS[3], ARGV[3])
 return 1
 """
@@ -80,7 +82,8 @@ return {attempt, fields, blob}
 # Admit a batch of jobs all or nothing, after the backlog check, in one round trip.
 # KEYS[1] the queue's list (kombu: the bare name), KEYS[2] recent index, then per job its
 # record key and blob key.  ARGV: backlog limit, job ttl, blob ttl, recent cap, queued_at,
-# task, options JSON, then per job: job id, '1' + image bytes to store (Redis blobs) or '0'.
+# task, options JSON, then per job: job id, '1' + image bytes to store (Redis blobs), '0'
+# (stored elsewhere, owned: deleted when the job ends) or '2' (borrowed: never deleted).
 # Returns {0, backlog} when the queue is full (nothing written), {1} otherwise.
 _ADMIT_SCRIPT = """
 local n = (#KEYS - 2) / 2
@@ -94,6 +97,7 @@ for i = 1, n do
   end
   redis.call('HSET', job_key, 'task', ARGV[6], 'status', 'queued', 'blob', blob_key,
              'options', ARGV[7], 'queued_at', ARGV[5], 'attempts', 0)
+  if string.sub(has_data, 1, 1) == '2' then redis.call('HSET', job_key, 'blob_owned', '0') end
   redis.call('EXPIRE', job_key, tonumber(ARGV[2]))
   redis.call('ZADD', KEYS[2], tonumber(ARGV[5]), job_id)
 end
@@ -140,6 +144,9 @@ class Job:
     code: str | None = None
     worker: str | None = None
     attempts: int = 0
+    blob_owned: bool = True
+    """False: the blob is borrowed (a watched bucket's object, read in place) and must
+    never be deleted by the worker, the finishing script or a revoke."""
 
     @property
     def queue_wait_ms(self) -> float | None:
@@ -199,13 +206,14 @@ class JobStore:
 
     def admit(self, task: str, entries: list[tuple[str, str, bytes | None]],
               options: dict[str, Any] | None = None, *, queue: str, backlog_limit: int,
-              blob_ttl_s: int) -> list[Job]:
+              blob_ttl_s: int, blob_owned: bool = True) -> list[Job]:
         """Create queued jobs all or nothing, in one round trip, unless ``queue`` already
         holds more than ``backlog_limit - len(entries)`` messages (``QueueFullError``).
 
         ``entries``: ``(job_id, blob_key, data)``; with ``data`` the image is stored under
         ``blob_key`` in this Redis (TTL ``blob_ttl_s``) by the same script, with ``None``
-        the blob is already stored elsewhere (S3)."""
+        the blob is already stored elsewhere (S3).  ``blob_owned=False``: the blobs are
+        borrowed (``Job.blob_owned``), never deleted."""
         queued_at = time.time()
         opts = options or {}
         keys: list[str] = [queue, RECENT_KEY]
@@ -213,12 +221,13 @@ class JobStore:
                            repr(queued_at), task, json.dumps(opts)]
         for job_id, blob_key, data in entries:
             keys += [self.key(job_id), blob_key]
-            args += [job_id, b"1" + data if data is not None else b"0"]
+            args += [job_id, b"1" + data if data is not None else b"0" if blob_owned else b"2"]
         reply = self._admit(keys=keys, args=args)
         if int(reply[0]) == 0:
             raise QueueFullError(queue, int(reply[1]), backlog_limit)
         return [Job(id=job_id, task=task, status="queued", blob=blob_key, options=opts,
-                    queued_at=queued_at) for job_id, blob_key, _ in entries]
+                    queued_at=queued_at, blob_owned=blob_owned)
+                for job_id, blob_key, _ in entries]
 
     def recent(self, *, status: str | None = None, task: str | None = None, limit: int = 50,
                before: float | None = None) -> list[Job]:
@@ -290,7 +299,7 @@ class JobStore:
             finished_at=_float(data.get("finished_at")),
             result=json.loads(result) if result else None,
             error=text("error"), code=text("code"), worker=text("worker"),
-            attempts=int(text("attempts") or 0),
+            attempts=int(text("attempts") or 0), blob_owned=data.get("blob_owned") != b"0",
         )
 
     def start(self, job_id: str, worker: str) -> int:
@@ -344,11 +353,11 @@ class JobStore:
         the process's single pub/sub subscription; without one, it subscribes to the job's
         channel itself.  Either way the record is re-read every ``WAIT_RECHECK_S`` in case
         an announcement is lost (a reconnect)."""
+        if self._listener is not None and timeout_s > 0:
+            return self._wait_listening(self._listener, job_id, timeout_s)
         job = self.get(job_id)
         if job is None or job.status in FINAL_STATUSES or timeout_s <= 0:
             return job
-        if self._listener is not None:
-            return self._wait_listening(self._listener, job_id, timeout_s)
         return self._wait_subscribed(job_id, timeout_s)
 
     def _wait_listening(self, listener: DoneListener, job_id: str,
@@ -358,9 +367,15 @@ class JobStore:
         try:
             if not listener.ready:
                 listener.wait_ready(min(timeout_s, READY_WAIT_S))
-            while True:
+            while True:  # the first read is the only one when the job is already final
                 # Registered before this read: a finish after it sets the event.
-                job = self.get(job_id)
+                try:
+                    job = self.get(job_id)
+                except (redis.ConnectionError, redis.TimeoutError):
+                    if deadline - time.monotonic() <= 0:
+                        raise
+                    time.sleep(UNSUBSCRIBED_RECHECK_S)  # Redis restarting: keep waiting
+                    continue
                 remaining = deadline - time.monotonic()
                 if job is None or job.status in FINAL_STATUSES or remaining <= 0:
                     return job

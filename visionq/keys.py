@@ -42,3 +42,11 @@ DONE_KEY = "visionq:autoscale:done:{queue}"
 """Counter of completed tasks per queue (the autoscaler derives the arrival rate)."""
 BUSY_KEY = "visionq:autoscale:busy"
 """Sorted set ``<worker>/<task id>`` scored by expiry: which hosts hold a running task."""
+
+# -- bucket watcher (visionq.watch), per watch id (bucket, prefix, task, results) ---------
+WATCH_KEY_PREFIX = "visionq:watch:"
+"""``visionq:watch:<watch id>:seen:<digest>`` (String, TTL): the claim of one object version
+(bucket/key/ETag) -> its job id, the duplicate filter;
+``visionq:watch:<watch id>:pending`` (Hash job id -> JSON): objects whose job was claimed
+and whose result JSON is not written yet (what a restarted watcher finishes);
+``visionq:watch:<watch id>:scanned`` (Hash key -> ETag): the scan mode's cursor."""

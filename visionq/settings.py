@@ -56,6 +56,12 @@ DEFAULT_MODELS = {
     "detect": "centernet_mbv3",
     "classify": "efficientnet_lite0",
 }
+DEFAULT_WATCH_INTERVAL_S = 10.0
+"""``visionq watch`` in scan mode lists the watched prefix this often."""
+DEFAULT_WATCH_DEDUPE_TTL_S = 14 * 24 * 3600
+"""An object version (bucket/key/ETag) is remembered this long: SQS keeps a message at most
+14 days, so no redelivery can outlive its claim."""
+DEFAULT_WATCH_METRICS_PORT = 9810
 DEFAULT_API_HOST = "127.0.0.1"
 DEFAULT_API_PORT = 8000
 DEFAULT_API_URL = f"http://{DEFAULT_API_HOST}:{DEFAULT_API_PORT}"
@@ -135,6 +141,15 @@ class Settings(BaseSettings):
     task_events: bool = Field(
         default=False, description="Workers publish Celery task events from the start (Flower "
         "turns them on by itself when it runs; off saves several Redis publishes per job).")
+    watch_interval_s: float = Field(default=DEFAULT_WATCH_INTERVAL_S, gt=0,
+                                    description="`visionq watch` scan mode: seconds between "
+                                    "listings of the watched prefix.")
+    watch_dedupe_ttl_s: int = Field(default=DEFAULT_WATCH_DEDUPE_TTL_S, ge=60,
+                                    description="`visionq watch`: how long an object version "
+                                    "(bucket/key/ETag) is remembered as handled.")
+    watch_metrics_port: int = Field(default=DEFAULT_WATCH_METRICS_PORT, ge=0,
+                                    description="`visionq watch`: Prometheus metrics port "
+                                    "(0: none).")
 
     @property
     def api_key_list(self) -> list[str]:

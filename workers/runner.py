@@ -23,7 +23,13 @@ from typing import Any, TypeVar
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
-from visionq.blobstore import BlobNotFoundError, BlobStore, RedisBlobStore, blob_store_from_url
+from visionq.blobstore import (
+    BlobNotFoundError,
+    BlobStore,
+    RedisBlobStore,
+    S3ObjectReader,
+    blob_store_from_url,
+)
 from visionq.imaging import ImageError, ImageLimits, decode, probe
 from visionq.jobs import Job, JobStore
 from visionq.redis_conn import redis_client
@@ -99,17 +105,22 @@ def run_job(task: str, job_id: str, worker: str,
         log.info("job %s: already finished, duplicate delivery ignored", job_id)
         return JobOutcome(task, job_id, "duplicate")
     assert job is not None
-    blob = job.blob if in_redis else None  # deleted by the finishing script itself
+    # An owned Redis blob is deleted by the finishing script itself; a borrowed one (a
+    # watched bucket's object, ``blob_owned`` 0) is read in place and never deleted.
+    blob = job.blob if in_redis and job.blob_owned else None
+    discard = not in_redis and job.blob_owned
     if attempt > MAX_ATTEMPTS:
         _retrying(jobs.fail, job_id, "poison_job",
                   f"the worker died {attempt - 1} times running this job; giving up", blob)
-        if not in_redis:
+        if discard:
             _discard(blobs, job.blob)
         return JobOutcome(task, job_id, "failed", "poison_job")
     started = time.perf_counter()
     outcome, code = "succeeded", None
     try:
-        if data is None:
+        if not job.blob_owned:
+            data = _borrowed_reader(settings.s3_endpoint_url).get(job.blob)
+        elif data is None:
             if in_redis:
                 raise BlobNotFoundError(f"image {job.blob} expired or was deleted")
             data = _retrying(blobs.get, job.blob)
@@ -135,7 +146,7 @@ def run_job(task: str, job_id: str, worker: str,
         outcome, code = "failed", "inference_error"
         _retrying(jobs.fail, job_id, code, f"inference failed: {type(exc).__name__}: {exc}",
                   blob)
-    if not in_redis:
+    if discard:
         _discard(blobs, job.blob)
     elapsed = time.perf_counter() - started
     log.info("job %s (%s) %s in %.1f ms%s", job_id, task, outcome, elapsed * 1000,
@@ -150,6 +161,12 @@ def _stores(redis_url: str, result_ttl_s: int, blob_url: str, blob_ttl_s: int,
     client = redis_client(redis_url)
     return (JobStore(client, result_ttl_s),
             blob_store_from_url(blob_url, client, blob_ttl_s, s3_endpoint_url))
+
+
+@cache
+def _borrowed_reader(s3_endpoint_url: str | None) -> S3ObjectReader:
+    """Reads borrowed blobs (``s3://bucket/key`` of any bucket), built on first use."""
+    return S3ObjectReader(s3_endpoint_url)
 
 
 def _discard(blobs: Any, key: str) -> None:

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Before/after in one run: the same benchmarks against an earlier commit (checked out as a
+# git worktree, run with this checkout's venv) and against this checkout, back to back, so
+# both columns see the same machine.  Results: bench/results/before_after/<bench>_{before,after}.json
+#
+#   bash bench/before_after.sh [BASE_REF] [BENCH ...]
+#   BASE_REF  default 169936b (main before the house restructuring and the fast path)
+#   BENCH     any of: frigate submit detect classify (default: all)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BASE=${1:-169936b}
+shift || true
+BENCHES=("$@")
+[ ${#BENCHES[@]} -eq 0 ] && BENCHES=(frigate submit detect classify)
+PY=$ROOT/.venv/bin/python
+OUT=$ROOT/bench/results/before_after
+# Beside the repo, like the repo itself: the benches read ../shared/fixtures.
+WT=${VISIONQ_BASE_WORKTREE:-$ROOT/../visionq-base-$BASE}
+mkdir -p "$OUT"
+if [ ! -d "$WT" ]; then
+  git worktree add --detach "$WT" "$BASE" >/dev/null
+fi
+ln -sfn "$ROOT/.venv" "$WT/.venv"
+# The base commit's own harness runs its code (its bench/ imports its modules); only the
+# command it lacks, frigate, is copied in.
+cp "$ROOT/bench/frigate.py" "$ROOT/bench/__main__.py" "$WT/bench/"
+
+args_for() {
+  case $1 in
+    frigate) echo "frigate" ;;
+    submit) echo "submit --rates 100,200,400,800 --duration 8" ;;
+    detect) echo "detect-latency --duration 15 --capacity-rate 12" ;;
+    classify) echo "loadgen --task classify --rates 20,40,60,100 --duration 12 --slo-ms 250" ;;
+  esac
+}
+name_of() {
+  case $1 in detect) echo detect_latency ;; classify) echo loadgen_classify ;; *) echo "$1" ;; esac
+}
+
+export C_FORCE_ROOT=1
+for bench in "${BENCHES[@]}"; do
+  for side in before after; do
+    if [ "$side" = before ]; then dir=$WT; else dir=$ROOT; fi
+    name="$(name_of "$bench")_$side"
+    echo "== $bench ($side: $(git -C "$dir" rev-parse --short HEAD)) load: $(cut -d' ' -f1-3 /proc/loadavg)"
+    # shellcheck disable=SC2046
+    (cd "$dir" && PYTHONPATH=$dir "$PY" -m bench $(args_for "$bench") --name "$name")
+    cp "$dir/bench/results/$name".* "$OUT/" 2>/dev/null || true
+    cp "$dir/bench/results/$name"_*.png "$OUT/" 2>/dev/null || true
+  done
+done
+echo "results in $OUT"
