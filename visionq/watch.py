@@ -1,0 +1,445 @@
+"""``visionq watch``: one job per new object under ``s3://bucket/prefix``, its result (or
+error) written back as JSON under the results prefix.
+
+Two ways to learn of new objects:
+
+- **event mode** (``sqs_url``): the bucket's ``s3:ObjectCreated:*`` notifications, read from
+  SQS (``visionq.s3events`` parses them).  A message is deleted only after every object in
+  it is handled (its job created, or its error file written), so a watcher that dies
+  mid-message gets it again;
+- **scan mode**: the prefix is listed every ``interval_s``; the ETag of each key handled is
+  kept in Redis (the cursor), so a restart lists everything but handles only what changed.
+
+The image is not copied: the job's blob is the object itself, ``s3://bucket/key``, marked
+borrowed (``Job.blob_owned`` false): a worker reads it in place and never deletes it.
+
+Exactly one job per object version, across duplicate deliveries and restarts:
+
+1. **claim** (one Lua script): ``SET seen:<bucket/key/ETag digest> <job id> NX EX ttl`` and,
+   only if that succeeded, record the job id in the ``pending`` hash (state ``claimed``).
+   A second delivery of the same version fails the ``SET``: a duplicate, skipped;
+2. **create**: HEAD the object (gone: an ``object_not_found`` error file; too big: a
+   ``payload_too_large`` error file; overwritten since: skipped, the newer version has its
+   own event), ``JobStore.admit`` under that job id (``created``), publish (``queued``);
+3. **finish**: a second thread polls the records of ``queued`` jobs and, when one is final,
+   writes ``<results prefix><key below the prefix>.json`` and then drops the pending entry.
+
+A watcher killed anywhere resumes from ``pending`` when restarted: a ``claimed`` entry is
+created (unless its record exists), a ``created`` one published again (a duplicate message
+is dropped by the worker), a ``queued`` one waited for; a result written but not yet
+dropped from ``pending`` is written again with the same name and content.  Nothing is lost
+and no object gets a second job.  Run one watcher per watched prefix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from visionq.jobs import FINAL_STATUSES, Job, JobStore, QueueFullError
+from visionq.keys import WATCH_KEY_PREFIX
+from visionq.s3events import (
+    MalformedMessage,
+    ObjectRef,
+    normalize_etag,
+    object_digest,
+    parse_message,
+    result_key,
+    skip_reason,
+    watch_id,
+)
+
+log = logging.getLogger("visionq.watch")
+
+CLAIMED, CREATED, QUEUED = "claimed", "created", "queued"
+SQS_WAIT_S = 5
+"""SQS long-poll length: an idle watcher makes one request per 5 s and stops within 5 s."""
+RESULTS_POLL_S = 0.5
+"""How often the records of pending jobs are read (one pipelined round trip)."""
+QUEUE_FULL_RETRY_S = 2.0
+"""Backpressure: how long to wait before offering a job to a full queue again."""
+SUMMARY_EVERY_S = 30.0
+
+# KEYS[1] the version's seen key, KEYS[2] the pending hash; ARGV: ttl, job id, entry JSON.
+_CLAIM_SCRIPT = """
+if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', tonumber(ARGV[1])) then
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    bucket: str
+    prefix: str
+    task: str
+    results_bucket: str
+    results_prefix: str
+    options: dict[str, Any] = field(default_factory=dict)
+    sqs_url: str | None = None
+    interval_s: float = 10.0
+    dedupe_ttl_s: int = 14 * 24 * 3600
+    max_bytes: int = 20 * 1024 * 1024
+    backlog_limit: int = 1000
+    blob_ttl_s: int = 3600
+
+    @property
+    def id(self) -> str:
+        return watch_id(self.bucket, self.prefix, self.task, self.results_bucket,
+                        self.results_prefix)
+
+    @property
+    def mode(self) -> str:
+        return "event" if self.sqs_url else "scan"
+
+
+class Watcher:
+    """The loop of ``visionq watch``; every dependency is passed in (tests use real ones:
+    Redis, moto_server, a worker)."""
+
+    def __init__(self, config: WatchConfig, client: redis.Redis, jobs: JobStore, s3: Any,
+                 enqueue: Callable[[str, str], None], metrics: Any, sqs: Any = None) -> None:
+        self.config = config
+        self._client = client
+        self._jobs = jobs
+        self._s3 = s3
+        self._sqs = sqs
+        self._enqueue = enqueue
+        self._metrics = metrics
+        base = f"{WATCH_KEY_PREFIX}{config.id}"
+        self._seen_prefix = f"{base}:seen:"
+        self._pending_key = f"{base}:pending"
+        self._scanned_key = f"{base}:scanned"
+        self._claim = client.register_script(_CLAIM_SCRIPT)
+        self._stop = threading.Event()
+        self._retry: set[str] = set()  # job ids to (re)create: the intake thread does it
+        self._retry_lock = threading.Lock()
+        self.counts = {"seen": 0, "created": 0, "duplicates": 0, "errors": 0, "written": 0}
+
+    # -- the loop ------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, once: bool = False) -> None:
+        """Until ``stop()``; with ``once``: one listing (or SQS until empty), then until every
+        pending result is written."""
+        c = self.config
+        log.info("watching s3://%s/%s (%s mode) for %s jobs; results to s3://%s/%s; "
+                 "state visionq:watch:%s", c.bucket, c.prefix, c.mode, c.task,
+                 c.results_bucket, c.results_prefix, c.id)
+        self.recover()
+        results = threading.Thread(target=self._results_loop, name="watch-results",
+                                   daemon=True)
+        results.start()
+        next_summary = time.monotonic() + SUMMARY_EVERY_S
+        try:
+            while not self._stop.is_set():
+                self._retry_failed()
+                try:
+                    found = self.poll_once() if c.sqs_url else self.scan_once()
+                except Exception:  # noqa: BLE001 - S3/SQS/Redis hiccup: try again later
+                    log.exception("could not read new objects; retrying")
+                    found = -1
+                if time.monotonic() >= next_summary:
+                    self._summary()
+                    next_summary = time.monotonic() + SUMMARY_EVERY_S
+                if once and found == 0 and not self._retry:
+                    break
+                if not c.sqs_url or found < 0:
+                    self._stop.wait(c.interval_s if not once else 0.2)
+            while once and not self._stop.is_set() and self._client.hlen(self._pending_key):
+                self._retry_failed()
+                self._stop.wait(RESULTS_POLL_S)
+        finally:
+            self._stop.set()
+            results.join()
+            with contextlib.suppress(redis.RedisError):
+                self._summary()
+
+    def _summary(self) -> None:
+        pending = self._client.hlen(self._pending_key)
+        self._metrics.pending.set(pending)
+        log.info("objects seen %(seen)d, jobs created %(created)d, duplicates %(duplicates)d, "
+                 "errors %(errors)d, results written %(written)d", self.counts)
+        log.info("pending results: %d", pending)
+
+    # -- intake --------------------------------------------------------------------------
+    def scan_once(self) -> int:
+        """List the prefix; handle each key whose ETag differs from the cursor's.  The
+        number of objects handled."""
+        c = self.config
+        handled = 0
+        listed: set[str] = set()
+        paginator = self._s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=c.bucket, Prefix=c.prefix):
+            contents = page.get("Contents", [])
+            if not contents:
+                continue
+            keys = [item["Key"] for item in contents]
+            listed.update(keys)
+            known = self._client.hmget(self._scanned_key, keys)
+            for item, before in zip(contents, known, strict=True):
+                if self._stop.is_set():
+                    return handled
+                etag = normalize_etag(item.get("ETag"))
+                if before is not None and before.decode() == etag:
+                    continue
+                obj = ObjectRef(bucket=c.bucket, key=item["Key"], etag=etag,
+                                size=item.get("Size"),
+                                created_at=item["LastModified"].timestamp()
+                                if item.get("LastModified") else None)
+                self.handle(obj)
+                self._client.hset(self._scanned_key, item["Key"], etag)  # after: see claim
+                handled += 1
+        gone = [raw for raw in self._client.hkeys(self._scanned_key)
+                if raw.decode() not in listed]
+        if gone:  # deleted objects: a re-upload of the same bytes is a new object
+            self._client.hdel(self._scanned_key, *gone)
+        return handled
+
+    def poll_once(self) -> int:
+        """One SQS receive; every message whose objects are all handled is deleted.  The
+        number of messages received."""
+        reply = self._sqs.receive_message(QueueUrl=self.config.sqs_url, MaxNumberOfMessages=10,
+                                          WaitTimeSeconds=SQS_WAIT_S)
+        messages = reply.get("Messages", [])
+        for message in messages:
+            if self._stop.is_set():
+                break  # not deleted: it comes back after its visibility timeout
+            try:
+                self._handle_message(message["Body"])
+            except Exception:  # noqa: BLE001 - left in the queue, redelivered later
+                log.exception("message %s not handled; it will be redelivered",
+                              message.get("MessageId"))
+                continue
+            self._sqs.delete_message(QueueUrl=self.config.sqs_url,
+                                     ReceiptHandle=message["ReceiptHandle"])
+        return len(messages)
+
+    def _handle_message(self, body: str) -> None:
+        try:
+            parsed = parse_message(body)
+        except MalformedMessage as exc:
+            log.error("dropping a message that is not an S3 notification (%s): %.200s",
+                      exc, body)
+            self._metrics.skipped.labels("malformed").inc()
+            return
+        for reason, detail in parsed.skipped:
+            log.info("skipped %s: %s", reason, detail)
+            self._metrics.skipped.labels(reason).inc()
+        for obj in parsed.objects:
+            self.handle(obj)
+
+    def handle(self, obj: ObjectRef) -> str:
+        """Claim ``obj`` and create its job (or write its error file).  What happened:
+        ``created``, ``duplicate``, ``error``, ``superseded`` or a skip reason."""
+        c = self.config
+        self.counts["seen"] += 1
+        self._metrics.objects_seen.labels(c.mode).inc()
+        reason = skip_reason(obj, c.bucket, c.prefix, c.results_bucket, c.results_prefix)
+        if reason:
+            log.info("skipped %s: s3://%s/%s", reason, obj.bucket, obj.key)
+            self._metrics.skipped.labels(reason).inc()
+            return reason
+        job_id = uuid.uuid4().hex
+        entry = {"bucket": obj.bucket, "key": obj.key, "etag": obj.etag, "size": obj.size,
+                 "created_at": obj.created_at, "claimed_at": time.time(), "state": CLAIMED}
+        seen = f"{self._seen_prefix}{object_digest(obj.bucket, obj.key, obj.etag)}"
+        if not int(self._claim(keys=[seen, self._pending_key],
+                               args=[c.dedupe_ttl_s, job_id, json.dumps(entry)])):
+            self.counts["duplicates"] += 1
+            self._metrics.duplicates.inc()
+            log.info("duplicate: s3://%s/%s (ETag %s) already has a job", obj.bucket, obj.key,
+                     obj.etag)
+            return "duplicate"
+        try:
+            return self._create(job_id, entry)
+        except Exception:
+            self._retry_later(job_id)  # claimed: this watcher must finish it
+            raise
+
+    def _create(self, job_id: str, entry: dict[str, Any]) -> str:
+        """Steps 2 of a claimed (or ``created``) entry; safe to repeat."""
+        c = self.config
+        url = f"s3://{entry['bucket']}/{entry['key']}"
+        job = self._jobs.get(job_id)
+        if job is None:
+            problem = self._check_object(entry)
+            if problem is not None:
+                if problem[0] == "superseded":
+                    self._client.hdel(self._pending_key, job_id)
+                    self._metrics.skipped.labels("superseded").inc()
+                    log.info("skipped %s (ETag %s): overwritten since, the newer version is "
+                             "handled on its own", url, entry["etag"])
+                    return "superseded"
+                self._write(job_id, entry, _error_document(entry, c.task, *problem))
+                self.counts["errors"] += 1
+                return "error"
+            self._admit(job_id, url)
+            self.counts["created"] += 1
+            self._metrics.jobs_created.labels(c.task).inc()
+            log.info("job %s (%s) created for %s", job_id, c.task, url)
+        if entry["state"] == CLAIMED:
+            entry["state"] = CREATED
+            self._client.hset(self._pending_key, job_id, json.dumps(entry))
+        if job is None or job.status == "queued":
+            self._enqueue(c.task, job_id)
+        entry["state"] = QUEUED
+        self._client.hset(self._pending_key, job_id, json.dumps(entry))
+        return "created"
+
+    def _check_object(self, entry: dict[str, Any]) -> tuple[str, str] | None:
+        """``(code, message)`` when the object cannot become a job, else ``None``."""
+        url = f"s3://{entry['bucket']}/{entry['key']}"
+        try:
+            head = self._s3.head_object(Bucket=entry["bucket"], Key=entry["key"])
+        except Exception as exc:
+            status = getattr(exc, "response", {}).get("ResponseMetadata", {}).get(
+                "HTTPStatusCode")
+            if status == 404:
+                return "object_not_found", f"{url} no longer exists (deleted before its job " \
+                                           "was created)"
+            raise
+        etag = normalize_etag(head.get("ETag"))
+        if entry["etag"] and etag and etag != entry["etag"]:
+            return "superseded", ""
+        size = int(head.get("ContentLength", 0))
+        if size > self.config.max_bytes:
+            return "payload_too_large", (f"{url} is {size} bytes, more than the limit of "
+                                         f"{self.config.max_bytes} (VISIONQ_MAX_BYTES)")
+        return None
+
+    def _admit(self, job_id: str, url: str) -> None:
+        """Create the record, waiting while the queue is full (backpressure)."""
+        c = self.config
+        while True:
+            try:
+                self._jobs.admit(c.task, [(job_id, url, None)], c.options, queue=c.task,
+                                 backlog_limit=c.backlog_limit, blob_ttl_s=c.blob_ttl_s,
+                                 blob_owned=False)
+                return
+            except QueueFullError as exc:
+                log.warning("%s; waiting %.0f s", exc, QUEUE_FULL_RETRY_S)
+                if self._stop.wait(QUEUE_FULL_RETRY_S):
+                    raise
+
+    def recover(self) -> None:
+        """Finish what a previous run left half done (claimed or created, not queued)."""
+        for raw_id, raw in self._client.hgetall(self._pending_key).items():
+            entry = json.loads(raw)
+            if entry["state"] != QUEUED:
+                self._retry_later(raw_id.decode())
+        pending = self._client.hlen(self._pending_key)
+        if pending:
+            log.info("resuming: %d pending object(s) from a previous run, %d to (re)create",
+                     pending, len(self._retry))
+
+    def _retry_later(self, job_id: str) -> None:
+        with self._retry_lock:
+            self._retry.add(job_id)
+
+    def _retry_failed(self) -> None:
+        with self._retry_lock:
+            retry, self._retry = self._retry, set()
+        for job_id in sorted(retry):
+            raw = self._client.hget(self._pending_key, job_id)
+            if raw is None:
+                continue
+            try:
+                self._create(job_id, json.loads(raw))
+            except Exception:  # noqa: BLE001 - S3 or Redis hiccup: the next round retries
+                log.exception("job %s: could not create it yet; retrying", job_id)
+                self._retry_later(job_id)
+
+    # -- results -------------------------------------------------------------------------
+    def _results_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.drain_results()
+            except Exception:  # noqa: BLE001 - S3 or Redis hiccup: try again
+                log.exception("could not write results; retrying")
+            self._stop.wait(RESULTS_POLL_S)
+
+    def drain_results(self) -> int:
+        """Write the result file of every queued job that is final; the number written."""
+        pending = {job_id.decode(): json.loads(raw)
+                   for job_id, raw in self._client.hgetall(self._pending_key).items()}
+        queued = [job_id for job_id, entry in pending.items() if entry["state"] == QUEUED]
+        self._metrics.pending.set(len(pending))
+        if not queued:
+            return 0
+        pipe = self._client.pipeline(transaction=False)
+        for job_id in queued:
+            pipe.hget(JobStore.key(job_id), "status")
+        written = 0
+        for job_id, status in zip(queued, pipe.execute(), strict=True):
+            entry = pending[job_id]
+            if status is None:  # the record expired (a long outage) or Redis lost it
+                log.warning("job %s for s3://%s/%s has no record any more; creating it again",
+                            job_id, entry["bucket"], entry["key"])
+                entry["state"] = CLAIMED
+                self._client.hset(self._pending_key, job_id, json.dumps(entry))
+                self._retry_later(job_id)
+                continue
+            if status.decode() not in FINAL_STATUSES:
+                continue
+            job = self._jobs.get(job_id)
+            if job is None or job.status not in FINAL_STATUSES:
+                continue
+            self._write(job_id, entry, _job_document(entry, job))
+            written += 1
+        return written
+
+    def _write(self, job_id: str, entry: dict[str, Any], document: dict[str, Any]) -> None:
+        """Put the result file, then drop the pending entry (a crash in between writes the
+        same file again after a restart)."""
+        c = self.config
+        name = result_key(entry["key"], c.prefix, c.results_prefix)
+        self._s3.put_object(Bucket=c.results_bucket, Key=name, ContentType="application/json",
+                            Body=json.dumps(document, indent=1).encode())
+        self._client.hdel(self._pending_key, job_id)
+        self.counts["written"] += 1
+        self._metrics.results_written.labels(document["status"]).inc()
+        self._metrics.lag.observe(max(0.0, time.time() - (entry.get("created_at")
+                                                          or entry["claimed_at"])))
+        log.info("result %s: s3://%s/%s%s", document["status"], c.results_bucket, name,
+                 f" [{document['code']}]" if document.get("code") else "")
+
+
+def _source(entry: dict[str, Any], task: str) -> dict[str, Any]:
+    return {"bucket": entry["bucket"], "key": entry["key"], "etag": entry["etag"],
+            "task": task}
+
+
+def _job_document(entry: dict[str, Any], job: Job) -> dict[str, Any]:
+    """The result file of a finished job: the source, the job id and status, the result
+    (or the error and its code) and the timings."""
+    document = _source(entry, job.task)
+    document.update({"job_id": job.id, "status": job.status})
+    if job.status == "succeeded":
+        document["result"] = job.result
+    else:
+        document.update({"code": job.code, "error": job.error})
+    document["timings"] = {"queued_at": job.queued_at, "started_at": job.started_at,
+                           "finished_at": job.finished_at, "queue_wait_ms": job.queue_wait_ms,
+                           "inference_ms": job.inference_ms, "total_ms": job.total_ms}
+    return document
+
+
+def _error_document(entry: dict[str, Any], task: str, code: str,
+                    message: str) -> dict[str, Any]:
+    """The result file of an object that never became a job."""
+    document = _source(entry, task)
+    document.update({"job_id": None, "status": "failed", "code": code, "error": message})
+    return document
