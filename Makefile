@@ -8,8 +8,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 SYSTEM_TOOLS := chromium prometheus docker-compose
+# Debian packages whose binaries are not on PATH: package=glob of a file it installs.
+SYSTEM_PACKAGES := postgresql=/usr/lib/postgresql/*/bin/initdb
 
-.PHONY: help install system-deps up test test-slow lint bench audit clean
+.PHONY: help install system-deps up test test-slow lint bench bench-compare audit clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -22,8 +24,9 @@ $(STAMP): pyproject.toml uv.lock
 
 install: $(STAMP) ## Install the locked dependencies into .venv (all extras, dev tools)
 
-system-deps: ## Debian packages the tests drive (chromium, prometheus, docker-compose), when missing
+system-deps: ## Debian packages the tests drive (chromium, prometheus, docker-compose, postgresql), when missing
 	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	for pair in $(SYSTEM_PACKAGES); do pkg=$${pair%%=*}; set -- $${pair#*=}; [ -e "$$1" ] || missing="$$missing $$pkg"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -47,7 +50,12 @@ bench: install system-deps ## Benchmarks, not part of make test: results in benc
 	C_FORCE_ROOT=1 $(BIN)/python -m bench face4k
 	C_FORCE_ROOT=1 $(BIN)/python -m bench detect-latency
 	C_FORCE_ROOT=1 $(BIN)/python -m bench loss
+	C_FORCE_ROOT=1 $(BIN)/python -m bench frigate
+	$(BIN)/python -m bench.history_cost
 	$(BIN)/python bench/autoscale_sim.py
+
+bench-compare: install system-deps ## Fast-path benchmarks before (BASE=169936b) and after, in one run
+	bash bench/before_after.sh $(or $(BASE),169936b)
 
 audit: install ## pip-audit over uv.lock (needs the PyPI JSON API / OSV)
 	$(UV) pip install --python $(BIN)/python --quiet pip-audit

@@ -13,9 +13,11 @@ from api.errors import register_error_handlers
 from api.metrics import init_app as init_monitoring
 from api.services import EXTENSION_KEY, build_services
 from tasks import make_celery
+from visionq.history import HistoryWriter
 from visionq.settings import Settings
 
 MULTIPART_OVERHEAD_BYTES = 1024 * 1024
+HISTORY_WRITER_KEY = "visionq_history_writer"
 
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
@@ -27,7 +29,11 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     celery = make_celery(settings)  # this app's producer, on this app's Redis
     app.extensions["celery"] = celery
-    app.extensions[EXTENSION_KEY] = build_services(settings, celery)
+    svc = app.extensions[EXTENSION_KEY] = build_services(settings, celery)
+    if settings.history_writer:  # drains finished jobs into the history (visionq.history)
+        app.extensions[HISTORY_WRITER_KEY] = HistoryWriter(
+            svc.redis, svc.history, max_age_s=settings.history_days * 86400 or None,
+            max_rows=settings.history_max_rows or None).start()
     register_error_handlers(app)
     init_monitoring(app)  # /metrics, request timings
 

@@ -1,26 +1,40 @@
 """``/v1/jobs``: submit an image (or a batch) for a task (202 + id), list recent jobs,
-read a job (long-poll with ?wait), revoke a queued job."""
+read a job (long-poll with ?wait), revoke a queued job; jobs whose Redis record expired
+come from the durable history (``visionq.history``), which ``/v1/jobs/export`` dumps."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import contextlib
+import csv
 import datetime as dt
+import io
 import json
+import logging
 import math
+from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
 
 from api.errors import ApiError
 from api.security import current_caller
 from api.services import services
 from api.submission import submit_jobs
-from visionq.jobs import REVOKE_FINAL, REVOKE_TOO_LATE, REVOKE_UNKNOWN, STATUSES, Job
+from visionq.history import Filters
+from visionq.jobs import (
+    FINAL_STATUSES,
+    REVOKE_FINAL,
+    REVOKE_TOO_LATE,
+    REVOKE_UNKNOWN,
+    STATUSES,
+    Job,
+)
 from visionq.settings import QUEUES
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
+log = logging.getLogger("visionq.api")
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -38,6 +52,7 @@ def job_json(job: Job) -> dict[str, Any]:
         "error": job.error,
         "code": job.code,
         "attempts": job.attempts,
+        "submitter": job.submitter,
         "timings": {
             "queued_at": _iso(job.queued_at),
             "started_at": _iso(job.started_at),
@@ -153,16 +168,88 @@ DEFAULT_PAGE = 50
 MAX_PAGE = 500
 
 
-@bp.get("")
-@bp.get("/")
-def list_jobs() -> Response:
-    """Recent jobs, newest first; ``next`` is the URL of the following page (or null)."""
-    svc = services()
+SOURCES = ("auto", "live", "history")
+HISTORY_ARGS = ("key", "since", "until", "cursor")
+"""Filters only the history can apply: any of them makes ``GET /v1/jobs`` read it alone."""
+
+
+def _history_unavailable(exc: Exception) -> ApiError:
+    log.warning("job history unavailable: %s", exc)
+    return ApiError(503, "history_unavailable", "the job history store is unavailable; "
+                    "retry later", {"Retry-After": "10"})
+
+
+def _time_arg(name: str) -> float | None:
+    """Unix seconds or an ISO 8601 date/time (UTC unless it says otherwise)."""
+    raw = request.args.get(name)
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        try:
+            parsed = dt.datetime.fromisoformat(raw)
+        except ValueError as exc:
+            raise ApiError(400, "invalid_time", f"{name} must be Unix seconds or an ISO 8601 "
+                           "date/time") from exc
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        value = parsed.timestamp()
+    if not math.isfinite(value):
+        raise ApiError(400, "invalid_time", f"{name} must be a finite number")
+    return value
+
+
+def _filters() -> Filters:
     status, task = request.args.get("status") or None, request.args.get("task") or None
     if status is not None and status not in STATUSES:
         raise ApiError(400, "invalid_status", f"status must be one of: {', '.join(STATUSES)}")
     if task is not None and task not in QUEUES:
         raise ApiError(400, "unknown_task", f"task must be one of: {', '.join(QUEUES)}")
+    return Filters(status=status, task=task, submitter=request.args.get("key") or None,
+                   since=_time_arg("since"), until=_time_arg("until"))
+
+
+def _cursor() -> tuple[float, str] | None:
+    raw = request.args.get("cursor")
+    if not raw:
+        return None
+    at, sep, job_id = raw.partition(":")
+    try:
+        value = float(at)
+    except ValueError:
+        value = math.nan
+    if not sep or not math.isfinite(value):
+        raise ApiError(400, "invalid_page", "cursor is not valid (the next URL gives it)")
+    return value, job_id
+
+
+def _page_from_history(filters: Filters, limit: int,
+                       before: tuple[float, str] | None) -> list[Job]:
+    if filters.status is not None and filters.status not in FINAL_STATUSES:
+        return []  # the history holds finished jobs only
+    try:
+        return services().history.page(filters, limit=limit, before=before)
+    except Exception as exc:
+        raise _history_unavailable(exc) from exc
+
+
+@bp.get("")
+@bp.get("/")
+def list_jobs() -> Response:
+    """Jobs, newest first; ``next`` is the URL of the following page (or null).
+
+    ``source=live``: the jobs in Redis only; ``history``: the durable history only (also
+    whenever ``key``, ``since``, ``until`` or ``cursor`` is given); ``auto`` (default): the
+    jobs in Redis, and when those run out the page goes on with the history's older jobs."""
+    svc = services()
+    filters = _filters()
+    status, task = filters.status, filters.task
+    source = request.args.get("source") or "auto"
+    if source not in SOURCES:
+        raise ApiError(400, "invalid_source", f"source must be one of: {', '.join(SOURCES)}")
+    if source == "auto" and any(request.args.get(name) for name in HISTORY_ARGS):
+        source = "history"
     try:
         limit = int(request.args.get("limit", DEFAULT_PAGE))
         before = float(request.args["before"]) if request.args.get("before") else None
@@ -173,13 +260,102 @@ def list_jobs() -> Response:
         raise ApiError(400, "invalid_page", f"limit must be between 1 and {MAX_PAGE}")
     if before is not None and not math.isfinite(before):
         raise ApiError(400, "invalid_page", "before must be a finite number")
+    if source == "history":
+        jobs = _page_from_history(filters, limit, _cursor())
+        return jsonify({"jobs": [job_json(job) for job in jobs],
+                        "next": _history_next(jobs, limit)})
     jobs = svc.jobs.recent(status=status, task=task, limit=limit, before=before)
     next_url = None
     if len(jobs) == limit and jobs[-1].queued_at is not None:
         args = {k: v for k, v in request.args.items() if k != "before"}
         next_url = url_for("jobs.list_jobs", **args, before=repr(jobs[-1].queued_at),
                            _external=True)
+    elif source == "auto" and (status is None or status in FINAL_STATUSES):
+        # Redis ran out: go on with older jobs from the history (queued no later than the
+        # last one shown; those shown already are skipped).
+        upper = jobs[-1].queued_at if jobs else before
+        shown = {job.id for job in jobs}
+        try:
+            older = svc.history.page(filters, limit=limit,
+                                     before=(upper, "\uffff") if upper is not None else None)
+        except Exception as exc:  # the live jobs are still worth answering with
+            log.warning("job history unavailable: %s", exc)
+            older = []
+        older = [job for job in older if job.id not in shown][:limit - len(jobs)]
+        jobs += older
+        if older:
+            next_url = _history_next(jobs, limit, drop=("before",))
     return jsonify({"jobs": [job_json(job) for job in jobs], "next": next_url})
+
+
+def _history_next(jobs: list[Job], limit: int, drop: tuple[str, ...] = ()) -> str | None:
+    if len(jobs) < limit:
+        return None
+    last = jobs[-1]
+    args = {k: v for k, v in request.args.items() if k not in ("cursor", "source", *drop)}
+    return url_for("jobs.list_jobs", **args, source="history",
+                   cursor=f"{(last.queued_at or 0.0)!r}:{last.id}", _external=True)
+
+
+EXPORT_FORMATS = ("csv", "jsonl")
+EXPORT_FIELDS = ("id", "task", "status", "code", "error", "queued_at", "started_at",
+                 "finished_at", "total_ms", "attempts", "worker", "model_version", "submitter",
+                 "result")
+
+
+def _export_row(job: Job) -> dict[str, Any]:
+    result = job.result
+    version = result.get("model_version") if isinstance(result, dict) else None
+    return {"id": job.id, "task": job.task, "status": job.status, "code": job.code,
+            "error": job.error, "queued_at": _iso(job.queued_at),
+            "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
+            "total_ms": job.total_ms, "attempts": job.attempts, "worker": job.worker,
+            "model_version": version, "submitter": job.submitter, "result": result}
+
+
+@bp.get("/export")
+def export_jobs() -> Response:
+    """The history (finished jobs), newest first, as CSV or JSON lines, streamed; the
+    same filters as the list (``status``, ``task``, ``key``, ``since``, ``until``)."""
+    svc = services()
+    fmt = request.args.get("format") or "jsonl"
+    if fmt not in EXPORT_FORMATS:
+        raise ApiError(400, "invalid_format", f"format must be one of: {', '.join(EXPORT_FORMATS)}")
+    filters = _filters()
+    rows = iter(()) if filters.status not in (None, *FINAL_STATUSES) else (
+        svc.history.iterate(filters))
+    try:
+        first = next(rows, None)  # a store that is down fails here, before the 200 is sent
+    except Exception as exc:
+        raise _history_unavailable(exc) from exc
+
+    def lines() -> Iterator[str]:
+        jobs = rows if first is None else _chain(first, rows)
+        if fmt == "csv":
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, fieldnames=EXPORT_FIELDS)
+            writer.writeheader()
+            for job in jobs:
+                row = _export_row(job)
+                row["result"] = json.dumps(row["result"]) if row["result"] is not None else ""
+                writer.writerow(row)
+                if buffer.tell() > 64 * 1024:
+                    yield buffer.getvalue()
+                    buffer.seek(0)
+                    buffer.truncate()
+            yield buffer.getvalue()
+        else:
+            for job in jobs:
+                yield json.dumps(_export_row(job)) + "\n"
+
+    media = "text/csv" if fmt == "csv" else "application/x-ndjson"
+    return Response(stream_with_context(lines()), mimetype=media, headers={
+        "Content-Disposition": f'attachment; filename="visionq-jobs.{fmt}"'})
+
+
+def _chain(first: Job, rest: Iterator[Job]) -> Iterator[Job]:
+    yield first
+    yield from rest
 
 
 @bp.delete("/<job_id>")
@@ -217,6 +393,11 @@ def get_job(job_id: str) -> Response:
             raise ApiError(400, "invalid_wait",
                            f"wait must be between 0 and {svc.settings.max_wait_s:g} seconds")
         job = svc.jobs.wait(job_id, wait)
+    if job is None:  # expired from Redis (or never existed): the history may have it
+        try:
+            job = svc.history.get(job_id)
+        except Exception as exc:
+            raise _history_unavailable(exc) from exc
     if job is None:
         raise ApiError(404, "job_not_found", f"no job {job_id!r} (unknown or expired)")
     return jsonify(job_json(job))

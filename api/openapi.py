@@ -30,7 +30,7 @@ ERROR_TEXT = {
     429: "Rate limit exceeded; see Retry-After.",
     500: "The worker failed to process the image.",
     501: "Not available in visionq.",
-    503: "Queue full (backpressure) or Redis unavailable; see Retry-After.",
+    503: "Queue full (backpressure), Redis or the job history unavailable; see Retry-After.",
     504: "No result within VISIONQ_SYNC_TIMEOUT_S.",
 }
 SUBMIT_ERRORS = (400, 401, 413, 415, 429, 503)
@@ -89,7 +89,9 @@ def _schemas() -> dict[str, Any]:
             "status": {"enum": list(STATUSES)},
             "result": {"description": "Task result (faces / predictions), null until done."},
             "error": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]},
-            "attempts": {"type": "integer"}, "timings": timings}},
+            "attempts": {"type": "integer"}, "timings": timings,
+            "submitter": {"type": ["string", "null"], "description": "Who submitted it: "
+                          "`key:<sha256 prefix>` of the API key, or `ip:<address>`."}}},
         "JobList": {"type": "object", "required": ["jobs", "next"], "properties": {
             "jobs": {"type": "array", "items": _ref("Job")},
             "next": {"type": ["string", "null"], "description": "URL of the next page."}}},
@@ -166,6 +168,15 @@ def _paths() -> dict[str, Any]:
             "additionalProperties": BINARY}},
         "application/json": {"schema": _ref("BatchSubmitJson")}}}
     job_id = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    history_filters = [
+        {"name": "status", "in": "query", "schema": {"enum": list(STATUSES)}},
+        {"name": "task", "in": "query", "schema": {"enum": list(QUEUES)}},
+        {"name": "key", "in": "query", "schema": {"type": "string"}, "description":
+         "Submitter: `key:<sha256 prefix>` of an API key, or `ip:<address>` (open API)."},
+        {"name": "since", "in": "query", "schema": {"type": "string"}, "description":
+         "Queued at or after: Unix seconds or ISO 8601."},
+        {"name": "until", "in": "query", "schema": {"type": "string"}, "description":
+         "Queued before: Unix seconds or ISO 8601."}]
     face_list = {"tags": ["DeepStack"], "summary": "Registered userids",
                  "responses": {"200": _json(_ref("FaceList"), "OK"), **_errors(401, 429)}}
     return {
@@ -174,15 +185,27 @@ def _paths() -> dict[str, Any]:
                      "parameters": [task_param, idem], "requestBody": submit_body,
                      "responses": {"202": _json(_ref("Accepted"), "Accepted"),
                                    **_errors(*SUBMIT_ERRORS)}},
-            "get": {"tags": ["Jobs"], "summary": "Recent jobs, newest first", "parameters": [
-                {"name": "status", "in": "query", "schema": {"enum": list(STATUSES)}},
-                {"name": "task", "in": "query", "schema": {"enum": list(QUEUES)}},
+            "get": {"tags": ["Jobs"], "summary": "Jobs, newest first (Redis, then the "
+                    "history)", "parameters": [
+                *history_filters,
+                {"name": "source", "in": "query", "schema": {"enum": ["auto", "live",
+                                                                       "history"]}},
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
                                                             "maximum": 500}},
                 {"name": "before", "in": "query", "schema": {"type": "number"},
-                 "description": "Cursor: take it from the `next` URL."}],
+                 "description": "Cursor: take it from the `next` URL."},
+                {"name": "cursor", "in": "query", "schema": {"type": "string"},
+                 "description": "History cursor: take it from the `next` URL."}],
                 "responses": {"200": _json(_ref("JobList"), "OK"),
-                              **_errors(400, 401, 429)}}},
+                              **_errors(400, 401, 429, 503)}}},
+        "/v1/jobs/export": {"get": {
+            "tags": ["Jobs"], "summary": "The job history as CSV or JSON lines (streamed)",
+            "parameters": [{"name": "format", "in": "query",
+                            "schema": {"enum": ["csv", "jsonl"]}}, *history_filters],
+            "responses": {"200": {"description": "OK", "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/x-ndjson": {"schema": {"type": "string"}}}},
+                **_errors(400, 401, 429, 503)}}},
         "/v1/jobs/batch": {"post": {
             "tags": ["Jobs"], "summary": "Submit many images (any file field names)",
             "parameters": [task_param, idem], "requestBody": batch_body,
@@ -193,7 +216,7 @@ def _paths() -> dict[str, Any]:
                     "parameters": [job_id, {"name": "wait", "in": "query",
                                             "schema": {"type": "number", "minimum": 0}}],
                     "responses": {"200": _json(_ref("Job"), "OK"),
-                                  **_errors(400, 401, 404, 429)}},
+                                  **_errors(400, 401, 404, 429, 503)}},
             "delete": {"tags": ["Jobs"], "summary": "Revoke a queued job (admin)",
                        "parameters": [job_id],
                        "responses": {"200": _json(_ref("Job"), "Revoked"),

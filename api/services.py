@@ -11,6 +11,7 @@ from flask import current_app
 from tasks.signatures import enqueue
 from visionq.blobstore import BlobStore, blob_store_from_url
 from visionq.faces_registry import FaceRegistry
+from visionq.history import HistoryStore
 from visionq.imaging import ImageLimits
 from visionq.jobs import JobStore
 from visionq.redis_conn import redis_client
@@ -30,6 +31,8 @@ class Services:
     celery: Celery
     """This app's producer (``tasks.make_celery``): it publishes, it never runs tasks."""
     faces: FaceRegistry
+    history: HistoryStore
+    """Finished jobs after their Redis record expired (``visionq.history``)."""
 
     def enqueue(self, task: str, job_id: str) -> None:
         """Publish job ``job_id`` to the ``task`` queue (the message is the id only)."""
@@ -49,6 +52,7 @@ def build_services(settings: Settings, celery: Celery) -> Services:
         limits=ImageLimits(settings.max_bytes, settings.max_pixels),
         celery=celery,
         faces=FaceRegistry(client, settings.face_tolerance),
+        history=HistoryStore(settings.history_store_url),  # connects on first use
     )
 
 

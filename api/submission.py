@@ -17,6 +17,7 @@ from typing import Any
 
 from api.errors import ApiError
 from api.options import validate_options
+from api.security import current_caller
 from api.services import Services, services
 from visionq.blobstore import RedisBlobStore
 from visionq.imaging import ImageError, probe
@@ -88,8 +89,11 @@ def submit_jobs(task: str | None, images: list[bytes], options: dict[str, Any] |
                 exc.message = f"image {index}: {exc.message}"
             raise
     in_redis = isinstance(svc.blobs, RedisBlobStore)
-    if not in_redis:
-        check_backlog(svc, task, len(images))  # before uploading to the blob store
+    if not in_redis or idempotency_key:
+        # Before uploading to S3, and before claiming an Idempotency-Key (a retry must not
+        # be handed the ids of a submission about to be refused); with Redis blobs and no
+        # key, ``JobStore.admit`` checks the backlog atomically in its script.
+        check_backlog(svc, task, len(images))
 
     job_ids = [uuid.uuid4().hex for _ in images]
     idem = _idempotency_key(idempotency_key, owner) if idempotency_key else None
@@ -101,6 +105,7 @@ def submit_jobs(task: str | None, images: list[bytes], options: dict[str, Any] |
 
     created: list[Job] = []
     stored: list[str] = []
+    entries: list[tuple[str, str, bytes | None]] = []
     try:
         if in_redis:  # images, records and the backlog check: one script, one round trip
             entries = [(job_id, RedisBlobStore.new_key(), data)
@@ -111,17 +116,19 @@ def submit_jobs(task: str | None, images: list[bytes], options: dict[str, Any] |
             entries = [(job_id, key, None) for job_id, key in zip(job_ids, stored, strict=True)]
         created = svc.jobs.admit(task, entries, opts, queue=task,
                                  backlog_limit=svc.settings.max_backlog_for(task),
-                                 blob_ttl_s=svc.settings.blob_ttl_s)
+                                 blob_ttl_s=svc.settings.blob_ttl_s,
+                                 submitter=owner or current_caller().who)
         for job in created:
             svc.enqueue(task, job.id)
     except Exception as exc:
+        # All or nothing: undo whatever may have been written, including by an ``admit``
+        # whose reply was lost (revoking an id that has no record is a no-op).
         with contextlib.suppress(Exception):  # best effort: Redis may be what failed
-            for job in created:  # all or nothing: undo what was written
-                svc.jobs.revoke(job.id, "submission failed")
-                svc.blobs.delete(job.blob)
-            if not created:  # uploaded to S3, but no record was written
-                for key in stored:
-                    svc.blobs.delete(key)
+            if not isinstance(exc, QueueFullError):  # a refused admit wrote nothing
+                for job_id in job_ids:
+                    svc.jobs.revoke(job_id, "submission failed")
+            for key in stored or [blob for _, blob, _ in entries]:
+                svc.blobs.delete(key)
             if idem is not None:
                 svc.redis.delete(idem)
         if isinstance(exc, QueueFullError):

@@ -3,9 +3,13 @@ port, Celery workers, the API under gunicorn and moto_server, all torn down afte
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +33,9 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures"
 ARTIFACTS = REPO / "tests" / "artifacts"
 BIN = Path(sys.executable).parent
+# The tests' job history (apps in this process and the servers they start), not the one
+# `visionq up` keeps in this checkout's .visionq/; tests that look at it use their own.
+os.environ.setdefault("VISIONQ_HISTORY_URL", f"sqlite:///{ARTIFACTS / 'history.sqlite3'}")
 
 
 def spawn(name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -172,6 +179,57 @@ def moto_url() -> Iterator[str]:
     wait_http(url, process, "moto", any_status=True)
     yield url
     stop_process(process)
+
+
+def postgres_bin_dir() -> Path | None:
+    """Debian's PostgreSQL server binaries (package ``postgresql``; ``make system-deps``)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throw-away PostgreSQL server (``initdb`` + ``postgres`` on a free port, trust auth
+    on loopback), run as the ``postgres`` user when the tests run as root (the server
+    refuses root).  Skips only when the binaries are missing."""
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=300)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
+                        "postgresql"], capture_output=True, timeout=900,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL server binaries missing and apt-get could not install them "
+                    "(Debian package postgresql; `make system-deps` installs it as root)")
+    # Not under pytest's tmp dir: that is private to root, and the server runs as postgres.
+    data = Path(tempfile.mkdtemp(prefix="visionq-postgres-"))
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(data, "postgres", "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*prefix, str(bin_dir / "initdb"), "-D", str(data / "db"), "-A", "trust",
+                    "-U", "visionq", "--no-sync", "-E", "UTF8"],
+                   check=True, capture_output=True, timeout=120)
+    port = free_port()
+    process = spawn(f"postgres-{port}", [
+        *prefix, str(bin_dir / "postgres"), "-D", str(data / "db"), "-p", str(port),
+        "-k", str(data), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+        dict(os.environ))
+    deadline = time.monotonic() + 120
+    while subprocess.run([str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
+                         capture_output=True).returncode != 0:
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_process(process)
+            raise RuntimeError(f"postgres did not start:\n{log_tail(f'postgres-{port}')}")
+        time.sleep(0.2)
+    yield f"postgresql://visionq@127.0.0.1:{port}/postgres"
+    with contextlib.suppress(ProcessLookupError):  # SIGINT: fast shutdown, clients cut off
+        os.killpg(process.pid, signal.SIGINT)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(30)
+    stop_process(process)
+    shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture()

@@ -15,7 +15,13 @@ from typing import Any
 
 import redis
 
-from visionq.keys import COUNTS_KEY, DONE_CHANNEL_PREFIX, JOB_KEY_PREFIX, RECENT_KEY
+from visionq.keys import (
+    COUNTS_KEY,
+    DONE_CHANNEL_PREFIX,
+    HISTORY_STREAM_KEY,
+    JOB_KEY_PREFIX,
+    RECENT_KEY,
+)
 from visionq.wakeup import DoneListener
 
 WAIT_RECHECK_S = 1.0
@@ -26,10 +32,24 @@ READY_WAIT_S = 2.0
 """How long a waiter gives a starting listener before it falls back to re-reading."""
 FINAL_STATUSES = frozenset({"succeeded", "failed"})
 STATUSES = ("queued", "running", "succeeded", "failed")
+HISTORY_STREAM_MAXLEN = 1_000_000
+"""Final records waiting in the ``visionq:history`` stream for the history store (trimmed
+approximately): how many jobs can finish while the store is down before any is lost."""
 
-# KEYS[1] job key, KEYS[2] counts; ARGV: ttl, then field/value pairs (the first pair is
-# status).  Returns 1 when this call finished the job, 0 when it was already final (a
-# duplicate delivery).
+# Appends the (just finished) job's record to the history stream: the job id, then every
+# field of its hash.  Used inside the finishing and revoking scripts, so a job that ends
+# is in the stream in the same atomic step.  With no history writer draining it (no API
+# process, or VISIONQ_HISTORY_WRITER=false everywhere) the stream stops growing at
+# HISTORY_STREAM_MAXLEN entries (about 1 KB each; README, "Job history").
+_HISTORY_XADD = (
+    "redis.call('XADD', KEYS[4], 'MAXLEN', '~', " + str(HISTORY_STREAM_MAXLEN) + ", '*', "
+    "'id', string.sub(KEYS[1], " + str(len(JOB_KEY_PREFIX) + 1) + "), "
+    "unpack(redis.call('HGETALL', KEYS[1])))\n")
+
+# KEYS[1] job key, KEYS[2] counts, KEYS[3] done channel, KEYS[4] history stream, KEYS[5]
+# (optional) the blob; ARGV: ttl, then field/value pairs (the first pair is status).
+# Returns 1 when this call finished the job, 0 when it was already final (a duplicate
+# delivery).
 _FINISH_SCRIPT = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return -1 end
@@ -39,10 +59,10 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 local task = redis.call('HGET', KEYS[1], 'task') or '?'
 if status == 'running' then redis.call('HINCRBY', KEYS[2], task .. ':running', -1) end
 redis.call('HINCRBY', KEYS[2], task .. ':' .. ARGV[3], 1)
-if KEYS[4] and redis.call('HGET', KEYS[1], 'blob_owned') ~= '0' then
-  redis.call('DEL', KEYS[4])  -- a borrowed blob (blob_owned 0) is never deleted
+if KEYS[5] and redis.call('HGET', KEYS[1], 'blob_owned') ~= '0' then
+  redis.call('DEL', KEYS[5])  -- a borrowed blob (blob_owned 0) is never deleted
 end
-redis.call('PUBLISH', KEYS[3], ARGV[3])
+""" + _HISTORY_XADD + """redis.call('PUBLISH', KEYS[3], ARGV[3])
 return 1
 """
 
@@ -65,11 +85,18 @@ _BEGIN_SCRIPT = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {-1} end
 if status == 'succeeded' or status == 'failed' then return {0} end
-redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'worker', ARGV[2])
-if status == 'queued' then
-  redis.call('HINCRBY', KEYS[2], (redis.call('HGET', KEYS[1], 'task') or '?') .. ':running', 1)
+local attempt
+if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'begin_token') == ARGV[4] then
+  -- the same call again (its reply was lost and the client re-sent it): not an attempt
+  attempt = tonumber(redis.call('HGET', KEYS[1], 'attempts'))
+else
+  redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'worker', ARGV[2],
+             'begin_token', ARGV[4])
+  if status == 'queued' then
+    redis.call('HINCRBY', KEYS[2], (redis.call('HGET', KEYS[1], 'task') or '?') .. ':running', 1)
+  end
+  attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 end
-local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 local fields = redis.call('HGETALL', KEYS[1])
 local blob = false
 if ARGV[3] == '1' then
@@ -82,8 +109,9 @@ return {attempt, fields, blob}
 # Admit a batch of jobs all or nothing, after the backlog check, in one round trip.
 # KEYS[1] the queue's list (kombu: the bare name), KEYS[2] recent index, then per job its
 # record key and blob key.  ARGV: backlog limit, job ttl, blob ttl, recent cap, queued_at,
-# task, options JSON, then per job: job id, '1' + image bytes to store (Redis blobs), '0'
-# (stored elsewhere, owned: deleted when the job ends) or '2' (borrowed: never deleted).
+# task, options JSON, submitter ('' none), then per job: job id, '1' + image bytes to store
+# (Redis blobs), '0' (stored elsewhere, owned: deleted when the job ends) or '2' (borrowed:
+# never deleted).
 # Returns {0, backlog} when the queue is full (nothing written), {1} otherwise.
 _ADMIT_SCRIPT = """
 local n = (#KEYS - 2) / 2
@@ -91,13 +119,14 @@ local backlog = redis.call('LLEN', KEYS[1])
 if backlog + n > tonumber(ARGV[1]) then return {0, backlog} end
 for i = 1, n do
   local job_key, blob_key = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
-  local job_id, has_data = ARGV[6 + 2 * i], ARGV[7 + 2 * i]
+  local job_id, has_data = ARGV[7 + 2 * i], ARGV[8 + 2 * i]
   if string.sub(has_data, 1, 1) == '1' then
     redis.call('SET', blob_key, string.sub(has_data, 2), 'EX', tonumber(ARGV[3]))
   end
   redis.call('HSET', job_key, 'task', ARGV[6], 'status', 'queued', 'blob', blob_key,
              'options', ARGV[7], 'queued_at', ARGV[5], 'attempts', 0)
   if string.sub(has_data, 1, 1) == '2' then redis.call('HSET', job_key, 'blob_owned', '0') end
+  if ARGV[8] ~= '' then redis.call('HSET', job_key, 'submitter', ARGV[8]) end
   redis.call('EXPIRE', job_key, tonumber(ARGV[2]))
   redis.call('ZADD', KEYS[2], tonumber(ARGV[5]), job_id)
 end
@@ -106,7 +135,8 @@ return {1}
 """
 
 # Revoke a queued job: 1 revoked, 2 running (too late), 0 already final, -1 unknown.
-# KEYS[1] job key, KEYS[2] counts; ARGV: finished_at, error message.
+# KEYS[1] job key, KEYS[2] counts, KEYS[3] done channel, KEYS[4] history stream; ARGV:
+# finished_at, error message.
 _REVOKE_SCRIPT = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return -1 end
@@ -115,7 +145,7 @@ if status == 'running' then return 2 end
 redis.call('HSET', KEYS[1], 'status', 'failed', 'code', 'revoked', 'error', ARGV[2],
            'finished_at', ARGV[1])
 redis.call('HINCRBY', KEYS[2], (redis.call('HGET', KEYS[1], 'task') or '?') .. ':failed', 1)
-redis.call('PUBLISH', KEYS[3], 'failed')
+""" + _HISTORY_XADD + """redis.call('PUBLISH', KEYS[3], 'failed')
 return 1
 """
 REVOKED, REVOKE_TOO_LATE, REVOKE_FINAL, REVOKE_UNKNOWN = 1, 2, 0, -1
@@ -147,6 +177,9 @@ class Job:
     blob_owned: bool = True
     """False: the blob is borrowed (a watched bucket's object, read in place) and must
     never be deleted by the worker, the finishing script or a revoke."""
+    submitter: str | None = None
+    """Who submitted it: the API caller's non-secret name (``key:<sha256 prefix>`` or
+    ``ip:<address>``, ``api.security.Caller.who``), ``None`` when not recorded."""
 
     @property
     def queue_wait_ms(self) -> float | None:
@@ -206,19 +239,20 @@ class JobStore:
 
     def admit(self, task: str, entries: list[tuple[str, str, bytes | None]],
               options: dict[str, Any] | None = None, *, queue: str, backlog_limit: int,
-              blob_ttl_s: int, blob_owned: bool = True) -> list[Job]:
+              blob_ttl_s: int, blob_owned: bool = True,
+              submitter: str | None = None) -> list[Job]:
         """Create queued jobs all or nothing, in one round trip, unless ``queue`` already
         holds more than ``backlog_limit - len(entries)`` messages (``QueueFullError``).
 
         ``entries``: ``(job_id, blob_key, data)``; with ``data`` the image is stored under
         ``blob_key`` in this Redis (TTL ``blob_ttl_s``) by the same script, with ``None``
         the blob is already stored elsewhere (S3).  ``blob_owned=False``: the blobs are
-        borrowed (``Job.blob_owned``), never deleted."""
+        borrowed (``Job.blob_owned``), never deleted.  ``submitter``: ``Job.submitter``."""
         queued_at = time.time()
         opts = options or {}
         keys: list[str] = [queue, RECENT_KEY]
         args: list[Any] = [backlog_limit, self._ttl_s, blob_ttl_s, self._recent_cap,
-                           repr(queued_at), task, json.dumps(opts)]
+                           repr(queued_at), task, json.dumps(opts), submitter or ""]
         for job_id, blob_key, data in entries:
             keys += [self.key(job_id), blob_key]
             args += [job_id, b"1" + data if data is not None else b"0" if blob_owned else b"2"]
@@ -226,7 +260,7 @@ class JobStore:
         if int(reply[0]) == 0:
             raise QueueFullError(queue, int(reply[1]), backlog_limit)
         return [Job(id=job_id, task=task, status="queued", blob=blob_key, options=opts,
-                    queued_at=queued_at, blob_owned=blob_owned)
+                    queued_at=queued_at, blob_owned=blob_owned, submitter=submitter)
                 for job_id, blob_key, _ in entries]
 
     def recent(self, *, status: str | None = None, task: str | None = None, limit: int = 50,
@@ -274,7 +308,8 @@ class JobStore:
     def revoke(self, job_id: str, reason: str = "revoked before it ran") -> int:
         """Fail a queued job atomically so a worker that later receives it skips it
         (``start`` returns 0 for final jobs).  One of the ``REVOKE_*`` codes."""
-        return int(self._revoke(keys=[self.key(job_id), COUNTS_KEY, self.channel(job_id)],
+        return int(self._revoke(keys=[self.key(job_id), COUNTS_KEY, self.channel(job_id),
+                                      HISTORY_STREAM_KEY],
                                 args=[repr(time.time()), reason]))
 
     def get(self, job_id: str) -> Job | None:
@@ -300,6 +335,7 @@ class JobStore:
             result=json.loads(result) if result else None,
             error=text("error"), code=text("code"), worker=text("worker"),
             attempts=int(text("attempts") or 0), blob_owned=data.get("blob_owned") != b"0",
+            submitter=text("submitter"),
         )
 
     def start(self, job_id: str, worker: str) -> int:
@@ -307,14 +343,16 @@ class JobStore:
         return int(self._start(keys=[self.key(job_id), COUNTS_KEY],
                                args=[repr(time.time()), worker]))
 
-    def begin(self, job_id: str, worker: str,
-              with_blob: bool = False) -> tuple[int, Job | None, bytes | None]:
+    def begin(self, job_id: str, worker: str, with_blob: bool = False,
+              token: str = "") -> tuple[int, Job | None, bytes | None]:
         """``start``, the record and (``with_blob``: the image is a key in this Redis) the
         image's bytes, in one round trip: ``(attempt, job, data)``.  ``attempt`` is as for
         ``start``; ``job`` is ``None`` unless the job started; ``data`` is ``None`` when not
-        asked for or when the blob expired."""
+        asked for or when the blob expired.  ``token`` (one per delivery) makes a retried
+        call idempotent: the same token again does not count another attempt, so a reply
+        lost to a Redis stall cannot push a healthy job towards ``poison_job``."""
         reply = self._begin(keys=[self.key(job_id), COUNTS_KEY],
-                            args=[repr(time.time()), worker, "1" if with_blob else "0"])
+                            args=[repr(time.time()), worker, "1" if with_blob else "0", token])
         attempt = int(reply[0])
         if attempt <= 0:
             return attempt, None, None
@@ -336,7 +374,7 @@ class JobStore:
         args: list[Any] = [self._ttl_s]
         for name, value in fields.items():
             args += [name, value]
-        keys = [self.key(job_id), COUNTS_KEY, self.channel(job_id)]
+        keys = [self.key(job_id), COUNTS_KEY, self.channel(job_id), HISTORY_STREAM_KEY]
         if blob:
             keys.append(blob)
         return int(self._finish(keys=keys, args=args)) == 1

@@ -16,6 +16,11 @@ COUNTS_KEY = "visionq:jobs:counts"
 """Hash ``<task>:<status>`` -> count, updated by the scripts that move a job."""
 DONE_CHANNEL_PREFIX = "visionq:done:"
 """Pub/sub channel per job, published when it reaches a final status (long-poll wake-up)."""
+HISTORY_STREAM_KEY = "visionq:history"
+"""Stream of final job records, appended by the finishing and revoking scripts and drained
+into the durable history store (``visionq.history``) by a consumer group per store."""
+HISTORY_PRUNE_LOCK_KEY = "visionq:history:prune-lock"
+"""Held by the process applying history retention (one at a time)."""
 
 # -- images and faces ------------------------------------------------------------------
 BLOB_KEY_PREFIX = "visionq:blob:"

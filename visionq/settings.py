@@ -62,6 +62,10 @@ DEFAULT_WATCH_DEDUPE_TTL_S = 14 * 24 * 3600
 """An object version (bucket/key/ETag) is remembered this long: SQS keeps a message at most
 14 days, so no redelivery can outlive its claim."""
 DEFAULT_WATCH_METRICS_PORT = 9810
+DEFAULT_HISTORY_DAYS = 90
+"""Job history rows older than this are deleted (by the retention pass)."""
+DEFAULT_HISTORY_MAX_ROWS = 10_000_000
+"""... and the oldest beyond this many: ~10 GB of SQLite at ~1 kB a row."""
 DEFAULT_API_HOST = "127.0.0.1"
 DEFAULT_API_PORT = 8000
 DEFAULT_API_URL = f"http://{DEFAULT_API_HOST}:{DEFAULT_API_PORT}"
@@ -150,6 +154,25 @@ class Settings(BaseSettings):
     watch_metrics_port: int = Field(default=DEFAULT_WATCH_METRICS_PORT, ge=0,
                                     description="`visionq watch`: Prometheus metrics port "
                                     "(0: none).")
+    history_url: str = Field(
+        default="", description="Durable job history (SQLAlchemy URL, e.g. postgresql://user:"
+        "pass@host/db); empty: SQLite at <state dir>/history.sqlite3.")
+    history_days: int = Field(default=DEFAULT_HISTORY_DAYS, ge=0,
+                              description="History rows older than this many days are "
+                              "deleted (0: no age limit).")
+    history_max_rows: int = Field(default=DEFAULT_HISTORY_MAX_ROWS, ge=0,
+                                  description="The oldest history rows beyond this many are "
+                                  "deleted (0: no limit).")
+    history_writer: bool = Field(default=True,
+                                 description="The API process drains finished jobs into the "
+                                 "history store (and applies its retention).")
+
+    @property
+    def history_store_url(self) -> str:
+        """``history_url``, or the default SQLite file under the state directory."""
+        if self.history_url:
+            return self.history_url
+        return f"sqlite:///{(Path(self.state_dir) / 'history.sqlite3').resolve()}"
 
     @property
     def api_key_list(self) -> list[str]:

@@ -53,9 +53,9 @@ class DoneListener:
         """An event set when ``job_id`` is announced (or when the listener reconnects).
 
         Call before reading the job record; ``unregister`` when done waiting."""
-        self._ensure_started()
         event = threading.Event()
-        with self._lock:
+        with self._lock:  # one step: the listener cannot stop between these two
+            self._start_locked()
             self._waiters.setdefault(job_id, set()).add(event)
         return event
 
@@ -81,11 +81,11 @@ class DoneListener:
 
     def _ensure_started(self) -> None:
         # A thread does not survive fork(): a forked child starts a listener of its own.
-        if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
-            return
         with self._lock:
-            if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
-                return
+            self._start_locked()
+
+    def _start_locked(self) -> None:
+        if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
             self._ready.clear()
             self._pid = os.getpid()
             self._thread = threading.Thread(target=self._run, name="visionq-done-listener",
@@ -112,10 +112,13 @@ class DoneListener:
             except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
                 self._ready.clear()
                 self._wake_all()  # waiters re-read the record instead of trusting us
-                if not self.waiting():
-                    # Nobody waits: stop here; the next ``register`` starts a new listener.
-                    log.info("job wake-up listener lost Redis (%s); idle, stopping", exc)
-                    return
+                with self._lock:
+                    if not self._waiters:
+                        # Nobody waits: stop here; the next ``register`` starts a new one
+                        # (under the lock, so a register racing this exit sees no thread).
+                        self._thread = None
+                        log.info("job wake-up listener lost Redis (%s); idle, stopping", exc)
+                        return
                 delay = RECONNECT_DELAY_S[min(failures, len(RECONNECT_DELAY_S) - 1)]
                 failures += 1
                 log.log(logging.WARNING if failures == 1 else logging.DEBUG,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -97,7 +98,8 @@ def run_job(task: str, job_id: str, worker: str,
     jobs, blobs = _stores(settings.redis_url, settings.result_ttl_s, settings.blob_url,
                           settings.blob_ttl_s, settings.s3_endpoint_url)
     in_redis = isinstance(blobs, RedisBlobStore)
-    attempt, job, data = _retrying(jobs.begin, job_id, worker, in_redis)
+    # One token per delivery: a retried begin (reply lost) does not count another attempt.
+    attempt, job, data = _retrying(jobs.begin, job_id, worker, in_redis, uuid.uuid4().hex)
     if attempt == -1:
         log.warning("job %s: no record (expired or never created); dropping message", job_id)
         return JobOutcome(task, job_id, "unknown_job")
@@ -117,6 +119,7 @@ def run_job(task: str, job_id: str, worker: str,
         return JobOutcome(task, job_id, "failed", "poison_job")
     started = time.perf_counter()
     outcome, code = "succeeded", None
+    recorded = True  # False: another delivery finished the job first (first finish wins)
     try:
         if not job.blob_owned:
             data = _borrowed_reader(settings.s3_endpoint_url).get(job.blob)
@@ -128,24 +131,27 @@ def run_job(task: str, job_id: str, worker: str,
         limits = ImageLimits(settings.max_bytes, settings.max_pixels)
         image = decode(data, limits, max_side=model.max_side_for(probe(data, limits)))
         result = model.predict([image], job.options)[0]
-        _retrying(jobs.succeed, job_id, result, blob)
+        recorded = _retrying(jobs.succeed, job_id, result, blob)
     except ImageError as exc:
         outcome, code = "failed", exc.code
-        _retrying(jobs.fail, job_id, exc.code, exc.message, blob)
+        recorded = _retrying(jobs.fail, job_id, exc.code, exc.message, blob)
     except BlobNotFoundError as exc:
         outcome, code = "failed", "image_expired"
-        _retrying(jobs.fail, job_id, code, str(exc), blob)
+        recorded = _retrying(jobs.fail, job_id, code, str(exc), blob)
     except SoftTimeLimitExceeded:
         outcome, code = "failed", "timeout"
-        _retrying(jobs.fail, job_id, code, f"the job exceeded its time limit of "
-                                           f"{settings.soft_time_limit_s} s", blob)
+        recorded = _retrying(jobs.fail, job_id, code, f"the job exceeded its time limit of "
+                                                      f"{settings.soft_time_limit_s} s", blob)
     except REDIS_ERRORS:
         raise  # Redis stayed away past REDIS_RETRY_S: not the image's or the model's fault
     except Exception as exc:  # noqa: BLE001 - a model error fails the job, not the worker
         log.exception("job %s: inference failed", job_id)
         outcome, code = "failed", "inference_error"
-        _retrying(jobs.fail, job_id, code, f"inference failed: {type(exc).__name__}: {exc}",
-                  blob)
+        recorded = _retrying(jobs.fail, job_id, code,
+                             f"inference failed: {type(exc).__name__}: {exc}", blob)
+    if not recorded:
+        log.info("job %s: finished elsewhere meanwhile (%s here not recorded)", job_id, outcome)
+        outcome, code = "duplicate", None
     if discard:
         _discard(blobs, job.blob)
     elapsed = time.perf_counter() - started

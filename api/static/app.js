@@ -164,16 +164,70 @@ async function refresh() {
       + `<td class="num">${q.succeeded}</td><td class="num">${q.failed}</td>`
       + `<td class="num">${q.workers}</td></tr>`).join("");
     $("stats-age").textContent = `updated ${new Date().toLocaleTimeString()}`;
-    const recent = await api("/v1/jobs?limit=10");
-    $("jobs").tBodies[0].innerHTML = recent.jobs.map((job) =>
-      `<tr><td>${job.timings.queued_at ? new Date(job.timings.queued_at).toLocaleTimeString() : ""}</td>`
-      + `<td>${job.task}</td><td><span class="pill ${job.status}">${job.status}</span></td>`
-      + `<td class="num">${job.timings.total_ms ?? ""}</td>`
-      + `<td><code class="id">${job.id.slice(0, 12)}</code></td></tr>`).join("");
+    await refreshJobs();
   } catch (error) {
     $("stats-age").textContent = error.status === 401 ? "(API key needed)" : `(${error.message})`;
   }
 }
+
+// ---- job board: Redis, then the durable history, with filters and pages ----------------
+
+const JOB_PAGE = 15;
+let olderUrl = null;   // the `next` of the page shown
+let pageUrl = null;    // the page shown when the user went back in time (null: newest)
+
+function jobFilters() {
+  const params = new URLSearchParams();
+  for (const [id, name] of [["f-status", "status"], ["f-task", "task"], ["f-key", "key"]]) {
+    if ($(id).value.trim()) params.set(name, $(id).value.trim());
+  }
+  if ($("f-source").value !== "auto") params.set("source", $("f-source").value);
+  if ($("f-since").value) params.set("since", `${$("f-since").value}T00:00:00`);
+  if ($("f-until").value) {
+    const end = new Date(`${$("f-until").value}T00:00:00Z`);
+    end.setUTCDate(end.getUTCDate() + 1);  // "to" includes that day
+    params.set("until", end.toISOString().slice(0, 19));
+  }
+  return params;
+}
+
+async function refreshJobs() {
+  const page = await api(pageUrl || `/v1/jobs?limit=${JOB_PAGE}&${jobFilters()}`);
+  const next = page.next ? new URL(page.next, location.href) : null;
+  olderUrl = next ? next.pathname + next.search : null;
+  $("jobs-older").disabled = !olderUrl;
+  $("jobs-newest").disabled = !pageUrl;
+  $("jobs").tBodies[0].innerHTML = page.jobs.length ? page.jobs.map((job) =>
+    `<tr><td>${job.timings.queued_at ? new Date(job.timings.queued_at).toLocaleString([],
+      { dateStyle: "short", timeStyle: "medium" }) : ""}</td>`
+    + `<td>${job.task}</td><td><span class="pill ${job.status}">${job.status}</span></td>`
+    + `<td class="num">${job.timings.total_ms ?? ""}</td>`
+    + `<td>${escapeHtml(job.submitter ?? "")}</td>`
+    + `<td><code class="id">${job.id.slice(0, 8)}</code></td></tr>`).join("")
+    : `<tr class="empty"><td colspan="6">no jobs</td></tr>`;
+}
+
+function showJobs() {
+  refreshJobs().catch((error) => { $("stats-age").textContent = `(${error.message})`; });
+}
+
+for (const id of ["f-source", "f-status", "f-task", "f-key", "f-since", "f-until"]) {
+  $(id).addEventListener("change", () => { pageUrl = null; showJobs(); });
+}
+$("jobs-older").addEventListener("click", () => { if (olderUrl) { pageUrl = olderUrl; showJobs(); } });
+$("jobs-newest").addEventListener("click", () => { pageUrl = null; showJobs(); });
+$("export").addEventListener("click", async () => {
+  const params = jobFilters();
+  params.delete("source");
+  params.set("format", "csv");
+  const response = await fetch(`/v1/jobs/export?${params}`, { headers: headers() });
+  if (!response.ok) { $("stats-age").textContent = `(export: HTTP ${response.status})`; return; }
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(await response.blob());
+  link.download = "visionq-jobs.csv";
+  link.click();
+  URL.revokeObjectURL(link.href);
+});
 
 refresh();
 setInterval(refresh, 2000);

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-from api import create_app
+from api import HISTORY_WRITER_KEY, create_app
 from tests.conftest import FIXTURES, WorkerFactory
 from visionq.faces_registry import REGISTRY_KEY
 
@@ -27,16 +28,23 @@ def classify_worker(start_worker: WorkerFactory, redis_url: str) -> subprocess.P
 
 
 @pytest.fixture()
-def make_client() -> Iterator[AppFactory]:
-    """``make_client(redis_url, **settings)`` -> a Flask test client of a fresh app."""
+def make_client(tmp_path: Path) -> Iterator[AppFactory]:
+    """``make_client(redis_url, **settings)`` -> a Flask test client of a fresh app, with
+    an empty job history of its own and no history writer unless asked for."""
     apps: list[Flask] = []
 
     def _make(redis_url: str, **overrides: Any) -> FlaskClient:
-        app = create_app({"redis_url": redis_url, **overrides})
+        history = f"sqlite:///{tmp_path / f'history-{len(apps)}.sqlite3'}"
+        app = create_app({"redis_url": redis_url, "history_writer": False,
+                          "history_url": history, **overrides})
         apps.append(app)
         return app.test_client()
 
     yield _make
+    for app in apps:
+        writer = app.extensions.get(HISTORY_WRITER_KEY)
+        if writer is not None:
+            writer.stop()
 
 
 @pytest.fixture()

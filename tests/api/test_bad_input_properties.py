@@ -135,7 +135,8 @@ def post_image(client: FlaskClient, data: bytes, task: str = "classify", **form:
 def client(idle_redis_url: str) -> Iterator[FlaskClient]:
     """No worker consumes this Redis; a high backlog limit so hundreds of accepted
     examples never turn into 503s."""
-    app = create_app({"redis_url": idle_redis_url, "sync_timeout_s": 0.2,
+    app = create_app({"redis_url": idle_redis_url, "sync_timeout_s": 0.2, "history_writer": False,
+                      "history_url": "sqlite://",  # in memory: nothing is listed from it
                       "max_backlog_face": 100_000,
                       "max_backlog_detect": 100_000, "max_backlog_classify": 100_000})
     with app.test_client() as test_client:

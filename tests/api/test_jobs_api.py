@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -21,8 +22,9 @@ OBAMA = (FIXTURES / "faces" / "obama_small.jpg").read_bytes()
 
 
 @pytest.fixture()
-def client(idle_redis_url: str) -> Iterator[FlaskClient]:
-    app = create_app({"redis_url": idle_redis_url})
+def client(idle_redis_url: str, tmp_path: Path) -> Iterator[FlaskClient]:
+    app = create_app({"redis_url": idle_redis_url, "history_writer": False,
+                      "history_url": f"sqlite:///{tmp_path / 'history.sqlite3'}"})
     with app.test_client() as test_client:
         yield test_client
 

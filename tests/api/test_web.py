@@ -1,7 +1,8 @@
 """The web page in headless Chromium (Debian's ``chromium``, driven by Playwright's Python
 package; no browser download): upload a fixture, wait for the result, check that boxes
-were drawn on the canvas and that the queues board and recent jobs show up; the
-screenshot is saved under tests/artifacts/ for a person to look at."""
+were drawn on the canvas and that the queues board and recent jobs show up, then filter
+the job board's history; the screenshot is saved under tests/artifacts/ for a person to
+look at."""
 
 from __future__ import annotations
 
@@ -34,8 +35,9 @@ def chromium() -> Path:
 
 @pytest.fixture()
 def page_url(face_worker: subprocess.Popen, classify_worker: subprocess.Popen,
-             redis_url: str) -> Iterator[str]:
-    url, process = start_api(redis_url, "api-web")
+             redis_url: str, tmp_path: Path) -> Iterator[str]:
+    url, process = start_api(redis_url, "api-web",
+                             VISIONQ_HISTORY_URL=f"sqlite:///{tmp_path / 'history.sqlite3'}")
     yield url
     stop_process(process)
 
@@ -82,6 +84,19 @@ def test_upload_and_see_the_result(chromium: Path, page_url: str, task: str, fix
             "document.querySelectorAll('#jobs tbody tr').length >= 1", timeout=10_000)
         assert "succeeded" in page.inner_text("#jobs")
         assert page.get_attribute("#flower-link", "href").endswith(":5555/")
+        # The history board: the job shows up there too, and the filters apply.
+        page.select_option("#f-source", "history")
+        page.select_option("#f-status", "succeeded")
+        page.select_option("#f-task", task)
+        page.wait_for_function("""() => {
+            const rows = [...document.querySelectorAll('#jobs tbody tr:not(.empty)')];
+            return rows.length >= 1 && rows.every((r) => r.innerText.includes('succeeded'));
+            }""", timeout=120_000)
+        page.select_option("#f-status", "failed")
+        page.wait_for_function("""() => [...document.querySelectorAll('#jobs tbody tr')]
+            .every((r) => r.classList.contains('empty') || r.innerText.includes('failed'))""",
+                               timeout=120_000)
+        page.select_option("#f-status", "")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"web_{task}.png"), full_page=True)
         assert errors == []

@@ -3,8 +3,6 @@ messages from real kombu/Celery."""
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -155,7 +153,8 @@ def test_busy_marks(rconn: redis.Redis) -> None:
     assert broker.busy_workers(rconn, now=200) == frozenset()  # expired (worker died)
 
 
-def test_snapshot_in_one_poll_costs_milliseconds(scaler_redis_url: str, rconn: redis.Redis) -> None:
+def test_snapshot_in_one_poll_costs_few_round_trips(scaler_redis_url: str,
+                                                     rconn: redis.Redis) -> None:
     publish(scaler_redis_url, "face", 200)
     publish(scaler_redis_url, "detect", 50, priority=3)
     for i in range(300):  # a busy broker: 300 unacked messages of ~1 KB
@@ -170,12 +169,20 @@ def test_snapshot_in_one_poll_costs_milliseconds(scaler_redis_url: str, rconn: r
     assert snap.service_time["detect"] is None
     assert snap.done == {"face": 1, "detect": 0, "classify": 0}
     assert snap.busy == {"i-1"}
-    timings = []
-    for _ in range(20):
-        t0 = time.perf_counter()
+    # Cheap by construction, not by the clock (CI machines are busy): count round trips.
+    sent = []
+    original = redis.connection.Connection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        sent.append(command)
+        return original(self, command, check_health)
+
+    redis.connection.Connection.send_packed_command = counting
+    try:
         observe.snapshot(rconn, queues)
-        timings.append(time.perf_counter() - t0)
-    assert statistics.median(timings) < 0.025, timings
+    finally:
+        redis.connection.Connection.send_packed_command = original
+    assert len(sent) <= 3, f"{len(sent)} round trips for one snapshot"
 
 
 @pytest.mark.parametrize(

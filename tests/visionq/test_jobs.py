@@ -169,3 +169,16 @@ def test_begin_reads_record_and_image_in_one_step(idle_redis_url: str) -> None:
     assert not client.exists("visionq:blob:x1")  # deleted by the finishing script
     assert store.begin("j1", "w", with_blob=True) == (0, None, None)
     assert store.begin("nope", "w") == (-1, None, None)
+
+
+def test_begin_retried_with_the_same_token_is_one_attempt(idle_redis_url: str) -> None:
+    """A begin whose reply was lost and was sent again must not count as another delivery
+    (three of those would fail a healthy job as a poison job)."""
+    client = redis.Redis.from_url(idle_redis_url)
+    store = JobStore(client, ttl_s=60)
+    store.admit("face", [("t1", "visionq:blob:t1", b"x")], queue="face", backlog_limit=10,
+                blob_ttl_s=30)
+    assert store.begin("t1", "w", token="delivery-1")[0] == 1
+    assert store.begin("t1", "w", token="delivery-1")[0] == 1  # the same call again
+    assert store.begin("t1", "w", token="delivery-2")[0] == 2  # a real redelivery
+    assert store.get("t1").attempts == 2
