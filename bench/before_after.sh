@@ -46,8 +46,8 @@ for bench in "${BENCHES[@]}"; do
     echo "== $bench ($side: $(git -C "$dir" rev-parse --short HEAD)) load: $(cut -d' ' -f1-3 /proc/loadavg)"
     # shellcheck disable=SC2046
     (cd "$dir" && PYTHONPATH=$dir "$PY" -m bench $(args_for "$bench") --name "$name")
-    cp "$dir/bench/results/$name".* "$OUT/" 2>/dev/null || true
-    cp "$dir/bench/results/$name"_*.png "$OUT/" 2>/dev/null || true
+    mv "$dir/bench/results/$name".* "$OUT/" 2>/dev/null || true
+    mv "$dir/bench/results/$name"_*.png "$OUT/" 2>/dev/null || true
   done
 done
 echo "results in $OUT"
