@@ -109,9 +109,9 @@ return {attempt, fields, blob}
 # Admit a batch of jobs all or nothing, after the backlog check, in one round trip.
 # KEYS[1] the queue's list (kombu: the bare name), KEYS[2] recent index, then per job its
 # record key and blob key.  ARGV: backlog limit, job ttl, blob ttl, recent cap, queued_at,
-# task, options JSON, submitter ('' none), then per job: job id, '1' + image bytes to store
-# (Redis blobs), '0' (stored elsewhere, owned: deleted when the job ends) or '2' (borrowed:
-# never deleted).
+# task, options JSON, submitter ('' none), then per job: job id, mode, image bytes.  Mode '1':
+# store the bytes under the blob key (Redis blobs); '0': stored elsewhere, owned (deleted
+# when the job ends); '2': borrowed, never deleted (both with empty bytes).
 # Returns {0, backlog} when the queue is full (nothing written), {1} otherwise.
 _ADMIT_SCRIPT = """
 local n = (#KEYS - 2) / 2
@@ -119,13 +119,13 @@ local backlog = redis.call('LLEN', KEYS[1])
 if backlog + n > tonumber(ARGV[1]) then return {0, backlog} end
 for i = 1, n do
   local job_key, blob_key = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
-  local job_id, has_data = ARGV[7 + 2 * i], ARGV[8 + 2 * i]
-  if string.sub(has_data, 1, 1) == '1' then
-    redis.call('SET', blob_key, string.sub(has_data, 2), 'EX', tonumber(ARGV[3]))
+  local job_id, mode = ARGV[6 + 3 * i], ARGV[7 + 3 * i]
+  if mode == '1' then  -- the image itself, passed as its own argument (never copied in Lua)
+    redis.call('SET', blob_key, ARGV[8 + 3 * i], 'EX', tonumber(ARGV[3]))
   end
   redis.call('HSET', job_key, 'task', ARGV[6], 'status', 'queued', 'blob', blob_key,
              'options', ARGV[7], 'queued_at', ARGV[5], 'attempts', 0)
-  if string.sub(has_data, 1, 1) == '2' then redis.call('HSET', job_key, 'blob_owned', '0') end
+  if mode == '2' then redis.call('HSET', job_key, 'blob_owned', '0') end
   if ARGV[8] ~= '' then redis.call('HSET', job_key, 'submitter', ARGV[8]) end
   redis.call('EXPIRE', job_key, tonumber(ARGV[2]))
   redis.call('ZADD', KEYS[2], tonumber(ARGV[5]), job_id)
@@ -255,7 +255,8 @@ class JobStore:
                            repr(queued_at), task, json.dumps(opts), submitter or ""]
         for job_id, blob_key, data in entries:
             keys += [self.key(job_id), blob_key]
-            args += [job_id, b"1" + data if data is not None else b"0" if blob_owned else b"2"]
+            mode = "1" if data is not None else "0" if blob_owned else "2"
+            args += [job_id, mode, data if data is not None else b""]
         reply = self._admit(keys=keys, args=args)
         if int(reply[0]) == 0:
             raise QueueFullError(queue, int(reply[1]), backlog_limit)
