@@ -138,13 +138,16 @@ def record_service_time(
     first) and counts completions in ``visionq:autoscale:done:<queue>`` (the autoscaler
     derives the arrival rate from it). One pipelined round trip.
     """
-    now = time.time() if now is None else now
-    key = SERVICE_KEY.format(queue=queue)
     pipe = conn.pipeline(transaction=False)
+    _add_service_time(pipe, queue, seconds, time.time() if now is None else now)
+    pipe.execute()
+
+
+def _add_service_time(pipe: Any, queue: str, seconds: float, now: float) -> None:
+    key = SERVICE_KEY.format(queue=queue)
     pipe.lpush(key, f"{now:.3f}:{float(seconds):.6f}")
     pipe.ltrim(key, 0, SERVICE_SAMPLES - 1)
     pipe.incr(DONE_KEY.format(queue=queue))
-    pipe.execute()
 
 
 def mean_recent(entries: Iterable[bytes | str], now: float) -> float | None:
@@ -191,14 +194,10 @@ def mark_done(conn: Redis, worker: str, task_id: str, queue: str, seconds: float
               now: float | None = None) -> None:
     """``mark_idle`` and (with ``seconds``) ``record_service_time`` in one round trip:
     what a worker does after every task."""
-    now = time.time() if now is None else now
-    key = SERVICE_KEY.format(queue=queue)
     pipe = conn.pipeline(transaction=False)
     pipe.zrem(BUSY_KEY, f"{worker}/{task_id}")
     if seconds is not None:
-        pipe.lpush(key, f"{now:.3f}:{float(seconds):.6f}")
-        pipe.ltrim(key, 0, SERVICE_SAMPLES - 1)
-        pipe.incr(DONE_KEY.format(queue=queue))
+        _add_service_time(pipe, queue, seconds, time.time() if now is None else now)
     pipe.execute()
 
 

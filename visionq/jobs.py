@@ -66,21 +66,10 @@ end
 return 1
 """
 
-# Mark running unless final; returns the attempt number, 0 if final, -1 if unknown.
-# KEYS[1] job key, KEYS[2] counts.  A redelivery (already running) is not counted twice.
-_START_SCRIPT = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return -1 end
-if status == 'succeeded' or status == 'failed' then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'worker', ARGV[2])
-if status == 'queued' then
-  redis.call('HINCRBY', KEYS[2], (redis.call('HGET', KEYS[1], 'task') or '?') .. ':running', 1)
-end
-return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-"""
-
-# ``_START_SCRIPT`` and, in the same round trip, the record and (ARGV[3] == '1': the blob
-# lives in this Redis) the image: {attempt, {field, value, ...}, blob or nil}.
+# Mark running unless final and, in the same round trip, read the record and (ARGV[3] ==
+# '1': the blob lives in this Redis) the image: {attempt, {field, value, ...}, blob or nil};
+# {-1} unknown, {0} already final.  A redelivery counts another attempt (the running gauge
+# only once); the same call re-sent with its token ARGV[4] counts nothing.
 _BEGIN_SCRIPT = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {-1} end
@@ -151,6 +140,10 @@ return 1
 REVOKED, REVOKE_TOO_LATE, REVOKE_FINAL, REVOKE_UNKNOWN = 1, 2, 0, -1
 
 
+NO_BACKLOG_LIMIT = 2**53 - 1
+"""``admit`` without backpressure (an integer Lua reads exactly)."""
+
+
 class QueueFullError(Exception):
     """``JobStore.admit`` refused: the queue's backlog is at its limit (nothing written)."""
 
@@ -212,7 +205,6 @@ class JobStore:
         self._ttl_s = ttl_s
         self._recent_cap = recent_cap
         self._finish = client.register_script(_FINISH_SCRIPT)
-        self._start = client.register_script(_START_SCRIPT)
         self._begin = client.register_script(_BEGIN_SCRIPT)
         self._admit = client.register_script(_ADMIT_SCRIPT)
         self._revoke = client.register_script(_REVOKE_SCRIPT)
@@ -223,19 +215,10 @@ class JobStore:
 
     def create(self, task: str, blob: str, options: dict[str, Any] | None = None,
                job_id: str | None = None) -> Job:
-        job = Job(id=job_id or uuid.uuid4().hex, task=task, status="queued", blob=blob,
-                  options=options or {}, queued_at=time.time())
-        pipe = self._client.pipeline(transaction=False)  # one round trip
-        pipe.hset(self.key(job.id), mapping={
-            "task": task, "status": "queued", "blob": blob,
-            "options": json.dumps(job.options), "queued_at": repr(job.queued_at),
-            "attempts": 0,
-        })
-        pipe.expire(self.key(job.id), self._ttl_s)
-        pipe.zadd(RECENT_KEY, {job.id: job.queued_at})
-        pipe.zremrangebyrank(RECENT_KEY, 0, -self._recent_cap - 1)
-        pipe.execute()
-        return job
+        """One queued job whose image is already stored under ``blob`` (no backlog check):
+        ``admit``'s record, for callers that publish by other means."""
+        return self.admit(task, [(job_id or uuid.uuid4().hex, blob, None)], options,
+                          queue=task, backlog_limit=NO_BACKLOG_LIMIT, blob_ttl_s=0)[0]
 
     def admit(self, task: str, entries: list[tuple[str, str, bytes | None]],
               options: dict[str, Any] | None = None, *, queue: str, backlog_limit: int,
@@ -340,9 +323,9 @@ class JobStore:
         )
 
     def start(self, job_id: str, worker: str) -> int:
-        """Mark running; the attempt number, 0 if already final, -1 if the job is unknown."""
-        return int(self._start(keys=[self.key(job_id), COUNTS_KEY],
-                               args=[repr(time.time()), worker]))
+        """Mark running; the attempt number, 0 if already final, -1 if the job is unknown
+        (``begin`` without the record's bytes)."""
+        return self.begin(job_id, worker)[0]
 
     def begin(self, job_id: str, worker: str, with_blob: bool = False,
               token: str = "") -> tuple[int, Job | None, bytes | None]:
