@@ -37,15 +37,19 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     init_monitoring(app)  # /metrics, request timings
 
+    from api.backup import bp as backup_bp
+    from api.custom import bp as custom_bp
     from api.deepstack import bp as deepstack_bp
     from api.docs import bp as docs_bp
     from api.health import bp as health_bp
     from api.jobs import bp as jobs_bp
     from api.security import init_security
+    from api.stream import init_stream
     from api.web import bp as web_bp
 
     init_security(app)
-    for blueprint in (health_bp, jobs_bp, deepstack_bp, docs_bp, web_bp):
+    for blueprint in (health_bp, jobs_bp, deepstack_bp, custom_bp, backup_bp, docs_bp, web_bp):
         app.register_blueprint(blueprint)
+    init_stream(app)  # /v1/stream (WebSocket), ahead of the request hooks
     logging.getLogger("visionq").setLevel(logging.INFO)
     return app

@@ -7,21 +7,31 @@ integer ``x_min, y_min, x_max, y_max`` and predictions sorted by confidence, hig
 Errors are ``{"success": false, "error": "...", "code": "..."}``.
 
 ``duration`` is the server-side time of the whole request in milliseconds (queueing
-included), not only inference.  dlib's HOG face detector gives no probability, so face
-boxes have ``confidence`` 1.0; recognition confidence comes from the encoding distance
+included), not only inference.  Face boxes carry the face worker's ``confidence`` (1.0 when
+the worker gives none); recognition confidence comes from the encoding distance
 (``visionq.faces_registry.distance_to_confidence``).  A job that does not finish within
 ``VISIONQ_SYNC_TIMEOUT_S`` is a 504 and is revoked if it has not started, so a caller that
 gave up costs no worker time.
+
+DeepStack's own behaviour is the default here (each point is cited in
+tests/api/test_deepstack_behaviour.py): ``min_confidence`` below 0.1 is raised to 0.1 on
+detection, a negative one is accepted; ``face/register`` keeps one face per image, skips
+images without one and replaces the userid's faces (``append=true`` adds to them instead);
+``face/delete`` of an unknown userid is a 200; ``face/match`` takes any two files and
+answers ``success: false`` in a 200 when one has no face.  Every response also carries
+CodeProject.AI's keys (``api.codeproject``).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from api.codeproject import add_codeproject_keys, record_job, start_clock
 from api.errors import ApiError
 from api.services import services
 from api.submission import submit_jobs
@@ -29,12 +39,17 @@ from visionq import imaging
 from visionq.jobs import FINAL_STATUSES, REVOKE_FINAL, Job
 
 bp = Blueprint("deepstack", __name__, url_prefix="/v1/vision")
+bp.before_app_request(start_clock)
+bp.after_app_request(add_codeproject_keys)  # every /v1/vision/* response, custom models too
 
 DETECTION_MIN_CONFIDENCE = 0.4
 RECOGNITION_MIN_CONFIDENCE = 0.67
+MIN_CONFIDENCE_FLOOR = 0.1
+"""DeepStack's detector raises any lower threshold to this (``YOLODetector.predict``)."""
 FACE_CONFIDENCE = 1.0
-"""HOG has no calibrated score: every face it reports gets this confidence."""
+"""A face result without a ``confidence`` of its own counts as this."""
 UNKNOWN = "unknown"
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 
 # Failed-job codes -> HTTP status.  Image problems keep the status the API gives at submit.
 _IMAGE_STATUS = {cls.code: cls.status for cls in (
@@ -54,18 +69,20 @@ def _ok(started: float, **body: Any) -> Response:
                     "duration": round((time.perf_counter() - started) * 1000)})
 
 
-def _min_confidence(default: float) -> float:
+def _min_confidence(default: float, floor: float = 0.0) -> float:
+    """DeepStack's ``CheckConfidence``: a number not above 1 (negative accepted), raised to
+    ``floor``.  Departure: NaN is refused too (Go's ParseFloat takes it)."""
     raw = request.form.get("min_confidence")
     if raw in (None, ""):
-        return default
+        return max(floor, default)
     try:
         value = float(raw)
     except ValueError:
-        value = -1.0
-    if not 0 <= value <= 1:
+        value = math.nan
+    if math.isnan(value) or value > 1:
         raise ApiError(400, "invalid_min_confidence",
-                       f"min_confidence must be a number between 0 and 1, got {raw!r}")
-    return value
+                       f"min_confidence must be a number not above 1, got {raw!r}")
+    return max(floor, value)
 
 
 def _image(field: str = "image") -> bytes:
@@ -93,6 +110,7 @@ def run(task: str, images: list[bytes], options: dict[str, Any]) -> list[dict[st
     results = []
     for job in jobs:
         finished = svc.jobs.wait(job.id, max(0.0, deadline - time.monotonic()))
+        record_job(finished)
         results.append(_result(finished, job.id))
     return results
 
@@ -123,7 +141,7 @@ def _sorted(predictions: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @route("/detection")
 def detection() -> Response:
     started = time.perf_counter()
-    min_confidence = _min_confidence(DETECTION_MIN_CONFIDENCE)
+    min_confidence = _min_confidence(DETECTION_MIN_CONFIDENCE, MIN_CONFIDENCE_FLOOR)
     result = run("detect", [_image()], {"min_confidence": min_confidence})[0]
     predictions = [{"label": p["label"], "confidence": float(p["confidence"]), **_box(p)}
                    for p in result.get("predictions", [])
@@ -131,14 +149,19 @@ def detection() -> Response:
     return _ok(started, predictions=_sorted(predictions))
 
 
+def _face_confidence(face: dict[str, Any]) -> float:
+    return float(face.get("confidence", FACE_CONFIDENCE))
+
+
 @route("/face")
 def face_detection() -> Response:
+    """Faces scored at least ``min_confidence`` (their ``confidence`` field)."""
     started = time.perf_counter()
-    min_confidence = _min_confidence(DETECTION_MIN_CONFIDENCE)
+    min_confidence = _min_confidence(DETECTION_MIN_CONFIDENCE, MIN_CONFIDENCE_FLOOR)
     result = run("face", [_image()], {"landmarks": "none"})[0]
-    predictions = [{"confidence": FACE_CONFIDENCE, **_box(f)} for f in result.get("faces", [])
-                   if min_confidence <= FACE_CONFIDENCE]
-    return _ok(started, predictions=predictions)
+    predictions = [{"confidence": _face_confidence(f), **_box(f)}
+                   for f in result.get("faces", []) if _face_confidence(f) >= min_confidence]
+    return _ok(started, predictions=_sorted(predictions))
 
 
 _ENCODE = {"encodings": True, "landmarks": "none"}
@@ -160,24 +183,41 @@ def face_recognize() -> Response:
     return _ok(started, predictions=_sorted(predictions))
 
 
+def _largest(faces: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if not faces:
+        return None
+    return max(faces, key=lambda f: (f["x_max"] - f["x_min"]) * (f["y_max"] - f["y_min"]))
+
+
+def _uploads() -> list[bytes]:
+    return [upload.read() for _, upload in request.files.items(multi=True)]
+
+
 @route("/face/register")
 def face_register() -> Response:
-    """``userid`` and one or more images under any field names, one face in each."""
+    """``userid`` and one or more images under any field names.  As DeepStack: one face per
+    image (the largest), images without a face are skipped, 400 only when none has one, and
+    the userid's faces are replaced ("face updated").  ``append=true`` keeps the faces
+    already registered and adds these (visionq's multi-encoding registry)."""
     started = time.perf_counter()
-    userid = _userid()
-    uploads = list(request.files.items(multi=True))
-    if not uploads:
+    images = _uploads()
+    if not images:
         raise ApiError(400, "missing_image", "no image files in the form (any field name)")
-    results = run("face", [upload.read() for _, upload in uploads], _ENCODE)
-    encodings = []
-    for (field, _), result in zip(uploads, results, strict=True):
-        faces = result.get("faces", [])
-        if len(faces) != 1:
-            raise ApiError(400, "not_one_face", f'image "{field}" has {len(faces)} faces; '
-                           "register needs exactly one face per image")
-        encodings.append(faces[0]["encoding"])
-    total = services().faces.add(userid, encodings)
-    return _ok(started, message="face added", userid=userid, encodings=total)
+    userid = _userid()
+    append = (request.form.get("append") or "").strip().lower() in TRUE_WORDS
+    results = run("face", images, _ENCODE)
+    encodings = [face["encoding"] for result in results
+                 if (face := _largest(result.get("faces", []))) is not None]
+    if not encodings:
+        raise ApiError(400, "no_face", "no face detected")
+    faces = services().faces
+    if append:
+        total, message = faces.add(userid, encodings), "face added"
+    else:
+        total, existed = faces.replace(userid, encodings)
+        message = "face updated" if existed else "face added"
+    return _ok(started, message=message, userid=userid, encodings=total,
+               skipped=len(images) - len(encodings))
 
 
 @route("/face/list", methods=("POST", "GET"))
@@ -188,27 +228,32 @@ def face_list() -> Response:
 
 @route("/face/delete")
 def face_delete() -> Response:
+    """As DeepStack: 200 ``success: true`` whether or not the userid was registered
+    (``deleted`` says which)."""
     started = time.perf_counter()
     userid = _userid()
-    if not services().faces.delete(userid):
-        raise ApiError(404, "userid_not_found", f"no registered face for userid {userid!r}")
-    return _ok(started, message="face deleted", userid=userid)
-
-
-def _largest(faces: list[dict[str, Any]], field: str) -> dict[str, Any]:
-    if not faces:
-        raise ApiError(400, "no_face", f'no face found in "{field}"')
-    return max(faces, key=lambda f: (f["x_max"] - f["x_min"]) * (f["y_max"] - f["y_min"]))
+    deleted = services().faces.delete(userid)
+    return _ok(started, message="face deleted" if deleted else "userid not registered",
+               userid=userid, deleted=deleted)
 
 
 @route("/face/match")
 def face_match() -> Response:
-    """``similarity`` 0..1 between the largest face of ``image1`` and of ``image2``."""
+    """``similarity`` 0..1 between the largest faces of exactly two images, under any field
+    names (DeepStack's ``CheckFaceMatch``).  No face in one of them: ``success: false`` in a
+    200, as DeepStack answers."""
     started = time.perf_counter()
-    first, second = run("face", [_image("image1"), _image("image2")], _ENCODE)
-    one = _largest(first.get("faces", []), "image1")
-    two = _largest(second.get("faces", []), "image2")
-    similarity = services().faces.similarity(one["encoding"], two["encoding"])
+    images = _uploads()
+    if len(images) != 2:
+        messages = {0: "No valid image file found",
+                    1: "expected two image files, only one found"}
+        raise ApiError(400, "missing_image" if len(images) < 2 else "too_many_images",
+                       messages.get(len(images), "only two images allowed"))
+    first, second = (_largest(r.get("faces", [])) for r in run("face", images, _ENCODE))
+    if first is None or second is None:
+        return jsonify({"success": False, "error": "no face found", "code": "no_face",
+                        "duration": round((time.perf_counter() - started) * 1000)})
+    similarity = services().faces.similarity(first["encoding"], second["encoding"])
     return _ok(started, similarity=round(similarity, 4))
 
 

@@ -1,12 +1,22 @@
-"""``/healthz`` (the process is up) and ``/readyz`` (Redis reachable, a worker per queue)."""
+"""``/healthz`` (the process is up) and ``/readyz`` (Redis reachable, a worker per queue,
+no critical role given up by ``visionq up``'s supervisor).
+
+``/readyz?scope=api`` is the API's own readiness (a Kubernetes readinessProbe): ready while
+Redis answers, because the API can then accept and queue jobs; the workers and given-up
+roles are still reported.  Taking every API pod out of its Service because a queue has no
+worker would turn queued jobs into refused connections.
+"""
 
 from __future__ import annotations
 
+import json
+
 import redis
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
 from api.services import services
 from visionq.broker import workers_by_queue
+from visionq.keys import SUPERVISOR_GAVE_UP_KEY
 from visionq.settings import QUEUES
 
 bp = Blueprint("health", __name__)
@@ -21,16 +31,34 @@ def healthz() -> Response:
 def readyz() -> tuple[Response, int]:
     svc = services()
     detail: dict[str, object] = {}
+    gave_up: dict[str, bool] = {}
     try:
         svc.redis.ping()
         detail["redis"] = "ok"
         workers = workers_by_queue(svc.redis)
+        gave_up = given_up_roles(svc.redis)
     except redis.RedisError as exc:
         detail["redis"] = f"unreachable: {exc}"
         workers = {}
     detail["workers"] = {queue: len(workers.get(queue, [])) for queue in QUEUES}
     missing = [queue for queue in QUEUES if not workers.get(queue)]
-    ready = detail["redis"] == "ok" and not missing
+    ready = detail["redis"] == "ok"
+    if request.args.get("scope") != "api":
+        ready = ready and not missing and not any(gave_up.values())
     if missing and detail["redis"] == "ok":
         detail["missing_workers"] = missing
+    if gave_up:
+        detail["gave_up"] = sorted(gave_up)
     return jsonify({"status": "ready" if ready else "not_ready", **detail}), 200 if ready else 503
+
+
+def given_up_roles(conn: redis.Redis) -> dict[str, bool]:
+    """Roles ``visionq up`` stopped restarting -> whether readiness depends on them."""
+    found = {}
+    for role, raw in conn.hgetall(SUPERVISOR_GAVE_UP_KEY).items():
+        try:
+            critical = bool(json.loads(raw).get("critical", True))
+        except (ValueError, AttributeError):
+            critical = True
+        found[role.decode() if isinstance(role, bytes) else str(role)] = critical
+    return found

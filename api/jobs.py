@@ -22,6 +22,7 @@ from api.errors import ApiError
 from api.security import current_caller
 from api.services import services
 from api.submission import submit_jobs
+from visionq.custom_models import is_custom_task
 from visionq.history import Filters
 from visionq.jobs import (
     FINAL_STATUSES,
@@ -204,8 +205,9 @@ def _filters() -> Filters:
     status, task = request.args.get("status") or None, request.args.get("task") or None
     if status is not None and status not in STATUSES:
         raise ApiError(400, "invalid_status", f"status must be one of: {', '.join(STATUSES)}")
-    if task is not None and task not in QUEUES:
-        raise ApiError(400, "unknown_task", f"task must be one of: {', '.join(QUEUES)}")
+    if task is not None and task not in QUEUES and not is_custom_task(task):
+        raise ApiError(400, "unknown_task", f"task must be one of: {', '.join(QUEUES)}, "
+                       "custom/<model>")
     return Filters(status=status, task=task, submitter=request.args.get("key") or None,
                    since=_time_arg("since"), until=_time_arg("until"))
 

@@ -111,10 +111,19 @@ def _schemas() -> dict[str, Any]:
             "type": "object", "required": ["userid", "confidence", *BOX], "properties": {
                 "userid": {"type": "string"}, "confidence": {"type": "number"}, **BOX}}}}),
         "Registered": _deepstack({"message": {"type": "string"}, "userid": {"type": "string"},
-                                  "encodings": {"type": "integer"}}),
+                                  "encodings": {"type": "integer"},
+                                  "skipped": {"type": "integer"}}),
         "FaceList": _deepstack({"faces": {"type": "array", "items": {"type": "string"}}}),
-        "Deleted": _deepstack({"message": {"type": "string"}, "userid": {"type": "string"}}),
-        "Match": _deepstack({"similarity": {"type": "number", "minimum": 0, "maximum": 1}}),
+        "Deleted": _deepstack({"message": {"type": "string"}, "userid": {"type": "string"},
+                               "deleted": {"type": "boolean"}}),
+        "Match": {"anyOf": [
+            _deepstack({"similarity": {"type": "number", "minimum": 0, "maximum": 1}}),
+            {"type": "object", "required": ["success", "error"], "description":
+             "No face in one image (DeepStack answers this in a 200).", "properties": {
+                 "success": {"const": False}, "error": {"type": "string"}}}]},
+        "Restored": {"type": "object", "required": ["success", "users", "encodings"],
+                     "properties": {"success": {"const": True}, "users": {"type": "integer"},
+                                    "encodings": {"type": "integer"}}},
         "Classification": _deepstack({
             "label": {"type": ["string", "null"]}, "confidence": {"type": "number"},
             "predictions": {"type": "array", "items": {
@@ -227,18 +236,19 @@ def _paths() -> dict[str, Any]:
         "/v1/vision/face/recognize": _sync("Who is in the image", "Recognition",
                                            image_form(RECOGNITION_MIN_CONFIDENCE)),
         "/v1/vision/face/register": _sync(
-            "Register a userid's face (one face per image, any file field names)",
-            "Registered", _form({"userid": {"type": "string"}}, ["userid"], additional=True),
-            admin=True),
+            "Register a userid's faces (largest face per image, any file field names; "
+            "replaces, or appends with append=true)", "Registered",
+            _form({"userid": {"type": "string"}, "append": {"type": "string"}}, ["userid"],
+                  additional=True)),
         "/v1/vision/face/list": {"post": face_list, "get": face_list},
         "/v1/vision/face/delete": {"post": {
-            "tags": ["DeepStack"], "summary": "Forget a userid (admin)",
+            "tags": ["DeepStack"], "summary": "Forget a userid (200 even if unknown)",
             "requestBody": _form({"userid": {"type": "string"}}, ["userid"]),
             "responses": {"200": _json(_ref("Deleted"), "OK"),
-                          **_errors(400, 401, 403, 404, 413, 429)}}},
+                          **_errors(400, 401, 413, 429)}}},
         "/v1/vision/face/match": _sync(
-            "Similarity 0-1 of the largest faces of two images", "Match",
-            _form({"image1": BINARY, "image2": BINARY}, ["image1", "image2"])),
+            "Similarity 0-1 of the largest faces of two images (any two file fields)",
+            "Match", _form({"image1": BINARY, "image2": BINARY}, [], additional=True)),
         "/v1/vision/classify": _sync(
             f"ImageNet labels (top_k, default {DEFAULT_TOP_K})", "Classification",
             _form({"image": BINARY, "min_confidence": _min_confidence(0.0),
@@ -247,6 +257,18 @@ def _paths() -> dict[str, Any]:
         "/v1/vision/scene": {"post": {
             "tags": ["DeepStack"], "summary": "Not available (no Places365 model)",
             "responses": _errors(401, 413, 429, 501)}},
+        "/v1/backup": {method: {
+            "tags": ["DeepStack"], "summary": "Download the known faces (admin)",
+            "responses": {"200": _json({"type": "object"}, "Backup file (JSON)"),
+                          **_errors(401, 403, 429)}} for method in ("get", "post")},
+        "/v1/restore": {"post": {
+            "tags": ["DeepStack"], "summary": "Replace the known faces with a backup (admin)",
+            "requestBody": {"required": True, "content": {
+                "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                                   "properties": {"file": BINARY}}},
+                "application/json": {"schema": {"type": "object"}}}},
+            "responses": {"200": _json(_ref("Restored"), "Restored"),
+                          **_errors(400, 401, 403, 413, 429)}}},
         "/v1/stats": {"get": {"tags": ["Service"], "summary": "Queues board",
                               "responses": {"200": _json(_ref("Stats"), "OK"),
                                             **_errors(401, 429)}}},
@@ -271,6 +293,50 @@ def _paths() -> dict[str, Any]:
     }
 
 
+def _custom_paths() -> dict[str, Any]:
+    """Custom models (``api.custom``)."""
+    listing = {"tags": ["Custom models"], "summary": "Names of the custom models "
+               "(CodeProject.AI); unreadable manifests under errors",
+               "responses": {"200": _json(_deepstack({
+                   "models": {"type": "array", "items": {"type": "string"}},
+                   "errors": {"type": "array", "items": {"type": "object"}}}), "OK"),
+                   **_errors(401, 429)}}
+    details = {**listing, "summary": "The custom models with their manifests' details",
+               "responses": {"200": _json(_deepstack({
+                   "models": {"type": "array", "items": {"type": "object"}},
+                   "errors": {"type": "array", "items": {"type": "object"}}}), "OK"),
+                   **_errors(401, 429)}}
+    manifest = {key: {"type": "string"} for key in (
+        "name", "kind", "format", "labels", "input_size", "layout", "resize", "mean", "std",
+        "softmax", "score_threshold", "nms_iou", "max_detections", "version")}
+    return {
+        "/v1/vision/custom/{name}": {"post": {
+            "tags": ["Custom models"], "summary": "Run custom model <name> (DeepStack shape)",
+            "parameters": [{"name": "name", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "requestBody": _form({"image": BINARY, "min_confidence": _min_confidence(
+                DETECTION_MIN_CONFIDENCE)}, ["image"]),
+            "responses": {"200": _json(_deepstack({"predictions": {"type": "array"}}), "OK"),
+                          **_errors(*sorted({*SYNC_ERRORS, 404}))}}},
+        "/v1/vision/custom/list": {"post": listing, "get": listing},
+        "/v1/vision/listmodels": {"post": details, "get": details},
+        "/v1/vision/addmodel": {"post": {
+            "tags": ["Custom models"], "summary": "Add or replace a custom model (admin)",
+            "requestBody": _form({"model": BINARY, "manifest": {
+                "type": "string", "description": "The manifest as JSON (or one field per "
+                "key)"}, **manifest}, ["model"]),
+            "responses": {"200": _json(_deepstack({"message": {"type": "string"},
+                                                    "model": {"type": "object"}}), "Added"),
+                          **_errors(400, 401, 403, 413, 429)}}},
+        "/v1/vision/deletemodel": {"post": {
+            "tags": ["Custom models"], "summary": "Delete a custom model (admin)",
+            "requestBody": _form({"name": {"type": "string"}}, ["name"]),
+            "responses": {"200": _json(_deepstack({"message": {"type": "string"},
+                                                    "name": {"type": "string"}}), "Deleted"),
+                          **_errors(400, 401, 403, 404, 413, 429)}}},
+    }
+
+
 def build_spec() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -280,7 +346,7 @@ def build_spec() -> dict[str, Any]:
             "VISIONQ_API_KEYS is set, send `Authorization: Bearer <key>`, `X-API-Key` or "
             "the form field `api_key`.")},
         "security": SECURITY,
-        "paths": _paths(),
+        "paths": {**_paths(), **_custom_paths()},
         "components": {
             "schemas": _schemas(),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},

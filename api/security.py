@@ -4,10 +4,14 @@
   too).  With no key configured the API is open (it binds to 127.0.0.1 by default and
   ``visionq up`` refuses other addresses without keys).
 - A key is read from ``Authorization: Bearer <key>``, ``X-API-Key: <key>`` or DeepStack's
-  ``api_key`` form field, and compared with every configured key in constant time
-  (``hmac.compare_digest``), so timing reveals neither the key nor which one matched.
-- Admin-only endpoints (face register/delete, job revoke) need an admin key whenever
-  ``VISIONQ_ADMIN_KEYS`` is set; otherwise they follow the API key rule.
+  ``api_key`` and ``admin_key`` form fields, and compared with every configured key in
+  constant time (``hmac.compare_digest``), so timing reveals neither the key nor which one
+  matched.  Every key presented must be valid; the caller is an admin if one of them is an
+  admin key (DeepStack clients send ``api_key`` and ``admin_key`` side by side).
+- Admin-only endpoints (job revoke, face backup/restore) need an admin key whenever
+  ``VISIONQ_ADMIN_KEYS`` is set; otherwise they follow the API key rule.  Face
+  register/delete need only an API key, as in DeepStack (its server puts them behind
+  ``CheckApiKey`` only), so Home Assistant's teach-face works with the key it has.
 - The rate limit is a fixed window per key (per client address when the API is open) in
   Redis: ``INCR`` + ``EXPIRE`` on ``visionq:rate:<who>:<window>``, shared by every API
   process; over the limit is a 429 with ``Retry-After`` (seconds to the next window).
@@ -28,8 +32,7 @@ from visionq.keys import RATE_KEY_PREFIX
 
 PUBLIC_PREFIXES = ("/healthz", "/readyz", "/openapi.json", "/docs", "/static/", "/metrics")
 PUBLIC_PATHS = frozenset({"/", "/favicon.ico"})
-ADMIN_ENDPOINTS = frozenset({
-    "deepstack.face_register", "deepstack.face_delete", "jobs.revoke_job"})
+ADMIN_ENDPOINTS = frozenset({"jobs.revoke_job", "backup.backup", "backup.restore"})
 
 
 @dataclass(frozen=True)
@@ -39,15 +42,16 @@ class Caller:
     admin: bool
 
 
-def _presented_key() -> str | None:
+def _presented_keys() -> list[str]:
     header = request.headers.get("Authorization", "")
     if header[:7].lower() == "bearer ":
-        return header[7:].strip() or None
+        return [header[7:].strip()] if header[7:].strip() else []
     if request.headers.get("X-API-Key"):
-        return request.headers["X-API-Key"].strip()
+        return [request.headers["X-API-Key"].strip()]
     if request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        return request.form.get("api_key") or None
-    return None
+        return [key for key in (request.form.get("api_key"), request.form.get("admin_key"))
+                if key]
+    return []
 
 
 def _matches(presented: str, keys: list[str]) -> bool:
@@ -64,18 +68,21 @@ def _fingerprint(key: str) -> str:
 def authenticate() -> Caller:
     settings = services().settings
     api_keys, admin_keys = settings.api_key_list, settings.admin_key_list
-    presented = _presented_key()
+    presented = _presented_keys()
     if not api_keys and not admin_keys:
         return Caller(f"ip:{request.remote_addr}", admin=True)
     unauthorized = {"WWW-Authenticate": 'Bearer realm="visionq"'}
-    if presented is None:
+    if not presented:
         raise ApiError(401, "missing_api_key", "an API key is required: send "
                        "'Authorization: Bearer <key>', 'X-API-Key: <key>' or form field "
                        "api_key", unauthorized)
-    admin = bool(admin_keys) and _matches(presented, admin_keys)
-    if not admin and not _matches(presented, api_keys):
-        raise ApiError(401, "invalid_api_key", "the API key is not valid", unauthorized)
-    return Caller(_fingerprint(presented), admin=admin or not admin_keys)
+    admin = False
+    for key in presented:
+        is_admin = bool(admin_keys) and _matches(key, admin_keys)
+        if not is_admin and not _matches(key, api_keys):
+            raise ApiError(401, "invalid_api_key", "the API key is not valid", unauthorized)
+        admin |= is_admin
+    return Caller(_fingerprint(presented[0]), admin=admin or not admin_keys)
 
 
 def rate_limit(caller: Caller) -> None:

@@ -14,7 +14,7 @@ from visionq.faces_registry import FaceRegistry
 from visionq.history import HistoryStore
 from visionq.imaging import ImageLimits
 from visionq.jobs import JobStore
-from visionq.redis_conn import redis_client
+from visionq.redis_conn import min_replicas_ack, redis_client
 from visionq.settings import Settings
 from visionq.wakeup import DoneListener
 
@@ -37,6 +37,7 @@ class Services:
     def enqueue(self, task: str, job_id: str) -> None:
         """Publish job ``job_id`` to the ``task`` queue (the message is the id only)."""
         enqueue(self.celery, task, job_id)
+        self.jobs.confirm_published([job_id])  # behind Sentinel: on a replica before the 202
 
 
 def build_services(settings: Settings, celery: Celery) -> Services:
@@ -46,7 +47,8 @@ def build_services(settings: Settings, celery: Celery) -> Services:
         redis=client,
         # One pub/sub subscription per API process wakes every long-poll (visionq.wakeup).
         jobs=JobStore(client, settings.result_ttl_s, settings.recent_jobs,
-                      listener=DoneListener(client)),
+                      listener=DoneListener(client),
+                      replicas=min_replicas_ack(settings.redis_url)),
         blobs=blob_store_from_url(settings.blob_url, client, settings.blob_ttl_s,
                                   settings.s3_endpoint_url),
         limits=ImageLimits(settings.max_bytes, settings.max_pixels),

@@ -20,6 +20,7 @@ from api.options import validate_options
 from api.security import current_caller
 from api.services import Services, services
 from visionq.blobstore import RedisBlobStore
+from visionq.custom_models import ManifestError, custom_root, find, model_name, queue_of_task
 from visionq.imaging import ImageError, probe
 from visionq.jobs import Job, QueueFullError
 from visionq.keys import IDEMPOTENCY_KEY_PREFIX
@@ -37,11 +38,19 @@ class Submitted:
 
 
 def check_task(task: str | None) -> str:
+    """A built-in task, or a custom model's as ``custom/<name>`` (``<name>`` alone works
+    too when it is no built-in task)."""
     if not task:
-        raise ApiError(400, "missing_task", f"missing task; one of: {', '.join(QUEUES)}")
-    if task not in QUEUES:
-        raise ApiError(400, "unknown_task", f"unknown task {task!r}; one of: {', '.join(QUEUES)}")
-    return task
+        raise ApiError(400, "missing_task", f"missing task; one of: {', '.join(QUEUES)}, "
+                       "custom/<model>")
+    if task in QUEUES:
+        return task
+    name = model_name(task)
+    try:
+        return find(custom_root(services().settings.models_dir), name).manifest.task
+    except ManifestError as exc:
+        raise ApiError(400, "unknown_task", f"unknown task {task!r}; one of: "
+                       f"{', '.join(QUEUES)}, custom/<model> ({exc})") from exc
 
 
 def check_backlog(svc: Services, task: str, adding: int = 1) -> None:
@@ -75,7 +84,8 @@ def submit_jobs(task: str | None, images: list[bytes], options: dict[str, Any] |
     """Validate, store and enqueue one job per image (all or nothing)."""
     svc = services()
     task = check_task(task)
-    opts = validate_options(task, options or {})
+    queue = queue_of_task(task)
+    opts = validate_options(queue, options or {})
     if not images:
         raise ApiError(400, "missing_image", "no image in the request")
     if len(images) > svc.settings.max_batch:
@@ -93,7 +103,7 @@ def submit_jobs(task: str | None, images: list[bytes], options: dict[str, Any] |
         # Before uploading to S3, and before claiming an Idempotency-Key (a retry must not
         # be handed the ids of a submission about to be refused); with Redis blobs and no
         # key, ``JobStore.admit`` checks the backlog atomically in its script.
-        check_backlog(svc, task, len(images))
+        check_backlog(svc, queue, len(images))
 
     job_ids = [uuid.uuid4().hex for _ in images]
     idem = _idempotency_key(idempotency_key, owner) if idempotency_key else None
@@ -114,8 +124,8 @@ def submit_jobs(task: str | None, images: list[bytes], options: dict[str, Any] |
             for data in images:
                 stored.append(svc.blobs.put(data))
             entries = [(job_id, key, None) for job_id, key in zip(job_ids, stored, strict=True)]
-        created = svc.jobs.admit(task, entries, opts, queue=task,
-                                 backlog_limit=svc.settings.max_backlog_for(task),
+        created = svc.jobs.admit(task, entries, opts, queue=queue,
+                                 backlog_limit=svc.settings.max_backlog_for(queue),
                                  blob_ttl_s=svc.settings.blob_ttl_s,
                                  submitter=owner or current_caller().who)
         for job in created:
@@ -132,7 +142,7 @@ def submit_jobs(task: str | None, images: list[bytes], options: dict[str, Any] |
             if idem is not None:
                 svc.redis.delete(idem)
         if isinstance(exc, QueueFullError):
-            raise _queue_full(task, exc.backlog, exc.limit) from None
+            raise _queue_full(queue, exc.backlog, exc.limit) from None
         raise
     return Submitted(created)
 

@@ -207,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     if not queues:
         raise SystemExit("--queues: at least one queue")
-    import redis
+    from visionq.redis_conn import redis_client
 
     try:
         policy = build_policy(args)
@@ -215,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"invalid policy: {exc}") from exc
     backend = build_backend(args, queues)
     redis_url = args.redis_url or Settings().redis_url
-    conn = redis.Redis.from_url(redis_url, socket_timeout=5)
+    conn = redis_client(redis_url)  # redis:// or sentinel:// (visionq.redis_conn)
     serve = args.metrics_port and not args.once  # a one-shot run has nothing to scrape
     on_decision = publish_metrics(args.metrics_port) if serve else None
     controller = Controller(conn, backend, queues, policy, dry_run=args.dry_run,

@@ -15,7 +15,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "writes bench/results/<name>.json plus PNG plots.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from bench import compare, detect_latency, face4k, frigate, netloss, submit
+    from bench import (
+        classify_eval,
+        compare,
+        detect_latency,
+        face4k,
+        face_threshold,
+        faces,
+        frigate,
+        netloss,
+        submit,
+    )
 
     compare.add_arguments(sub.add_parser(
         "loadgen", help="open-loop sweep: visionq vs sync Flask vs compute ceiling",
@@ -26,6 +36,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     face4k.add_arguments(sub.add_parser(
         "face4k", help="4K face detection: images/s per core, CPU-s/image, recall",
         description=face4k.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    faces.add_arguments(sub.add_parser(
+        "faces", help="face decode-scale policy: CPU-s/image and recall at 0.3/2/8/12 MP",
+        description=faces.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    classify_eval.add_arguments(sub.add_parser(
+        "classify-eval", help="classifier preprocessing variants: top-1/top-5 on 1,300 "
+                              "ImageNet val images",
+        description=classify_eval.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    face_threshold.add_arguments(sub.add_parser(
+        "face-threshold", help="face recognition distance threshold: false accept / reject",
+        description=face_threshold.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter))
     netloss.add_arguments(sub.add_parser(
         "loss", help="classification goodput under packet loss (netns + nftables)",
         description=netloss.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
@@ -37,6 +58,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         "frigate", help="Frigate emulation: 320 px frames at 5/s to /v1/vision/detection, "
                         "timeout 0.1 s, a new connection each: %% timeouts, p50/p99",
         description=frigate.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    from bench import broker_ceiling, scaleout
+
+    broker_ceiling.add_arguments(sub.add_parser(
+        "broker-ceiling", help="jobs/s per Redis core with no HTTP: direct producers, no-op "
+                               "workers, persistence off / everysec / always",
+        description=broker_ceiling.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter))
+    scaleout.add_arguments(sub.add_parser(
+        "scaleout", help="simulated workers (sleep model, netns nodes) vs one Redis + API: "
+                         "jobs/s against ideal, Redis commands and CPU per job",
+        description=scaleout.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    from bench import stream
+
+    stream.add_arguments(sub.add_parser(
+        "stream", help="/v1/stream vs the REST job API: images/s and CPU-ms per image "
+                       "(320×320, 1280×720), and 200 connections held",
+        description=stream.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     netloss.add_client_arguments(sub.add_parser(
         "client", help="(internal) one open-loop point, JSON on stdout; run inside a netns"))
     ready = sub.add_parser("ready", help="(internal) wait until a server is ready")
@@ -53,12 +91,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         submit.run(args, argv)
     elif args.command == "face4k":
         face4k.run(args, argv)
+    elif args.command == "faces":
+        faces.run(args, argv)
+    elif args.command == "classify-eval":
+        classify_eval.run(args, argv)
+    elif args.command == "face-threshold":
+        face_threshold.run(args, argv)
     elif args.command == "loss":
         netloss.run(args, argv)
     elif args.command == "detect-latency":
         detect_latency.run(args, argv)
     elif args.command == "frigate":
         frigate.run(args, argv)
+    elif args.command == "scaleout":
+        scaleout.run(args, argv)
+    elif args.command == "broker-ceiling":
+        broker_ceiling.run(args, argv)
+    elif args.command == "stream":
+        stream.run(args, argv)
     elif args.command == "client":
         netloss.client_main(args)
     elif args.command == "ready":

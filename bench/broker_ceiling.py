@@ -91,6 +91,11 @@ def measure_mode(mode: str, args: argparse.Namespace, log_dir: Path) -> dict[str
     env = {**os.environ, "REDIS_URL": url, "C_FORCE_ROOT": "1", "VISIONQ_METRICS": "0",
            "VISIONQ_TASK_EVENTS": "0", "VISIONQ_STATE_DIR": tmp.name,
            "VISIONQ_MODEL_CLASSIFY": "bench.sleep_model:SleepModel", "SLEEP_MODEL_MS": "0"}
+    others: list[str] = []
+    if args.redis_cpu is not None:  # Redis alone on one core, everything else on the rest
+        command = ["taskset", "-c", str(args.redis_cpu), *command]
+        rest = sorted(os.sched_getaffinity(0) - {args.redis_cpu})
+        others = ["taskset", "-c", ",".join(map(str, rest))] if rest else []
     with open(log_dir / f"redis-{mode}.log", "wb") as log:
         server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                   start_new_session=True)
@@ -101,7 +106,7 @@ def measure_mode(mode: str, args: argparse.Namespace, log_dir: Path) -> dict[str
         for index in range(args.workers):
             with open(log_dir / f"worker-{mode}-{index}.log", "wb") as log:
                 workers.append(subprocess.Popen(
-                    [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", QUEUE,
+                    [*others, sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", QUEUE,
                      "--pool", "threads", "-c", str(args.threads), "-n",
                      f"ceiling-{mode}-{index}@%h", "--without-mingle", "--without-gossip",
                      "--loglevel", "WARNING"], cwd=REPO, env=env, stdout=log,
@@ -114,6 +119,8 @@ def measure_mode(mode: str, args: argparse.Namespace, log_dir: Path) -> dict[str
                      for _ in range(args.producers)]
         for process in producers:
             process.start()
+            if others and process.pid:
+                os.sched_setaffinity(process.pid, set(map(int, others[2].split(","))))
         time.sleep(1.0)  # producers import and connect before the clock starts
         total = per * args.producers
         baseline = _finished(client)
@@ -195,13 +202,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="no-op worker processes")
     parser.add_argument("--threads", type=int, default=8, help="threads per worker")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per mode")
+    parser.add_argument("--redis-cpu", type=int, default=None,
+                        help="pin Redis to this CPU and everything else to the others "
+                             "(less noise in Redis's CPU per job)")
     parser.add_argument("--name", default="broker_ceiling")
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> None:
     bench_run = Run(args.name, ["broker-ceiling", *argv])
     bench_run.data.update(jobs=args.jobs, producers=args.producers, workers=args.workers,
-                          threads=args.threads, points=[])
+                          threads=args.threads, redis_cpu=args.redis_cpu, points=[])
     log_dir = REPO / "bench" / "results" / "logs" / args.name
     try:
         for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:

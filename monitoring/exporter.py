@@ -9,6 +9,9 @@ Celery main process per queue, so in-worker servers would need one port each and
 scrape target each; the multiprocess files already aggregate everything on the host, and
 the exporter keeps answering (queue length, "no workers" alerts) while every worker is
 down, which is exactly when those numbers matter.
+
+It also serves ``visionq_process_restarts_total{role}``: how often ``visionq up``'s
+supervisor restarted each of its children, read from Redis (``visionq.keys``) at scrape time.
 """
 
 from __future__ import annotations
@@ -17,18 +20,51 @@ import argparse
 import logging
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
+import redis
 from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 from monitoring.collector import BrokerCollector
 from monitoring.metrics import multiprocess_dir
 from monitoring.settings import get_monitoring_settings
+from visionq.keys import SUPERVISOR_RESTARTS_KEY
 from visionq.redis_conn import redis_client
 from visionq.settings import QUEUES, get_settings
 
 log = logging.getLogger("visionq.exporter")
+PROCESS_RESTARTS = "visionq_process_restarts"
+"""``_total`` is added by prometheus_client (a counter)."""
+
+
+class RestartsCollector(Collector):
+    """Restarts per role recorded by ``visionq up``'s supervisor (none without it)."""
+
+    def __init__(self, conn: redis.Redis) -> None:
+        self._conn = conn
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        return iter([self._family()])
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = self._family()
+        try:
+            counts = self._conn.hgetall(SUPERVISOR_RESTARTS_KEY)
+        except redis.RedisError as exc:
+            log.warning("restart counts unavailable: %s", exc)
+            return iter([])
+        for role, count in sorted(counts.items()):
+            name = role.decode() if isinstance(role, bytes) else str(role)
+            family.add_metric([name], float(count))
+        return iter([family])
+
+    @staticmethod
+    def _family() -> CounterMetricFamily:
+        return CounterMetricFamily(PROCESS_RESTARTS, "Times `visionq up` restarted the role "
+                                   "after it exited unexpectedly.", labels=["role"])
 
 
 def build_registry(redis_url: str, queues: Sequence[str], directory: str | None,
@@ -41,6 +77,7 @@ def build_registry(redis_url: str, queues: Sequence[str], directory: str | None,
                     "set it (the same directory as the workers') for task and job metrics")
     slos = slos or get_monitoring_settings().slos()
     registry.register(BrokerCollector(redis_client(redis_url), queues, slos))
+    registry.register(RestartsCollector(redis_client(redis_url)))
     return registry
 
 

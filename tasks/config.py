@@ -5,8 +5,11 @@ from __future__ import annotations
 from kombu import Exchange, Queue
 
 from tasks.signatures import TASK_NAMES
+from visionq.custom_models import CUSTOM_QUEUE
+from visionq.redis_conn import is_sentinel_url
 from visionq.settings import QUEUES, Settings
 
+SENTINEL_TRANSPORT = "tasks.sentinel:Transport"
 WORKER_MODULES = ("workers.app",)
 """Celery's ``imports``: modules a worker (and Flower) imports when it starts, never a
 producer.  ``workers.app`` registers the task implementations and the worker hooks, so
@@ -24,12 +27,19 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "socket_connect_timeout": 5,
         "health_check_interval": 10,
     }
+    result_transport: dict[str, object] = {"visibility_timeout": settings.visibility_timeout_s}
+    sentinel = is_sentinel_url(settings.redis_url)
+    if sentinel:  # kombu's and Celery's own Sentinel support
+        transport["master_name"] = settings.redis_sentinel_master
+        result_transport["master_name"] = settings.redis_sentinel_master
     return {
         "broker_url": settings.redis_url,
+        # kombu's Sentinel transport with a failover bug guarded (tasks.sentinel).
+        "broker_transport": SENTINEL_TRANSPORT if sentinel else None,
         "result_backend": settings.redis_url,
         "result_expires": settings.result_ttl_s,
         "broker_transport_options": transport,
-        "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
+        "result_backend_transport_options": result_transport,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
         # JSON only: no pickle anywhere on the wire.
@@ -48,9 +58,9 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "task_time_limit": settings.hard_time_limit_s,
         "task_ignore_result": True,  # results live in visionq's job records (visionq.jobs)
         "task_queues": [Queue(name, Exchange(name, type="direct"), routing_key=name)
-                        for name in QUEUES],
+                        for name in (*QUEUES, CUSTOM_QUEUE)],
         "task_routes": {TASK_NAMES[name]: {"queue": name, "routing_key": name}
-                        for name in QUEUES},
+                        for name in (*QUEUES, CUSTOM_QUEUE)},
         "task_default_queue": QUEUES[0],
         "task_create_missing_queues": False,
         # Task events cost a Redis publish per state (received, started, succeeded) and a

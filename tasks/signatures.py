@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from celery import Celery
 
+from visionq.custom_models import CUSTOM_QUEUE, queue_of_task
 from visionq.settings import QUEUES
 
-TASK_NAMES = {queue: f"visionq.{queue}" for queue in QUEUES}
+TASK_NAMES = {queue: f"visionq.{queue}" for queue in (*QUEUES, CUSTOM_QUEUE)}
+"""Queue -> task name; the ``custom`` queue carries every custom model's jobs (job task
+``custom/<name>``; the worker reads the model's name from the job record)."""
 
 
 def queue_of(task_name: str) -> str | None:
@@ -25,5 +28,7 @@ def enqueue(celery: Celery, task: str, job_id: str) -> None:
 
     ``ignore_result``: results live in the job record, so the producer must not subscribe
     to Celery's result channel for every message (a pub/sub round trip per submit, and a
-    broken result connection — a Redis restart — would fail the submit with a 500)."""
-    celery.send_task(TASK_NAMES[task], args=[job_id], task_id=job_id, ignore_result=True)
+    broken result connection — a Redis restart — would fail the submit with a 500).  A
+    custom model's task (``custom/<name>``) goes to the ``custom`` queue."""
+    celery.send_task(TASK_NAMES[queue_of_task(task)], args=[job_id], task_id=job_id,
+                     ignore_result=True)

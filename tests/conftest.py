@@ -36,6 +36,11 @@ BIN = Path(sys.executable).parent
 # The tests' job history (apps in this process and the servers they start), not the one
 # `visionq up` keeps in this checkout's .visionq/; tests that look at it use their own.
 os.environ.setdefault("VISIONQ_HISTORY_URL", f"sqlite:///{ARTIFACTS / 'history.sqlite3'}")
+# Processes the tests start import test plugins (``tests.workers.sleepy_model``): this
+# checkout's ``tests`` package must win over the top-level ``tests`` package that some
+# wheels install into site-packages (deepstack-python 0.9 ships one).
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(REPO), *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]])
 
 
 def spawn(name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen:

@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from tests.conftest import BIN, FIXTURES
+from tests.helpers import iou
 from visionq.imaging import decode
 
 FACES = FIXTURES / "faces"
@@ -23,19 +24,13 @@ CASES = json.loads((BAD / "cases.json").read_text())["cases"]
 FACE_FILES = sorted(p.name for p in FACES.glob("*") if p.suffix in (".jpg", ".png"))
 
 
-def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    ax0, ay0, ax1, ay1 = a
-    bx0, by0, bx1, by1 = b
-    inter = max(0, min(ax1, bx1) - max(ax0, bx0)) * max(0, min(ay1, by1) - max(ay0, by0))
-    union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter
-    return inter / union if union else 0.0
-
-
-def run_job(api_url: str, path: Path | bytes, task: str = "face", wait: int = 30) -> dict:
+def run_job(api_url: str, path: Path | bytes, task: str = "face", wait: int = 30,
+            options: dict | None = None) -> dict:
     """Submit, then long-poll (``wait`` s at a time) until the job is final or
     ``WAIT_S`` has passed; the job as last read."""
     data = path if isinstance(path, bytes) else path.read_bytes()
-    response = requests.post(f"{api_url}/v1/jobs", params={"task": task},
+    form = {"options": json.dumps(options)} if options else None
+    response = requests.post(f"{api_url}/v1/jobs", params={"task": task}, data=form,
                              files={"image": ("img", data)}, timeout=30)
     assert response.status_code == 202, response.text
     job_id = response.json()["id"]
@@ -57,7 +52,9 @@ def reference_boxes(path: Path) -> list[tuple[int, int, int, int]]:
 @pytest.mark.parametrize("name", FACE_FILES)
 def test_face_boxes_match_face_recognition(api_url: str, face_worker: subprocess.Popen,
                                            name: str) -> None:
-    job = run_job(api_url, FACES / name)
+    """With ``upsample`` given, the photo is scanned at full size as face_recognition does
+    (``face_locations(..., number_of_times_to_upsample=1)``): the same boxes."""
+    job = run_job(api_url, FACES / name, options={"upsample": 1})
     assert job["status"] == "succeeded", job
     result = job["result"]
     expected = reference_boxes(FACES / name)
@@ -71,6 +68,20 @@ def test_face_boxes_match_face_recognition(api_url: str, face_worker: subprocess
                                                    decode((FACES / name).read_bytes()).height)
     timings = job["timings"]
     assert timings["queue_wait_ms"] >= 0 and timings["inference_ms"] > 0
+
+
+@pytest.mark.parametrize("name", ["obama.jpg", "obama_and_biden.jpg", "two_people.jpg"])
+def test_default_scale_finds_the_same_faces(api_url: str, face_worker: subprocess.Popen,
+                                            name: str) -> None:
+    """The default decode-scale policy (``workers/plugins/face_scale.py``) scans a 1 MP
+    photo at a reduced size: the same faces, boxes within one HOG pyramid step."""
+    job = run_job(api_url, FACES / name)
+    assert job["status"] == "succeeded", job
+    got = [(f["x_min"], f["y_min"], f["x_max"], f["y_max"]) for f in job["result"]["faces"]]
+    expected = reference_boxes(FACES / name)
+    assert len(got) == len(expected)
+    for box in expected:
+        assert max(iou(box, other) for other in got) >= 0.5
 
 
 def test_no_face_image_gives_empty_list(api_url: str, face_worker: subprocess.Popen) -> None:

@@ -1,7 +1,9 @@
-"""The ``visionq`` command: ``up``, ``worker``, ``submit``, ``status``, ``watch``."""
+"""The ``visionq`` command: ``up``, ``worker``, ``submit``, ``stream``, ``status``,
+``watch``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -11,15 +13,16 @@ import click
 
 from visionq import __version__
 from visionq.client import Client, VisionqError
+from visionq.custom_models import CUSTOM_QUEUE
 from visionq.settings import DEFAULT_API_URL, QUEUES, ClientSettings, Settings
 
 
-def _queues(value: str) -> list[str]:
+def _queues(value: str, allowed: tuple[str, ...] = QUEUES) -> list[str]:
     queues = [q.strip() for q in value.split(",") if q.strip()]
-    unknown = [q for q in queues if q not in QUEUES]
+    unknown = [q for q in queues if q not in allowed]
     if unknown:
         raise click.BadParameter(f"unknown queue(s) {', '.join(unknown)}; "
-                                 f"choose from {', '.join(QUEUES)}")
+                                 f"choose from {', '.join(allowed)}")
     return queues
 
 
@@ -65,12 +68,13 @@ def up(queues: str, port: int | None, api_workers: int, concurrency: int, no_flo
 
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.option("--queues", "-Q", default=",".join(QUEUES), show_default=True,
-              help="Comma-separated queues to consume.")
+              help=f"Comma-separated queues to consume ({', '.join(QUEUES)}, or "
+                   f"{CUSTOM_QUEUE} for the custom models folder).")
 @click.option("--concurrency", "-c", type=int, default=None, help="Worker processes.")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(queues: str, concurrency: int | None, celery_args: tuple[str, ...]) -> None:
     """Run a model worker (same as `celery -A tasks worker -Q <queues>`)."""
-    selected = _queues(queues)
+    selected = _queues(queues, (*QUEUES, CUSTOM_QUEUE))
     argv = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", ",".join(selected),
             "--loglevel", "INFO", "-n", f"{'+'.join(selected)}@%h"]
     if concurrency:
@@ -110,6 +114,63 @@ def submit(image: Path, task: str, options: str | None, url: str | None, wait_s:
         sys.exit(1)
     click.echo(json.dumps(job, indent=2))
     if job.get("status") == "failed":
+        sys.exit(1)
+
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+
+
+def _stream_paths(source: str) -> list[Path]:
+    """Every image file in directory ``source`` (recursively), else the files ``source``
+    matches as a glob (``frames/*.jpg``, ``cams/**/*.jpg``), sorted."""
+    import glob
+
+    root = Path(source)
+    if root.is_dir():
+        return sorted(p for p in root.rglob("*") if p.is_file()
+                      and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file())
+
+
+@main.command()
+@click.argument("source", metavar="DIR_OR_GLOB")
+@click.option("--task", "-t", type=click.Choice(QUEUES), required=True)
+@click.option("--options", default=None, help='Task options as JSON, e.g. \'{"top_k": 3}\'.')
+@click.option("--window", type=click.IntRange(min=1), default=None,
+              help="Images in flight at most (default: as many as the server's credits).")
+@click.option("--url", default=None, help=URL_HELP)
+def stream(source: str, task: str, options: str | None, window: int | None,
+           url: str | None) -> None:
+    """Send every image of DIR_OR_GLOB over one WebSocket and print one JSON line per
+    result (completion order; "ref" is the file's path), with a progress bar on stderr
+    when it is a terminal.  Exit status 1 if any image failed or was rejected, 2 if the
+    server closed the stream."""
+    from visionq.client import StreamClient, StreamClosedError
+
+    paths = _stream_paths(source)
+    if not paths:
+        raise click.UsageError(f"no image files in {source!r}")
+    try:
+        parsed = json.loads(options) if options else None
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"--options is not JSON: {exc}") from exc
+    settings = ClientSettings()
+    client = StreamClient(url or settings.url, api_key=settings.api_key)
+    failed = 0
+    bar = click.progressbar(length=len(paths), file=sys.stderr, label="stream", show_pos=True,
+                            show_eta=True) if sys.stderr.isatty() else None
+    with bar if bar is not None else contextlib.nullcontext():
+        try:
+            for frame in client.run(((str(p), p) for p in paths), task, parsed, window):
+                failed += frame.get("status") != "succeeded"
+                click.echo(json.dumps(frame))
+                if bar is not None:
+                    bar.update(1)
+        except StreamClosedError as exc:
+            click.echo(json.dumps({"success": False, "error": exc.reason, "code": exc.code}),
+                       err=True)
+            sys.exit(2)
+    if failed:
         sys.exit(1)
 
 

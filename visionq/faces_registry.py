@@ -35,6 +35,16 @@ def distance_to_confidence(distance: float, tolerance: float = 0.6) -> float:
     return min(1.0, linear + (1.0 - linear) * math.pow((linear - 0.5) * 2, 0.2))
 
 
+def _checked(encoding: list[float]) -> list[float]:
+    """``encoding`` as 128 finite floats rounded to 6 places, or ValueError."""
+    if len(encoding) != ENCODING_SIZE:
+        raise ValueError(f"an encoding has {len(encoding)} values, not {ENCODING_SIZE}")
+    values = [round(float(v), 6) for v in encoding]
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError("an encoding has a value that is not a finite number")
+    return values
+
+
 @dataclass(frozen=True)
 class Match:
     userid: str
@@ -49,23 +59,47 @@ class FaceRegistry:
 
     def add(self, userid: str, encodings: list[list[float]]) -> int:
         """Append encodings to ``userid``; returns how many that user now has.  Atomic with
-        respect to other ``add`` calls for the same user (WATCH/MULTI)."""
-        for encoding in encodings:
-            if len(encoding) != ENCODING_SIZE:
-                raise ValueError(f"an encoding has {len(encoding)} values, not {ENCODING_SIZE}")
+        respect to other ``add``/``replace`` calls for the same user (WATCH/MULTI)."""
+        return self._store(userid, encodings, append=True)[0]
+
+    def replace(self, userid: str, encodings: list[list[float]]) -> tuple[int, bool]:
+        """Make ``encodings`` the only ones of ``userid`` (DeepStack's register); returns
+        (how many it now has, whether the user existed before)."""
+        return self._store(userid, encodings, append=False)
+
+    def _store(self, userid: str, encodings: list[list[float]],
+               append: bool) -> tuple[int, bool]:
+        rows = [_checked(encoding) for encoding in encodings]
         with self._client.pipeline() as pipe:
             while True:
                 try:
                     pipe.watch(REGISTRY_KEY)
                     raw = pipe.hget(REGISTRY_KEY, userid)
-                    stored = json.loads(raw) if raw else []
-                    stored.extend([[round(float(v), 6) for v in e] for e in encodings])
+                    stored = json.loads(raw) if raw and append else []
+                    stored.extend(rows)
                     pipe.multi()
                     pipe.hset(REGISTRY_KEY, userid, json.dumps(stored))
                     pipe.execute()
-                    return len(stored)
+                    return len(stored), raw is not None
                 except redis.WatchError:
                     continue
+
+    def export(self) -> dict[str, list[list[float]]]:
+        """Every user's encodings (for a backup), users sorted by name."""
+        everything = self._client.hgetall(REGISTRY_KEY)
+        return {name.decode(): json.loads(everything[name]) for name in sorted(everything)}
+
+    def restore(self, faces: dict[str, list[list[float]]]) -> None:
+        """Replace the whole registry with ``faces`` in one MULTI (a reader sees the old
+        registry or the new one, never a mix).  Every encoding is checked before anything is
+        written, so a bad one changes nothing."""
+        rows = {userid: json.dumps([_checked(e) for e in encodings])
+                for userid, encodings in faces.items()}
+        with self._client.pipeline(transaction=True) as pipe:
+            pipe.delete(REGISTRY_KEY)
+            if rows:
+                pipe.hset(REGISTRY_KEY, mapping=rows)
+            pipe.execute()
 
     def users(self) -> list[str]:
         return sorted(name.decode() for name in self._client.hkeys(REGISTRY_KEY))

@@ -8,6 +8,7 @@ after finishing but before acking) still yields exactly one result.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -24,6 +25,10 @@ from visionq.keys import (
 )
 from visionq.wakeup import DoneListener
 
+log = logging.getLogger("visionq.jobs")
+
+REPLICAS_RECHECK_S = 5.0
+"""How often a store with ``replicas`` re-reads how many replicas the primary has."""
 WAIT_RECHECK_S = 1.0
 """A waiting thread re-reads the job record this often even without an announcement."""
 UNSUBSCRIBED_RECHECK_S = 0.1
@@ -97,29 +102,33 @@ return {attempt, fields, blob}
 
 # Admit a batch of jobs all or nothing, after the backlog check, in one round trip.
 # KEYS[1] the queue's list (kombu: the bare name), KEYS[2] recent index, then per job its
-# record key and blob key.  ARGV: backlog limit, job ttl, blob ttl, recent cap, queued_at,
-# task, options JSON, submitter ('' none), then per job: job id, mode, image bytes.  Mode '1':
-# store the bytes under the blob key (Redis blobs); '0': stored elsewhere, owned (deleted
-# when the job ends); '2': borrowed, never deleted (both with empty bytes).
-# Returns {0, backlog} when the queue is full (nothing written), {1} otherwise.
+# record key and blob key.  ARGV: backlog limit, job ttl, recent cap, queued_at, task,
+# options JSON, submitter ('' none), then per job: job id, mode.  Mode '1': the image was
+# stored under the blob key by a SET in the same MULTI transaction, just before this script
+# (natively: passing the bytes through Lua copied them, ~1.2 CPU-µs per KB in Redis); a
+# refused admission deletes it again.  '0': stored elsewhere, owned (deleted when the job
+# ends); '2': borrowed, never deleted.
+# Returns {0, backlog} when the queue is full (nothing kept), {1} otherwise.
 _ADMIT_SCRIPT = """
 local n = (#KEYS - 2) / 2
 local backlog = redis.call('LLEN', KEYS[1])
-if backlog + n > tonumber(ARGV[1]) then return {0, backlog} end
+if backlog + n > tonumber(ARGV[1]) then
+  for i = 1, n do
+    if ARGV[7 + 2 * i] == '1' then redis.call('DEL', KEYS[2 + 2 * i]) end
+  end
+  return {0, backlog}
+end
 for i = 1, n do
   local job_key, blob_key = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
-  local job_id, mode = ARGV[6 + 3 * i], ARGV[7 + 3 * i]
-  if mode == '1' then  -- the image itself, passed as its own argument (never copied in Lua)
-    redis.call('SET', blob_key, ARGV[8 + 3 * i], 'EX', tonumber(ARGV[3]))
-  end
-  redis.call('HSET', job_key, 'task', ARGV[6], 'status', 'queued', 'blob', blob_key,
-             'options', ARGV[7], 'queued_at', ARGV[5], 'attempts', 0)
+  local job_id, mode = ARGV[6 + 2 * i], ARGV[7 + 2 * i]
+  redis.call('HSET', job_key, 'task', ARGV[5], 'status', 'queued', 'blob', blob_key,
+             'options', ARGV[6], 'queued_at', ARGV[4], 'attempts', 0)
   if mode == '2' then redis.call('HSET', job_key, 'blob_owned', '0') end
-  if ARGV[8] ~= '' then redis.call('HSET', job_key, 'submitter', ARGV[8]) end
+  if ARGV[7] ~= '' then redis.call('HSET', job_key, 'submitter', ARGV[7]) end
   redis.call('EXPIRE', job_key, tonumber(ARGV[2]))
-  redis.call('ZADD', KEYS[2], tonumber(ARGV[5]), job_id)
+  redis.call('ZADD', KEYS[2], tonumber(ARGV[4]), job_id)
 end
-redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[4]) - 1)
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[3]) - 1)
 return {1}
 """
 
@@ -199,8 +208,17 @@ def _float(value: bytes | None) -> float | None:
 
 class JobStore:
     def __init__(self, client: redis.Redis, ttl_s: int,
-                 recent_cap: int = 10_000, listener: DoneListener | None = None) -> None:
+                 recent_cap: int = 10_000, listener: DoneListener | None = None, *,
+                 replicas: int = 0, replica_timeout_ms: int = 1000) -> None:
+        """``replicas``: admissions, publications and results are acknowledged only once
+        that many replicas have them (Redis ``WAIT``, up to ``replica_timeout_ms``), so a
+        Sentinel failover cannot lose an accepted job or a written result."""
         self._client = client
+        self._replicas = replicas
+        self._replica_timeout_ms = replica_timeout_ms
+        self._connected_replicas = (0, float("-inf"))
+        """(replicas the primary has, when read): ``WAIT`` asks for no more than that, so a
+        primary left alone after a failover does not stall every write for the timeout."""
         self._listener = listener
         self._ttl_s = ttl_s
         self._recent_cap = recent_cap
@@ -234,18 +252,51 @@ class JobStore:
         queued_at = time.time()
         opts = options or {}
         keys: list[str] = [queue, RECENT_KEY]
-        args: list[Any] = [backlog_limit, self._ttl_s, blob_ttl_s, self._recent_cap,
+        args: list[Any] = [backlog_limit, self._ttl_s, self._recent_cap,
                            repr(queued_at), task, json.dumps(opts), submitter or ""]
+        blobs: list[tuple[str, bytes]] = []
         for job_id, blob_key, data in entries:
             keys += [self.key(job_id), blob_key]
-            mode = "1" if data is not None else "0" if blob_owned else "2"
-            args += [job_id, mode, data if data is not None else b""]
-        reply = self._admit(keys=keys, args=args)
+            args += [job_id, "1" if data is not None else "0" if blob_owned else "2"]
+            if data is not None:
+                blobs.append((blob_key, data))
+        reply = self._admit_with(blobs, blob_ttl_s, keys, args)
         if int(reply[0]) == 0:
             raise QueueFullError(queue, int(reply[1]), backlog_limit)
         return [Job(id=job_id, task=task, status="queued", blob=blob_key, options=opts,
                     queued_at=queued_at, blob_owned=blob_owned, submitter=submitter)
                 for job_id, blob_key, _ in entries]
+
+    def _admit_with(self, blobs: list[tuple[str, bytes]], blob_ttl_s: int, keys: list[str],
+                    args: list[Any]) -> Any:
+        """The images' SETs, the admit script (and, with ``replicas``, ``WAIT``) pipelined
+        on one connection: one round trip.  The script deletes the images again when it
+        refuses the batch; a connection lost between a SET and the script leaves at most an
+        unreferenced image that expires with its TTL."""
+        if not blobs:
+            return self._replicated(self._admit, keys, args)
+        wanted = self._wanted_replicas()
+        for attempt in (1, 2):
+            pipe = self._client.pipeline(transaction=False)
+            for blob_key, data in blobs:
+                pipe.set(blob_key, data, ex=blob_ttl_s)
+            # evalsha, not the Script object: a Script in a pipeline costs a SCRIPT EXISTS
+            # round trip on every execute.
+            pipe.evalsha(self._admit.sha, len(keys), *keys, *args)
+            if wanted:
+                pipe.execute_command("WAIT", wanted, self._replica_timeout_ms)
+            replies = pipe.execute(raise_on_error=False)
+            reply = replies[len(blobs)]
+            if isinstance(reply, redis.exceptions.NoScriptError) and attempt == 1:
+                self._client.script_load(_ADMIT_SCRIPT)  # Redis restarted or flushed scripts
+                continue
+            for result in replies:
+                if isinstance(result, Exception):
+                    raise result
+            if wanted:
+                self._check_acked(int(replies[-1]), wanted)
+            return reply
+        raise AssertionError("unreachable")
 
     def recent(self, *, status: str | None = None, task: str | None = None, limit: int = 50,
                before: float | None = None) -> list[Job]:
@@ -361,7 +412,58 @@ class JobStore:
         keys = [self.key(job_id), COUNTS_KEY, self.channel(job_id), HISTORY_STREAM_KEY]
         if blob:
             keys.append(blob)
-        return int(self._finish(keys=keys, args=args)) == 1
+        return int(self._replicated(self._finish, keys, args)) == 1
+
+    def _replicated(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """Run ``script``; with ``replicas``, follow it with ``WAIT`` on the same connection
+        (one pipeline, one round trip) and log when too few replicas confirmed in time."""
+        wanted = self._wanted_replicas()
+        if not wanted:
+            return script(keys=keys, args=args)
+        pipe = self._client.pipeline(transaction=False)
+        script(keys=keys, args=args, client=pipe)
+        pipe.execute_command("WAIT", wanted, self._replica_timeout_ms)
+        reply, acked = pipe.execute()
+        self._check_acked(int(acked), wanted)
+        return reply
+
+    def _wanted_replicas(self) -> int:
+        """``replicas``, capped by how many the primary has now (read every few seconds)."""
+        if not self._replicas:
+            return 0
+        count, read_at = self._connected_replicas
+        now = time.monotonic()
+        if now - read_at > REPLICAS_RECHECK_S:
+            try:
+                count = int(self._client.info("replication").get("connected_slaves", 0))
+            except redis.RedisError:
+                count = self._replicas  # unknown: ask for all, WAIT's timeout bounds it
+            if count < self._replicas:
+                log.warning("the Redis primary has %d of the %d replicas writes should reach: "
+                            "acknowledged writes are not protected against a failover",
+                            count, self._replicas)
+            self._connected_replicas = (count, now)
+        return min(self._replicas, count)
+
+    def confirm_published(self, job_ids: list[str]) -> None:
+        """After the jobs' messages were published (on the producer's own connection): with
+        ``replicas``, wait until the replicas have them too.  A write on our connection
+        (the records' TTL, unchanged in effect) lets ``WAIT`` cover everything before it in
+        the replication stream, the messages included."""
+        wanted = self._wanted_replicas() if job_ids else 0
+        if not wanted:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.expire(self.key(job_id), self._ttl_s)
+        pipe.execute_command("WAIT", wanted, self._replica_timeout_ms)
+        self._check_acked(int(pipe.execute()[-1]), wanted)
+
+    def _check_acked(self, acked: int, wanted: int) -> None:
+        if acked < wanted:
+            log.warning("only %d of %d replicas confirmed a write within %d ms",
+                        acked, wanted, self._replica_timeout_ms)
+            self._connected_replicas = (0, float("-inf"))  # read the replica count again
 
     @staticmethod
     def channel(job_id: str) -> str:

@@ -55,3 +55,11 @@ WATCH_KEY_PREFIX = "visionq:watch:"
 ``visionq:watch:<watch id>:pending`` (Hash job id -> JSON): objects whose job was claimed
 and whose result JSON is not written yet (what a restarted watcher finishes);
 ``visionq:watch:<watch id>:scanned`` (Hash key -> ETag): the scan mode's cursor."""
+
+# -- visionq up's supervisor (visionq.supervisor) ---------------------------------------
+SUPERVISOR_RESTARTS_KEY = "visionq:supervisor:restarts"
+"""Hash role -> times ``visionq up`` restarted it since it started (the exporter's
+``visionq_process_restarts_total``)."""
+SUPERVISOR_GAVE_UP_KEY = "visionq:supervisor:gave_up"
+"""Hash role -> JSON ``{"reason", "critical"}`` of the roles ``visionq up`` stopped
+restarting; ``/readyz`` lists them and answers 503 while a critical one is there."""

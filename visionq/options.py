@@ -21,6 +21,9 @@ DEFAULT_MIN_CONFIDENCE = 0.3
 """Where the detector balances recall and false positives on the coco8 fixtures
 (``bench/models_detect.py``; README "Models")."""
 DEFAULT_TOP_K = 5
+MIN_FACE_PX_LOWEST, MIN_FACE_PX_HIGHEST = 20, 10_000
+"""Range of ``min_face_px``: below 20 px HOG would scan 13x the pixels of the default on a
+2 MP photo; above 10,000 nothing is left to find."""
 
 
 class TaskOptions(BaseModel):
@@ -33,8 +36,15 @@ class TaskOptions(BaseModel):
 class FaceOptions(TaskOptions):
     model: Literal["hog", "cnn"] = Field("hog", description="dlib detector: HOG (fast, CPU) "
                                          "or CNN (more accurate, ~50x slower on CPU).")
-    upsample: int = Field(1, ge=0, le=3, description="Times to upsample before detecting "
-                          "(finds smaller faces, ~4x cost each).")
+    min_face_px: int | None = Field(
+        None, ge=MIN_FACE_PX_LOWEST, le=MIN_FACE_PX_HIGHEST,
+        description="Smallest face to find (box height, original pixels): sets how many "
+        "pixels the detector scans (cost ~ 1/min_face_px^2). Default: max(40, "
+        "80 * sqrt(width * height / 1.6e6)), about the same cost at every photo size.")
+    upsample: int | None = Field(None, ge=0, le=3, description="Times to upsample before "
+                                 "detecting, on the photo at full size (finds smaller faces, "
+                                 "~4x cost each); overrides min_face_px. Default: chosen "
+                                 "from min_face_px.")
     landmarks: Literal["68", "5", "none"] = Field("68", description="Landmark model.")
     encodings: bool = Field(False, description="Add each face's 128-d encoding.")
 
@@ -50,6 +60,18 @@ class ClassifyOptions(TaskOptions):
     top_k: int = Field(DEFAULT_TOP_K, ge=1, le=1000, description="How many labels to return.")
 
 
+class CustomOptions(TaskOptions):
+    """Options of a custom model's jobs (task ``custom/<name>``; ``visionq.custom_models``)."""
+
+    min_confidence: float | None = Field(None, ge=0, le=1, description="Drop predictions "
+                                         "scored below (detectors: never below the "
+                                         "manifest's score_threshold).")
+    top_k: int = Field(DEFAULT_TOP_K, ge=1, le=1000, description="Classifiers: how many "
+                       "labels to return.")
+
+
 TASK_OPTIONS: dict[str, type[TaskOptions]] = {
-    "face": FaceOptions, "detect": DetectOptions, "classify": ClassifyOptions}
-"""Task (queue) -> its option model; a plugin's ``options`` is this model or a subclass."""
+    "face": FaceOptions, "detect": DetectOptions, "classify": ClassifyOptions,
+    "custom": CustomOptions}
+"""Task (queue) -> its option model; a plugin's ``options`` is this model or a subclass.
+``custom`` is every custom model's (job task ``custom/<name>``)."""

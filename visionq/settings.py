@@ -24,6 +24,12 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from visionq.imaging import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+from visionq.supervisor import (
+    DEFAULT_BACKOFF_INITIAL_S,
+    DEFAULT_BACKOFF_MAX_S,
+    DEFAULT_GIVE_UP_AFTER,
+    DEFAULT_WINDOW_S,
+)
 
 DEFAULT_REDIS_PORT = 6379
 DEFAULT_REDIS_URL = f"redis://127.0.0.1:{DEFAULT_REDIS_PORT}/0"
@@ -66,6 +72,12 @@ DEFAULT_HISTORY_DAYS = 90
 """Job history rows older than this are deleted (by the retention pass)."""
 DEFAULT_HISTORY_MAX_ROWS = 10_000_000
 """... and the oldest beyond this many: ~10 GB of SQLite at ~1 kB a row."""
+DEFAULT_MAX_STREAMS = 12
+"""Open ``/v1/stream`` connections per API process: under ``visionq up``'s 16 threads per
+gunicorn worker, so 4 threads stay free for REST requests."""
+DEFAULT_MAX_STREAMS_PER_KEY = 8
+DEFAULT_STREAM_WINDOW = 8
+"""Images in flight per stream: enough to keep a worker busy across the network round trip."""
 DEFAULT_API_HOST = "127.0.0.1"
 DEFAULT_API_PORT = 8000
 DEFAULT_API_URL = f"http://{DEFAULT_API_HOST}:{DEFAULT_API_PORT}"
@@ -88,6 +100,14 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("REDIS_URL", "VISIONQ_REDIS_URL"),
         description="Broker, job store and default blob store (redis://, rediss://).",
     )
+    redis_sentinel_master: str = Field(
+        default="mymaster",
+        description="Master name Redis Sentinel knows the primary by (sentinel:// URLs).")
+    redis_min_replicas_ack: int | None = Field(
+        default=None, ge=0,
+        description="Replicas that must have a job's admission and result before they are "
+        "acknowledged (Redis WAIT); default 1 with sentinel:// URLs, else 0.",
+        json_schema_extra={"default_text": "1 with `sentinel://`, else 0"})
     redis_port: int = Field(default=DEFAULT_REDIS_PORT,
                             description="Port of the embedded Redis (when REDIS_URL is unset).")
     state_dir: Path = Field(default=Path(".visionq"),
@@ -113,8 +133,12 @@ class Settings(BaseSettings):
     model_classify: str = DEFAULT_MODELS["classify"]
     models_dir: Path = Field(
         default_factory=default_models_dir,
-        description="Where `visionq install-models` puts converted weights (detect).",
+        description="Where `visionq install-models` puts converted weights (detect); custom "
+        "models live in its `custom/` folder.",
         json_schema_extra={"default_text": "`~/.cache/visionq/models`"})
+    custom_models_loaded: int = Field(
+        default=4, ge=1, description="Custom models a `custom` worker process keeps loaded "
+        "(least recently used dropped).")
     instance_id: str = Field(
         default_factory=socket.gethostname,
         description="This worker host's id in the busy marks the autoscaler reads for "
@@ -136,7 +160,25 @@ class Settings(BaseSettings):
     max_backlog_face: int = DEFAULT_MAX_BACKLOG
     max_backlog_detect: int = DEFAULT_MAX_BACKLOG
     max_backlog_classify: int = DEFAULT_MAX_BACKLOG
+    max_backlog_custom: int = DEFAULT_MAX_BACKLOG
     max_batch: int = Field(default=64, ge=1, description="Images per batch submit.")
+    max_streams: int = Field(
+        default=DEFAULT_MAX_STREAMS, ge=0,
+        description="WebSocket streams (`/v1/stream`) open at once per API process (0: "
+        "streaming off). Each holds one gunicorn thread: keep it below the threads per "
+        "process (`visionq up`: 16) so REST is still served.")
+    max_streams_per_key: int = Field(default=DEFAULT_MAX_STREAMS_PER_KEY, ge=1,
+                                     description="Streams open at once per API key (per "
+                                     "client address when the API is open), per API process.")
+    stream_window: int = Field(default=DEFAULT_STREAM_WINDOW, ge=1, le=1024,
+                               description="Credits per stream: images in flight per "
+                               "connection.")
+    stream_idle_timeout_s: float = Field(default=60.0, gt=0,
+                                         description="A stream with no frame received and no "
+                                         "job pending this long is closed (code 4408).")
+    stream_max_frame_bytes: int = Field(default=0, ge=0,
+                                        description="Largest WebSocket frame a stream accepts "
+                                        "(close code 1009 beyond); 0: VISIONQ_MAX_BYTES + 64 KiB.")
     sync_timeout_s: float = DEFAULT_SYNC_TIMEOUT_S
     idempotency_ttl_s: int = Field(default=24 * 3600, description="How long an Idempotency-Key "
                                    "maps to its job(s).")
@@ -163,6 +205,18 @@ class Settings(BaseSettings):
     history_max_rows: int = Field(default=DEFAULT_HISTORY_MAX_ROWS, ge=0,
                                   description="The oldest history rows beyond this many are "
                                   "deleted (0: no limit).")
+    supervisor_backoff_initial_s: float = Field(
+        default=DEFAULT_BACKOFF_INITIAL_S, ge=0,
+        description="`visionq up`: wait before restarting a role that exited; doubles for each "
+        "further exit soon after a start.")
+    supervisor_backoff_max_s: float = Field(default=DEFAULT_BACKOFF_MAX_S, ge=0,
+                                            description="`visionq up`: longest restart backoff.")
+    supervisor_give_up_after: int = Field(
+        default=DEFAULT_GIVE_UP_AFTER, ge=1,
+        description="`visionq up`: a role that exits this many times within "
+        "VISIONQ_SUPERVISOR_WINDOW_S, each soon after its start, is given up.")
+    supervisor_window_s: float = Field(default=DEFAULT_WINDOW_S, gt=0,
+                                       description="`visionq up`: the give-up window.")
     history_writer: bool = Field(default=True,
                                  description="The API process drains finished jobs into the "
                                  "history store (and applies its retention).")
@@ -184,7 +238,7 @@ class Settings(BaseSettings):
 
     def max_backlog_for(self, task: str) -> int:
         return {"face": self.max_backlog_face, "detect": self.max_backlog_detect,
-                "classify": self.max_backlog_classify}[task]
+                "classify": self.max_backlog_classify, "custom": self.max_backlog_custom}[task]
 
     @field_validator("flower_basic_auth")
     @classmethod

@@ -2,13 +2,17 @@
 
 Starts the embedded Redis (unless ``REDIS_URL`` points elsewhere), the API under
 gunicorn, one Celery worker per queue and Flower; prefixes every line of their output
-with the process name; prints the URLs once the API answers.
+with the process name; prints the URLs once the API answers.  Every child is supervised
+(``visionq.supervisor``): one that exits unexpectedly is restarted with backoff, and given up
+after repeated fast failures; restarts and give-ups are recorded in Redis for ``/readyz``
+and the exporter.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import ipaddress
+import json
 import os
 import shutil
 import signal
@@ -20,16 +24,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+import redis
 import requests
 
 from monitoring.metrics import clean_multiprocess_dir
 from monitoring.settings import PROMETHEUS_PORT, get_monitoring_settings
+from visionq.custom_models import custom_queue_if_models
 from visionq.embedded_redis import server_command, wait_ready
+from visionq.keys import SUPERVISOR_GAVE_UP_KEY, SUPERVISOR_RESTARTS_KEY
+from visionq.redis_conn import redis_client
 from visionq.settings import QUEUES, Settings
+from visionq.supervisor import RestartPolicy, Snapshot, Supervisor, kill_group
 
 PROMETHEUS_CONFIG = Path(__file__).resolve().parents[1] / "monitoring" / "prometheus.yml"
 STOP_TIMEOUT_S = 30.0
 """Warm shutdown: workers finish in-flight jobs; after this they are killed."""
+SUPERVISE_INTERVAL_S = 0.5
+"""How often the children are polled: a dead one is noticed within this."""
 
 
 @dataclass
@@ -37,6 +48,9 @@ class Service:
     name: str
     command: list[str]
     critical: bool = True
+    """The stack cannot run without it: if it is given up, ``visionq up`` stops."""
+    ready_critical: bool = False
+    """``/readyz`` answers 503 while it is given up (critical ones always do)."""
     env: dict[str, str] = field(default_factory=dict)
     """Added to the stack's environment for this service only."""
     process: subprocess.Popen | None = field(default=None, repr=False)
@@ -60,6 +74,7 @@ class Stack:
     embedded_redis_port: int | None = None
     services: list[Service] = field(default_factory=list)
     out: object = sys.stdout
+    supervisor: Supervisor | None = field(default=None, repr=False)
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -93,11 +108,11 @@ class Stack:
             "--threads", str(self.api_threads), "--bind",
             f"{self.settings.api_host}:{self.settings.api_port}",
             "--graceful-timeout", "20", "api:create_app()"], env=api_env))
-        for queue in self.queues:
+        for queue in [*self.queues, *custom_queue_if_models(self.settings.models_dir)]:
             services.append(Service(f"worker-{queue}", [
                 python, "-m", "celery", "-A", "tasks", "worker", "-Q", queue,
                 "-c", str(self.worker_concurrency), "-n", f"{queue}@%h", "--loglevel", "INFO"],
-                critical=False, env=workers_env))
+                critical=False, ready_critical=True, env=workers_env))
         services.append(Service("exporter", [
             python, "-m", "monitoring.exporter", "--queues", ",".join(self.queues)],
             critical=False, env=workers_env))
@@ -137,9 +152,42 @@ class Stack:
         self.out.write(f"visionq: {message}\n")  # type: ignore[attr-defined]
         self.out.flush()  # type: ignore[attr-defined]
 
+    def policy(self) -> RestartPolicy:
+        s = self.settings
+        return RestartPolicy(backoff_initial_s=s.supervisor_backoff_initial_s,
+                             backoff_max_s=max(s.supervisor_backoff_max_s,
+                                               s.supervisor_backoff_initial_s),
+                             give_up_after=s.supervisor_give_up_after,
+                             window_s=s.supervisor_window_s)
+
+    def record(self, snapshot: Snapshot) -> bool:
+        """Restart counts and given-up roles into Redis (``visionq.keys``); False while
+        Redis does not answer (the supervisor offers the snapshot again)."""
+        conn = redis_client(self.settings.redis_url)
+        try:
+            pipe = conn.pipeline(transaction=True)
+            pipe.delete(SUPERVISOR_RESTARTS_KEY, SUPERVISOR_GAVE_UP_KEY)
+            if snapshot.restarts:
+                pipe.hset(SUPERVISOR_RESTARTS_KEY, mapping=snapshot.restarts)
+            if snapshot.gave_up:
+                pipe.hset(SUPERVISOR_GAVE_UP_KEY, mapping={
+                    role: json.dumps({"reason": g.reason, "critical": g.ready_critical})
+                    for role, g in snapshot.gave_up.items()})
+            pipe.execute()
+        except redis.RedisError:
+            return False
+        return True
+
+    def supervise(self) -> None:
+        """One supervision pass (see ``visionq.supervisor``)."""
+        if self.supervisor is not None:
+            self.supervisor.poll()
+
     def run(self, ready_timeout_s: float = 120.0) -> int:
         self.services = self.plan()
         stopping = threading.Event()
+        self.supervisor = Supervisor(self.services, self.start, self.say,  # type: ignore[arg-type]
+                                     self.record, self.policy(), time.monotonic)
 
         def _stop(signum: int, _frame: object) -> None:
             stopping.set()
@@ -150,6 +198,7 @@ class Stack:
             for service in self.services:
                 self.say(f"starting {service.name}: {' '.join(service.command)}")
                 self.start(service)
+                self.supervisor.started(service)
                 if service.name == "redis":
                     wait_ready(self.settings.redis_url, 15, service.process)
             if not self._wait_api(ready_timeout_s, stopping):
@@ -160,26 +209,28 @@ class Stack:
             self.stop()
 
     def _wait_api(self, timeout_s: float, stopping: threading.Event) -> bool:
+        """Until the API says Redis answers and every queue has a worker (or its worker was
+        given up: the stack runs without it and ``/readyz`` says so).  Children are
+        supervised meanwhile; False if Redis or the API is given up."""
         base = f"http://{self.settings.api_host}:{self.settings.api_port}"
         deadline = time.monotonic() + timeout_s
+        supervisor = self.supervisor
         while not stopping.is_set() and time.monotonic() < deadline:
+            self.supervise()
+            if supervisor is not None and supervisor.fatal():
+                return False
             try:
                 detail = requests.get(f"{base}/readyz", timeout=2).json()
                 online = detail.get("workers", {})
                 missing = [q for q in self.queues if not online.get(q)]
                 if detail.get("redis") == "ok" and not missing:
                     return True
-                crashed = [s.name for s in self.services if s.process and
-                           s.process.poll() is not None]
-                if crashed:
-                    self.say(f"{', '.join(crashed)} exited during start-up; see its log above")
-                    if any(s.critical for s in self.services if s.name in crashed):
-                        return False
-                    if all(f"worker-{q}" in crashed for q in missing):
-                        return True
-            except requests.RequestException:
+                if supervisor is not None and detail.get("redis") == "ok" and all(
+                        supervisor.gave_up(f"worker-{q}") for q in missing):
+                    return True
+            except (requests.RequestException, ValueError):
                 pass
-            time.sleep(0.5)
+            time.sleep(SUPERVISE_INTERVAL_S)
         if not stopping.is_set():
             self.say(f"the stack did not become ready within {timeout_s:g} s")
         return False
@@ -216,30 +267,31 @@ class Stack:
             self.say(line)
 
     def _watch(self, stopping: threading.Event) -> int:
-        while not stopping.wait(1.0):
-            for service in self.services:
-                if service.process and service.process.poll() is not None and service.critical:
-                    self.say(f"{service.name} exited with code {service.process.returncode}; "
-                             "stopping")
-                    return 1
+        while not stopping.wait(SUPERVISE_INTERVAL_S):
+            self.supervise()
+            fatal = self.supervisor.fatal() if self.supervisor is not None else []
+            if fatal:
+                self.say(f"{', '.join(g.role for g in fatal)} given up; stopping")
+                return 1
         self.say("stopping (warm shutdown)...")
         return 0
 
     def stop(self) -> None:
+        """SIGTERM to each child's main process, newest first, then SIGKILL to what is left
+        of its process group.  Only the main process: Celery's main process answers SIGTERM
+        with a warm shutdown (its pool finishes the job in hand), while a SIGTERM to the
+        whole group would reach the pool children and kill that job mid-way."""
         for service in reversed(self.services):
             process = service.process
             if process is None or process.poll() is not None:
                 continue
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                continue
+            process.terminate()
             try:
                 process.wait(STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 self.say(f"{service.name} did not stop within {STOP_TIMEOUT_S:g} s; killing")
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            kill_group(process.pid)
+            process.wait()
         self.say("stopped")
 
 

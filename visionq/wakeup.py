@@ -49,11 +49,12 @@ class DoneListener:
         """True while the subscription is confirmed: no announcement can be missed."""
         return self._ready.is_set()
 
-    def register(self, job_id: str) -> threading.Event:
+    def register(self, job_id: str, event: threading.Event | None = None) -> threading.Event:
         """An event set when ``job_id`` is announced (or when the listener reconnects).
 
-        Call before reading the job record; ``unregister`` when done waiting."""
-        event = threading.Event()
+        Call before reading the job record; ``unregister`` when done waiting.  ``event``:
+        use this one (a stream passes one event for all of its jobs)."""
+        event = threading.Event() if event is None else event
         with self._lock:  # one step: the listener cannot stop between these two
             self._start_locked()
             self._waiters.setdefault(job_id, set()).add(event)

@@ -21,7 +21,9 @@ from celery import Task, signals
 from monitoring.settings import metrics_enabled
 from tasks.app import app
 from tasks.signatures import TASK_NAMES, enqueue, queue_of
+from visionq.custom_models import CUSTOM_QUEUE
 from visionq.settings import QUEUES
+from workers.custom.hooks import CustomModelsScan
 from workers.hooks import Heartbeats, Hooks, ModelLoading, ScalingHints
 from workers.hooks_metrics import MetricsHook
 from workers.request import JobRequest
@@ -34,6 +36,7 @@ def build_hooks() -> Hooks:
     """The worker's hooks, in the order they run."""
     hooks = Hooks()
     hooks.add(ModelLoading(on_loaded=hooks.on_model_loaded))
+    hooks.add(CustomModelsScan())
     hooks.add(Heartbeats(enqueue=lambda task, job_id: enqueue(app, task, job_id)))
     hooks.add(ScalingHints())
     if metrics_enabled():
@@ -73,13 +76,20 @@ def classify(self: Task, job_id: str) -> JobOutcome:
     return _run(self, "classify", job_id)
 
 
+@app.task(name=TASK_NAMES[CUSTOM_QUEUE], bind=True, base=JobTask)
+def custom(self: Task, job_id: str) -> JobOutcome:
+    """Any custom model's job: the job's task (``custom/<name>``) says which."""
+    return _run(self, CUSTOM_QUEUE, job_id)
+
+
 # -- Celery signals -> hook events ------------------------------------------------------
 
 def consumed_queues(worker: Any) -> list[str]:
-    """The visionq queues a worker consumes (``-Q``; all of them without it)."""
+    """The visionq queues a worker consumes (``-Q``; the built-in ones without it, though such
+    a worker takes custom jobs too)."""
     selected = worker.app.amqp.queues.consume_from
     names = list(selected) if selected else list(QUEUES)
-    return [name for name in names if name in QUEUES]
+    return [name for name in names if name in (*QUEUES, CUSTOM_QUEUE)]
 
 
 def _hostname(request: Any) -> str:

@@ -22,7 +22,7 @@ import redis
 from visionq.broker import mark_busy, mark_done
 from visionq.jobs import JobStore
 from visionq.redis_conn import redis_client
-from visionq.settings import get_settings
+from visionq.settings import QUEUES, get_settings
 from workers import runtime
 from workers.heartbeat import Heartbeat
 from workers.reaper import maybe_sweep
@@ -140,7 +140,8 @@ class ModelLoading(WorkerHook):
         self.queues: list[str] = []
 
     def on_worker_init(self, queues: list[str]) -> None:
-        self.queues = list(queues)
+        # The custom queue has no model of its own: each job loads its own (workers.custom).
+        self.queues = [queue for queue in queues if queue in QUEUES]
         for queue in self.queues:
             try:
                 model = runtime.load_model(queue, self.on_loaded)

@@ -31,9 +31,10 @@ from visionq.blobstore import (
     S3ObjectReader,
     blob_store_from_url,
 )
+from visionq.custom_models import is_custom_task
 from visionq.imaging import ImageError, ImageLimits, decode, probe
 from visionq.jobs import Job, JobStore
-from visionq.redis_conn import redis_client
+from visionq.redis_conn import min_replicas_ack, redis_client
 from visionq.settings import get_settings
 from workers.runtime import LoadListener, model_for
 
@@ -127,7 +128,8 @@ def run_job(task: str, job_id: str, worker: str,
             if in_redis:
                 raise BlobNotFoundError(f"image {job.blob} expired or was deleted")
             data = _retrying(blobs.get, job.blob)
-        model = model_for(task, on_model_loaded)
+        # The custom queue serves many models: the job's task (custom/<name>) names it.
+        model = model_for(job.task if is_custom_task(job.task) else task, on_model_loaded)
         limits = ImageLimits(settings.max_bytes, settings.max_pixels)
         image = decode(data, limits, max_side=model.max_side_for(probe(data, limits)))
         result = model.predict([image], job.options)[0]
@@ -165,7 +167,7 @@ def _stores(redis_url: str, result_ttl_s: int, blob_url: str, blob_ttl_s: int,
             s3_endpoint_url: str | None) -> tuple[JobStore, BlobStore]:
     """The job store and blob store of this process (built once: an S3 client is costly)."""
     client = redis_client(redis_url)
-    return (JobStore(client, result_ttl_s),
+    return (JobStore(client, result_ttl_s, replicas=min_replicas_ack(redis_url)),
             blob_store_from_url(blob_url, client, blob_ttl_s, s3_endpoint_url))
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from visionq.custom_models import is_custom_task, model_name
 from visionq.imaging import DecodedImage
 from visionq.settings import QUEUES, get_settings
 from workers import registry
@@ -46,7 +47,12 @@ def load_model(task: str, on_loaded: LoadListener | None = None) -> Model:
 
 
 def model_for(task: str, on_loaded: LoadListener | None = None) -> Model:
-    """The loaded model for ``task``, loading it first if this process has none."""
+    """The loaded model for ``task``, loading it first if this process has none; a custom
+    model's task (``custom/<name>``) is served from ``workers.custom.cache``."""
+    if is_custom_task(task):
+        from workers.custom import cache
+
+        return cache.model_for(model_name(task), on_loaded)
     if task not in QUEUES:
         raise ValueError(f"unknown task {task!r}")
     return _models.get(task) or load_model(task, on_loaded)

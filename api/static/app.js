@@ -1,4 +1,5 @@
 // visionq web page: plain JS, no build step.  Submits to /v1/jobs, long-polls the job,
+// streams a folder over /v1/stream (WebSocket),
 // draws the result on a canvas; polls /v1/stats and /v1/jobs for the board.
 "use strict";
 
@@ -228,6 +229,85 @@ $("export").addEventListener("click", async () => {
   link.click();
   URL.revokeObjectURL(link.href);
 });
+
+// ---- stream a folder (/v1/stream) -------------------------------------------------------
+// The protocol (README "Streaming"): {"auth"} first when a key is set (a browser cannot send
+// headers on a WebSocket); per image a JSON header then the bytes; send only within the
+// {"credit": n} grants; answers come in completion order.
+
+function summary(task, frame) {
+  if (frame.status === "rejected" || frame.status === "failed") return escapeHtml(`${frame.code}: ${frame.error}`);
+  const result = frame.result || {};
+  if (task === "face") return `${(result.faces || []).length} faces`;
+  const top = (result.predictions || [])[0];
+  const n = (result.predictions || []).length;
+  if (!top) return "nothing found";
+  return escapeHtml(`${task === "detect" ? `${n} objects, ` : ""}${top.label} ${(top.confidence * 100).toFixed(0)}%`);
+}
+
+function streamFiles(fileList) {
+  const files = [...fileList].filter((f) => f.type.startsWith("image/"));
+  if (!files.length) return;
+  const task = $("task").value;
+  const body = $("stream-results").tBodies[0];
+  const status = $("stream-status");
+  body.innerHTML = "";
+  const rows = new Map();
+  files.forEach((file, i) => {
+    const row = body.insertRow();
+    row.dataset.ref = String(i);
+    row.innerHTML = `<td>${escapeHtml(file.name)}</td><td><span class="pill">waiting</span></td><td></td><td class="num"></td>`;
+    rows.set(String(i), row);
+  });
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const ws = new WebSocket(`${scheme}://${location.host}/v1/stream`);
+  let credits = 0, next = 0, finished = 0, failed = 0;
+  const started = performance.now();
+  const show = (text, kind = "") => { status.textContent = text; status.className = `status ${kind}`; };
+  show(`Connecting… 0 / ${files.length}`);
+
+  async function pump() {
+    while (credits > 0 && next < files.length) {
+      const index = next++;
+      credits -= 1;
+      const data = await files[index].arrayBuffer();
+      ws.send(JSON.stringify({ task, ref: String(index) }));
+      ws.send(data);  // right after its header: nothing can come between the two
+    }
+  }
+
+  ws.onopen = () => { if (keyInput.value) ws.send(JSON.stringify({ auth: keyInput.value })); };
+  ws.onmessage = (event) => {
+    const frame = JSON.parse(event.data);
+    if (frame.credit) { credits += frame.credit; pump(); return; }
+    const row = rows.get(frame.ref);
+    if (!row) return;
+    row.cells[1].innerHTML = `<span class="pill ${frame.status}">${frame.status}</span>`;
+    if (frame.status === "queued") return;
+    row.cells[2].innerHTML = summary(task, frame);
+    row.cells[3].textContent = frame.timings ? frame.timings.total_ms ?? "" : "";
+    finished += 1;
+    if (frame.status !== "succeeded") failed += 1;
+    const seconds = (performance.now() - started) / 1000;
+    if (finished === files.length) {
+      show(`${finished} / ${files.length} done in ${seconds.toFixed(1)} s`
+        + (failed ? `, ${failed} failed` : ""), failed ? "error" : "done");
+      ws.close();
+    } else {
+      show(`${finished} / ${files.length} (${(finished / seconds).toFixed(1)} images/s)`);
+    }
+  };
+  ws.onclose = (event) => {
+    if (finished < files.length) {
+      show(event.code === 4401 ? "This server needs an API key (field above)."
+        : `Stream closed (${event.code}${event.reason ? `: ${event.reason}` : ""}) after ${finished} of ${files.length}`, "error");
+    }
+    refresh();
+  };
+}
+
+$("stream-files").addEventListener("change", (e) => streamFiles(e.target.files));
+$("stream-dir").addEventListener("change", (e) => streamFiles(e.target.files));
 
 refresh();
 setInterval(refresh, 2000);

@@ -62,8 +62,7 @@ def test_every_api_route_needs_a_key_public_ones_do_not(keyed: FlaskClient) -> N
 
 
 @pytest.mark.parametrize(("method", "path", "data"), [
-    ("post", "/v1/vision/face/register", {"userid": "x"}),
-    ("post", "/v1/vision/face/delete", {"userid": "x"}),
+    ("post", "/v1/restore", {"userid": "x"}),
     ("delete", "/v1/jobs/unknown", None),
 ])
 def test_admin_only_routes(keyed: FlaskClient, method: str, path: str, data: dict | None) -> None:

@@ -397,15 +397,23 @@ def test_face_image_carries_no_onnxruntime_litert_or_tensorflow() -> None:
 # -- Kubernetes ---------------------------------------------------------------------
 
 
-def test_keda_scaledobject_scales_the_worker_on_its_queue_list() -> None:
+def k8s_by_kind() -> dict[str, list[dict[str, Any]]]:
     docs = [d for f in sorted(K8S.glob("*.yaml")) for d in yaml.safe_load_all(f.read_text())]
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for doc in docs:
         by_kind.setdefault(doc["kind"], []).append(doc)
-    [deployment] = by_kind["Deployment"]
+    return by_kind
+
+
+def k8s_deployments() -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in k8s_by_kind()["Deployment"]}
+
+
+def test_keda_scaledobject_scales_the_worker_on_its_queue_list() -> None:
+    by_kind = k8s_by_kind()
     [scaled] = by_kind["ScaledObject"]
     assert scaled["apiVersion"].startswith("keda.sh/")
-    assert scaled["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    deployment = k8s_deployments()[scaled["spec"]["scaleTargetRef"]["name"]]
     [trigger] = scaled["spec"]["triggers"]
     assert trigger["type"] == "redis"
     [container] = deployment["spec"]["template"]["spec"]["containers"]
@@ -422,3 +430,115 @@ def test_keda_scaledobject_scales_the_worker_on_its_queue_list() -> None:
     assert names <= documented_env(), sorted(names - documented_env())
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace > Settings().hard_time_limit_s
+
+
+def _probe_argv(probe: dict[str, Any]) -> list[str]:
+    """A worker's ping probe as argv: ``sh -c "celery ... ping -d face@$POD_NAME ..."``."""
+    command = probe["exec"]["command"]
+    assert command[:2] == ["sh", "-c"], command
+    return command[2].split()
+
+
+def test_k8s_worker_probes_ping_the_worker_itself() -> None:
+    deployment = k8s_deployments()["visionq-worker-face"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    name = container["command"][container["command"].index("-n") + 1]
+    assert name == "face@$(POD_NAME)"
+    for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+        argv = _probe_argv(container[kind])
+        assert argv[:5] == ["celery", "-A", "tasks", "inspect", "ping"], kind
+        assert argv[argv.index("-d") + 1] == "face@$POD_NAME", f"{kind}: ping its own name"
+        code, output = celery_help(argv)
+        assert code == 0, output
+        # a probe must be able to fail before the kubelet gives up on it
+        assert container[kind]["timeoutSeconds"] >= 5 + 5, kind
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 120, \
+        "a worker loading its model must not be killed by liveness"
+
+
+def test_k8s_api_probes_hit_endpoints_that_answer(idle_redis_url: str) -> None:
+    """Liveness /healthz, readiness /readyz?scope=api: against the real app with Redis up
+    and no worker, both answer 200 while plain /readyz is 503; with Redis down readiness
+    fails and liveness does not (a restart would not bring Redis back)."""
+    from api import create_app
+
+    deployment = k8s_deployments()["visionq-api"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    command = container["command"]
+    assert command[0] == "gunicorn" and command[-1] == "api:create_app()"
+    result = subprocess.run([str(BIN / "gunicorn"), "--check-config", *command[1:]],
+                            capture_output=True, text=True, timeout=120, cwd=REPO,
+                            env=service_env(idle_redis_url))
+    assert result.returncode == 0, result.stdout + result.stderr
+    port = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert f"0.0.0.0:{port['http']}" in command
+    live, ready = container["livenessProbe"]["httpGet"], container["readinessProbe"]["httpGet"]
+    assert live["port"] == ready["port"] == "http"
+    names = {e["name"] for e in container["env"]}
+    assert names <= documented_env(), sorted(names - documented_env())
+    with create_app({"redis_url": idle_redis_url, "history_writer": False}).test_client() as up:
+        assert up.get(live["path"]).status_code == 200
+        assert up.get(ready["path"]).status_code == 200
+        assert up.get("/readyz").status_code == 503, "no worker: the full check must fail"
+    down_app = create_app({"redis_url": "redis://127.0.0.1:1/0", "history_writer": False})
+    with down_app.test_client() as down:
+        assert down.get(live["path"]).status_code == 200
+        assert down.get(ready["path"]).status_code == 503
+    [service] = [d for d in k8s_by_kind()["Service"] if d["metadata"]["name"] == "visionq-api"]
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_every_long_running_service_restarts_and_has_a_healthcheck(
+        compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        assert service.get("restart") in ("unless-stopped", "always", "on-failure"), name
+        probe = service.get("healthcheck", {}).get("test")
+        assert probe and probe[0] in ("CMD", "CMD-SHELL"), f"{name}: no healthcheck"
+    for queue in QUEUES:
+        assert compose["services"][f"worker-{queue}"]["init"] is True, \
+            "docker-init reaps the pool's children and forwards SIGTERM"
+
+
+def _http_probe_url(service: dict[str, Any]) -> str:
+    probe = service["healthcheck"]["test"]
+    [url] = re.findall(r"http://127\.0\.0\.1:\d+/\S*?(?=['\s\"]|$)", " ".join(probe))
+    return url
+
+
+@pytest.mark.parametrize(("name", "port"), [("api", 8000), ("flower", 5555),
+                                            ("exporter", 9808), ("autoscaler", 9809),
+                                            ("prometheus", 9090), ("grafana", 3000)])
+def test_http_healthchecks_probe_the_port_the_service_listens_on(
+        compose: dict[str, Any], name: str, port: int) -> None:
+    service = compose["services"][name]
+    url = _http_probe_url(service)
+    assert url.startswith(f"http://127.0.0.1:{port}/"), url
+    command = " ".join(str(c) for c in service.get("command", []))
+    published = " ".join(str(p) for p in service.get("ports", []))
+    assert str(port) in command + published or name in ("grafana",), \
+        f"{name}: nothing says it listens on {port}"
+
+
+def test_exporter_healthcheck_command_passes_against_a_live_exporter(
+        compose: dict[str, Any], redis_url: str) -> None:
+    """The exporter's probe, run as Docker would run it (with this test's port)."""
+    service = compose["services"]["exporter"]
+    port = free_port()
+    command = list(service["command"])
+    command[command.index("--host") + 1] = "127.0.0.1"
+    command[command.index("--port") + 1] = str(port)
+    process = spawn("compose-exporter-probe", [str(BIN / "python"), *command[1:]],
+                    service_env(redis_url))
+    probe = [str(BIN / "python") if part == "python" else part.replace("9808", str(port))
+             for part in service["healthcheck"]["test"][1:]]
+    try:
+        deadline = time.monotonic() + 120  # returns as soon as the probe passes
+        while subprocess.run(probe, capture_output=True, timeout=60).returncode != 0:
+            assert process.poll() is None, log_tail("compose-exporter-probe")
+            assert time.monotonic() < deadline, log_tail("compose-exporter-probe")
+            time.sleep(0.2)
+    finally:
+        stop_process(process)
+    # and it fails when nothing answers
+    assert subprocess.run(probe, capture_output=True, timeout=60).returncode != 0

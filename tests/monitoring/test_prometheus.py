@@ -28,6 +28,9 @@ from tests.monitoring.live import (
     until,
     wait_final,
 )
+from visionq.settings import Settings
+from visionq.supervisor import Snapshot
+from visionq.up import Stack as UpStack
 
 MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
 DASHBOARD = MONITORING / "grafana" / "dashboards" / "visionq.json"
@@ -60,7 +63,10 @@ ALERTS_EXPECTED: dict[str, tuple[str, set[str]] | None] = {
     "VisionqApiErrors": None,
     "VisionqRedisDown": None,
     "VisionqTargetDown": None,
+    "VisionqProcessRestarting": ("role", {"worker-face"}),  # RESTARTS recorded below
 }
+RESTARTS = 3
+"""Restarts of worker-face recorded the way ``visionq up``'s supervisor records them."""
 _KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
              "unless", "bool", "offset", "inf", "nan"}
 
@@ -224,9 +230,17 @@ def live(prometheus: Prometheus, monitored_stack: Stack) -> Prometheus:
     """Waves of real jobs until every rate the dashboard and the alerts take has an
     increase in its window, and a detect job left queued (no detect worker: backlog and
     no-worker alerts)."""
+    supervisor = UpStack(settings=Settings(redis_url=monitored_stack.redis_url), queues=[])
+    assert supervisor.record(Snapshot(restarts={"worker-face": 0}))  # `visionq up` starts
     submit(monitored_stack.api_url, task="detect")
     Waves(prometheus, monitored_stack).until_moving(
         lambda sel: f"sum(rate({sel}[{RATE_WINDOW}])) > 0")
+    # The waves were scraped, so the 0 was: now the role restarts (an increase, not a
+    # counter that was born at RESTARTS).
+    assert supervisor.record(Snapshot(restarts={"worker-face": RESTARTS}))
+    selector = 'visionq_process_restarts_total{role="worker-face"}'
+    until(lambda: prometheus.value(selector) == RESTARTS,
+          lambda: f"Prometheus did not scrape {RESTARTS} restarts: {prometheus.value(selector)}")
     return prometheus
 
 

@@ -182,3 +182,18 @@ def test_begin_retried_with_the_same_token_is_one_attempt(idle_redis_url: str) -
     assert store.begin("t1", "w", token="delivery-1")[0] == 1  # the same call again
     assert store.begin("t1", "w", token="delivery-2")[0] == 2  # a real redelivery
     assert store.get("t1").attempts == 2
+
+
+def test_replica_acks_are_not_awaited_from_a_primary_without_replicas(redis_url: str) -> None:
+    """``replicas=1`` behind a lone primary (after a failover left it alone): the store sees
+    it has no replica and does not make every write wait for ``WAIT``'s timeout."""
+    import redis as redis_lib
+
+    from visionq.jobs import JobStore
+
+    store = JobStore(redis_lib.Redis.from_url(redis_url), 60, replicas=1,
+                     replica_timeout_ms=60_000)
+    assert store._wanted_replicas() == 0
+    job = store.create("classify", "visionq:blob:none")
+    store.confirm_published([job.id])
+    assert store.get(job.id).status == "queued"

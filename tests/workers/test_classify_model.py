@@ -1,4 +1,8 @@
-"""EfficientNet-Lite0 plugin against the shared ImageNet fixtures, with the real weights."""
+"""EfficientNet-Lite0 plugin against the shared ImageNet fixtures, with the real weights.
+
+The preprocessing is pinned to the winner of ``python -m bench classify-eval`` (1,300
+labelled ImageNet validation images): EfficientNet's 224/256 centre crop, bicubic, pixels
+encoded with the input tensor's quantisation parameters from (p - 127) / 128."""
 
 from __future__ import annotations
 
@@ -9,13 +13,21 @@ from typing import Any
 import numpy as np
 import pytest
 
-from visionq.imaging import DecodedImage, decode
+from visionq.imaging import DecodedImage, ImageInfo, decode, probe
 from workers.model import Model, ModelLoadError
-from workers.plugins.efficientnet_lite0 import EfficientNetLite0
+from workers.plugins.efficientnet_lite0 import (
+    DEFAULT_PREPROCESSING,
+    REFERENCE_CROP,
+    EfficientNetLite0,
+    Preprocessing,
+    preprocess,
+    quantize_input,
+)
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
 CLASSIFY = FIXTURES / "classify"
 LABELS: dict[str, dict[str, Any]] = json.loads((CLASSIFY / "labels.json").read_text())["images"]
+EVALUATION = Path(__file__).resolve().parents[2] / "bench" / "results" / "classify_eval.json"
 
 @pytest.fixture(scope="module")
 def model() -> EfficientNetLite0:
@@ -24,8 +36,12 @@ def model() -> EfficientNetLite0:
     return loaded
 
 
-def fixture_image(name: str, max_side: int | None = EfficientNetLite0.input_size) -> DecodedImage:
-    return decode((CLASSIFY / name).read_bytes(), max_side=max_side)
+def fixture_image(name: str, max_side: int | None | str = "worker") -> DecodedImage:
+    """Decoded as the worker decodes it (``max_side_for``), or at ``max_side``."""
+    data = (CLASSIFY / name).read_bytes()
+    if max_side == "worker":
+        max_side = EfficientNetLite0().max_side_for(probe(data))
+    return decode(data, max_side=max_side)  # type: ignore[arg-type]
 
 
 def class_ids(result: dict[str, Any]) -> list[int]:
@@ -125,3 +141,48 @@ def test_missing_weights_package_is_a_load_error(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr("workers.plugins.efficientnet_lite0.WEIGHTS_PACKAGE", "no_such_pkg_x")
     with pytest.raises(ModelLoadError, match="visionq\\[classify\\]"):
         EfficientNetLite0().load()
+
+
+def test_default_preprocessing_is_the_evaluations_best() -> None:
+    """The plugin's default is the variant with the best top-1 in the committed
+    ``bench/results/classify_eval.json`` (and EfficientNet's reference evaluation)."""
+    reference = Preprocessing(crop=224 / 256, resample="bicubic", input="quantized")
+    assert reference == DEFAULT_PREPROCESSING
+    evaluation = json.loads(EVALUATION.read_text())
+    variants = evaluation["variants"]
+    best = max(variants, key=lambda v: variants[v]["top1"])
+    assert variants[best]["preprocessing"] == DEFAULT_PREPROCESSING.describe()
+    assert evaluation["images"] == 1300
+    before = variants["square/bilinear/raw (before #17)"]["top1"]
+    assert variants[best]["top1"] >= before + 0.04
+
+
+def test_quantized_input_encodes_the_float_graphs_normalisation(
+        model: EfficientNetLite0) -> None:
+    """(p - 127) / 128 in the input tensor's uint8 encoding (scale 0.012566, zero point 131):
+    127 -> the zero point, 0 -> 52, 255 -> 211."""
+    scale, zero_point = model._input_quantization
+    assert (round(scale, 6), zero_point) == (0.012566, 131)
+    pixels = np.array([[[0, 127, 255]]], np.uint8)
+    assert quantize_input(pixels, scale, zero_point).tolist() == [[[52, 131, 211]]]
+
+
+def test_prepare_is_reference_crop_bicubic_then_quantized(model: EfficientNetLite0) -> None:
+    pixels = fixture_image("pytorch_hub_dog_640.jpg").pixels
+    expected = quantize_input(preprocess(pixels, crop=REFERENCE_CROP, resample="bicubic"),
+                              *model._input_quantization)
+    prepared = model.prepare(pixels)
+    assert prepared.shape == (224, 224, 3) and prepared.dtype == np.uint8
+    assert np.array_equal(prepared, expected)
+    raw = model.prepare(pixels, Preprocessing(crop=1.0, resample="bilinear", input="raw"))
+    assert np.array_equal(raw, preprocess(pixels, crop=1.0, resample="bilinear"))
+
+
+@pytest.mark.parametrize(("width", "height", "max_side"), [
+    (1920, 1080, 456), (1080, 1920, 456), (4000, 3000, 342), (227, 227, 256), (100, 50, 512)])
+def test_decode_keeps_the_shorter_side_for_the_crop(width: int, height: int,
+                                                    max_side: int) -> None:
+    """The reduced JPEG decode keeps >= 256 px on the shorter side (224 / 0.875), so a 16:9
+    photo is not cropped from a 135 px strip."""
+    info = ImageInfo(format="JPEG", width=width, height=height, orientation=1)
+    assert EfficientNetLite0().max_side_for(info) == max_side

@@ -2,8 +2,10 @@
 
 ``../shared/fixtures/faces/expected.json`` holds ``face_recognition``'s own answers for each
 fixture (boxes at one and zero upsamples, obama's 68 landmarks); the plugin must return the
-same boxes in DeepStack order, and the same boxes in original pixels when a big photo takes
-the reduced-size decode path.
+same boxes in DeepStack order where the photo is decoded at full size and scanned at
+face_recognition's scale (small photos by default, any full-size decode with an explicit
+``upsample``), and boxes in original pixels when the decode-scale policy
+(``workers/plugins/face_scale.py``) takes a reduced-size decode or a resize.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from visionq.options import FaceOptions
 from visionq.settings import Settings
 from workers.model import Model
 from workers.plugins.face_recognition_model import (
-    DEFAULT_FAST_ABOVE,
-    DEFAULT_FAST_SIDE,
+    HOG_CALIBRATION,
     FaceRecognitionModel,
     FaceSettings,
+    hog_confidence,
 )
+from workers.plugins.face_scale import DEFAULT_PIXEL_BUDGET, DetectionPlan
 
 FACES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "faces"
 EXPECTED: dict[str, dict[str, Any]] = json.loads((FACES / "expected.json").read_text())["images"]
@@ -70,14 +73,51 @@ def test_implements_the_protocol(model: FaceRecognitionModel) -> None:
 
 
 @pytest.mark.parametrize("name", ["obama.jpg", "obama_small.jpg", "two_people.jpg",
-                                  "obama_partial_face.jpg", "000000000009.jpg"])
-def test_boxes_are_face_recognitions(model: FaceRecognitionModel, name: str) -> None:
+                                  "obama_partial_face.jpg", "000000000009.jpg", "obama3.jpg"])
+def test_boxes_are_face_recognitions_at_full_size(model: FaceRecognitionModel,
+                                                  name: str) -> None:
+    """An explicit ``upsample`` on a photo decoded at full size: face_recognition's boxes."""
     expected = EXPECTED[name]
-    result = model.predict([image(name)], {"landmarks": "none"})[0]
+    result = model.predict([image(name)], {"upsample": 1, "landmarks": "none"})[0]
     assert (result["model"], result["model_version"]) == (model.name, model.version)
     assert (result["width"], result["height"]) == (expected["width"], expected["height"])
     assert close(boxes(result), [f["box_trbl"] for f in expected["faces"]], TOLERANCE_PX)
     assert all("landmarks" not in face and "encoding" not in face for face in result["faces"])
+
+
+@pytest.mark.parametrize("name", ["obama_small.jpg", "obama-240p.jpg", "000000000009.jpg",
+                                  "000000000025.jpg"])
+def test_small_photos_get_face_recognitions_boxes_by_default(model: FaceRecognitionModel,
+                                                             name: str) -> None:
+    """Up to pixel_budget / 4 (~0.4 MP) the default plan is face_recognition's own: full size,
+    one upsample, no resize."""
+    data = (FACES / name).read_bytes()
+    assert model.max_side_for(probe(data)) is None
+    decoded = decode(data)
+    assert model.detection_plan(decoded, FaceOptions()) == DetectionPlan(resize=1.0, upsample=1)
+    result = model.predict([decoded], {"landmarks": "none"})[0]
+    assert close(boxes(result), [f["box_trbl"] for f in EXPECTED[name]["faces"]], TOLERANCE_PX)
+
+
+@pytest.mark.parametrize("name", ["obama.jpg", "two_people.jpg", "biden.jpg", "obama3.jpg",
+                                  "obama_and_biden.jpg", "obama_partial_face2.jpg"])
+def test_default_policy_finds_the_same_faces_in_original_pixels(
+        model: FaceRecognitionModel, name: str) -> None:
+    """Bigger photos are scanned at fewer pixels (a resize, or a reduced JPEG decode): every
+    face face_recognition finds is found (IoU >= 0.5; HOG's box sizes step with the pyramid
+    level), in original-image pixels."""
+    data = (FACES / name).read_bytes()
+    decoded = decode(data, max_side=model.max_side_for(probe(data)))
+    assert model.detection_plan(decoded, FaceOptions()) != DetectionPlan(1.0, 1)
+    result = model.predict([decoded], {"landmarks": "none"})[0]
+    expected = [f["box_trbl"] for f in EXPECTED[name]["faces"]]
+    found = boxes(result)
+    assert len(found) == len(expected)
+    for box in expected:
+        assert max(iou(box, other) for other in found) >= 0.5, (box, found)
+    for face in result["faces"]:
+        assert 0 <= face["x_min"] < face["x_max"] <= result["width"]
+        assert 0 <= face["y_min"] < face["y_max"] <= result["height"]
 
 
 def test_upsample_option(model: FaceRecognitionModel) -> None:
@@ -86,7 +126,7 @@ def test_upsample_option(model: FaceRecognitionModel) -> None:
 
 
 def test_default_options_give_68_landmarks_and_no_encodings(model: FaceRecognitionModel) -> None:
-    face = model.predict([image("obama.jpg")], {})[0]["faces"][0]
+    face = model.predict([image("obama.jpg")], {"upsample": 1})[0]["faces"][0]
     expected = EXPECTED["obama.jpg"]["landmarks_68"]
     assert set(face["landmarks"]) == set(expected)
     for part, points in expected.items():
@@ -109,58 +149,139 @@ def test_one_result_per_image_in_order(model: FaceRecognitionModel) -> None:
     assert [len(r["faces"]) for r in results] == [EXPECTED[n]["face_count"] for n in names]
 
 
+def test_default_policy_landmarks_are_close_to_full_size(model: FaceRecognitionModel) -> None:
+    """Landmarks are fitted on the decoded pixels (not the resized scan): the default plan's
+    68 points stay within a few pixels of face_recognition's on a 1 MP photo."""
+    face = model.predict([image("obama.jpg")], {})[0]["faces"][0]
+    expected = EXPECTED["obama.jpg"]["landmarks_68"]
+    errors = [abs(a - b) for part, points in expected.items()
+              for p, q in zip(face["landmarks"][part], points, strict=True)
+              for a, b in zip(p, q, strict=True)]
+    assert sorted(errors)[len(errors) // 2] <= 3 and max(errors) <= 15
+
+
 @pytest.mark.parametrize("options", [{"model": "yolo"}, {"upsample": 9}, {"upsample": "1"},
-                                     {"landmarks": 68}, {"encodings": 1}, {"colour": True}])
+                                     {"landmarks": 68}, {"encodings": 1}, {"colour": True},
+                                     {"min_face_px": 10}, {"min_face_px": "40"},
+                                     {"min_face_px": 20_000}, {"min_face_px": 40.5}])
 def test_bad_options_raise_value_error(model: FaceRecognitionModel,
                                        options: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         model.predict([image("obama_small.jpg")], options)
 
 
-def test_max_side_for_takes_the_fast_path_only_for_big_photos(
-        model: FaceRecognitionModel) -> None:
-    assert (model.config.fast_above, model.config.fast_side) == (DEFAULT_FAST_ABOVE,
-                                                                 DEFAULT_FAST_SIDE)
-    assert model.max_side_for(probe((FACES / "obama3.jpg").read_bytes())) is None  # 2333 px
-    small = FaceRecognitionModel(fast_above=2000, fast_side=800)
-    assert small.max_side_for(probe((FACES / "obama3.jpg").read_bytes())) == 800
-    assert small.max_side_for(probe((FACES / "obama.jpg").read_bytes())) is None
-    never = FaceRecognitionModel(fast_above=0)
-    assert never.max_side_for(probe((FACES / "obama3.jpg").read_bytes())) is None
+def test_min_face_px_trades_small_faces_for_cost(model: FaceRecognitionModel) -> None:
+    """obama-240p.jpg's face is 62 px tall: found by default (min 40 px), not when only faces
+    of >= 120 px are asked for (the photo is then scanned at 2/3 of its size, 1/9 of the
+    pixels)."""
+    decoded = image("obama-240p.jpg")
+    assert len(model.predict([decoded], {"landmarks": "none"})[0]["faces"]) == 1
+    plan = model.detection_plan(decoded, FaceOptions(min_face_px=120))
+    assert plan.upsample == 0 and plan.resize == pytest.approx(80 / 120)
+    assert model.predict([decoded], {"min_face_px": 120, "landmarks": "none"})[0]["faces"] == []
 
 
-def test_fast_path_boxes_are_in_original_pixels(model: FaceRecognitionModel) -> None:
-    """obama_and_biden.jpg (2000 px) over a 1500 px threshold is decoded at half size; the
-    three faces come back where full-resolution detection puts them (IoU >= 0.5: HOG's
-    box sizes step with the pyramid level, so half size + one upsample draws the boxes of
-    full size + no upsample, which expected.json also holds)."""
-    fast = FaceRecognitionModel(fast_above=1500, fast_side=1000)
-    fast.load()
+def test_max_side_for_follows_the_policy(model: FaceRecognitionModel) -> None:
+    """Reduced-size JPEG decoding from the pixel count and min_face_px: a 12 MP photo's
+    default (faces >= 220 px) decodes at 1/2, min_face_px 400 at 1/4, an explicit upsample
+    and small photos at full size."""
+    twelve = big_jpeg(4000, 3000)
+    info = probe(twelve)
+    assert model.min_face_px(4000, 3000, FaceOptions()) == 220
+    assert model.max_side_for(info) == 2000
+    assert model.max_side_for(info, {"min_face_px": 400}) == 1000
+    assert model.max_side_for(info, {"min_face_px": 40}) is None
+    assert model.max_side_for(info, {"upsample": 1}) is None
+    assert model.max_side_for(probe((FACES / "obama3.jpg").read_bytes())) is None  # 3.3 MP
+    tight = FaceRecognitionModel(pixel_budget=200_000)
+    assert tight.max_side_for(probe((FACES / "obama3.jpg").read_bytes())) == 584  # 1/4
+
+
+def big_jpeg(width: int, height: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (90, 120, 150)).save(out, "JPEG", quality=50)
+    return out.getvalue()
+
+
+def test_reduced_decode_boxes_are_in_original_pixels(model: FaceRecognitionModel) -> None:
+    """obama_and_biden.jpg (2000 px) asked for faces >= 160 px is decoded at half size (DCT
+    scaling) and scanned as decoded; the three faces come back where full-resolution
+    detection puts them (IoU >= 0.5)."""
     data = (FACES / "obama_and_biden.jpg").read_bytes()
-    max_side = fast.max_side_for(probe(data))
+    options = {"min_face_px": 160, "landmarks": "none"}
+    max_side = model.max_side_for(probe(data), options)
     assert max_side == 1000
     reduced = decode(data, max_side=max_side)
     assert reduced.scale == 2 and (reduced.width, reduced.height) == (2000, 1428)
-    result = fast.predict([reduced], {"landmarks": "none"})[0]
+    assert model.detection_plan(reduced, FaceOptions(min_face_px=160)) == DetectionPlan(1.0, 0)
+    result = model.predict([reduced], options)[0]
     expected = [f["box_trbl"] for f in EXPECTED["obama_and_biden.jpg"]["faces"]]
     found = boxes(result)
     assert len(found) == len(expected)
     for box in expected:
         assert max(iou(box, other) for other in found) >= 0.5, (box, found)
-    upsample0 = EXPECTED["obama_and_biden.jpg"]["boxes_trbl_upsample0"]
-    assert close(found[:2], upsample0[:2], 2 * reduced.scale + TOLERANCE_PX)
     for face in result["faces"]:
         assert 0 <= face["x_min"] < face["x_max"] <= 2000
         assert 0 <= face["y_min"] < face["y_max"] <= 1428
 
 
+def test_reduced_decode_keeps_the_exif_orientation(model: FaceRecognitionModel) -> None:
+    """The same photo stored rotated (EXIF orientation 6) takes the same reduced decode and
+    its boxes come back in the upright frame."""
+    import io
+
+    from PIL import Image
+
+    upright = Image.open(FACES / "obama_and_biden.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = io.BytesIO()
+    upright.transpose(Image.Transpose.ROTATE_90).save(out, "JPEG", quality=92, exif=exif)
+    data = out.getvalue()
+    options = {"min_face_px": 160, "landmarks": "none"}
+    reduced = decode(data, max_side=model.max_side_for(probe(data), options))
+    assert reduced.scale == 2 and (reduced.width, reduced.height) == (2000, 1428)
+    found = boxes(model.predict([reduced], options)[0])
+    for box in [f["box_trbl"] for f in EXPECTED["obama_and_biden.jpg"]["faces"]]:
+        assert max(iou(box, other) for other in found) >= 0.5, (box, found)
+
+
+def test_faces_carry_a_calibrated_confidence(model: FaceRecognitionModel) -> None:
+    """HOG: dlib's score through the fitted logistic (0.115 at the detector's threshold, 0.5
+    at score 0.25); clear frontal faces score high, and no face is absent."""
+    assert hog_confidence(0.0) == pytest.approx(0.115, abs=0.001)
+    assert hog_confidence(0.25) == pytest.approx(0.5, abs=0.01)
+    assert hog_confidence(-1) < hog_confidence(0.3) < hog_confidence(1) < 1
+    for name in ("obama.jpg", "two_people.jpg", "obama_small.jpg"):
+        faces = model.predict([image(name)], {"landmarks": "none"})[0]["faces"]
+        assert faces and all(0.9 <= face["confidence"] <= 1 for face in faces), (name, faces)
+
+
+def test_calibration_is_the_benchs_fit() -> None:
+    """The constants are the logistic ``python -m bench faces`` fitted (committed results)."""
+    results = Path(__file__).resolve().parents[2] / "bench" / "results" / "faces.json"
+    fitted = json.loads(results.read_text())["hog_calibration"]
+    assert (fitted["slope"], fitted["intercept"]) == HOG_CALIBRATION
+
+
+def test_cnn_keeps_its_own_confidence(model: FaceRecognitionModel) -> None:
+    faces = model.predict([image("obama_small.jpg")], {"model": "cnn", "landmarks": "none",
+                                                       "upsample": 0})[0]["faces"]
+    assert len(faces) == 1 and 0.5 <= faces[0]["confidence"] <= 1
+
+
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VISIONQ_FACE_FAST_ABOVE", "3000")
-    monkeypatch.setenv("VISIONQ_FACE_FAST_SIDE", "1200")
-    assert FaceSettings().model_dump() == {"fast_above": 3000, "fast_side": 1200}
+    assert FaceSettings().pixel_budget == DEFAULT_PIXEL_BUDGET
+    monkeypatch.setenv("VISIONQ_FACE_PIXEL_BUDGET", "3000000")
+    assert FaceSettings().model_dump() == {"pixel_budget": 3_000_000}
     configured = FaceRecognitionModel(Settings())
-    assert (configured.config.fast_above, configured.config.fast_side) == (3000, 1200)
-    assert FaceRecognitionModel(fast_side=640).config.fast_side == 640  # keyword wins
-    monkeypatch.setenv("VISIONQ_FACE_FAST_SIDE", "0")
-    with pytest.raises(ValueError, match="fast_side"):
+    assert configured.config.pixel_budget == 3_000_000
+    assert configured.min_face_px(4000, 3000, FaceOptions()) == 160
+    assert FaceRecognitionModel(pixel_budget=640_000).config.pixel_budget == 640_000
+    monkeypatch.setenv("VISIONQ_FACE_PIXEL_BUDGET", "10")
+    with pytest.raises(ValueError, match="pixel_budget"):
         FaceRecognitionModel()

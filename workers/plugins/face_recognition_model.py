@@ -1,18 +1,30 @@
-"""Faces with ``face_recognition`` (dlib): boxes, 68-point landmarks, 128-d encodings.
+"""Faces with ``face_recognition`` (dlib): boxes, confidences, 68-point landmarks, encodings.
 
 Weights ship in the PyPI package ``face_recognition_models`` 0.3.0 (dlib's HOG frontal
 face detector is built into dlib; the CNN detector, 68/5-point shape predictors and the
-ResNet encoder are files in that package).  Boxes are exactly ``face_recognition``'s for
-the same pixels.  Large JPEGs (longest side above ``fast_above``) are decoded at reduced
-size (1/2, 1/4, 1/8) down to about ``fast_side`` and detected with one upsample; boxes
-are mapped back to original-image pixels.
+ResNet encoder are files in that package).
+
+How many pixels the detector scans follows one policy (``workers/plugins/face_scale.py``):
+from the photo's size and the smallest face asked for (option ``min_face_px``, default
+``max(40, 80 * sqrt(pixels / pixel_budget))``), a JPEG is decoded at reduced size (DCT
+scaling), resized to the exact detection scale and upsampled by dlib if needed; boxes and
+landmarks are mapped back to original-image pixels.  Photos up to ~0.4 MP (and any photo
+with an explicit ``upsample`` option that is decoded at full size) get exactly
+``face_recognition``'s boxes.
+
+Confidence (HOG): dlib's detection score (``detector.run``; >= 0 for a returned face)
+through a logistic fitted on the face bench's candidates, true faces against false
+positives (``HOG_CALIBRATION``; ``python -m bench faces``, README).  CNN mode reports the
+MMOD detector's own confidence, clipped to 0..1.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -20,22 +32,38 @@ from visionq.imaging import DecodedImage, ImageInfo
 from visionq.options import FaceOptions
 from visionq.settings import Settings
 from workers.model import ModelBase, ModelLoadError, PluginSettings
+from workers.plugins.face_scale import (
+    DEFAULT_PIXEL_BUDGET,
+    DetectionPlan,
+    decode_divisor,
+    default_min_face_px,
+    plan,
+)
 
 KEY = "face_recognition"
-DEFAULT_FAST_ABOVE = 2560
-"""Photos whose longest side exceeds this (4K, 12 MP phone shots) take the fast path."""
-DEFAULT_FAST_SIDE = 960
-"""Reduced decode size for the fast path: with one upsample HOG sees 1920 px, which finds
-faces of >= ~160 px in a 4K photo at ~1/20 of the full-resolution cost."""
+HOG_CALIBRATION = (8.128, -2.042)
+"""(slope, intercept) of the logistic confidence = 1 / (1 + exp(-(slope * score +
+intercept))) on dlib's HOG score: P(face | score) fitted by ``python -m bench faces`` on
+every HOG candidate in 1,300 natural photos (ImageNet val; faces labelled by eye).  A
+returned face (score >= 0) gets >= 0.115; 0.5 at score 0.25; 0.88 at 0.5 (README)."""
+
+Box = tuple[int, int, int, int]
+"""(top, right, bottom, left): face_recognition's order."""
 
 
 class FaceSettings(PluginSettings):
     model_config = SettingsConfigDict(env_prefix="VISIONQ_FACE_")
 
-    fast_above: int = Field(DEFAULT_FAST_ABOVE, ge=0, description="Photos larger than this "
-                            "(longest side, px) take the reduced-size decode path; 0: never.")
-    fast_side: int = Field(DEFAULT_FAST_SIDE, ge=1,
-                           description="Target longest side for that path.")
+    pixel_budget: int = Field(
+        DEFAULT_PIXEL_BUDGET, ge=100_000,
+        description="Pixels the HOG detector scans per photo at the default `min_face_px` "
+        "(sets the default smallest face: `max(40, 80 * sqrt(pixels / budget))`).")
+
+
+def hog_confidence(score: float) -> float:
+    """dlib's HOG detection score -> 0..1 (the fitted logistic ``HOG_CALIBRATION``)."""
+    slope, intercept = HOG_CALIBRATION
+    return 1.0 / (1.0 + math.exp(-(slope * score + intercept)))
 
 
 class FaceRecognitionModel(ModelBase):
@@ -63,11 +91,28 @@ class FaceRecognitionModel(ModelBase):
         models_version = getattr(face_recognition_models, "__version__", "0.3.0")
         self.version = f"face_recognition {face_recognition.__version__}/models {models_version}"
 
-    def max_side_for(self, info: ImageInfo) -> int | None:
-        fast_above = self.config.fast_above
-        if fast_above and max(info.width, info.height) > fast_above:
-            return self.config.fast_side
-        return None
+    def min_face_px(self, width: int, height: int, opts: FaceOptions) -> int:
+        """The smallest face (original px) promised for this photo and these options."""
+        if opts.min_face_px is not None:
+            return opts.min_face_px
+        return default_min_face_px(width * height, self.config.pixel_budget)
+
+    def max_side_for(self, info: ImageInfo, options: dict[str, Any] | None = None) -> int | None:
+        """Longest side for the JPEG DCT-scaled decode (``None``: full size).  The worker
+        decodes before it reads a job's options: without ``options`` the default
+        ``min_face_px`` decides, and a smaller ``min_face_px`` is then reached by upsampling."""
+        opts: FaceOptions = self.parse_options(options)
+        if opts.upsample is not None:
+            return None
+        divisor = decode_divisor(self.min_face_px(info.width, info.height, opts))
+        if divisor == 1:
+            return None
+        return math.ceil(max(info.width, info.height) / divisor)
+
+    def detection_plan(self, image: DecodedImage, opts: FaceOptions) -> DetectionPlan:
+        if opts.upsample is not None:
+            return DetectionPlan(resize=1.0, upsample=opts.upsample)
+        return plan(image.scale, self.min_face_px(image.width, image.height, opts))
 
     def predict(self, images: list[DecodedImage], options: dict[str, Any]) -> list[dict[str, Any]]:
         opts: FaceOptions = self.parse_options(options)
@@ -75,11 +120,45 @@ class FaceRecognitionModel(ModelBase):
             self.load()
         return [self._one(image, opts) for image in images]
 
+    def candidates(self, pixels: np.ndarray, detection: DetectionPlan, model: str = "hog",
+                   adjust_threshold: float = 0.0) -> list[tuple[Box, float]]:
+        """Detections as (box in ``pixels``' coordinates, raw score: dlib's HOG score down to
+        ``adjust_threshold``, or the CNN's confidence).  With ``detection.resize`` 1 and the
+        default threshold these are face_recognition's boxes."""
+        scanned = pixels
+        if detection.resize != 1.0:
+            height, width = pixels.shape[:2]
+            size = (max(1, round(width * detection.resize)),
+                    max(1, round(height * detection.resize)))
+            scanned = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))
+        api = self._fr.api
+        if model == "cnn":
+            found = [(d.rect, float(d.confidence))
+                     for d in api.cnn_face_detector(scanned, detection.upsample)]
+        else:
+            rects, scores, _ = api.face_detector.run(scanned, detection.upsample,
+                                                     adjust_threshold)
+            found = list(zip(rects, map(float, scores), strict=True))
+        faces = []
+        for rect, score in found:
+            box = api._trim_css_to_bounds(api._rect_to_css(rect), scanned.shape)
+            if detection.resize != 1.0:
+                box = tuple(round(v / detection.resize) for v in box)
+            faces.append((box, score))
+        return faces
+
+    def detect(self, pixels: np.ndarray, detection: DetectionPlan,
+               model: str) -> list[tuple[Box, float]]:
+        """Boxes (in ``pixels``' coordinates) and confidences: HOG's score calibrated, the
+        CNN's own clipped to 0..1."""
+        return [(box, hog_confidence(score) if model == "hog" else min(1.0, max(0.0, score)))
+                for box, score in self.candidates(pixels, detection, model)]
+
     def _one(self, image: DecodedImage, opts: FaceOptions) -> dict[str, Any]:
         fr = self._fr
         pixels = image.pixels
-        locations = fr.face_locations(pixels, number_of_times_to_upsample=opts.upsample,
-                                      model=opts.model)
+        detected = self.detect(pixels, self.detection_plan(image, opts), opts.model)
+        locations = [box for box, _ in detected]
         scale = image.scale
         landmarks: list[dict[str, list[tuple[int, int]]]] = []
         if opts.landmarks != "none" and locations:
@@ -89,12 +168,13 @@ class FaceRecognitionModel(ModelBase):
         if opts.encodings and locations:
             encodings = fr.face_encodings(pixels, known_face_locations=locations)
         faces = []
-        for index, (top, right, bottom, left) in enumerate(locations):
+        for index, ((top, right, bottom, left), confidence) in enumerate(detected):
             face: dict[str, Any] = {
                 "x_min": _scaled(left, scale, image.width),
                 "y_min": _scaled(top, scale, image.height),
                 "x_max": _scaled(right, scale, image.width),
                 "y_max": _scaled(bottom, scale, image.height),
+                "confidence": round(confidence, 4),
             }
             if landmarks:
                 face["landmarks"] = {part: [[_scaled(x, scale, image.width),

@@ -1,0 +1,141 @@
+"""Run a custom model's graph: ONNX Runtime, LiteRT (TFLite) or TensorFlow (SavedModel,
+Keras).  Each runtime is imported only when a model of its format loads, so a worker
+without ``visionq[tensorflow]`` serves ONNX and TFLite models and fails only the jobs of
+TensorFlow ones, with the reason."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from visionq.custom_models import CustomModel
+from workers.model import ModelLoadError, process_cpu_count
+
+
+class Runtime(Protocol):
+    input_dtype: np.dtype
+    channels_first: bool
+    """The input is ``[1, 3, H, W]`` (PyTorch exports) rather than ``[1, H, W, 3]``."""
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """The model's outputs for one input batch, in the model's output order."""
+
+
+def _channels_first(shape: list[object]) -> bool:
+    return len(shape) == 4 and shape[1] == 3 and shape[3] != 3
+
+
+class OnnxRuntime:
+    def __init__(self, path: Path) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise ModelLoadError("onnx models need onnxruntime: pip install "
+                                 "'visionq[detect]'") from exc
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = process_cpu_count()
+        try:
+            self.session = ort.InferenceSession(str(path), options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelLoadError(f"{path} is not a loadable ONNX model: {exc}") from exc
+        source = self.session.get_inputs()[0]
+        self.input_name = source.name
+        self.input_dtype = np.dtype(np.uint8 if "uint8" in source.type else np.float32)
+        self.channels_first = _channels_first(list(source.shape))
+        self.lock = threading.Lock()
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        with self.lock:
+            return [np.asarray(o) for o in self.session.run(None, {self.input_name: batch})]
+
+
+class TfliteRuntime:
+    def __init__(self, path: Path) -> None:
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as exc:
+            raise ModelLoadError("tflite models need ai-edge-litert: pip install "
+                                 "'visionq[classify]'") from exc
+        try:
+            self.interpreter = Interpreter(model_path=str(path),
+                                           num_threads=process_cpu_count())
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelLoadError(f"{path} is not a loadable TFLite model: {exc}") from exc
+        source = self.interpreter.get_input_details()[0]
+        self.input_index = source["index"]
+        self.input_dtype = np.dtype(source["dtype"])
+        self.channels_first = _channels_first(list(source["shape"]))
+        self.outputs = [d["index"] for d in self.interpreter.get_output_details()]
+        self.lock = threading.Lock()
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        with self.lock:
+            self.interpreter.set_tensor(self.input_index, batch)
+            self.interpreter.invoke()
+            return [np.array(self.interpreter.get_tensor(i)) for i in self.outputs]
+
+
+def _tensorflow():  # type: ignore[no-untyped-def]
+    try:
+        import tensorflow as tf
+    except ImportError as exc:
+        raise ModelLoadError("savedmodel and keras models need TensorFlow: pip install "
+                             "'visionq[tensorflow]'") from exc
+    return tf
+
+
+class SavedModelRuntime:
+    """The ``serving_default`` signature of a SavedModel; outputs in their key order."""
+
+    def __init__(self, path: Path) -> None:
+        tf = _tensorflow()
+        try:
+            loaded = tf.saved_model.load(str(path))
+            self.function = loaded.signatures["serving_default"]
+        except Exception as exc:  # TensorFlow raises many types for a bad model
+            raise ModelLoadError(f"{path} is not a loadable SavedModel with a "
+                                 f"serving_default signature: {exc}") from exc
+        self._loaded = loaded  # keeps the variables alive
+        args, kwargs = self.function.structured_input_signature
+        specs = list(kwargs.values()) or list(args)
+        self.input_name = next(iter(kwargs)) if kwargs else None
+        spec = specs[0]
+        self.input_dtype = np.dtype(spec.dtype.as_numpy_dtype)
+        self.channels_first = _channels_first(spec.shape.as_list())
+        self.tf = tf
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        tensor = self.tf.constant(batch)
+        out = self.function(**{self.input_name: tensor}) if self.input_name else self.function(
+            tensor)
+        return [np.asarray(out[key]) for key in sorted(out)]
+
+
+class KerasRuntime:
+    def __init__(self, path: Path) -> None:
+        tf = _tensorflow()
+        try:
+            self.model = tf.keras.models.load_model(str(path), compile=False)
+        except Exception as exc:  # Keras raises many types for a bad file
+            raise ModelLoadError(f"{path} is not a loadable Keras model: {exc}") from exc
+        shape = list(self.model.inputs[0].shape)
+        self.input_dtype = np.dtype(np.float32)
+        self.channels_first = _channels_first(shape)
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        out = self.model(batch, training=False)
+        outputs = out if isinstance(out, list | tuple) else [out]
+        return [np.asarray(o) for o in outputs]
+
+
+RUNTIMES = {"onnx": OnnxRuntime, "tflite": TfliteRuntime, "savedmodel": SavedModelRuntime,
+            "keras": KerasRuntime}
+
+
+def open_runtime(model: CustomModel) -> Runtime:
+    return RUNTIMES[model.manifest.format](model.model_path)
