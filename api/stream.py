@@ -141,7 +141,7 @@ def _caller_for_key(key: str) -> Caller:
 
 
 def _listener(svc: Services) -> DoneListener | None:
-    return svc.jobs._listener  # noqa: SLF001 - the process's one listener (api.services)
+    return svc.jobs.listener  # the process's one listener (api.services)
 
 
 class StreamSession:

@@ -15,6 +15,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+
 from api.errors import ApiError
 from api.options import validate_options
 from api.security import current_caller
@@ -27,6 +29,8 @@ from visionq.keys import IDEMPOTENCY_KEY_PREFIX
 from visionq.settings import QUEUES
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+CLAIM_GRACE_S = 10
+"""An Idempotency-Key claimed this long ago whose jobs do not exist was abandoned."""
 BACKLOG_RETRY_AFTER_S = 10
 
 
@@ -108,10 +112,9 @@ def submit_jobs(task: str | None, images: list[bytes], options: dict[str, Any] |
     job_ids = [uuid.uuid4().hex for _ in images]
     idem = _idempotency_key(idempotency_key, owner) if idempotency_key else None
     if idem is not None:
-        claimed = svc.redis.set(idem, json.dumps(job_ids), nx=True,
-                                ex=svc.settings.idempotency_ttl_s)
-        if not claimed:
-            return _replay(svc, idem, task)
+        replayed = _claim_or_replay(svc, idem, job_ids, task)
+        if replayed is not None:
+            return replayed
 
     created: list[Job] = []
     stored: list[str] = []
@@ -147,14 +150,41 @@ def submit_jobs(task: str | None, images: list[bytes], options: dict[str, Any] |
     return Submitted(created)
 
 
-def _replay(svc: Services, idem: str, task: str) -> Submitted:
-    raw = svc.redis.get(idem)
-    if raw is None:  # expired between SET NX and GET: extremely unlikely
-        raise ApiError(409, "idempotency_conflict", "retry the request")
-    jobs = []
-    for job_id in json.loads(raw):
-        job = svc.jobs.get(job_id)
-        if job is None:  # the first request is still writing, or the record expired
-            job = Job(id=job_id, task=task, status="queued", blob="")
-        jobs.append(job)
-    return Submitted(jobs, replayed=True)
+def _claim_or_replay(svc: Services, idem: str, job_ids: list[str],
+                     task: str) -> Submitted | None:
+    """Claim ``idem`` for ``job_ids`` (``None``: go on and create them), or the first
+    request's jobs.  A claim whose jobs never appeared within ``CLAIM_GRACE_S`` belongs to
+    a request that failed or died between claiming and admitting (Redis down, API killed):
+    it is released and claimed afresh, so a retry gets real jobs, never a made-up one."""
+    ttl_s = svc.settings.idempotency_ttl_s
+    for _ in range(2):
+        if svc.redis.set(idem, json.dumps(job_ids), nx=True, ex=ttl_s):
+            return None
+        raw = svc.redis.get(idem)
+        if raw is None:  # expired or released between SET NX and GET: claim again
+            continue
+        jobs = [svc.jobs.get(job_id) for job_id in json.loads(raw)]
+        if all(job is not None for job in jobs):
+            return Submitted([job for job in jobs if job is not None], replayed=True)
+        age_s = ttl_s - svc.redis.ttl(idem)
+        if age_s <= CLAIM_GRACE_S:  # the first request is still writing its jobs
+            raise ApiError(409, "idempotency_in_progress",
+                           "a request with this Idempotency-Key is still being processed; "
+                           "retry", headers={"Retry-After": "1"})
+        _release(svc, idem, raw)
+    raise ApiError(409, "idempotency_conflict", "retry the request",
+                   headers={"Retry-After": "1"})
+
+
+def _release(svc: Services, idem: str, raw: bytes) -> None:
+    """Delete the claim ``idem`` only if it still holds ``raw`` (another retry may have
+    released and re-claimed it meanwhile)."""
+    with svc.redis.pipeline() as pipe:
+        try:
+            pipe.watch(idem)
+            if pipe.get(idem) == raw:
+                pipe.multi()
+                pipe.delete(idem)
+                pipe.execute()
+        except redis.WatchError:
+            pass

@@ -1,17 +1,30 @@
-"""Soak: minutes of mixed load (face / detect / classify) at a fraction of the measured
-capacity against a stack this command starts itself, with faults injected all along:
+"""Soak: minutes of mixed load (face / detect / classify) at a fraction of the capacity
+measured at the start of the same run, against a real ``visionq up`` (embedded Redis with
+AOF, the API under gunicorn, one worker per queue, the exporter), with a fault every
+``--fault-every`` seconds (the last as the load ends), in turn:
 
-- every ``--kill-every`` seconds a worker is hurt: ``kill -9`` of one pool child (the job
-  it runs is redelivered), and every third time the whole worker (main process and pool,
-  as a lost node) which is then restarted;
-- once, at ~45 % of the run, Redis is restarted (SIGTERM: it flushes its AOF; jobs queued
-  and in flight must survive).
+1. ``kill -9`` of a worker's pool child while it runs a job (the fault waits for a job of
+   that queue to be ``running``): the worker's main process requeues it;
+2. ``kill -9`` of a worker's **main** Celery process, also with a job in hand: ``visionq
+   up``'s supervisor kills the orphaned pool child and starts a new worker (the bench never
+   restarts it); the jobs the dead worker held come back after the visibility timeout (30 s
+   here);
+3. a Redis restart: the embedded Redis is a ``visionq up`` child, so the bench only sends the
+   signal (SIGTERM the first time, SIGKILL the next) and the supervisor starts it again on
+   the same port and AOF directory (``appendfsync everysec``); queued jobs must survive;
+4. an API restart: ``kill -9`` of the gunicorn master; the supervisor kills its workers and
+   starts a new API.
 
-It reports jobs accepted, completed, failed (by reason), lost (accepted but never final:
-must be 0), duplicated (a job that ran to completion more than once, counted from the
-workers' ``job <id> (...) succeeded|failed`` log lines: must be 0), redelivered
-(attempts > 1), p50/p99 latency (queued -> finished), RSS of the workers at start and end,
-Redis memory; writes ``bench/results/soak.json`` and ``bench/results/soak.png``.
+Each fault records how long until the role is back (a new process, then answering or
+``ready.`` in its log), and a worker fault what became of the job in hand.  Clients retry a
+submit on connection errors and on 503 (after its ``Retry-After``, at most 10 s, for up to
+``SUBMIT_DEADLINE_S``) with the same ``Idempotency-Key``: a submit that got no 202 is not
+"accepted".  The report: accepted, completed, failed by reason, lost (accepted but never
+final: must be 0), duplicated (a job that ran to completion more than once, counted from the
+workers' ``job <id> (...) succeeded|failed`` log lines: must be 0), redelivered (attempts
+> 1), jobs that ran without their client ever getting a 202 (a submit answered by nobody and
+retried), p50/p99 latency per 30 s, RSS of every process every few seconds, Redis memory;
+``bench/results/soak.json`` and ``bench/results/soak.png``.
 
     .venv/bin/python -m bench.soak --minutes 10
 
@@ -24,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import random
@@ -36,6 +50,8 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,9 +60,8 @@ from typing import Any
 import redis
 import requests
 
-from bench.common import FIXTURES, REPO, free_port, stop_process
+from bench.common import FIXTURES, REPO, cpu_model, free_port, load_average
 from bench.procstat import children, rss_kb
-from visionq.embedded_redis import server_command, wait_ready
 from visionq.jobs import FINAL_STATUSES, JOB_KEY_PREFIX
 
 IMAGES = {
@@ -58,23 +73,74 @@ TASKS = tuple(IMAGES)
 LIMITS = {"VISIONQ_SOFT_TIME_LIMIT_S": "20", "VISIONQ_HARD_TIME_LIMIT_S": "25",
           "VISIONQ_VISIBILITY_TIMEOUT_S": "30"}
 """Jobs take well under a second here, so a 30 s visibility timeout (above the 25 s hard
-limit, as the settings require) brings back the job of a killed whole worker quickly."""
+limit, as the settings require) brings back the jobs of a killed main process quickly."""
+FAULTS = ("pool_child", "worker_main", "redis", "api")
 DONE_LINE = re.compile(r"job ([0-9a-f]{32}) \((\w+)\) (succeeded|failed) in")
+SUPERVISOR_LINE = re.compile(r"visionq: (\S+) exited unexpectedly \(([^)]*)\)")
+SUBMIT_DEADLINE_S = 120.0
+"""A client gives a submit up after retrying this long (longer than any restart here)."""
+MAX_RETRY_AFTER_S = 10.0
+RSS_EVERY_S = 5.0
+WINDOW_S = 30.0
+"""Latency percentiles are per window of submissions (two per fault period)."""
+BACK_TIMEOUT_S = 120.0
+BUSY_WAIT_S = 20.0
+"""A worker fault waits this long at most for the worker to be running a job."""
 
 
 def say(message: str) -> None:
     print(f"[soak {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+def cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def role_of(argv: list[str]) -> str | None:
+    """The ``visionq up`` role a child's command line belongs to."""
+    if not argv:
+        return None  # a zombie not reaped yet
+    if Path(argv[0]).name.startswith(("valkey-server", "redis-server")):
+        return "redis"
+    if "gunicorn" in argv:
+        return "api"
+    if "celery" in argv and "worker" in argv and "-Q" in argv:
+        return f"worker-{argv[argv.index('-Q') + 1]}"
+    if "monitoring.exporter" in argv:
+        return "exporter"
+    return None
+
+
+def until(condition: Callable[[], Any], timeout_s: float = BACK_TIMEOUT_S,
+          every_s: float = 0.1) -> Any:
+    """The first truthy value of ``condition()``, or None after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if value := condition():
+                return value
+        time.sleep(every_s)
+    return None
+
+
 @dataclass
-class Stack:
-    """Redis (AOF), the API under gunicorn and one worker per queue, logs in ``workdir``."""
+class UpStack:
+    """``visionq up --queues face,detect,classify`` with ports and a state directory of its
+    own; its output (every child's, prefixed with the role) goes to ``up.log``."""
 
     workdir: Path
-    redis_port: int = field(default_factory=free_port)
     api_port: int = field(default_factory=free_port)
-    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
-    generation: collections.Counter = field(default_factory=collections.Counter)
+    redis_port: int = field(default_factory=free_port)
+    exporter_port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "up.log"
 
     @property
     def redis_url(self) -> str:
@@ -84,71 +150,86 @@ class Stack:
     def api(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update({"REDIS_URL": self.redis_url, "C_FORCE_ROOT": "1", "PYTHONUNBUFFERED": "1",
-                    "VISIONQ_STATE_DIR": str(REPO / ".visionq"), **LIMITS})
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        return env
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("REDIS_URL", "VISIONQ_REDIS_URL", "PROMETHEUS_MULTIPROC_DIR")}
+        env.update({"VISIONQ_REDIS_PORT": str(self.redis_port),
+                    "VISIONQ_EXPORTER_PORT": str(self.exporter_port),
+                    "VISIONQ_STATE_DIR": str(self.workdir / "state"), "C_FORCE_ROOT": "1",
+                    "PYTHONUNBUFFERED": "1", **LIMITS})
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "visionq"), "up", "--port", str(self.api_port),
+             "--queues", ",".join(TASKS), "--no-flower", "--no-prometheus"],
+            env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
 
-    def spawn(self, name: str, command: list[str]) -> subprocess.Popen:
-        self.generation[name] += 1
-        log = open(self.workdir / f"{name}.{self.generation[name]}.log", "ab")  # noqa: SIM115
-        process = subprocess.Popen(command, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-                                   cwd=REPO, start_new_session=True)
-        self.procs[name] = process
-        return process
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
 
-    def start_redis(self) -> None:
-        self.spawn("redis", server_command(self.redis_port, self.workdir / "redis"))
-        wait_ready(self.redis_url, 20, self.procs["redis"])
+    def roles(self) -> dict[str, int]:
+        """role -> pid of ``visionq up``'s live children."""
+        assert self.process is not None
+        found = {}
+        for pid in children(self.process.pid):
+            role = role_of(cmdline(pid))
+            if role:
+                found[role] = pid
+        return found
 
-    def start_api(self) -> None:
-        self.spawn("api", [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads",
-                           "4", "--bind", f"127.0.0.1:{self.api_port}", "api:create_app()"])
+    def ready(self) -> bool:
+        detail = requests.get(f"{self.api}/readyz", timeout=5).json()
+        return detail.get("redis") == "ok" and all(detail.get("workers", {}).get(q)
+                                                   for q in TASKS)
 
-    def start_worker(self, queue: str) -> None:
-        self.spawn(f"worker-{queue}", [
-            sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", queue, "-c", "1",
-            "-n", f"{queue}@soak", "--loglevel", "INFO", "--without-mingle",
-            "--without-gossip"])
-
-    def wait_ready(self, queues: tuple[str, ...], timeout_s: float = 180) -> None:
+    def wait_ready(self, timeout_s: float = 300) -> None:
+        def ready() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"visionq up exited; see {self.log_path}")
+            return self.ready()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
-                detail = requests.get(f"{self.api}/readyz", timeout=2).json()
-                if detail.get("redis") == "ok" and all(detail.get("workers", {}).get(q)
-                                                       for q in queues):
+                if ready():
                     return
             except (requests.RequestException, ValueError):
                 pass
-            for name, process in self.procs.items():
-                if process.poll() is not None:
-                    raise RuntimeError(f"{name} exited during start-up; see {self.workdir}")
             time.sleep(0.5)
-        raise TimeoutError(f"the stack was not ready in {timeout_s:g} s; see {self.workdir}")
+        raise TimeoutError(f"the stack was not ready in {timeout_s:g} s; see {self.log_path}")
 
-    def stop(self, name: str, sig: int = signal.SIGTERM, timeout_s: float = 30) -> None:
-        stop_process(self.procs.get(name), sig, timeout_s)
-
-    def stop_all(self) -> None:
-        for name in [n for n in self.procs if n.startswith("worker-")] + ["api", "redis"]:
-            self.stop(name)
-
-    def worker_rss_kb(self) -> dict[str, int]:
-        """Main process + pool children of each worker."""
-        out = {}
-        for name, process in self.procs.items():
-            if name.startswith("worker-") and process.poll() is None:
-                out[name] = rss_kb(process.pid) + sum(rss_kb(c) for c in children(process.pid))
+    def rss(self) -> dict[str, dict[str, int]]:
+        """RSS (kB) of every role's main process and of its children (pool / gunicorn
+        workers), and of ``visionq up`` itself."""
+        assert self.process is not None
+        out = {"up": {"main": rss_kb(self.process.pid), "children": 0}}
+        for role, pid in self.roles().items():
+            out[role] = {"main": rss_kb(pid), "children": sum(rss_kb(c) for c in children(pid))}
         return out
 
     def redis_memory(self) -> int | None:
         try:
-            return int(redis.Redis.from_url(self.redis_url).info("memory")["used_memory"])
+            conn = redis.Redis.from_url(self.redis_url, socket_timeout=2)
+            return int(conn.info("memory")["used_memory"])
         except redis.RedisError:
             return None
+
+    def stop(self) -> int | None:
+        """Ctrl-C (SIGINT): warm shutdown; SIGKILL to whatever is left after 120 s."""
+        if self.process is None or self.process.poll() is not None:
+            return None
+        left = list(self.roles().values())
+        os.kill(self.process.pid, signal.SIGINT)
+        try:
+            code = self.process.wait(120)
+        except subprocess.TimeoutExpired:
+            code = None
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        return code
 
 
 @dataclass
@@ -157,35 +238,65 @@ class Ledger:
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     accepted: dict[str, tuple[str, float]] = field(default_factory=dict)
-    rejected: collections.Counter = field(default_factory=collections.Counter)
+    """job id -> (task, time the client first tried to submit it)"""
+    retried: collections.Counter = field(default_factory=collections.Counter)
+    """Answers (or their absence) that made a client retry, by reason."""
+    refused: collections.Counter = field(default_factory=collections.Counter)
+    """Submits given up, by the last reason (a 4xx, or retries for SUBMIT_DEADLINE_S)."""
+    replayed: list[str] = field(default_factory=list)
+    """Ids of 202s with ``Idempotent-Replayed``: a retry found the job (or the claim) of an
+    attempt that got no 202."""
     final: dict[str, dict[str, Any]] = field(default_factory=dict)
-    events: list[tuple[float, str]] = field(default_factory=list)
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    rss: list[dict[str, Any]] = field(default_factory=list)
 
     def pending(self) -> list[str]:
         with self.lock:
             return [i for i in self.accepted if i not in self.final]
 
 
-def submit(stack: Stack, ledger: Ledger, images: dict[str, bytes], task: str) -> None:
-    try:
-        response = requests.post(f"{stack.api}/v1/jobs?task={task}",
-                                 files={"image": ("i.jpg", images[task])}, timeout=30)
-    except requests.RequestException as exc:
-        with ledger.lock:
-            ledger.rejected[f"connection:{type(exc).__name__}"] += 1
-        return
-    with ledger.lock:
-        if response.status_code == 202:
-            ledger.accepted[response.json()["id"]] = (task, time.time())
+def submit(api: str, ledger: Ledger, images: dict[str, bytes], task: str,
+           idempotent: bool = True) -> None:
+    """POST one job, retrying connection errors and 503s until a 202 or the deadline.
+    Every attempt carries the same ``Idempotency-Key`` (unless ``idempotent`` is False): a
+    retry of a submit the API took but never answered returns that job, not a second one."""
+    started = time.time()
+    headers = {"Idempotency-Key": uuid.uuid4().hex} if idempotent else {}
+    while True:
+        wait = 0.5
+        try:
+            response = requests.post(f"{api}/v1/jobs?task={task}", headers=headers,
+                                     files={"image": ("i.jpg", images[task])}, timeout=30)
+        except requests.RequestException as exc:
+            reason = f"no answer:{type(exc).__name__}"
         else:
+            if response.status_code == 202:
+                with ledger.lock:
+                    ledger.accepted[response.json()["id"]] = (task, started)
+                    if response.headers.get("Idempotent-Replayed") == "true":
+                        ledger.replayed.append(response.json()["id"])
+                return
             try:
                 code = response.json().get("code", "?")
             except ValueError:
                 code = "non_json"
-            ledger.rejected[f"{response.status_code}:{code}"] += 1
+            reason = f"{response.status_code}:{code}"
+            if response.status_code != 503:
+                with ledger.lock:
+                    ledger.refused[reason] += 1
+                return
+            with contextlib.suppress(ValueError):
+                wait = min(float(response.headers.get("Retry-After", wait)), MAX_RETRY_AFTER_S)
+        with ledger.lock:
+            ledger.retried[reason] += 1
+        if time.time() + wait - started > SUBMIT_DEADLINE_S:
+            with ledger.lock:
+                ledger.refused[f"gave up after {SUBMIT_DEADLINE_S:g} s: {reason}"] += 1
+            return
+        time.sleep(wait)
 
 
-def collect(stack: Stack, ledger: Ledger) -> None:
+def collect(stack: UpStack, ledger: Ledger) -> None:
     """Read the records of pending jobs (one pipeline) and file the final ones."""
     ids = ledger.pending()
     if not ids:
@@ -209,76 +320,157 @@ def collect(stack: Stack, ledger: Ledger) -> None:
                 "finished_at": float(finished), "attempts": int(attempts or 0)}
 
 
-def measure_capacity(stack: Stack, images: dict[str, bytes], per_task: int) -> float:
+def measure_capacity(stack: UpStack, images: dict[str, bytes],
+                     per_task: int) -> tuple[float, set[str]]:
     """Mixed jobs per second with every worker busy: ``per_task`` jobs of each task at
-    once, timed until the last is final."""
+    once, timed until the last is final; and the ids of those jobs."""
     ledger = Ledger()
     started = time.time()
     with ThreadPoolExecutor(8) as pool:
         for _ in range(per_task):
             for task in TASKS:
-                pool.submit(submit, stack, ledger, images, task)
-    while ledger.pending() or len(ledger.accepted) < per_task * len(TASKS) - sum(
-            ledger.rejected.values()):
+                pool.submit(submit, stack.api, ledger, images, task)
+    while ledger.pending():
         collect(stack, ledger)
         time.sleep(0.2)
-        if time.time() - started > 300:
-            raise TimeoutError("capacity measurement did not finish in 5 minutes")
+        if time.time() - started > 600:
+            raise TimeoutError("capacity measurement did not finish in 10 minutes")
+    if not ledger.final:
+        raise RuntimeError(f"no job was accepted: {dict(ledger.refused)}")
     elapsed = max(f["finished_at"] for f in ledger.final.values()) - started
-    return len(ledger.final) / elapsed
+    return len(ledger.final) / elapsed, set(ledger.accepted)
 
 
 class Chaos(threading.Thread):
-    """Kills a pool child every ``every_s`` (every third time the whole worker, restarted
-    at once) and restarts Redis once at ``redis_at_s``."""
+    """A fault at ``every_s``, ``2 * every_s``, ... up to ``duration_s`` included (the last
+    as the load ends), cycling through ``FAULTS``; worker faults cycle through the queues
+    and wait (up to ``BUSY_WAIT_S``) for the worker to have a job in hand; Redis is stopped
+    with SIGTERM and SIGKILL in turn.  Nothing is restarted here: ``visionq up``'s
+    supervisor does it; this thread measures how long it takes."""
 
-    def __init__(self, stack: Stack, ledger: Ledger, every_s: float, redis_at_s: float | None,
-                 stop: threading.Event, seed: int) -> None:
+    def __init__(self, stack: UpStack, ledger: Ledger, every_s: float, duration_s: float,
+                 t0: float, abort: threading.Event) -> None:
         super().__init__(daemon=True)
-        self.stack, self.ledger, self.every_s, self.redis_at_s = stack, ledger, every_s, redis_at_s
-        self.stop_event, self.random = stop, random.Random(seed)
+        self.stack, self.ledger, self.every_s, self.t0 = stack, ledger, every_s, t0
+        self.count = int(duration_s // every_s)
+        self.abort = abort
         self.error: BaseException | None = None
-
-    def note(self, what: str) -> None:
-        with self.ledger.lock:
-            self.ledger.events.append((time.time(), what))
-        say(what)
+        self.rounds: collections.Counter = collections.Counter()
+        self.redis = redis.Redis.from_url(stack.redis_url, socket_timeout=2)
 
     def run(self) -> None:
         try:
-            self._run()
+            for round_no in range(self.count):
+                due = self.t0 + (round_no + 1) * self.every_s
+                if self.abort.wait(max(0.0, due - time.time())):
+                    return
+                self.fault(FAULTS[round_no % len(FAULTS)])
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             self.error = exc
 
-    def _run(self) -> None:
+    def job_in_hand(self, task: str) -> str | None:
+        """A job of ``task`` that a worker is running now (its record says so)."""
+        with self.ledger.lock:
+            ids = [i for i, (t, _) in self.ledger.accepted.items()
+                   if t == task and i not in self.ledger.final]
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hget(f"{JOB_KEY_PREFIX}{job_id}", "status")
+        return next((i for i, status in zip(ids, pipe.execute(), strict=True)
+                     if status == b"running"), None)
+
+    def wait_busy(self, task: str) -> dict[str, Any]:
         started = time.monotonic()
-        round_no = 0
-        next_kill = self.every_s
-        while not self.stop_event.wait(0.5):
-            elapsed = time.monotonic() - started
-            if self.redis_at_s is not None and elapsed >= self.redis_at_s:
-                self.redis_at_s = None
-                self.note("restarting Redis (SIGTERM, AOF flushed; back after 3 s)")
-                self.stack.stop("redis")
-                time.sleep(3)
-                self.stack.start_redis()
-                self.note("Redis is back")
-            if elapsed < next_kill:
-                continue
-            next_kill += self.every_s
-            round_no += 1
-            queue = self.random.choice(TASKS)
-            name = f"worker-{queue}"
-            process = self.stack.procs[name]
-            if round_no % 3 == 0:
-                self.note(f"kill -9 of the whole {name} (main + pool); restarting it")
-                self.stack.stop(name, signal.SIGKILL)
-                self.stack.start_worker(queue)
-                continue
-            pool = children(process.pid)
-            if pool:
-                self.note(f"kill -9 of {name}'s pool child {pool[0]}")
-                os.kill(pool[0], signal.SIGKILL)
+        job = until(lambda: self.job_in_hand(task), BUSY_WAIT_S, every_s=0.01)
+        return {"job_in_hand": job, "waited_for_it_s": round(time.monotonic() - started, 2)}
+
+    def fault(self, kind: str) -> None:
+        nth = self.rounds[kind]
+        self.rounds[kind] += 1
+        at = time.time()
+        record: dict[str, Any] = {"at_s": round(at - self.t0, 1), "fault": kind}
+        if kind == "pool_child":
+            record.update(self.kill_pool_child(TASKS[nth % len(TASKS)]))
+        elif kind == "worker_main":
+            record.update(self.kill_worker_main(TASKS[nth % len(TASKS)]))
+        elif kind == "redis":
+            record.update(self.restart_redis(signal.SIGTERM if nth % 2 == 0 else signal.SIGKILL))
+        else:
+            record.update(self.restart_api())
+        with self.ledger.lock:
+            self.ledger.faults.append(record)
+        say(f"fault {record}")
+
+    def kill_pool_child(self, queue: str) -> dict[str, Any]:
+        main = self.stack.roles()[f"worker-{queue}"]
+        victim = children(main)[0]
+        busy = self.wait_busy(queue)
+        os.kill(victim, signal.SIGKILL)
+        started = time.monotonic()
+        back = until(lambda: [c for c in children(main) if c != victim])
+        return {"target": f"worker-{queue} pool child {victim}", "signal": "SIGKILL", **busy,
+                "new_pool_child_s": round(time.monotonic() - started, 2) if back else None}
+
+    def kill_worker_main(self, queue: str) -> dict[str, Any]:
+        role = f"worker-{queue}"
+        main = self.stack.roles()[role]
+        ready_lines = self._ready_count(role)
+        busy = self.wait_busy(queue)
+        os.kill(main, signal.SIGKILL)
+        started = time.monotonic()
+        new = until(lambda: (pid := self.stack.roles().get(role)) and pid != main and pid)
+        back_s = time.monotonic() - started
+        ready = until(lambda: self._ready_count(role) > ready_lines, every_s=0.2)
+        return {"target": f"{role} main process {main}", "signal": "SIGKILL", **busy,
+                "new_process": new, "process_back_s": round(back_s, 2) if new else None,
+                "ready_s": round(time.monotonic() - started, 2) if ready else None}
+
+    def _ready_count(self, role: str) -> int:
+        return sum(1 for line in self.stack.log().splitlines()
+                   if line.startswith(f"[{role}]") and line.rstrip().endswith(" ready."))
+
+    def restart_redis(self, sig: signal.Signals) -> dict[str, Any]:
+        old = self.stack.roles()["redis"]
+        os.kill(old, sig)
+        started = time.monotonic()
+        client = redis.Redis.from_url(self.stack.redis_url, socket_connect_timeout=0.5,
+                                      socket_timeout=1)
+        new = until(lambda: (pid := self.stack.roles().get("redis")) and pid != old and pid)
+        answering = new and until(client.ping, every_s=0.05)
+        return {"target": f"redis {old}", "signal": sig.name, "new_process": new,
+                "answering_s": round(time.monotonic() - started, 2) if answering else None}
+
+    def restart_api(self) -> dict[str, Any]:
+        old = self.stack.roles()["api"]
+        os.kill(old, signal.SIGKILL)
+        started = time.monotonic()
+        new = until(lambda: (pid := self.stack.roles().get("api")) and pid != old and pid)
+        answering = new and until(lambda: requests.get(f"{self.stack.api}/healthz",
+                                                       timeout=2).status_code == 200)
+        return {"target": f"gunicorn master {old}", "signal": "SIGKILL", "new_process": new,
+                "answering_s": round(time.monotonic() - started, 2) if answering else None}
+
+
+class Sampler(threading.Thread):
+    """RSS of every process and Redis memory every ``RSS_EVERY_S``."""
+
+    def __init__(self, stack: UpStack, ledger: Ledger, t0: float,
+                 stop: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.stack, self.ledger, self.t0, self.stop_event = stack, ledger, t0, stop
+
+    def sample(self) -> None:
+        entry = {"t_s": round(time.time() - self.t0, 1), "rss_kb": self.stack.rss(),
+                 "redis_used_memory": self.stack.redis_memory()}
+        with self.ledger.lock:
+            self.ledger.rss.append(entry)
+
+    def run(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):  # a process vanishing mid-read
+                self.sample()
+            if self.stop_event.wait(RSS_EVERY_S):
+                return
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -288,13 +480,40 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def completions(workdir: Path) -> collections.Counter:
+def completions(log: str) -> collections.Counter:
     """How many times each job ran to the end (one log line per finished run)."""
-    counts: collections.Counter = collections.Counter()
-    for log in workdir.glob("worker-*.log"):
-        for match in DONE_LINE.finditer(log.read_text(errors="replace")):
-            counts[match.group(1)] += 1
-    return counts
+    return collections.Counter(match.group(1) for match in DONE_LINE.finditer(log))
+
+
+def latency_windows(ledger: Ledger, t0: float) -> list[dict[str, Any]]:
+    """p50 / p99 latency of the jobs submitted in each ``WINDOW_S``."""
+    windows: dict[int, list[float]] = collections.defaultdict(list)
+    for job_id, final in ledger.final.items():
+        windows[int((ledger.accepted[job_id][1] - t0) // WINDOW_S)].append(final["latency_s"])
+    return [{"from_s": int(k * WINDOW_S), "jobs": len(v),
+             "p50_s": round(percentile(v, 0.5) or 0, 3),
+             "p99_s": round(percentile(v, 0.99) or 0, 3)}
+            for k, v in sorted(windows.items()) if k >= 0]
+
+
+def rss_series(ledger: Ledger) -> dict[str, tuple[list[float], list[float]]]:
+    """``role main`` / ``role children`` -> (times, MiB)."""
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    for entry in ledger.rss:
+        for role, parts in entry["rss_kb"].items():
+            for part, kb in parts.items():
+                if part == "children" and role in ("up", "redis", "exporter"):
+                    continue
+                name = f"{role} {'pool' if role.startswith('worker') else 'workers'}" \
+                    if part == "children" else role
+                xs, ys = series.setdefault(name, ([], []))
+                xs.append(entry["t_s"])
+                ys.append(kb / 1024)
+    return series
+
+
+FAULT_COLOURS = {"pool_child": "tab:gray", "worker_main": "black", "redis": "red",
+                 "api": "tab:purple"}
 
 
 def plot(path: Path, ledger: Ledger, t0: float, summary: dict[str, Any]) -> None:
@@ -303,33 +522,127 @@ def plot(path: Path, ledger: Ledger, t0: float, summary: dict[str, Any]) -> None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
+    fig, (lat, done, rss, mem) = plt.subplots(4, 1, figsize=(12, 13), sharex=True)
     colours = {"face": "tab:blue", "detect": "tab:orange", "classify": "tab:green"}
     for task in TASKS:
         points = [(ledger.accepted[i][1] - t0, f["latency_s"]) for i, f in ledger.final.items()
-                  if ledger.accepted[i][0] == task]
+                  if ledger.accepted[i][0] == task and ledger.accepted[i][1] >= t0]
         if points:
             xs, ys = zip(*points, strict=True)
-            top.scatter(xs, ys, s=4, alpha=0.5, label=task, color=colours[task])
-    top.set_ylabel("latency (s, queued -> finished)")
-    top.set_yscale("log")
-    top.legend(loc="upper right")
+            lat.scatter(xs, ys, s=3, alpha=0.25, label=task, color=colours[task])
+    windows = summary["latency_by_window"]
+    mids = [w["from_s"] + WINDOW_S / 2 for w in windows]
+    for key, style, colour in (("p50_s", "o-", "navy"), ("p99_s", "s-", "crimson")):
+        lat.plot(mids, [w[key] for w in windows], style, color=colour,
+                 label=f"{key[:3]} / {WINDOW_S:g} s of submissions")
+    lat.set_ylabel("latency (s, queued -> finished)")
+    lat.set_yscale("log")
+    lat.legend(loc="upper right", fontsize=7, ncol=5)
     finished = sorted(f["finished_at"] - t0 for f in ledger.final.values())
     if finished:
-        bins = range(0, int(finished[-1]) + 11, 10)
-        bottom.hist(finished, bins=list(bins), color="tab:gray")
-    bottom.set_ylabel("jobs finished / 10 s")
-    bottom.set_xlabel("seconds since the load started")
-    for when, what in ledger.events:
-        colour = "red" if "Redis" in what else "black"
-        for axis in (top, bottom):
-            axis.axvline(when - t0, color=colour, alpha=0.3, linewidth=1)
-    fig.suptitle(f"visionq soak: {summary['minutes']:g} min, {summary['accepted']} accepted, "
-                 f"lost {summary['lost']}, duplicated {summary['duplicated']}, "
-                 f"p99 {summary['latency_p99_s']} s (black: worker kills, red: Redis restart)",
-                 fontsize=9)
+        done.hist(finished, bins=list(range(0, int(finished[-1]) + 11, 10)), color="tab:gray")
+    done.set_ylabel("jobs finished / 10 s")
+    palette = plt.get_cmap("tab10")
+    roles = sorted({name.split()[0] for name in rss_series(ledger)})
+    for name, (xs, ys) in sorted(rss_series(ledger).items()):
+        rss.plot(xs, ys, label=name, linewidth=1, color=palette(roles.index(name.split()[0])),
+                 linestyle="--" if " " in name else "-")
+    rss.set_ylabel("RSS (MiB)")
+    rss.legend(loc="upper left", fontsize=7, ncol=4)
+    samples = [(e["t_s"], e["redis_used_memory"] / 2**20) for e in ledger.rss
+               if e["redis_used_memory"] is not None]
+    if samples:
+        mem.plot(*zip(*samples, strict=True), color="red", label="Redis used_memory")
+    mem.set_ylabel("Redis used_memory (MiB)")
+    mem.set_xlabel("seconds since the load started")
+    for fault in ledger.faults:
+        for axis in (lat, done, rss, mem):
+            axis.axvline(fault["at_s"], color=FAULT_COLOURS[fault["fault"]], alpha=0.4,
+                         linewidth=1)
+        target = fault.get("target", "").split(" ")[0]
+        lat.annotate(f"{fault['fault']}\n{target}", (fault["at_s"], 1.0),
+                     xycoords=("data", "axes fraction"), fontsize=6, va="top", ha="left",
+                     color=FAULT_COLOURS[fault["fault"]])
+    fig.suptitle(f"visionq soak under `visionq up`: {summary['minutes']:g} min at "
+                 f"{summary['load_fraction']:.0%} of {summary['capacity_jobs_per_s']} jobs/s; "
+                 f"{summary['accepted']} accepted, lost {summary['lost']}, duplicated "
+                 f"{summary['duplicated']}\nfaults: grey pool child kill -9, black worker main "
+                 "kill -9, red Redis restart, purple API (gunicorn master) kill -9", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
+
+
+def summarise(args: argparse.Namespace, ledger: Ledger, log: str, capacity: float,
+              rate: float, t0: float, load: dict[str, list[float]],
+              blobs_left: int | None, up_exit: int | None,
+              warm_up: set[str]) -> dict[str, Any]:
+    """``warm_up``: the capacity measurement's jobs (in the log, not in ``ledger``)."""
+    runs = completions(log)
+    finals = ledger.final
+    lost = [i for i in ledger.accepted if i not in finals]
+    duplicated = [i for i in ledger.accepted if runs[i] > 1]
+    unacknowledged = [i for i in runs if i not in ledger.accepted and i not in warm_up]
+    duplicated += [i for i in warm_up if runs[i] > 1]
+    latencies = [f["latency_s"] for f in finals.values()]
+    by_task = {task: [f["latency_s"] for i, f in finals.items() if ledger.accepted[i][0] == task]
+               for task in TASKS}
+    failed = collections.Counter(f["code"] for f in finals.values() if f["status"] == "failed")
+    rss = ledger.rss
+    for fault in ledger.faults:  # did the job a killed worker held run again, and once?
+        if fault.get("job_in_hand"):
+            fault["job_in_hand_attempts"] = finals.get(fault["job_in_hand"], {}).get("attempts")
+            fault["job_in_hand_runs_to_the_end"] = runs[fault["job_in_hand"]]
+    return {
+        "what": "bench/soak.py under `visionq up` (supervised), mixed face/detect/classify",
+        "minutes": args.minutes,
+        "load_fraction": args.load,
+        "fault_every_s": args.fault_every,
+        "capacity_jobs_per_s": round(capacity, 3),
+        "offered_jobs_per_s": round(rate, 3),
+        "accepted": len(ledger.accepted),
+        "accepted_by_task": dict(collections.Counter(t for t, _ in ledger.accepted.values())),
+        "idempotency_key": not args.no_idempotency_key,
+        "retried_submits_by_reason": dict(ledger.retried),
+        "replayed_by_idempotency_key": len(ledger.replayed),
+        "replayed_ids": ledger.replayed[:20],
+        "refused_by_reason": dict(ledger.refused),
+        "completed": sum(1 for f in finals.values() if f["status"] == "succeeded"),
+        "failed": sum(failed.values()),
+        "failed_by_reason": dict(failed),
+        "lost": len(lost),
+        "lost_ids": lost[:20],
+        "lost_jobs": [{"id": i, "task": ledger.accepted[i][0],
+                       "submitted_at_s": round(ledger.accepted[i][1] - t0, 2),
+                       "replayed": i in ledger.replayed} for i in lost[:20]],
+        "duplicated": len(duplicated),
+        "duplicated_ids": duplicated[:20],
+        "redelivered": sum(1 for f in finals.values() if f["attempts"] > 1),
+        "ran_without_a_202": len(unacknowledged),
+        "ran_without_a_202_ids": unacknowledged[:20],
+        "latency_p50_s": round(percentile(latencies, 0.5) or 0, 3),
+        "latency_p99_s": round(percentile(latencies, 0.99) or 0, 3),
+        "latency_max_s": round(max(latencies), 3) if latencies else None,
+        "latency_p99_s_by_task": {t: round(percentile(v, 0.99) or 0, 3)
+                                  for t, v in by_task.items()},
+        "latency_mean_s": round(statistics.fmean(latencies), 3) if latencies else None,
+        "latency_window_s": WINDOW_S,
+        "latency_by_window": latency_windows(ledger, t0),
+        "faults": ledger.faults,
+        "supervisor_restarts": [f"{role}: {how}" for role, how in SUPERVISOR_LINE.findall(log)],
+        "rss_kb_start": rss[0]["rss_kb"] if rss else None,
+        "rss_kb_end": rss[-1]["rss_kb"] if rss else None,
+        "rss_kb_peak": {name: round(max(ys) * 1024) for name, (_, ys) in
+                        rss_series(ledger).items()},
+        "redis_used_memory_start": rss[0]["redis_used_memory"] if rss else None,
+        "redis_used_memory_end": rss[-1]["redis_used_memory"] if rss else None,
+        "redis_used_memory_peak": max((e["redis_used_memory"] or 0 for e in rss), default=None),
+        "blobs_left": blobs_left,
+        "visionq_up_exit_code": up_exit,
+        "cores": os.cpu_count(),
+        "cpu": cpu_model(),
+        "load_average": load,
+        "rss_over_time": rss,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -338,53 +651,55 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0, help="load duration (10)")
     parser.add_argument("--load", type=float, default=0.7,
                         help="fraction of the measured capacity to offer (0.7)")
-    parser.add_argument("--kill-every", type=float, default=60.0,
-                        help="seconds between worker kills (60)")
-    parser.add_argument("--no-redis-restart", action="store_true",
-                        help="skip the Redis restart")
+    parser.add_argument("--fault-every", type=float, default=60.0,
+                        help="seconds between faults (60)")
     parser.add_argument("--capacity-jobs", type=int, default=20,
                         help="jobs per task in the capacity measurement (20)")
-    parser.add_argument("--drain", type=float, default=180.0,
-                        help="seconds to wait for accepted jobs after the load (180)")
+    parser.add_argument("--drain", type=float, default=240.0,
+                        help="seconds to wait for accepted jobs after the load (240)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results",
                         help="directory for soak.json and soak.png")
+    parser.add_argument("--name", default="soak", help="result file stem (soak)")
+    parser.add_argument("--no-idempotency-key", action="store_true",
+                        help="retry submits without an Idempotency-Key (a retried submit the "
+                             "API took but never answered then runs as an extra job)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the logs' temp directory")
     args = parser.parse_args(argv)
 
     images = {task: path.read_bytes() for task, path in IMAGES.items()}
     workdir = Path(tempfile.mkdtemp(prefix="visionq-soak-"))
-    stack = Stack(workdir)
+    stack = UpStack(workdir)
     say(f"logs in {workdir}")
     ledger = Ledger()
     stop = threading.Event()
+    load = {"start": load_average()}
+    blobs_left: int | None = None
+    up_exit: int | None = None
     try:
-        stack.start_redis()
-        stack.start_api()
-        for queue in TASKS:
-            stack.start_worker(queue)
-        stack.wait_ready(TASKS)
-        say("stack ready; measuring capacity")
-        capacity = measure_capacity(stack, images, args.capacity_jobs)
+        stack.start()
+        stack.wait_ready()
+        say(f"visionq up ready: {stack.roles()}; measuring capacity")
+        capacity, warm_up = measure_capacity(stack, images, args.capacity_jobs)
         rate = capacity * args.load
         say(f"capacity {capacity:.2f} mixed jobs/s; offering {rate:.2f} jobs/s "
-            f"({args.load:.0%}) for {args.minutes:g} min")
-        rss_start = stack.worker_rss_kb()
-        redis_start = stack.redis_memory()
-
+            f"({args.load:.0%}) for {args.minutes:g} min, a fault every {args.fault_every:g} s")
         duration = args.minutes * 60
-        chaos = Chaos(stack, ledger, args.kill_every,
-                      None if args.no_redis_restart else duration * 0.45, stop, args.seed)
         rng = random.Random(args.seed)
         t0 = time.time()
+        chaos = Chaos(stack, ledger, args.fault_every, duration, t0, stop)
+        sampler = Sampler(stack, ledger, t0, stop)
         chaos.start()
+        sampler.start()
         next_report = 30.0
-        with ThreadPoolExecutor(16) as pool:
+        with ThreadPoolExecutor(48) as pool:
             due = 0.0
             while (elapsed := time.time() - t0) < duration:
                 if elapsed >= due:
-                    pool.submit(submit, stack, ledger, images, rng.choice(TASKS))
+                    pool.submit(submit, stack.api, ledger, images, rng.choice(TASKS),
+                                not args.no_idempotency_key)
                     due += rng.expovariate(rate)  # Poisson arrivals
+                    continue
                 if elapsed >= next_report:
                     next_report += 30
                     collect(stack, ledger)
@@ -392,75 +707,46 @@ def main(argv: list[str] | None = None) -> int:
                         done = collections.Counter(f["status"] for f in ledger.final.values())
                         say(f"{elapsed:5.0f} s: accepted {len(ledger.accepted)}, succeeded "
                             f"{done['succeeded']}, failed {done['failed']}, in flight "
-                            f"{len(ledger.accepted) - len(ledger.final)}, rejected "
-                            f"{sum(ledger.rejected.values())} {dict(ledger.rejected)}")
+                            f"{len(ledger.accepted) - len(ledger.final)}, retried "
+                            f"{dict(ledger.retried)}, refused {dict(ledger.refused)}")
                 time.sleep(max(0.0, min(due - (time.time() - t0), 0.05)))
-        stop.set()
-        chaos.join(60)
+            say("load stopped; waiting for the clients still retrying")
+        chaos.join(BACK_TIMEOUT_S * 3)  # the last fault comes as the load ends
         if chaos.error:
             raise chaos.error
-        say("load stopped; draining")
-        stack.wait_ready(TASKS, 120)  # a worker restarted by the last kill must be up
+        say("draining")
+        stack.wait_ready(BACK_TIMEOUT_S)
         drain_end = time.time() + args.drain
         while ledger.pending() and time.time() < drain_end:
             collect(stack, ledger)
             time.sleep(0.5)
         collect(stack, ledger)
         time.sleep(3)  # workers log the end of a run just after recording it
-        rss_end = stack.worker_rss_kb()
-        redis_end = stack.redis_memory()
+        Sampler(stack, ledger, t0, stop).sample()
         blobs_left = sum(1 for _ in redis.Redis.from_url(stack.redis_url).scan_iter(
             "visionq:blob:*", count=1000))
+        load["end"] = load_average()
     finally:
         stop.set()
-        stack.stop_all()
+        up_exit = stack.stop()
 
-    runs = completions(workdir)
-    finals = ledger.final
-    lost = [i for i in ledger.accepted if i not in finals]
-    duplicated = [i for i in ledger.accepted if runs[i] > 1]
-    latencies = [f["latency_s"] for f in finals.values()]
-    by_task = {task: [f["latency_s"] for i, f in finals.items() if ledger.accepted[i][0] == task]
-               for task in TASKS}
-    failed = collections.Counter(f["code"] for f in finals.values() if f["status"] == "failed")
-    summary: dict[str, Any] = {
-        "minutes": args.minutes,
-        "load_fraction": args.load,
-        "capacity_jobs_per_s": round(capacity, 3),
-        "offered_jobs_per_s": round(rate, 3),
-        "accepted": len(ledger.accepted),
-        "rejected": dict(ledger.rejected),
-        "completed": sum(1 for f in finals.values() if f["status"] == "succeeded"),
-        "failed": sum(failed.values()),
-        "failed_by_reason": dict(failed),
-        "lost": len(lost),
-        "lost_ids": lost[:20],
-        "duplicated": len(duplicated),
-        "duplicated_ids": duplicated[:20],
-        "redelivered": sum(1 for f in finals.values() if f["attempts"] > 1),
-        "latency_p50_s": round(percentile(latencies, 0.5) or 0, 3),
-        "latency_p99_s": round(percentile(latencies, 0.99) or 0, 3),
-        "latency_p99_s_by_task": {t: round(percentile(v, 0.99) or 0, 3)
-                                  for t, v in by_task.items()},
-        "latency_mean_s": round(statistics.fmean(latencies), 3) if latencies else None,
-        "worker_rss_kb_start": rss_start,
-        "worker_rss_kb_end": rss_end,
-        "redis_used_memory_start": redis_start,
-        "redis_used_memory_end": redis_end,
-        "blobs_left": blobs_left,
-        "faults": [what for _, what in ledger.events],
-        "cores": os.cpu_count(),
-    }
+    log = stack.log()
+    summary = summarise(args, ledger, log, capacity, rate, t0, load, blobs_left, up_exit,
+                        warm_up)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "soak.json").write_text(json.dumps(summary, indent=1) + "\n")
-    plot(args.out / "soak.png", ledger, t0, summary)
-    say(json.dumps({k: v for k, v in summary.items() if not k.endswith("_ids")}))
-    say(f"wrote {args.out / 'soak.json'} and {args.out / 'soak.png'}")
-    if args.keep or lost or duplicated:
+    json_path, png_path = args.out / f"{args.name}.json", args.out / f"{args.name}.png"
+    json_path.write_text(json.dumps(summary, indent=1) + "\n")
+    plot(png_path, ledger, t0, summary)
+    say(json.dumps({k: v for k, v in summary.items()
+                    if not k.endswith("_ids") and k not in ("rss_over_time", "rss_kb_start",
+                                                             "rss_kb_end")}))
+    say(f"wrote {json_path} and {png_path}")
+    bad = summary["lost"] or summary["duplicated"]
+    if args.keep or bad:
         say(f"logs kept in {workdir}")
     else:
         shutil.rmtree(workdir, ignore_errors=True)
-    return 1 if lost or duplicated else 0
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

@@ -227,6 +227,11 @@ class JobStore:
         self._admit = client.register_script(_ADMIT_SCRIPT)
         self._revoke = client.register_script(_REVOKE_SCRIPT)
 
+    @property
+    def listener(self) -> DoneListener | None:
+        """The process's shared done-channel listener (``visionq.wakeup``), if any."""
+        return self._listener
+
     @staticmethod
     def key(job_id: str) -> str:
         return f"{JOB_KEY_PREFIX}{job_id}"

@@ -125,6 +125,37 @@ def test_idempotency_key(client: FlaskClient, idle_redis_url: str) -> None:
     assert too_long.status_code == 400
 
 
+def test_idempotency_key_of_a_request_that_never_created_its_job(
+        client: FlaskClient, idle_redis_url: str) -> None:
+    """A claim without its jobs (the first request failed or died between claiming the key
+    and admitting the job, as a Redis kill in the soak showed) is never replayed as a
+    made-up job: while it is young the retry is told to wait (409 + Retry-After), once it
+    is older than the grace the retry gets a real job."""
+    from api.submission import CLAIM_GRACE_S
+    from visionq.keys import IDEMPOTENCY_KEY_PREFIX
+
+    conn = redis.Redis.from_url(idle_redis_url)
+    first = _submit(client, headers={"Idempotency-Key": "lost"})
+    assert first.status_code == 202
+    [claim] = conn.keys(f"{IDEMPOTENCY_KEY_PREFIX}*")
+    conn.delete(f"visionq:job:{first.get_json()['id']}")  # as if the admit never happened
+
+    young = _submit(client, headers={"Idempotency-Key": "lost"})
+    assert young.status_code == 409, young.get_json()
+    assert young.get_json()["code"] == "idempotency_in_progress"
+    assert int(young.headers["Retry-After"]) >= 1
+
+    ttl = conn.ttl(claim)
+    conn.expire(claim, ttl - CLAIM_GRACE_S - 5)  # the claim is now older than the grace
+    retried = _submit(client, headers={"Idempotency-Key": "lost"})
+    assert retried.status_code == 202, retried.get_json()
+    job_id = retried.get_json()["id"]
+    assert job_id != first.get_json()["id"]
+    assert client.get(f"/v1/jobs/{job_id}").status_code == 200
+    again = _submit(client, headers={"Idempotency-Key": "lost"})
+    assert again.get_json()["id"] == job_id and again.headers["Idempotent-Replayed"] == "true"
+
+
 def test_idempotency_key_not_claimed_by_a_rejected_request(client: FlaskClient) -> None:
     bad = client.post("/v1/jobs?task=face", data=files(image=b"nope"),
                       headers={"Idempotency-Key": "k"})

@@ -45,8 +45,9 @@ FAST = image_bytes(20)
 
 @pytest.fixture(scope="module")
 def stream_redis(redis_server) -> Iterator[str]:
-    """DB 14 of the session Redis: only this module's worker consumes it."""
-    url = f"redis://127.0.0.1:{redis_server[0]}/14"
+    """DB 11 of the session Redis: only this module's worker consumes it (it lives for the
+    session, so no other test may use DB 11: see the list in tests/conftest.py)."""
+    url = f"redis://127.0.0.1:{redis_server[0]}/11"
     redis.Redis.from_url(url).flushdb()
     yield url
     redis.Redis.from_url(url).flushdb()

@@ -14,6 +14,7 @@ import requests
 from autoscale.backends.local import LocalBackend
 from autoscale.loop import Controller
 from autoscale.policy import Policy, PoolPolicy
+from autoscale.rates import ArrivalRates
 from tests.conftest import REPO, service_env, start_api, stop_process
 from tests.workers.sleepy_model import image_bytes
 from visionq.jobs import JobStore
@@ -36,7 +37,9 @@ def test_flood_scale_out_drain_scale_in_exactly_once(redis_server) -> None:
     policy = Policy(default=PoolPolicy(
         target_backlog_seconds=2, max_workers=3, stabilization_seconds=4, boot_seconds=3,
         max_step_down=3, default_service_time=JOB_SECONDS))
-    controller = Controller(conn, backend, ["classify"], policy)
+    # Scale to zero 10 s after the last arrival (the default waits 2 minutes).
+    controller = Controller(conn, backend, ["classify"], policy,
+                            rates=ArrivalRates(quiet_seconds=10))
     try:
         image = image_bytes(int(JOB_SECONDS * 100))  # SleepyModel: width/100 seconds
         ids = []
@@ -57,7 +60,7 @@ def test_flood_scale_out_drain_scale_in_exactly_once(redis_server) -> None:
             assert time.monotonic() < deadline, (
                 f"no convergence: sizes {sizes}; statuses "
                 f"{sorted(str(store.get(i).status) for i in ids)}; workers "
-                f"{list(backend.workers)}")
+                f"{list(backend.workers)}; last decision {decision}")
             time.sleep(1)
         assert max(sizes) >= 2, f"never scaled out: {sizes}"
         assert sizes[-1] == 0

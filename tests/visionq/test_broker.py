@@ -214,6 +214,17 @@ def test_arrival_rate_is_smoothed() -> None:
     assert after_quiet == pytest.approx(5.0)
 
 
+def test_arrival_rate_is_zero_after_a_quiet_period() -> None:
+    """The average's tail does not keep a worker "needed" for many half-lives."""
+    rates = ArrivalRates(half_life=60, quiet_seconds=120)
+    rates.update("q", 0, 0, 0)
+    rates.update("q", 5, 50, 0)  # 10/s
+    assert rates.update("q", 65, 50, 0) == pytest.approx(5.0)  # quiet for 60 s: halved
+    assert rates.update("q", 124, 50, 0) > 0  # quiet for 119 s
+    assert rates.update("q", 125, 50, 0) == 0.0  # quiet for 120 s
+    assert rates.update("q", 130, 60, 0) == pytest.approx(10 / 5 * (1 - 0.5 ** (5 / 60)))
+
+
 def test_mark_done_clears_the_busy_mark_and_records_the_service_time(rconn: redis.Redis) -> None:
     broker.mark_busy(rconn, "i-1", "task-1", now=100.0)
     broker.mark_done(rconn, "i-1", "task-1", "face", 0.25, now=101.0)
