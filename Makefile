@@ -51,6 +51,12 @@ bench: install system-deps ## Benchmarks, not part of make test: results in benc
 	C_FORCE_ROOT=1 $(BIN)/python -m bench detect-latency
 	C_FORCE_ROOT=1 $(BIN)/python -m bench loss
 	C_FORCE_ROOT=1 $(BIN)/python -m bench frigate
+	C_FORCE_ROOT=1 $(BIN)/python -m bench faces
+	$(BIN)/python -m bench classify-eval
+	$(BIN)/python -m bench face-threshold
+	C_FORCE_ROOT=1 $(BIN)/python -m bench stream
+	C_FORCE_ROOT=1 $(BIN)/python -m bench scaleout
+	C_FORCE_ROOT=1 $(BIN)/python -m bench broker-ceiling
 	$(BIN)/python -m bench.history_cost
 	$(BIN)/python bench/autoscale_sim.py
 
