@@ -265,43 +265,13 @@ class JobStore:
             args += [job_id, "1" if data is not None else "0" if blob_owned else "2"]
             if data is not None:
                 blobs.append((blob_key, data))
-        reply = self._admit_with(blobs, blob_ttl_s, keys, args)
+        reply = self._run(self._admit, keys, args,
+                          [(key, data, blob_ttl_s) for key, data in blobs])
         if int(reply[0]) == 0:
             raise QueueFullError(queue, int(reply[1]), backlog_limit)
         return [Job(id=job_id, task=task, status="queued", blob=blob_key, options=opts,
                     queued_at=queued_at, blob_owned=blob_owned, submitter=submitter)
                 for job_id, blob_key, _ in entries]
-
-    def _admit_with(self, blobs: list[tuple[str, bytes]], blob_ttl_s: int, keys: list[str],
-                    args: list[Any]) -> Any:
-        """The images' SETs, the admit script (and, with ``replicas``, ``WAIT``) pipelined
-        on one connection: one round trip.  The script deletes the images again when it
-        refuses the batch; a connection lost between a SET and the script leaves at most an
-        unreferenced image that expires with its TTL."""
-        if not blobs:
-            return self._replicated(self._admit, keys, args)
-        wanted = self._wanted_replicas()
-        for attempt in (1, 2):
-            pipe = self._client.pipeline(transaction=False)
-            for blob_key, data in blobs:
-                pipe.set(blob_key, data, ex=blob_ttl_s)
-            # evalsha, not the Script object: a Script in a pipeline costs a SCRIPT EXISTS
-            # round trip on every execute.
-            pipe.evalsha(self._admit.sha, len(keys), *keys, *args)
-            if wanted:
-                pipe.execute_command("WAIT", wanted, self._replica_timeout_ms)
-            replies = pipe.execute(raise_on_error=False)
-            reply = replies[len(blobs)]
-            if isinstance(reply, redis.exceptions.NoScriptError) and attempt == 1:
-                self._client.script_load(_ADMIT_SCRIPT)  # Redis restarted or flushed scripts
-                continue
-            for result in replies:
-                if isinstance(result, Exception):
-                    raise result
-            if wanted:
-                self._check_acked(int(replies[-1]), wanted)
-            return reply
-        raise AssertionError("unreachable")
 
     def recent(self, *, status: str | None = None, task: str | None = None, limit: int = 50,
                before: float | None = None) -> list[Job]:
@@ -417,20 +387,40 @@ class JobStore:
         keys = [self.key(job_id), COUNTS_KEY, self.channel(job_id), HISTORY_STREAM_KEY]
         if blob:
             keys.append(blob)
-        return int(self._replicated(self._finish, keys, args)) == 1
+        return int(self._run(self._finish, keys, args)) == 1
 
-    def _replicated(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        """Run ``script``; with ``replicas``, follow it with ``WAIT`` on the same connection
-        (one pipeline, one round trip) and log when too few replicas confirmed in time."""
+    def _run(self, script: Any, keys: list[str], args: list[Any],
+             writes: list[tuple[str, bytes, int]] | None = None) -> Any:
+        """Run ``script``, after ``writes`` (``SET key value EX ttl``: an admission's
+        images, kept out of the script's arguments — Lua would copy them) and, with
+        ``replicas``, followed by ``WAIT``: all pipelined on one connection, one round trip.
+        A connection lost between a SET and the script leaves at most an unreferenced image
+        that expires with its TTL; the admit script deletes the images when it refuses."""
         wanted = self._wanted_replicas()
-        if not wanted:
+        if not writes and not wanted:
             return script(keys=keys, args=args)
-        pipe = self._client.pipeline(transaction=False)
-        script(keys=keys, args=args, client=pipe)
-        pipe.execute_command("WAIT", wanted, self._replica_timeout_ms)
-        reply, acked = pipe.execute()
-        self._check_acked(int(acked), wanted)
-        return reply
+        writes = writes or []
+        for attempt in (1, 2):
+            pipe = self._client.pipeline(transaction=False)
+            for key, data, ttl_s in writes:
+                pipe.set(key, data, ex=ttl_s)
+            # evalsha, not the Script object: a Script in a pipeline costs a SCRIPT EXISTS
+            # round trip on every execute.
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            if wanted:
+                pipe.execute_command("WAIT", wanted, self._replica_timeout_ms)
+            replies = pipe.execute(raise_on_error=False)
+            reply = replies[len(writes)]
+            if isinstance(reply, redis.exceptions.NoScriptError) and attempt == 1:
+                self._client.script_load(script.script)  # Redis restarted or flushed scripts
+                continue
+            for result in replies:
+                if isinstance(result, Exception):
+                    raise result
+            if wanted:
+                self._check_acked(int(replies[-1]), wanted)
+            return reply
+        raise AssertionError("unreachable")
 
     def _wanted_replicas(self) -> int:
         """``replicas``, capped by how many the primary has now (read every few seconds)."""
