@@ -35,6 +35,7 @@ import redis
 from bench.common import REPO, Run, free_port, say, stop_process
 from bench.procstat import tree_cpu_s
 from bench.redis_stats import RedisStats
+from bench.stack import wait_for_workers
 from visionq.embedded_redis import server_command, wait_ready
 
 QUEUE = "classify"
@@ -108,10 +109,11 @@ def measure_mode(mode: str, args: argparse.Namespace, log_dir: Path) -> dict[str
                 workers.append(subprocess.Popen(
                     [*others, sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", QUEUE,
                      "--pool", "threads", "-c", str(args.threads), "-n",
-                     f"ceiling-{mode}-{index}@%h", "--without-mingle", "--without-gossip",
+                     f"ceiling-{mode}-{index}@bench", "--without-mingle", "--without-gossip",
                      "--loglevel", "WARNING"], cwd=REPO, env=env, stdout=log,
                     stderr=subprocess.STDOUT, start_new_session=True))
-        _wait_beats(client, args.workers)
+        wait_for_workers(client, QUEUE, {f"ceiling-{mode}-{i}@bench"
+                                          for i in range(args.workers)})
         stats = RedisStats(client)
         start_event = multiprocessing.Event()
         per = args.jobs // args.producers
@@ -161,16 +163,6 @@ def measure_mode(mode: str, args: argparse.Namespace, log_dir: Path) -> dict[str
             stop_process(worker, timeout_s=20)
         stop_process(server, timeout_s=20)
         tmp.cleanup()
-
-
-def _wait_beats(client: redis.Redis, count: int, timeout_s: float = 120) -> None:
-    from visionq.broker import workers_by_queue
-
-    deadline = time.monotonic() + timeout_s
-    while len(workers_by_queue(client).get(QUEUE, [])) < count:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{count} workers did not beat within {timeout_s:g} s")
-        time.sleep(0.2)
 
 
 def plot(run: Run, points: list[dict[str, Any]]) -> None:

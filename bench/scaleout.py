@@ -36,6 +36,7 @@ from bench.common import REPO, Run, cores, free_port, latency_summary, ratio, sa
 from bench.http import HttpError, Target, multipart, request
 from bench.procstat import tree_cpu_s
 from bench.redis_stats import RedisStats
+from bench.stack import wait_for_workers
 from visionq.embedded_redis import server_command, wait_ready
 
 QUEUE = "classify"
@@ -185,19 +186,6 @@ def _wait_api(url: str, process: Any, timeout_s: float = 120) -> None:
     raise TimeoutError(f"API at {url} not up within {timeout_s:g} s")
 
 
-def _wait_workers(client: redis.Redis, hostnames: set[str], timeout_s: float = 120) -> None:
-    """Every simulated node has beaten (visionq's own heartbeat: its model is loaded)."""
-    from visionq.broker import workers_by_queue
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        seen = set(workers_by_queue(client).get(QUEUE, []))
-        if hostnames <= seen:
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"workers {sorted(hostnames - seen)} did not beat within {timeout_s:g} s")
-
-
 def split(total: int, nodes: int) -> list[int]:
     """``total`` worker threads over at most ``nodes`` processes, as evenly as possible."""
     nodes = max(1, min(nodes, total))
@@ -222,7 +210,7 @@ def measure_point(fabric: Any, hub: Hub, total: int, args: argparse.Namespace,
             "--without-gossip", "--loglevel", "WARNING"], env, REPO))
     client = redis.Redis.from_url(hub.redis_url)
     try:
-        _wait_workers(client, hostnames)
+        wait_for_workers(client, QUEUE, hostnames)
         stats = RedisStats(client)
         service_s = args.service_ms / 1000
         clients = max(4, 2 * total)

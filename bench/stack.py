@@ -216,6 +216,23 @@ class SyncBaseline:
         self._process = None
 
 
+def wait_for_workers(client: redis.Redis, queue: str, hostnames: set[str],
+                     timeout_s: float = 120) -> None:
+    """Until every worker in ``hostnames`` has beaten for ``queue`` (visionq's own
+    heartbeat: its model is loaded by then)."""
+    from visionq.broker import workers_by_queue
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        seen = set(workers_by_queue(client).get(queue, []))
+        if hostnames <= seen:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"workers {sorted(hostnames - seen)} did not beat within "
+                               f"{timeout_s:g} s")
+        time.sleep(0.2)
+
+
 def check_ready(url: str, path: str, redis_url: str | None, tasks: Sequence[str],
                 timeout_s: float, alive: Callable[[], None] = lambda: None) -> None:
     """Until ``url + path`` answers 200 and every task has a worker heartbeat in Redis
