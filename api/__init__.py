@@ -11,6 +11,7 @@ from flask import Flask
 
 from api.errors import register_error_handlers
 from api.metrics import init_app as init_monitoring
+from api.multipart import VisionqRequest
 from api.services import EXTENSION_KEY, build_services
 from tasks import make_celery
 from visionq.history import HistoryWriter
@@ -25,6 +26,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     ``overrides`` (field names of ``visionq.settings.Settings``)."""
     settings = Settings(**dict(overrides or {}))
     app = Flask(__name__)
+    app.request_class = VisionqRequest  # multipart without two regex compilations per upload
     app.config["MAX_CONTENT_LENGTH"] = settings.max_bytes * 4 // 3 + MULTIPART_OVERHEAD_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
     celery = make_celery(settings)  # this app's producer, on this app's Redis

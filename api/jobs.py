@@ -144,15 +144,39 @@ def _idempotency() -> tuple[str | None, str]:
 @bp.post("")
 @bp.post("/")
 def submit() -> tuple[Response, int, dict[str, str]]:
+    """``202`` with the job's id; with ``?wait=N``, ``200`` with the finished job when it
+    finishes within N seconds (one request instead of a submit and a long-poll: the
+    cheapest way to get a result synchronously), else the ``202`` once N seconds pass."""
     data, body_task, options = _read_upload()
+    wait = _wait_arg()  # checked before anything is written
     key, owner = _idempotency()
     done = submit_jobs(request.args.get("task") or body_task, [data], options,
                        idempotency_key=key, owner=owner)
-    body = _accepted(done.jobs[0])
+    job = done.jobs[0]
+    body = _accepted(job)
     headers = {"Location": body["status_url"]}
     if done.replayed:
         headers["Idempotent-Replayed"] = "true"
+    if wait:
+        finished = services().jobs.wait(job.id, wait)
+        if finished is not None and finished.status in FINAL_STATUSES:
+            return jsonify(job_json(finished)), 200, headers
     return jsonify(body), 202, headers
+
+
+def _wait_arg() -> float | None:
+    """``?wait=`` in seconds (0 to ``VISIONQ_MAX_WAIT_S``), ``None`` when absent."""
+    raw = request.args.get("wait")
+    if raw is None:
+        return None
+    try:
+        wait = float(raw)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_wait", "wait must be a number of seconds") from exc
+    limit = services().settings.max_wait_s
+    if not 0 <= wait <= limit:  # also refuses nan
+        raise ApiError(400, "invalid_wait", f"wait must be between 0 and {limit:g} seconds")
+    return wait
 
 
 @bp.post("/batch")
@@ -383,18 +407,8 @@ def revoke_job(job_id: str) -> Response:
 @bp.get("/<job_id>")
 def get_job(job_id: str) -> Response:
     svc = services()
-    wait_arg = request.args.get("wait")
-    if wait_arg is None:
-        job = svc.jobs.get(job_id)
-    else:
-        try:
-            wait = float(wait_arg)
-        except ValueError as exc:
-            raise ApiError(400, "invalid_wait", "wait must be a number of seconds") from exc
-        if not 0 <= wait <= svc.settings.max_wait_s:
-            raise ApiError(400, "invalid_wait",
-                           f"wait must be between 0 and {svc.settings.max_wait_s:g} seconds")
-        job = svc.jobs.wait(job_id, wait)
+    wait = _wait_arg()
+    job = svc.jobs.get(job_id) if wait is None else svc.jobs.wait(job_id, wait)
     if job is None:  # expired from Redis (or never existed): the history may have it
         try:
             job = svc.history.get(job_id)

@@ -190,9 +190,16 @@ def _paths() -> dict[str, Any]:
                  "responses": {"200": _json(_ref("FaceList"), "OK"), **_errors(401, 429)}}
     return {
         "/v1/jobs": {
-            "post": {"tags": ["Jobs"], "summary": "Submit one image (202 + job id)",
-                     "parameters": [task_param, idem], "requestBody": submit_body,
-                     "responses": {"202": _json(_ref("Accepted"), "Accepted"),
+            "post": {"tags": ["Jobs"], "summary": "Submit one image (202 + job id; with "
+                     "?wait=seconds, 200 + the finished job if it finishes in time)",
+                     "parameters": [task_param, idem, {
+                         "name": "wait", "in": "query", "schema": {"type": "number",
+                                                                   "minimum": 0},
+                         "description": "Wait up to this many seconds for the result: 200 "
+                         "with the finished job, or 202 as without it."}],
+                     "requestBody": submit_body,
+                     "responses": {"200": _json(_ref("Job"), "Finished within ?wait="),
+                                   "202": _json(_ref("Accepted"), "Accepted"),
                                    **_errors(*SUBMIT_ERRORS)}},
             "get": {"tags": ["Jobs"], "summary": "Jobs, newest first (Redis, then the "
                     "history)", "parameters": [

@@ -115,6 +115,18 @@ def test_long_poll_waits_for_the_result(api_url: str, face_worker: subprocess.Po
     assert again["result"] == job["result"]
 
 
+def test_submit_with_wait_returns_the_finished_job(api_url: str,
+                                                 face_worker: subprocess.Popen) -> None:
+    response = requests.post(f"{api_url}/v1/jobs?task=face&wait=30",
+                             files={"image": (FACES / "obama.jpg").read_bytes()}, timeout=40)
+    assert response.status_code == 200, response.text
+    job = response.json()
+    assert job["status"] == "succeeded" and len(job["result"]["faces"]) == 1
+    assert response.headers["Location"].endswith(f"/v1/jobs/{job['id']}")
+    again = requests.get(f"{api_url}/v1/jobs/{job['id']}", timeout=5).json()
+    assert again["result"] == job["result"]
+
+
 def test_blob_is_deleted_when_the_job_is_done(api_url: str, face_worker: subprocess.Popen,
                                               redis_url: str) -> None:
     import redis

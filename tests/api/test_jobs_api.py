@@ -127,11 +127,25 @@ def test_unknown_job_and_routes_are_json(client: FlaskClient) -> None:
     assert method.status_code == 405 and method.is_json
 
 
-@pytest.mark.parametrize("wait", ["abc", "-1", "100000"])
-def test_bad_wait_values(client: FlaskClient, wait: str) -> None:
+@pytest.mark.parametrize("wait", ["abc", "-1", "100000", "nan"])
+def test_bad_wait_values(client: FlaskClient, wait: str, idle_redis_url: str) -> None:
     job_id = _post(client, OBAMA).get_json()["id"]
     response = client.get(f"/v1/jobs/{job_id}?wait={wait}")
     assert response.status_code == 400 and response.get_json()["code"] == "invalid_wait"
+    queued = redis.Redis.from_url(idle_redis_url).llen("face")
+    refused = client.post(f"/v1/jobs?task=face&wait={wait}",
+                          data={"image": (__import__("io").BytesIO(OBAMA), "x.jpg")})
+    assert refused.status_code == 400 and refused.get_json()["code"] == "invalid_wait"
+    assert redis.Redis.from_url(idle_redis_url).llen("face") == queued, "nothing written"
+
+
+def test_submit_with_wait_answers_202_when_the_job_is_not_done_in_time(
+        client: FlaskClient) -> None:
+    response = client.post("/v1/jobs?task=face&wait=0.3",
+                           data={"image": (__import__("io").BytesIO(OBAMA), "x.jpg")})
+    assert response.status_code == 202  # no worker consumes this Redis
+    body = response.get_json()
+    assert body["status"] == "queued" and response.headers["Location"] == body["status_url"]
 
 
 def test_oversize_body_is_413_json(idle_redis_url: str) -> None:
