@@ -20,11 +20,20 @@ import requests
 
 from bench import ceiling, plots
 from bench.common import TASK_IMAGES, Run, cores, ratio
-from bench.loadgen import DEEPSTACK_PATHS, Bodies, Call, jobs_call, post_call, run_point, sweep
+from bench.loadgen import (
+    DEEPSTACK_PATHS,
+    Bodies,
+    Call,
+    jobs_call,
+    post_call,
+    run_point,
+    submit_wait_call,
+    sweep,
+)
 from bench.procstat import tree_cpu_s
 from bench.stack import SyncBaseline, VisionqStack
 
-SYSTEMS = ("jobs", "deepstack", "sync")
+SYSTEMS = ("jobs", "jobs-wait", "deepstack", "sync")
 """visionq's job API (submit + long-poll), visionq's DeepStack endpoint, the sync baseline."""
 
 
@@ -134,8 +143,8 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     bodies = Bodies.of(TASK_IMAGES[task])
     cdfs: dict[str, list[float]] = {}
     for system in systems:
-        label = {"jobs": "visionq job API", "deepstack": "visionq DeepStack",
-                 "sync": "sync Flask"}[system]
+        label = {"jobs": "visionq job API", "jobs-wait": "visionq job API, ?wait=",
+                 "deepstack": "visionq DeepStack", "sync": "sync Flask"}[system]
         if system == "sync":
             with SyncBaseline(task) as baseline:
                 call = post_call(baseline.url, f"/v1/vision/{task}", bodies)
@@ -156,6 +165,8 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
                                        for t in mix}, mix)
                 elif system == "jobs":
                     call = jobs_call(stack.url, task, bodies)
+                elif system == "jobs-wait":
+                    call = submit_wait_call(stack.url, task, bodies)
                 else:
                     call = post_call(stack.url, DEEPSTACK_PATHS[task], bodies)
                 run_point(call, 2, 3, slo_s, args.deadline, 50, label=f"{label} warm-up")
@@ -183,7 +194,7 @@ def ratios(data: dict[str, Any]) -> dict[str, Any]:
     systems = data["systems"]
     out: dict[str, Any] = {}
     ceiling_figures = data.get("ceiling") or {}
-    for system in ("jobs", "deepstack"):
+    for system in ("jobs", "jobs-wait", "deepstack"):
         if system not in systems:
             continue
         best_point = max(systems[system]["points"], key=lambda p: p["throughput_rps"])

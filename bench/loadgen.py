@@ -115,6 +115,31 @@ def jobs_call(url: str, task: str, bodies: Bodies, max_wait_s: float = 20) -> Ca
     return call
 
 
+def submit_wait_call(url: str, task: str, bodies: Bodies, max_wait_s: float = 20) -> Call:
+    """visionq's job API in one request: ``POST /v1/jobs?wait=`` answers 200 with the
+    finished job (a 202 — not done in time — is followed by a long-poll, as ``jobs_call``)."""
+    target = Target.parse(url)
+
+    async def call(index: int, deadline: float) -> tuple[int, dict[str, Any]]:
+        body, ctype = bodies[index]
+        wait = max(0.0, min(max_wait_s, _remaining(deadline) - 0.5))
+        try:
+            response = await request(target, "POST", f"/v1/jobs?task={task}&wait={wait:.2f}",
+                                     body=body, headers={"Content-Type": ctype},
+                                     timeout_s=_remaining(deadline))
+            if response.status != 200:
+                _check(response.status, 202, response.body)
+                raise RequestFailed("deadline")
+            job = response.json()
+        except HttpError as exc:
+            raise RequestFailed(exc.kind) from exc
+        if job["status"] != "succeeded":
+            raise RequestFailed(f"job_failed:{job.get('code')}")
+        return 1, job.get("timings") or {}
+
+    return call
+
+
 def post_call(url: str, path: str, bodies: Bodies, expected: int = 200) -> Call:
     """One synchronous POST: DeepStack endpoints, the sync baseline, or submit-only."""
     target = Target.parse(url)
