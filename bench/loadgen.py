@@ -160,6 +160,8 @@ def post_call(url: str, path: str, bodies: Bodies, expected: int = 200) -> Call:
                 raise RequestFailed(f"failed:{payload.get('code')}")
             if "duration" in payload:
                 server["duration_ms"] = payload["duration"]
+            if "inferenceMs" in payload:  # the worker's decode + model time (api.codeproject)
+                server["inference_ms"] = payload["inferenceMs"]
         return 1, server
 
     return call
@@ -297,6 +299,13 @@ def summarise(outcomes: Sequence[Outcome], rate: float, duration_s: float,
         values = sorted(float(o.server[name]) for o in ok if o.server.get(name) is not None)
         if values:
             summary[f"server_{name}_p50"] = round(percentile(values, 50) or 0, 1)
+    # What the stack adds to the model, request by request: round trip - the worker's
+    # decode + model time (robust to the model's own noise on a shared machine).
+    overhead = sorted(o.latency_s * 1000 - float(o.server["inference_ms"]) for o in ok
+                      if o.server.get("inference_ms") is not None)
+    if overhead:
+        summary["stack_overhead_ms"] = {"p50": round(percentile(overhead, 50) or 0, 1),
+                                        "p90": round(percentile(overhead, 90) or 0, 1)}
     return summary
 
 
