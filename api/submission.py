@@ -21,6 +21,8 @@ from api.errors import ApiError
 from api.options import validate_options
 from api.security import current_caller
 from api.services import Services, services
+from monitoring.record import record_submit
+from tasks.message import celery_message
 from visionq.blobstore import RedisBlobStore
 from visionq.custom_models import ManifestError, custom_root, find, model_name, queue_of_task
 from visionq.imaging import ImageError, probe
@@ -127,12 +129,20 @@ def submit_jobs(task: str | None, images: list[bytes], options: dict[str, Any] |
             for data in images:
                 stored.append(svc.blobs.put(data))
             entries = [(job_id, key, None) for job_id, key in zip(job_ids, stored, strict=True)]
+        # With the images in Redis the script publishes too (tasks.message): one round
+        # trip for everything; with S3 blobs Celery publishes after the admission.
+        messages = ([celery_message(svc.celery, queue, job_id)[1] for job_id in job_ids]
+                    if in_redis else None)
         created = svc.jobs.admit(task, entries, opts, queue=queue,
                                  backlog_limit=svc.settings.max_backlog_for(queue),
                                  blob_ttl_s=svc.settings.blob_ttl_s,
-                                 submitter=owner or current_caller().who)
+                                 submitter=owner or current_caller().who,
+                                 messages=messages)
         for job in created:
-            svc.enqueue(task, job.id)
+            if messages is None:
+                svc.enqueue(task, job.id)
+            else:
+                record_submit(queue)  # Celery's after_task_publish counts the others
     except Exception as exc:
         # All or nothing: undo whatever may have been written, including by an ``admit``
         # whose reply was lost (revoking an id that has no record is a no-op).

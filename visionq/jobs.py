@@ -107,7 +107,9 @@ return {attempt, fields, blob}
 # stored under the blob key by a SET in the same MULTI transaction, just before this script
 # (natively: passing the bytes through Lua copied them, ~1.2 CPU-µs per KB in Redis); a
 # refused admission deletes it again.  '0': stored elsewhere, owned (deleted when the job
-# ends); '2': borrowed, never deleted.
+# ends); '2': borrowed, never deleted.  After those, optionally one Celery message per job
+# (``tasks.message``), pushed onto KEYS[1] once every record is written: the job and its
+# message exist together or not at all.
 # Returns {0, backlog} when the queue is full (nothing kept), {1} otherwise.
 _ADMIT_SCRIPT = """
 local n = (#KEYS - 2) / 2
@@ -129,6 +131,7 @@ for i = 1, n do
   redis.call('ZADD', KEYS[2], tonumber(ARGV[4]), job_id)
 end
 redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[3]) - 1)
+for i = 8 + 2 * n, #ARGV do redis.call('LPUSH', KEYS[1], ARGV[i]) end
 return {1}
 """
 
@@ -246,9 +249,12 @@ class JobStore:
     def admit(self, task: str, entries: list[tuple[str, str, bytes | None]],
               options: dict[str, Any] | None = None, *, queue: str, backlog_limit: int,
               blob_ttl_s: int, blob_owned: bool = True,
-              submitter: str | None = None) -> list[Job]:
+              submitter: str | None = None,
+              messages: list[bytes] | None = None) -> list[Job]:
         """Create queued jobs all or nothing, in one round trip, unless ``queue`` already
         holds more than ``backlog_limit - len(entries)`` messages (``QueueFullError``).
+        ``messages``: each job's Celery message (``tasks.message.celery_message``), pushed
+        onto ``queue`` by the same script — published with the job, no ``enqueue`` after.
 
         ``entries``: ``(job_id, blob_key, data)``; with ``data`` the image is stored under
         ``blob_key`` in this Redis (TTL ``blob_ttl_s``) by the same script, with ``None``
@@ -265,6 +271,10 @@ class JobStore:
             args += [job_id, "1" if data is not None else "0" if blob_owned else "2"]
             if data is not None:
                 blobs.append((blob_key, data))
+        if messages is not None:
+            if len(messages) != len(entries):
+                raise ValueError(f"{len(messages)} messages for {len(entries)} jobs")
+            args += messages
         reply = self._run(self._admit, keys, args,
                           [(key, data, blob_ttl_s) for key, data in blobs])
         if int(reply[0]) == 0:
