@@ -19,6 +19,7 @@ from visionq.settings import Settings
 
 MULTIPART_OVERHEAD_BYTES = 1024 * 1024
 HISTORY_WRITER_KEY = "visionq_history_writer"
+SHARD_HISTORY_WRITERS_KEY = "visionq_shard_history_writers"
 
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
@@ -36,6 +37,10 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         app.extensions[HISTORY_WRITER_KEY] = HistoryWriter(
             svc.redis, svc.history, max_age_s=settings.history_days * 86400 or None,
             max_rows=settings.history_max_rows or None).start()
+        # Sharded by queue, jobs finish on their queue's Redis: one more writer per shard
+        # (retention is applied once, by the main Redis's writer above).
+        app.extensions[SHARD_HISTORY_WRITERS_KEY] = [
+            HistoryWriter(store.client, svc.history).start() for store in svc.jobs.stores[1:]]
     register_error_handlers(app)
     init_monitoring(app)  # /metrics, request timings
 

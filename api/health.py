@@ -1,6 +1,9 @@
 """``/healthz`` (the process is up) and ``/readyz`` (Redis reachable, a worker per queue,
 no critical role given up by ``visionq up``'s supervisor).
 
+Sharded by queue (``visionq.shards``), ``shards`` lists every Redis with its queues and
+whether it answers; ``redis`` is ``ok`` only when all of them do.
+
 ``/readyz?scope=api`` is the API's own readiness (a Kubernetes readinessProbe): ready while
 Redis answers, because the API can then accept and queue jobs; the workers and given-up
 roles are still reported.  Taking every API pod out of its Service because a queue has no
@@ -18,6 +21,7 @@ from api.services import services
 from visionq.broker import workers_by_queue
 from visionq.keys import SUPERVISOR_GAVE_UP_KEY
 from visionq.settings import QUEUES
+from visionq.shards import ShardMap, redact
 
 bp = Blueprint("health", __name__)
 
@@ -40,6 +44,10 @@ def readyz() -> tuple[Response, int]:
     except redis.RedisError as exc:
         detail["redis"] = f"unreachable: {exc}"
         workers = {}
+    if svc.shards.sharded:
+        detail["shards"] = shard_health(svc.shards)
+        if detail["redis"] == "ok" and any(v["redis"] != "ok" for v in detail["shards"]):
+            detail["redis"] = "a shard is unreachable"
     detail["workers"] = {queue: len(workers.get(queue, [])) for queue in QUEUES}
     missing = [queue for queue in QUEUES if not workers.get(queue)]
     ready = detail["redis"] == "ok"
@@ -50,6 +58,20 @@ def readyz() -> tuple[Response, int]:
     if gave_up:
         detail["gave_up"] = sorted(gave_up)
     return jsonify({"status": "ready" if ready else "not_ready", **detail}), 200 if ready else 503
+
+
+def shard_health(shards: ShardMap) -> list[dict[str, object]]:
+    """Each Redis (password redacted), its queues, and whether it answers a PING: a
+    sharded deployment is ready only when every queue's Redis is."""
+    report: list[dict[str, object]] = []
+    for url, client in shards.clients().items():
+        try:
+            client.ping()
+            status = "ok"
+        except redis.RedisError as exc:
+            status = f"unreachable: {exc}"
+        report.append({"url": redact(url), "queues": shards.queues_on(url), "redis": status})
+    return report
 
 
 def given_up_roles(conn: redis.Redis) -> dict[str, bool]:

@@ -42,7 +42,7 @@ from api.security import Caller, authenticate, rate_limit
 from api.services import Services, services
 from api.submission import submit_jobs
 from visionq.imaging import ImageError
-from visionq.jobs import FINAL_STATUSES, JobStore
+from visionq.jobs import FINAL_STATUSES
 from visionq.stream_protocol import (
     CLOSE_CREDIT_EXCEEDED,
     CLOSE_IDLE,
@@ -315,11 +315,8 @@ class StreamSession:
     # -- results out ---------------------------------------------------------------------
     def _collect(self) -> None:
         ids = list(self.pending)
-        pipe = self.svc.redis.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hget(JobStore.key(job_id), "status")
         try:
-            statuses = pipe.execute()
+            statuses = self.svc.jobs.statuses(ids)  # each on its job's Redis (visionq.shards)
         except (redis.ConnectionError, redis.TimeoutError):
             return  # Redis restarting: the next recheck tries again
         listener = _listener(self.svc)
@@ -350,11 +347,8 @@ class StreamSession:
         if not self.tasks:
             return False
         tasks = sorted(self.tasks)
-        pipe = self.svc.redis.pipeline(transaction=False)
-        for task in tasks:
-            pipe.llen(task)
         try:
-            lengths = pipe.execute()
+            lengths = self.svc.queue_lengths(tasks)
         except (redis.ConnectionError, redis.TimeoutError):
             return True
         return any(int(length) >= self.svc.settings.max_backlog_for(task)

@@ -64,7 +64,7 @@ def check_backlog(svc: Services, task: str, adding: int = 1) -> None:
     burst becomes quick 503s the caller can retry instead of jobs that time out queued.
     (With Redis blobs ``JobStore.admit`` checks the same inside its script.)"""
     limit = svc.settings.max_backlog_for(task)
-    backlog = int(svc.redis.llen(task))
+    backlog = svc.queue_length(task)  # on the queue's Redis (visionq.shards)
     if backlog + adding > limit:
         raise _queue_full(task, backlog, limit)
 

@@ -22,10 +22,7 @@ def index() -> Response:
 @bp.get("/v1/stats")
 def stats() -> Response:
     svc = services()
-    pipe = svc.redis.pipeline(transaction=False)
-    for queue in QUEUES:
-        pipe.llen(queue)
-    lengths = pipe.execute()
+    lengths = svc.queue_lengths(list(QUEUES))  # each on its queue's Redis (visionq.shards)
     counts = svc.jobs.counts()
     workers = workers_by_queue(svc.redis)
     queues = {}

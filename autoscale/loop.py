@@ -11,8 +11,8 @@ import shlex
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from autoscale import observe
@@ -27,7 +27,9 @@ from autoscale.policy import (
     decide,
 )
 from autoscale.rates import ArrivalRates
+from visionq.broker import in_flight, queue_length
 from visionq.settings import DEFAULT_REDIS_URL, QUEUES, Settings
+from visionq.shards import shard_map
 
 log = logging.getLogger("visionq.autoscale")
 
@@ -54,6 +56,21 @@ def publish_metrics(port: int) -> Callable[[Decision, Observation], None]:
     return update
 
 
+def sharded_snapshot(conn: Any, queues: Sequence[str], now: float,
+                     queue_conns: Mapping[str, Any]) -> observe.BrokerSnapshot:
+    """``observe.snapshot`` on the main Redis, with the backlog and in-flight of each queue
+    in ``queue_conns`` read from that queue's own Redis instead."""
+    snap = observe.snapshot(conn, queues, now)
+    if not queue_conns:
+        return snap
+    backlog, flying = dict(snap.backlog), dict(snap.in_flight)
+    for queue in queues:
+        if queue in queue_conns:
+            backlog[queue] = queue_length(queue_conns[queue], queue)
+            flying[queue] = in_flight(queue_conns[queue], [queue]).get(queue, 0)
+    return replace(snap, backlog=backlog, in_flight=flying)
+
+
 @dataclass
 class Controller:
     conn: Any
@@ -66,10 +83,14 @@ class Controller:
     state: State = field(default_factory=State)
     on_decision: Callable[[Decision, Observation], None] | None = None
     """Called after every decision (the metrics gauges)."""
+    queue_conns: Mapping[str, Any] = field(default_factory=dict)
+    """The Redis of each queue that has one of its own (``visionq.shards``): its backlog
+    and in-flight are read there; service times, completions and busy marks stay on
+    ``conn`` (the workers write them to the main Redis)."""
 
     def observe(self) -> tuple[Observation, frozenset[str], set[str]]:
         now = self.clock()
-        snap = observe.snapshot(self.conn, self.queues, now)
+        snap = sharded_snapshot(self.conn, self.queues, now, self.queue_conns)
         capacity = self.backend.current()
         queues = {}
         ids: set[str] = set()
@@ -214,12 +235,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         raise SystemExit(f"invalid policy: {exc}") from exc
     backend = build_backend(args, queues)
-    redis_url = args.redis_url or Settings().redis_url
+    settings = Settings()
+    redis_url = args.redis_url or settings.redis_url
     conn = redis_client(redis_url)  # redis:// or sentinel:// (visionq.redis_conn)
+    shards = shard_map(settings)
+    queue_conns = {q: shards.client_for(q) for q in queues if shards.url_for(q) != shards.main}
     serve = args.metrics_port and not args.once  # a one-shot run has nothing to scrape
     on_decision = publish_metrics(args.metrics_port) if serve else None
     controller = Controller(conn, backend, queues, policy, dry_run=args.dry_run,
-                            on_decision=on_decision)
+                            on_decision=on_decision, queue_conns=queue_conns)
     stop = threading.Event()
     try:
         if args.once:

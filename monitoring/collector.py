@@ -57,8 +57,12 @@ class BrokerCollector(Collector):
     """A prometheus_client collector over the Celery broker (kombu's Redis layout)."""
 
     def __init__(self, conn: redis.Redis, queues: Iterable[str],
-                 slos: Mapping[str, float]) -> None:
+                 slos: Mapping[str, float],
+                 queue_conns: Mapping[str, redis.Redis] | None = None) -> None:
+        """``queue_conns``: the Redis of each queue that has one of its own
+        (``visionq.shards``); the others, and the worker heartbeats, are on ``conn``."""
         self._conn, self._queues, self._slos = conn, list(queues), dict(slos)
+        self._queue_conns = dict(queue_conns or {})
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         return iter(self._families())
@@ -68,12 +72,13 @@ class BrokerCollector(Collector):
         length, flight, workers, age, slo, up = families
         try:
             online = workers_by_queue(self._conn)
-            flying = in_flight(self._conn, self._queues)
+            flying = self._in_flight()
             for queue in self._queues:
-                length.add_metric([queue], queue_length(self._conn, queue))
+                conn = self._queue_conns.get(queue, self._conn)
+                length.add_metric([queue], queue_length(conn, queue))
                 flight.add_metric([queue], flying.get(queue, 0))
                 workers.add_metric([queue], len(online.get(queue, [])))
-                age.add_metric([queue], oldest_age(self._conn, queue))
+                age.add_metric([queue], oldest_age(conn, queue))
             up.add_metric([], 1)
         except redis.RedisError as exc:
             log.warning("broker metrics unavailable: %s", exc)
@@ -82,6 +87,17 @@ class BrokerCollector(Collector):
         for queue in self._queues:
             slo.add_metric([queue, queue], self._slos.get(queue, 0.0))
         return iter(families)
+
+    def _in_flight(self) -> dict[str, int]:
+        """In-flight per queue, each read from its queue's Redis (kombu's unacked hash)."""
+        by_conn: dict[int, tuple[redis.Redis, list[str]]] = {}
+        for queue in self._queues:
+            conn = self._queue_conns.get(queue, self._conn)
+            by_conn.setdefault(id(conn), (conn, []))[1].append(queue)
+        flying: dict[str, int] = {}
+        for conn, queues in by_conn.values():
+            flying.update(in_flight(conn, queues))
+        return flying
 
     @staticmethod
     def _families() -> list[GaugeMetricFamily]:

@@ -34,6 +34,7 @@ from monitoring.settings import get_monitoring_settings
 from visionq.keys import SUPERVISOR_RESTARTS_KEY
 from visionq.redis_conn import redis_client
 from visionq.settings import QUEUES, get_settings
+from visionq.shards import shard_map
 
 log = logging.getLogger("visionq.exporter")
 PROCESS_RESTARTS = "visionq_process_restarts"
@@ -76,7 +77,11 @@ def build_registry(redis_url: str, queues: Sequence[str], directory: str | None,
         log.warning("PROMETHEUS_MULTIPROC_DIR is not set: serving broker metrics only; "
                     "set it (the same directory as the workers') for task and job metrics")
     slos = slos or get_monitoring_settings().slos()
-    registry.register(BrokerCollector(redis_client(redis_url), queues, slos))
+    # Sharded by queue (visionq.shards), a queue's length and in-flight are on its Redis.
+    shards = shard_map(get_settings())
+    queue_conns = {queue: shards.client_for(queue) for queue in queues
+                   if shards.url_for(queue) != shards.main}
+    registry.register(BrokerCollector(redis_client(redis_url), queues, slos, queue_conns))
     registry.register(RestartsCollector(redis_client(redis_url)))
     return registry
 

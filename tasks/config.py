@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 from kombu import Exchange, Queue
 
-from tasks.signatures import TASK_NAMES
+from tasks.signatures import SENTINEL_TRANSPORT, TASK_NAMES
 from visionq.custom_models import CUSTOM_QUEUE
 from visionq.redis_conn import is_sentinel_url
 from visionq.settings import QUEUES, Settings
 
-SENTINEL_TRANSPORT = "tasks.sentinel:Transport"
 WORKER_MODULES = ("workers.app",)
 """Celery's ``imports``: modules a worker (and Flower) imports when it starts, never a
 producer.  ``workers.app`` registers the task implementations and the worker hooks, so
@@ -28,12 +29,16 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "health_check_interval": 10,
     }
     result_transport: dict[str, object] = {"visibility_timeout": settings.visibility_timeout_s}
-    sentinel = is_sentinel_url(settings.redis_url)
+    # A worker of a sharded queue (visionq.shards) is pointed at its queue's Redis by
+    # celery's -b, i.e. CELERY_BROKER_URL: that URL decides the broker's transport.
+    broker = os.environ.get("CELERY_BROKER_URL") or settings.redis_url
+    sentinel = is_sentinel_url(broker)
     if sentinel:  # kombu's and Celery's own Sentinel support
         transport["master_name"] = settings.redis_sentinel_master
+    if is_sentinel_url(settings.redis_url):  # the result backend stays on the main Redis
         result_transport["master_name"] = settings.redis_sentinel_master
     return {
-        "broker_url": settings.redis_url,
+        "broker_url": broker,
         # kombu's Sentinel transport with a failover bug guarded (tasks.sentinel).
         "broker_transport": SENTINEL_TRANSPORT if sentinel else None,
         "result_backend": settings.redis_url,

@@ -73,13 +73,32 @@ def up(queues: str, port: int | None, api_workers: int, concurrency: int, no_flo
 @click.option("--concurrency", "-c", type=int, default=None, help="Worker processes.")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(queues: str, concurrency: int | None, celery_args: tuple[str, ...]) -> None:
-    """Run a model worker (same as `celery -A tasks worker -Q <queues>`)."""
+    """Run a model worker (same as `celery -A tasks worker -Q <queues>`), on the Redis its
+    queues live on (celery's `-b`, from VISIONQ_REDIS_URL_<QUEUE>)."""
     selected = _queues(queues, (*QUEUES, CUSTOM_QUEUE))
     argv = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", ",".join(selected),
             "--loglevel", "INFO", "-n", f"{'+'.join(selected)}@%h"]
     if concurrency:
         argv += ["-c", str(concurrency)]
-    os.execv(sys.executable, argv + list(celery_args))
+    os.execve(sys.executable, argv + list(celery_args), {**os.environ, **broker_env(selected)})
+
+
+def broker_env(queues: list[str]) -> dict[str, str]:
+    """``CELERY_BROKER_URL`` when the queues live on a shard of their own
+    (``visionq.shards``): what celery's ``-b`` sets, without putting a password in argv
+    (``ps`` shows argv).  Exits with status 2 when the queues span two Redis servers: a
+    Celery worker has one broker."""
+    from visionq.shards import redact, shard_map
+
+    shards = shard_map(Settings())
+    urls = {queue: shards.url_for(queue) for queue in queues}
+    if len(set(urls.values())) > 1:
+        spans = ", ".join(f"{queue} on {redact(url)}" for queue, url in urls.items())
+        click.echo(f"visionq worker: --queues {','.join(queues)} span several Redis servers "
+                   f"({spans}); a worker has one broker: start one worker per Redis", err=True)
+        sys.exit(2)
+    url = next(iter(urls.values()))
+    return {"CELERY_BROKER_URL": url} if url != shards.main else {}
 
 
 URL_HELP = f"API base URL (default: VISIONQ_URL, else {DEFAULT_API_URL})."
@@ -232,6 +251,7 @@ def watch(source: str, task: str, results: str | None, sqs_url: str | None,
     from visionq.options import TASK_OPTIONS
     from visionq.redis_conn import redis_client
     from visionq.s3events import parse_s3_url, results_location
+    from visionq.shards import shard_map
     from visionq.watch import WatchConfig, Watcher
 
     settings = Settings()
@@ -260,8 +280,9 @@ def watch(source: str, task: str, results: str | None, sqs_url: str | None,
         start_http_server(port, addr="127.0.0.1", registry=metrics.registry)
     client = redis_client(settings.redis_url)
     celery = make_celery(settings)
+    jobs_client = redis_client(shard_map(settings).url_for(task))  # the task's queue's Redis
     watcher = Watcher(
-        config, client, JobStore(client, settings.result_ttl_s, settings.recent_jobs),
+        config, client, JobStore(jobs_client, settings.result_ttl_s, settings.recent_jobs),
         boto3.client("s3", endpoint_url=settings.s3_endpoint_url),
         lambda queue, job_id: enqueue(celery, queue, job_id), metrics,
         sqs=boto3.client("sqs", endpoint_url=settings.s3_endpoint_url) if sqs_url else None)

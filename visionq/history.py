@@ -302,7 +302,11 @@ def _stream_id(raw: bytes | str) -> tuple[int, int]:
 
 class HistoryWriter:
     """Drains ``visionq:history`` into a ``HistoryStore``: ``start()`` runs it in a daemon
-    thread, ``run_once()`` is one step (for tests)."""
+    thread, ``run_once()`` is one step (for tests).
+
+    The stream is written by the finishing script on the job's queue's Redis; sharded by
+    queue (``visionq.shards``) the API runs one writer per Redis (``api.create_app``), all
+    into the same store, retention applied by the main Redis's writer only."""
 
     def __init__(self, client: redis.Redis, store: HistoryStore, *,
                  max_age_s: float | None = None, max_rows: int | None = None,

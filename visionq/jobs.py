@@ -231,6 +231,11 @@ class JobStore:
         self._revoke = client.register_script(_REVOKE_SCRIPT)
 
     @property
+    def client(self) -> redis.Redis:
+        """The Redis this store's jobs live on (one shard, ``visionq.shards``)."""
+        return self._client
+
+    @property
     def listener(self) -> DoneListener | None:
         """The process's shared done-channel listener (``visionq.wakeup``), if any."""
         return self._listener

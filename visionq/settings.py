@@ -8,6 +8,11 @@ Every field of all of them is listed in the README's configuration table, with t
 default (``tests/visionq/test_settings_docs.py``).  A default computed at run time states
 how the README words it in ``json_schema_extra={"default_text": ...}``.
 
+Sharding by queue: ``VISIONQ_REDIS_URL_<QUEUE>`` (``_FACE``, ``_DETECT``, ``_CLASSIFY``,
+``_CUSTOM``) puts one queue's Celery messages, job records and images on a Redis of its own
+(``visionq.shards`` maps queues to URLs); an unset one means ``REDIS_URL``.  Variables with
+that prefix naming no queue are ignored, with a warning (``visionq.shards.unknown_variables``).
+
 Variables other tools define keep their own names and are read where those tools expect
 them: ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode, set by
 ``visionq up``), ``XDG_CACHE_HOME`` (the default of ``VISIONQ_MODELS_DIR``).
@@ -100,6 +105,15 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("REDIS_URL", "VISIONQ_REDIS_URL"),
         description="Broker, job store and default blob store (redis://, rediss://).",
     )
+    redis_url_face: str | None = Field(
+        default=None, description="Redis of the face queue: its Celery messages, job records "
+        "and images (visionq.shards); unset: REDIS_URL.")
+    redis_url_detect: str | None = Field(
+        default=None, description="Redis of the detect queue (as redis_url_face).")
+    redis_url_classify: str | None = Field(
+        default=None, description="Redis of the classify queue (as redis_url_face).")
+    redis_url_custom: str | None = Field(
+        default=None, description="Redis of the custom queue (as redis_url_face).")
     redis_sentinel_master: str = Field(
         default="mymaster",
         description="Master name Redis Sentinel knows the primary by (sentinel:// URLs).")

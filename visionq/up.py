@@ -22,7 +22,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 import redis
 import requests
@@ -34,6 +33,7 @@ from visionq.embedded_redis import server_command, wait_ready
 from visionq.keys import SUPERVISOR_GAVE_UP_KEY, SUPERVISOR_RESTARTS_KEY
 from visionq.redis_conn import redis_client
 from visionq.settings import QUEUES, Settings
+from visionq.shards import redact, shard_map
 from visionq.supervisor import RestartPolicy, Snapshot, Supervisor, kill_group
 
 PROMETHEUS_CONFIG = Path(__file__).resolve().parents[1] / "monitoring" / "prometheus.yml"
@@ -108,11 +108,17 @@ class Stack:
             "--threads", str(self.api_threads), "--bind",
             f"{self.settings.api_host}:{self.settings.api_port}",
             "--graceful-timeout", "20", "api:create_app()"], env=api_env))
+        shards = shard_map(self.settings)
         for queue in [*self.queues, *custom_queue_if_models(self.settings.models_dir)]:
+            # A queue with a Redis of its own (VISIONQ_REDIS_URL_<QUEUE>, passed through in
+            # env()) is consumed from there: celery's -b, as an environment variable.
+            broker = shards.url_for(queue)
             services.append(Service(f"worker-{queue}", [
                 python, "-m", "celery", "-A", "tasks", "worker", "-Q", queue,
                 "-c", str(self.worker_concurrency), "-n", f"{queue}@%h", "--loglevel", "INFO"],
-                critical=False, ready_critical=True, env=workers_env))
+                critical=False, ready_critical=True,
+                env={**workers_env, **({"CELERY_BROKER_URL": broker}
+                                       if broker != shards.main else {})}))
         services.append(Service("exporter", [
             python, "-m", "monitoring.exporter", "--queues", ",".join(self.queues)],
             critical=False, env=workers_env))
@@ -240,8 +246,12 @@ class Stack:
         lines = [
             "visionq is up:",
             f"  API         http://{host}:{port}/v1/jobs   (health: /healthz, /readyz)",
-            f"  Redis       {_redact(self.settings.redis_url)}",
+            f"  Redis       {redact(self.settings.redis_url)}",
         ]
+        shards = shard_map(self.settings)
+        for url in shards.urls[1:]:
+            queues = ", ".join(shards.queues_on(url))
+            lines.append(f"  Redis       {redact(url)}  (queues: {queues})")
         if any(s.name == "flower" for s in self.services):
             flower = self.flower_host()
             note = ""
@@ -313,13 +323,6 @@ def bind_refusal(settings: Settings, insecure: bool) -> str | None:
         return None
     return (f"refusing to bind the API to {settings.api_host} without API keys: set "
             "VISIONQ_API_KEYS (and VISIONQ_ADMIN_KEYS), or pass --insecure")
-
-
-def _redact(url: str) -> str:
-    parsed = urlparse(url)
-    if parsed.password:
-        return url.replace(f":{parsed.password}@", ":***@")
-    return url
 
 
 def make_stack(settings: Settings, queues: list[str] | None = None,

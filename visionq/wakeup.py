@@ -11,6 +11,10 @@ registration only counts once the listener's subscription is confirmed (``ready`
 finish published before the read is seen by the read; one published after it reaches the
 listener, which is already subscribed.  While the listener is down (Redis restarting),
 ``ready`` is false and waiters fall back to re-reading the record on a short period.
+
+Sharded by queue (``visionq.shards``), jobs finish on several Redis servers: the listener
+then holds one subscription (and thread) per server, and is ``ready`` only while all of
+them are confirmed.  With one server it is exactly one subscription, as before.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ import contextlib
 import logging
 import os
 import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import redis
 
@@ -32,22 +39,31 @@ READY_TIMEOUT_S = 2.0
 """How long a first waiter waits for the subscription before it falls back to polling."""
 
 
+@dataclass
+class _Subscription:
+    """One server's ``PSUBSCRIBE``: its client, the thread holding it, whether confirmed."""
+
+    client: redis.Redis
+    ready: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+    pid: int = 0
+
+
 class DoneListener:
     """Wakes waiting threads when their job is announced finished."""
 
-    def __init__(self, client: redis.Redis) -> None:
-        self._client = client
+    def __init__(self, client: redis.Redis | Sequence[redis.Redis]) -> None:
+        """``client``: the Redis jobs finish on, or one per shard (``visionq.shards``)."""
+        clients = [client] if isinstance(client, redis.Redis) else list(client)
+        self._subs = [_Subscription(each) for each in clients]
         self._lock = threading.Lock()
         self._waiters: dict[str, set[threading.Event]] = {}
-        self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._pid = 0
 
     @property
     def ready(self) -> bool:
-        """True while the subscription is confirmed: no announcement can be missed."""
-        return self._ready.is_set()
+        """True while every subscription is confirmed: no announcement can be missed."""
+        return all(sub.ready.is_set() for sub in self._subs)
 
     def register(self, job_id: str, event: threading.Event | None = None) -> threading.Event:
         """An event set when ``job_id`` is announced (or when the listener reconnects).
@@ -70,7 +86,9 @@ class DoneListener:
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> bool:
         self._ensure_started()
-        return self._ready.wait(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        return all(sub.ready.wait(max(0.0, deadline - time.monotonic()))
+                   for sub in self._subs)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -86,17 +104,18 @@ class DoneListener:
             self._start_locked()
 
     def _start_locked(self) -> None:
-        if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
-            self._ready.clear()
-            self._pid = os.getpid()
-            self._thread = threading.Thread(target=self._run, name="visionq-done-listener",
-                                            daemon=True)
-            self._thread.start()
+        for sub in self._subs:
+            if sub.thread is None or not sub.thread.is_alive() or sub.pid != os.getpid():
+                sub.ready.clear()
+                sub.pid = os.getpid()
+                sub.thread = threading.Thread(target=self._run, args=(sub,),
+                                              name="visionq-done-listener", daemon=True)
+                sub.thread.start()
 
-    def _run(self) -> None:
+    def _run(self, sub: _Subscription) -> None:
         failures = 0
         while not self._stopping.is_set():
-            pubsub = self._client.pubsub(ignore_subscribe_messages=False)
+            pubsub = sub.client.pubsub(ignore_subscribe_messages=False)
             try:
                 pubsub.psubscribe(f"{DONE_CHANNEL_PREFIX}*")
                 while not self._stopping.is_set():
@@ -104,20 +123,20 @@ class DoneListener:
                     if message is None:
                         continue
                     if message["type"] == "psubscribe":
-                        self._ready.set()
+                        sub.ready.set()
                         failures = 0
                         # Anyone registered while we were down may have missed a finish.
                         self._wake_all()
                     elif message["type"] == "pmessage":
                         self._wake(message["channel"])
             except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-                self._ready.clear()
+                sub.ready.clear()
                 self._wake_all()  # waiters re-read the record instead of trusting us
                 with self._lock:
                     if not self._waiters:
                         # Nobody waits: stop here; the next ``register`` starts a new one
                         # (under the lock, so a register racing this exit sees no thread).
-                        self._thread = None
+                        sub.thread = None
                         log.info("job wake-up listener lost Redis (%s); idle, stopping", exc)
                         return
                 delay = RECONNECT_DELAY_S[min(failures, len(RECONNECT_DELAY_S) - 1)]
@@ -127,14 +146,14 @@ class DoneListener:
                         exc, delay)
                 self._stopping.wait(delay)
             except Exception:  # noqa: BLE001 - never let the listener die silently
-                self._ready.clear()
+                sub.ready.clear()
                 self._wake_all()
                 log.exception("job wake-up listener failed; restarting")
                 self._stopping.wait(1.0)
             finally:
                 with contextlib.suppress(Exception):
                     pubsub.close()
-        self._ready.clear()
+        sub.ready.clear()
 
     def _wake(self, channel: bytes | str) -> None:
         name = channel.decode() if isinstance(channel, bytes) else channel

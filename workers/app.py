@@ -23,6 +23,7 @@ from tasks.app import app
 from tasks.signatures import TASK_NAMES, enqueue, queue_of
 from visionq.custom_models import CUSTOM_QUEUE
 from visionq.settings import QUEUES
+from workers import shard_check
 from workers.custom.hooks import CustomModelsScan
 from workers.hooks import Heartbeats, Hooks, ModelLoading, ScalingHints
 from workers.hooks_metrics import MetricsHook
@@ -171,4 +172,5 @@ class SignalBridge:
                                        _hostname(request))
 
 
+shard_check.connect()  # first: a worker on the wrong Redis stops before loading models
 SignalBridge(hooks).connect()

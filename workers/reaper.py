@@ -24,6 +24,9 @@ import redis
 from visionq.jobs import JobStore
 from visionq.keys import REAPER_LOCK_KEY as LOCK_KEY
 from visionq.keys import RECENT_KEY
+from visionq.redis_conn import redis_client
+from visionq.settings import get_settings
+from visionq.shards import shard_map
 
 log = logging.getLogger(f"visionq.{__name__}")
 
@@ -59,7 +62,16 @@ def sweep(client: redis.Redis, jobs: JobStore, enqueue: Callable[[str, str], Non
 
 def maybe_sweep(client: redis.Redis, jobs: JobStore, enqueue: Callable[[str, str], None],
                 older_than_s: float, holder: str) -> list[str]:
-    """Sweep if no other worker swept in the last ``SWEEP_INTERVAL_S``."""
-    if not client.set(LOCK_KEY, holder, nx=True, ex=int(SWEEP_INTERVAL_S)):
-        return []
-    return sweep(client, jobs, enqueue, older_than_s)
+    """Sweep if no other worker swept in the last ``SWEEP_INTERVAL_S``; sharded by queue
+    (``visionq.shards``), each shard's jobs too (a lock per shard; ``enqueue`` publishes
+    to the job's queue's Redis)."""
+    swept = []
+    if client.set(LOCK_KEY, holder, nx=True, ex=int(SWEEP_INTERVAL_S)):
+        swept = sweep(client, jobs, enqueue, older_than_s)
+    shards = shard_map(get_settings())
+    for url in shards.urls[1:]:
+        shard = redis_client(url)
+        if shard.set(LOCK_KEY, holder, nx=True, ex=int(SWEEP_INTERVAL_S)):
+            swept += sweep(shard, JobStore(shard, get_settings().result_ttl_s), enqueue,
+                           older_than_s)
+    return swept

@@ -12,9 +12,11 @@ import logging
 
 from celery.worker.request import Request
 
+from tasks.signatures import queue_of
 from visionq.jobs import JobStore
 from visionq.redis_conn import redis_client
 from visionq.settings import get_settings
+from visionq.shards import shard_map
 
 log = logging.getLogger(f"visionq.{__name__}")
 
@@ -25,8 +27,9 @@ class JobRequest(Request):
         if soft:
             return  # the task itself catches SoftTimeLimitExceeded and fails the job
         settings = get_settings()
+        queue = queue_of(self.task_name) or ""  # the job is on its queue's Redis
         try:
-            JobStore(redis_client(settings.redis_url), settings.result_ttl_s).fail(
+            JobStore(redis_client(shard_map(settings).url_for(queue)), settings.result_ttl_s).fail(
                 self.id, "timeout",
                 f"the job exceeded its hard time limit of {timeout:g} s; its worker process "
                 "was replaced")

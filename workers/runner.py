@@ -36,6 +36,7 @@ from visionq.imaging import ImageError, ImageLimits, decode, probe
 from visionq.jobs import Job, JobStore
 from visionq.redis_conn import min_replicas_ack, redis_client
 from visionq.settings import get_settings
+from visionq.shards import shard_map
 from workers.runtime import LoadListener, model_for
 
 log = logging.getLogger(f"visionq.{__name__}")
@@ -96,8 +97,9 @@ def run_job(task: str, job_id: str, worker: str,
     read the record and the image) and the finishing script (result, counters, wake-up,
     and the blob's deletion)."""
     settings = get_settings()
-    jobs, blobs = _stores(settings.redis_url, settings.result_ttl_s, settings.blob_url,
-                          settings.blob_ttl_s, settings.s3_endpoint_url)
+    # The job's record and image are on its queue's Redis (visionq.shards).
+    jobs, blobs = _stores(shard_map(settings).url_for(task), settings.result_ttl_s,
+                          settings.blob_url, settings.blob_ttl_s, settings.s3_endpoint_url)
     in_redis = isinstance(blobs, RedisBlobStore)
     # One token per delivery: a retried begin (reply lost) does not count another attempt.
     attempt, job, data = _retrying(jobs.begin, job_id, worker, in_redis, uuid.uuid4().hex)
@@ -165,7 +167,8 @@ def run_job(task: str, job_id: str, worker: str,
 @cache
 def _stores(redis_url: str, result_ttl_s: int, blob_url: str, blob_ttl_s: int,
             s3_endpoint_url: str | None) -> tuple[JobStore, BlobStore]:
-    """The job store and blob store of this process (built once: an S3 client is costly)."""
+    """The job store and blob store of one queue's Redis (built once per URL: an S3 client
+    is costly)."""
     client = redis_client(redis_url)
     return (JobStore(client, result_ttl_s, replicas=min_replicas_ack(redis_url)),
             blob_store_from_url(blob_url, client, blob_ttl_s, s3_endpoint_url))
