@@ -6,6 +6,10 @@
 #   bash bench/before_after.sh [BASE_REF] [BENCH ...]
 #   BASE_REF  default 169936b (main before the house restructuring and the fast path)
 #   BENCH     any of: frigate submit detect classify (default: all)
+#
+# VISIONQ_BENCH_OUT=<dir>: where the JSON and PNG go.  VISIONQ_AFTER_REF=<ref>: the "after" side from a worktree of that commit too (instead of
+# this checkout, which may hold uncommitted work).  VISIONQ_BENCH_HARNESS=current: both
+# sides run this checkout's bench/ (same harness, only the product code differs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -14,7 +18,7 @@ shift || true
 BENCHES=("$@")
 [ ${#BENCHES[@]} -eq 0 ] && BENCHES=(frigate submit detect classify)
 PY=$ROOT/.venv/bin/python
-OUT=$ROOT/bench/results/before_after
+OUT=${VISIONQ_BENCH_OUT:-$ROOT/bench/results/before_after}
 # Beside the repo, like the repo itself: the benches read ../shared/fixtures.
 WT=${VISIONQ_BASE_WORKTREE:-$ROOT/../visionq-base-$BASE}
 mkdir -p "$OUT"
@@ -22,9 +26,21 @@ if [ ! -d "$WT" ]; then
   git worktree add --detach "$WT" "$BASE" >/dev/null
 fi
 ln -sfn "$ROOT/.venv" "$WT/.venv"
-# The base commit's own harness runs its code (its bench/ imports its modules); only the
-# command it lacks, frigate, is copied in.
-cp "$ROOT/bench/frigate.py" "$ROOT/bench/__main__.py" "$WT/bench/"
+AFTER_DIR=$ROOT
+if [ -n "${VISIONQ_AFTER_REF:-}" ]; then
+  AFTER_DIR=$ROOT/../visionq-after-$(git rev-parse --short "$VISIONQ_AFTER_REF")
+  [ -d "$AFTER_DIR" ] || git worktree add --detach "$AFTER_DIR" "$VISIONQ_AFTER_REF" >/dev/null
+  ln -sfn "$ROOT/.venv" "$AFTER_DIR/.venv"
+fi
+if [ "${VISIONQ_BENCH_HARNESS:-}" = current ]; then
+  for dir in "$WT" "$AFTER_DIR"; do
+    [ "$dir" = "$ROOT" ] || cp "$ROOT"/bench/*.py "$dir/bench/"
+  done
+else
+  # The base commit's own harness runs its code (its bench/ imports its modules); only
+  # the command it lacks, frigate, is copied in.
+  cp "$ROOT/bench/frigate.py" "$ROOT/bench/__main__.py" "$WT/bench/"
+fi
 
 args_for() {
   case $1 in
@@ -41,7 +57,7 @@ name_of() {
 export C_FORCE_ROOT=1
 for bench in "${BENCHES[@]}"; do
   for side in before after; do
-    if [ "$side" = before ]; then dir=$WT; else dir=$ROOT; fi
+    if [ "$side" = before ]; then dir=$WT; else dir=$AFTER_DIR; fi
     name="$(name_of "$bench")_$side"
     echo "== $bench ($side: $(git -C "$dir" rev-parse --short HEAD)) load: $(cut -d' ' -f1-3 /proc/loadavg)"
     # shellcheck disable=SC2046

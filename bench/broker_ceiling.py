@@ -1,7 +1,7 @@
 """The broker ceiling: what one Redis core costs per job, with no HTTP in the way.
 
-Producers admit jobs exactly as the API does (``JobStore.admit``: backlog check, image and
-record in one script; then ``enqueue``: the Celery message) but in-process, from
+Producers admit jobs exactly as the API does (``JobStore.admit``: backlog check, image,
+record and the Celery message in one script) but in-process, from
 ``--producers`` processes; no-op workers (``bench.sleep_model`` at 0 ms, thread pool)
 consume them through the real task path (begin, decode, finish, wake-up, history).  Run
 once per Redis persistence mode: off, ``appendonly yes`` + ``appendfsync everysec``, and
@@ -53,9 +53,10 @@ def _tiny_png() -> bytes:
 
 
 def produce(redis_url: str, count: int, start_event: Any) -> None:
-    """Admit and enqueue ``count`` jobs as the API's submit path does (one job each)."""
+    """Admit ``count`` jobs as the API's submit path does (one job each): the admit script
+    stores the image and the record and pushes the Celery message (``tasks.message``)."""
     from tasks import make_celery
-    from tasks.signatures import enqueue
+    from tasks.message import celery_message
     from visionq.blobstore import RedisBlobStore
     from visionq.jobs import JobStore
     from visionq.redis_conn import redis_client
@@ -69,8 +70,8 @@ def produce(redis_url: str, count: int, start_event: Any) -> None:
     for _ in range(count):
         job_id = uuid.uuid4().hex
         jobs.admit(QUEUE, [(job_id, RedisBlobStore.new_key(), image)], {}, queue=QUEUE,
-                   backlog_limit=10_000_000, blob_ttl_s=settings.blob_ttl_s)
-        enqueue(celery, QUEUE, job_id)
+                   backlog_limit=10_000_000, blob_ttl_s=settings.blob_ttl_s,
+                   messages=[celery_message(celery, QUEUE, job_id)[1]])
 
 
 def _finished(client: redis.Redis) -> int:
