@@ -144,10 +144,21 @@ def record_service_time(
 
 
 def _add_service_time(pipe: Any, queue: str, seconds: float, now: float) -> None:
+    for command in service_time_commands(queue, seconds, now):
+        pipe.execute_command(*command)
+
+
+Command = tuple[str, ...]
+"""A Redis command as its words, to be pipelined with another round trip (the worker's job
+scripts carry the scaling hints this way: ``workers.runner``)."""
+
+
+def service_time_commands(queue: str, seconds: float, now: float) -> list[Command]:
+    """What ``record_service_time`` sends."""
     key = SERVICE_KEY.format(queue=queue)
-    pipe.lpush(key, f"{now:.3f}:{float(seconds):.6f}")
-    pipe.ltrim(key, 0, SERVICE_SAMPLES - 1)
-    pipe.incr(DONE_KEY.format(queue=queue))
+    return [("LPUSH", key, f"{now:.3f}:{float(seconds):.6f}"),
+            ("LTRIM", key, "0", str(SERVICE_SAMPLES - 1)),
+            ("INCR", DONE_KEY.format(queue=queue))]
 
 
 def mean_recent(entries: Iterable[bytes | str], now: float) -> float | None:
@@ -181,8 +192,14 @@ def mark_busy(
     now: float | None = None,
 ) -> None:
     """Mark ``worker`` (on EC2: its instance id) busy with ``task_id``; ``task_prerun``."""
+    conn.execute_command(*busy_command(worker, task_id, ttl, now))
+
+
+def busy_command(worker: str, task_id: str, ttl: float = DEFAULT_BUSY_TTL_SECONDS,
+                 now: float | None = None) -> Command:
+    """What ``mark_busy`` sends."""
     now = time.time() if now is None else now
-    conn.zadd(BUSY_KEY, {f"{worker}/{task_id}": now + ttl})
+    return ("ZADD", BUSY_KEY, repr(now + ttl), f"{worker}/{task_id}")
 
 
 def mark_idle(conn: Redis, worker: str, task_id: str) -> None:
@@ -195,10 +212,18 @@ def mark_done(conn: Redis, worker: str, task_id: str, queue: str, seconds: float
     """``mark_idle`` and (with ``seconds``) ``record_service_time`` in one round trip:
     what a worker does after every task."""
     pipe = conn.pipeline(transaction=False)
-    pipe.zrem(BUSY_KEY, f"{worker}/{task_id}")
-    if seconds is not None:
-        _add_service_time(pipe, queue, seconds, time.time() if now is None else now)
+    for command in done_commands(worker, task_id, queue, seconds, now):
+        pipe.execute_command(*command)
     pipe.execute()
+
+
+def done_commands(worker: str, task_id: str, queue: str, seconds: float | None,
+                  now: float | None = None) -> list[Command]:
+    """What ``mark_done`` sends."""
+    commands: list[Command] = [("ZREM", BUSY_KEY, f"{worker}/{task_id}")]
+    if seconds is not None:
+        commands += service_time_commands(queue, seconds, time.time() if now is None else now)
+    return commands
 
 
 def busy_workers(conn: Redis, now: float | None = None) -> frozenset[str]:

@@ -11,11 +11,13 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
+from visionq.broker import Command
 from visionq.keys import (
     COUNTS_KEY,
     DONE_CHANNEL_PREFIX,
@@ -369,15 +371,18 @@ class JobStore:
         return self.begin(job_id, worker)[0]
 
     def begin(self, job_id: str, worker: str, with_blob: bool = False,
-              token: str = "") -> tuple[int, Job | None, bytes | None]:
+              token: str = "", *, also: Sequence[Command] = ()
+              ) -> tuple[int, Job | None, bytes | None]:
         """``start``, the record and (``with_blob``: the image is a key in this Redis) the
         image's bytes, in one round trip: ``(attempt, job, data)``.  ``attempt`` is as for
         ``start``; ``job`` is ``None`` unless the job started; ``data`` is ``None`` when not
         asked for or when the blob expired.  ``token`` (one per delivery) makes a retried
         call idempotent: the same token again does not count another attempt, so a reply
-        lost to a Redis stall cannot push a healthy job towards ``poison_job``."""
-        reply = self._begin(keys=[self.key(job_id), COUNTS_KEY],
-                            args=[repr(time.time()), worker, "1" if with_blob else "0", token])
+        lost to a Redis stall cannot push a healthy job towards ``poison_job``.  ``also``:
+        commands pipelined with it (the worker's busy mark), in the same round trip."""
+        reply = self._run(self._begin, [self.key(job_id), COUNTS_KEY],
+                          [repr(time.time()), worker, "1" if with_blob else "0", token],
+                          also=also, replicate=False)
         attempt = int(reply[0])
         if attempt <= 0:
             return attempt, None, None
@@ -386,14 +391,19 @@ class JobStore:
         data = reply[2] if len(reply) > 2 else None
         return attempt, self._parse(job_id, raw), data
 
-    def succeed(self, job_id: str, result: Any, blob: str | None = None) -> bool:
-        """Record the result; ``blob``: a key in this Redis deleted in the same script."""
-        return self._finish_with(job_id, blob, status="succeeded", result=json.dumps(result))
+    def succeed(self, job_id: str, result: Any, blob: str | None = None, *,
+                also: Sequence[Command] = ()) -> bool:
+        """Record the result; ``blob``: a key in this Redis deleted in the same script;
+        ``also``: commands pipelined with it (the worker's scaling hints)."""
+        return self._finish_with(job_id, blob, also, status="succeeded",
+                                 result=json.dumps(result))
 
-    def fail(self, job_id: str, code: str, error: str, blob: str | None = None) -> bool:
-        return self._finish_with(job_id, blob, status="failed", code=code, error=error)
+    def fail(self, job_id: str, code: str, error: str, blob: str | None = None, *,
+             also: Sequence[Command] = ()) -> bool:
+        return self._finish_with(job_id, blob, also, status="failed", code=code, error=error)
 
-    def _finish_with(self, job_id: str, blob: str | None, **fields: str) -> bool:
+    def _finish_with(self, job_id: str, blob: str | None, also: Sequence[Command] = (),
+                     **fields: str) -> bool:
         """``status`` must be the first field: the script counts ARGV[3]."""
         fields["finished_at"] = repr(time.time())
         args: list[Any] = [self._ttl_s]
@@ -402,17 +412,20 @@ class JobStore:
         keys = [self.key(job_id), COUNTS_KEY, self.channel(job_id), HISTORY_STREAM_KEY]
         if blob:
             keys.append(blob)
-        return int(self._run(self._finish, keys, args)) == 1
+        return int(self._run(self._finish, keys, args, also=also)) == 1
 
     def _run(self, script: Any, keys: list[str], args: list[Any],
-             writes: list[tuple[str, bytes, int]] | None = None) -> Any:
+             writes: list[tuple[str, bytes, int]] | None = None, *,
+             also: Sequence[Command] = (), replicate: bool = True) -> Any:
         """Run ``script``, after ``writes`` (``SET key value EX ttl``: an admission's
-        images, kept out of the script's arguments — Lua would copy them) and, with
-        ``replicas``, followed by ``WAIT``: all pipelined on one connection, one round trip.
-        A connection lost between a SET and the script leaves at most an unreferenced image
-        that expires with its TTL; the admit script deletes the images when it refuses."""
-        wanted = self._wanted_replicas()
-        if not writes and not wanted:
+        images, kept out of the script's arguments — Lua would copy them), then ``also``
+        (commands that ride along, not part of the script's atomic step) and, with
+        ``replicas`` and ``replicate``, ``WAIT``: all pipelined on one connection, one
+        round trip.  A connection lost between a SET and the script leaves at most an
+        unreferenced image that expires with its TTL; the admit script deletes the images
+        when it refuses."""
+        wanted = self._wanted_replicas() if replicate else 0
+        if not writes and not wanted and not also:
             return script(keys=keys, args=args)
         writes = writes or []
         for attempt in (1, 2):
@@ -422,6 +435,8 @@ class JobStore:
             # evalsha, not the Script object: a Script in a pipeline costs a SCRIPT EXISTS
             # round trip on every execute.
             pipe.evalsha(script.sha, len(keys), *keys, *args)
+            for command in also:
+                pipe.execute_command(*command)
             if wanted:
                 pipe.execute_command("WAIT", wanted, self._replica_timeout_ms)
             replies = pipe.execute(raise_on_error=False)

@@ -8,7 +8,8 @@ and ``ScalingHints`` here, ``workers.hooks_metrics.MetricsHook`` for Prometheus.
 
 Events name the job task (the queue: ``face``, ``detect``, ``classify``) and the job id
 (which is also the Celery task id).  ``after_task`` receives what ``workers.runner.run_job``
-returned (``JobOutcome``); hooks record it, the runner records nothing itself.
+returned (``JobOutcome``); hooks record it (the runner finishes the job record and, on
+the same round trips, may carry the scaling hints: ``JobOutcome.hints``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from visionq.settings import QUEUES, get_settings
 from workers import runtime
 from workers.heartbeat import Heartbeat
 from workers.reaper import maybe_sweep
+from workers.runner import hints_ride_along
 
 if TYPE_CHECKING:
     from workers.runner import JobOutcome
@@ -188,16 +190,26 @@ class Heartbeats(WorkerHook):
 
 class ScalingHints(WorkerHook):
     """What the autoscaler reads from the workers (``visionq.broker``): which hosts are
-    running a job (scale-in protection) and each queue's recent service times."""
+    running a job (scale-in protection) and each queue's recent service times.
+
+    When the queue's jobs live on the main Redis (always, unless it is sharded elsewhere)
+    the runner's begin and finish round trips carry these (``runner.hints_ride_along``);
+    this hook then writes only what a run that ended early left (a duplicate, an expired
+    job, a task that raised: the busy mark to clear)."""
 
     def before_task(self, task: str, job_id: str, hostname: str) -> None:
+        settings = get_settings()
+        if hints_ride_along(settings, task):
+            return  # the job's begin round trip marks the host busy
         try:
-            mark_busy(self._client(), get_settings().instance_id, job_id)
+            mark_busy(self._client(), settings.instance_id, job_id)
         except Exception as exc:  # noqa: BLE001 - scaling hints must never fail a job
             log.warning("could not mark %s busy: %s", job_id, exc)
 
     def after_task(self, task: str, job_id: str, hostname: str, outcome: JobOutcome | None,
                    seconds: float | None) -> None:
+        if outcome is not None and outcome.hints:
+            return  # the job's finishing round trip carried them
         try:
             mark_done(self._client(), get_settings().instance_id, job_id, task, seconds)
         except Exception as exc:  # noqa: BLE001

@@ -3,7 +3,9 @@
 Every failure of the job itself (bad image, model error, time limit) ends as a ``failed``
 job with a reason; nothing here lets an exception kill the worker process.  ``run_job``
 returns what happened (``JobOutcome``); the worker hooks (``workers.hooks``) receive it and
-record it (metrics): the runner only finishes the job record.
+record it (metrics): the runner only finishes the job record — and, when they live on the
+same Redis, lets the job's begin and finish round trips carry the autoscaler's scaling
+hints (busy mark, service time), which ``ScalingHints`` would otherwise send in two more.
 
 Redis going away (a restart, a failover) is not a failure of the job: every read and write
 of the job record and the blob is retried for up to ``REDIS_RETRY_S``.  Without that a
@@ -18,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from typing import Any, TypeVar
 
 import redis
@@ -31,11 +33,12 @@ from visionq.blobstore import (
     S3ObjectReader,
     blob_store_from_url,
 )
+from visionq.broker import Command, busy_command, done_commands
 from visionq.custom_models import is_custom_task
 from visionq.imaging import ImageError, ImageLimits, decode, probe
 from visionq.jobs import Job, JobStore
 from visionq.redis_conn import min_replicas_ack, redis_client
-from visionq.settings import get_settings
+from visionq.settings import Settings, get_settings
 from visionq.shards import shard_map
 from workers.runtime import LoadListener, model_for
 
@@ -67,6 +70,9 @@ class JobOutcome:
     outcome: str
     code: str | None = None
     job: Job | None = field(default=None, repr=False)
+    hints: bool = field(default=False, compare=False)
+    """The finishing round trip carried the scaling hints (busy mark cleared, service time
+    recorded): ``workers.hooks.ScalingHints`` has nothing left to write."""
 
     @property
     def final(self) -> bool:
@@ -83,8 +89,9 @@ def _retrying(call: Callable[..., T], *args: Any) -> T:
         except REDIS_ERRORS as exc:
             if time.monotonic() > deadline:
                 raise
-            log.warning("Redis unavailable (%s); retrying %s", exc,
-                        getattr(call, "__name__", "call"))
+            name = getattr(call, "__name__", None) or getattr(
+                getattr(call, "func", None), "__name__", "call")  # a partial: its function
+            log.warning("Redis unavailable (%s); retrying %s", exc, name)
             time.sleep(0.5)
 
 
@@ -96,13 +103,24 @@ def run_job(task: str, job_id: str, worker: str,
     Two Redis round trips when the image is in Redis: ``JobStore.begin`` (mark running,
     read the record and the image) and the finishing script (result, counters, wake-up,
     and the blob's deletion)."""
+    begun = time.perf_counter()
     settings = get_settings()
     # The job's record and image are on its queue's Redis (visionq.shards).
     jobs, blobs = _stores(shard_map(settings).url_for(task), settings.result_ttl_s,
                           settings.blob_url, settings.blob_ttl_s, settings.s3_endpoint_url)
     in_redis = isinstance(blobs, RedisBlobStore)
+    # The scaling hints ride on the job's own round trips when they share a Redis.
+    host = settings.instance_id if hints_ride_along(settings, task) else None
+    busy = (busy_command(host, job_id),) if host is not None else ()
+
+    def done() -> tuple[Command, ...]:
+        if host is None:
+            return ()
+        return tuple(done_commands(host, job_id, task, time.perf_counter() - begun))
+
     # One token per delivery: a retried begin (reply lost) does not count another attempt.
-    attempt, job, data = _retrying(jobs.begin, job_id, worker, in_redis, uuid.uuid4().hex)
+    attempt, job, data = _retrying(partial(jobs.begin, also=busy), job_id, worker, in_redis,
+                                   uuid.uuid4().hex)
     if attempt == -1:
         log.warning("job %s: no record (expired or never created); dropping message", job_id)
         return JobOutcome(task, job_id, "unknown_job")
@@ -115,11 +133,11 @@ def run_job(task: str, job_id: str, worker: str,
     blob = job.blob if in_redis and job.blob_owned else None
     discard = not in_redis and job.blob_owned
     if attempt > MAX_ATTEMPTS:
-        _retrying(jobs.fail, job_id, "poison_job",
+        _retrying(partial(jobs.fail, also=done()), job_id, "poison_job",
                   f"the worker died {attempt - 1} times running this job; giving up", blob)
         if discard:
             _discard(blobs, job.blob)
-        return JobOutcome(task, job_id, "failed", "poison_job")
+        return JobOutcome(task, job_id, "failed", "poison_job", hints=host is not None)
     started = time.perf_counter()
     outcome, code = "succeeded", None
     recorded = True  # False: another delivery finished the job first (first finish wins)
@@ -135,23 +153,25 @@ def run_job(task: str, job_id: str, worker: str,
         limits = ImageLimits(settings.max_bytes, settings.max_pixels)
         image = decode(data, limits, max_side=model.max_side_for(probe(data, limits)))
         result = model.predict([image], job.options)[0]
-        recorded = _retrying(jobs.succeed, job_id, result, blob)
+        recorded = _retrying(partial(jobs.succeed, also=done()), job_id, result, blob)
     except ImageError as exc:
         outcome, code = "failed", exc.code
-        recorded = _retrying(jobs.fail, job_id, exc.code, exc.message, blob)
+        recorded = _retrying(partial(jobs.fail, also=done()), job_id, exc.code, exc.message,
+                             blob)
     except BlobNotFoundError as exc:
         outcome, code = "failed", "image_expired"
-        recorded = _retrying(jobs.fail, job_id, code, str(exc), blob)
+        recorded = _retrying(partial(jobs.fail, also=done()), job_id, code, str(exc), blob)
     except SoftTimeLimitExceeded:
         outcome, code = "failed", "timeout"
-        recorded = _retrying(jobs.fail, job_id, code, f"the job exceeded its time limit of "
-                                                      f"{settings.soft_time_limit_s} s", blob)
+        recorded = _retrying(partial(jobs.fail, also=done()), job_id, code,
+                             f"the job exceeded its time limit of "
+                             f"{settings.soft_time_limit_s} s", blob)
     except REDIS_ERRORS:
         raise  # Redis stayed away past REDIS_RETRY_S: not the image's or the model's fault
     except Exception as exc:  # noqa: BLE001 - a model error fails the job, not the worker
         log.exception("job %s: inference failed", job_id)
         outcome, code = "failed", "inference_error"
-        recorded = _retrying(jobs.fail, job_id, code,
+        recorded = _retrying(partial(jobs.fail, also=done()), job_id, code,
                              f"inference failed: {type(exc).__name__}: {exc}", blob)
     if not recorded:
         log.info("job %s: finished elsewhere meanwhile (%s here not recorded)", job_id, outcome)
@@ -161,7 +181,15 @@ def run_job(task: str, job_id: str, worker: str,
     elapsed = time.perf_counter() - started
     log.info("job %s (%s) %s in %.1f ms%s", job_id, task, outcome, elapsed * 1000,
              f" [{code}]" if code else "")
-    return JobOutcome(task, job_id, outcome, code, job)
+    return JobOutcome(task, job_id, outcome, code, job, hints=host is not None)
+
+
+def hints_ride_along(settings: Settings, task: str) -> bool:
+    """Whether ``task``'s jobs live on the Redis the scaling hints go to (the main one:
+    always, unless the queue is sharded elsewhere, ``visionq.shards``): then the job's
+    begin and finish round trips carry the busy mark and the service time, two round
+    trips fewer per job than ``workers.hooks.ScalingHints`` writing them itself."""
+    return shard_map(settings).url_for(task) == shard_map(settings).main
 
 
 @cache

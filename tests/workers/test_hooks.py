@@ -132,7 +132,10 @@ def test_heartbeats_register_the_worker_and_sweep_lost_jobs(worker_env: WorkerEn
 
 def test_scaling_hints_mark_the_host_busy_and_record_service_times(
         worker_env: WorkerEnv, idle_redis_url: str) -> None:
-    worker_env(REDIS_URL=idle_redis_url, VISIONQ_INSTANCE_ID="i-0123")
+    """A queue sharded to another Redis: the hints (on the main one) are the hook's to
+    write, in round trips of their own."""
+    worker_env(REDIS_URL=idle_redis_url, VISIONQ_INSTANCE_ID="i-0123",
+               VISIONQ_REDIS_URL_DETECT="redis://127.0.0.1:1/0")
     client = redis.Redis.from_url(idle_redis_url)
     hints = ScalingHints()
     hints.before_task("detect", "j1", "w@h")
@@ -145,9 +148,28 @@ def test_scaling_hints_mark_the_host_busy_and_record_service_times(
     assert completed(client, "detect") == 1
 
 
+def test_scaling_hints_ride_along_with_the_job_when_they_share_its_redis(
+        worker_env: WorkerEnv, idle_redis_url: str) -> None:
+    """The default: the runner's begin and finish round trips carry the hints
+    (``JobOutcome.hints``); the hook writes only what a run that ended early left."""
+    worker_env(REDIS_URL=idle_redis_url, VISIONQ_INSTANCE_ID="i-0123")
+    client = redis.Redis.from_url(idle_redis_url)
+    hints = ScalingHints()
+    hints.before_task("detect", "j1", "w@h")
+    assert busy_workers(client) == frozenset()  # the job's begin marks it, not the hook
+    carried = JobOutcome("detect", "j1", "succeeded", hints=True)
+    hints.after_task("detect", "j1", "w@h", carried, 0.25)
+    assert completed(client, "detect") == 0  # the job's finish recorded it, not the hook
+    client.zadd("visionq:autoscale:busy", {"i-0123/j2": 1e12})  # a begin's mark, then...
+    hints.after_task("detect", "j2", "w@h", JobOutcome("detect", "j2", "duplicate"), 0.01)
+    assert busy_workers(client) == frozenset()  # ...a duplicate: the hook clears it
+    assert completed(client, "detect") == 1
+
+
 def test_scaling_hints_never_fail_a_job(worker_env: WorkerEnv,
                                         caplog: pytest.LogCaptureFixture) -> None:
-    worker_env(REDIS_URL="redis://127.0.0.1:1/0")  # nothing listens there
+    worker_env(REDIS_URL="redis://127.0.0.1:1/0",  # nothing listens there
+               VISIONQ_REDIS_URL_FACE="redis://127.0.0.1:2/0")  # the hook writes the hints
     hints = ScalingHints()
     hints.before_task("face", "j1", "w@h")
     hints.after_task("face", "j1", "w@h", None, 0.1)

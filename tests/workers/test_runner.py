@@ -85,3 +85,24 @@ def test_a_job_that_keeps_killing_its_worker_is_poison(store: JobStore,
     assert outcome == JobOutcome("classify", job_id, "failed", "poison_job")
     assert outcome.job is None  # it never ran here
     assert store.get(job_id).code == "poison_job"
+
+
+def test_the_jobs_round_trips_carry_the_scaling_hints(store: JobStore,
+                                                      client: redis.Redis) -> None:
+    """Busy mark with the begin, its removal and the service time with the finish: two
+    round trips fewer than the hook writing them (``workers.hooks.ScalingHints``)."""
+    from visionq.broker import busy_workers, completed, recent_service_time
+    from visionq.settings import get_settings
+
+    job_id, _ = _job(store, client, image_bytes(20))
+    client.config_resetstat()
+    outcome = run_job("classify", job_id, "w1")
+    assert outcome.outcome == "succeeded" and outcome.hints
+    assert busy_workers(client) == frozenset()
+    assert completed(client, "classify") == 1
+    assert (recent_service_time(client, "classify") or 0) > 0
+    stats = client.info("commandstats")
+    assert stats["cmdstat_zadd"]["calls"] == 1 and stats["cmdstat_zrem"]["calls"] == 1
+    again = run_job("classify", job_id, "w2")  # a duplicate: begin marks the host busy...
+    assert again.outcome == "duplicate" and not again.hints  # ...the hook clears it
+    assert busy_workers(client) == {get_settings().instance_id}
