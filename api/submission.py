@@ -123,7 +123,7 @@ def submit_jobs(task: str | None, images: list[bytes], options: dict[str, Any] |
     entries: list[tuple[str, str, bytes | None]] = []
     try:
         if in_redis:  # images, records and the backlog check: one script, one round trip
-            entries = [(job_id, RedisBlobStore.new_key(), data)
+            entries = [(job_id, RedisBlobStore.key_for(job_id), data)
                        for job_id, data in zip(job_ids, images, strict=True)]
         else:
             for data in images:

@@ -42,6 +42,26 @@ QUEUE = "classify"
 MODES = {"off": None, "everysec": "everysec", "always": "always"}
 
 
+def _image(kb: int) -> bytes:
+    """The jobs' image: a 16×16 PNG (``kb`` 0), or a JPEG of random pixels of about ``kb``
+    KB (what copying images through Redis costs)."""
+    if kb <= 0:
+        return _tiny_png()
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    side = 64
+    while True:
+        pixels = np.random.default_rng(side).integers(0, 256, (side, side, 3), dtype=np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
+        if buffer.tell() >= kb * 1024:
+            return buffer.getvalue()
+        side += 16
+
+
 def _tiny_png() -> bytes:
     import io
 
@@ -52,7 +72,7 @@ def _tiny_png() -> bytes:
     return buffer.getvalue()
 
 
-def produce(redis_url: str, count: int, start_event: Any) -> None:
+def produce(redis_url: str, count: int, start_event: Any, image_kb: int = 0) -> None:
     """Admit ``count`` jobs as the API's submit path does (one job each): the admit script
     stores the image and the record and pushes the Celery message (``tasks.message``)."""
     from tasks import make_celery
@@ -65,11 +85,11 @@ def produce(redis_url: str, count: int, start_event: Any) -> None:
     settings = Settings(redis_url=redis_url)
     celery = make_celery(settings)
     jobs = JobStore(redis_client(redis_url), settings.result_ttl_s, settings.recent_jobs)
-    image = _tiny_png()
+    image = _image(image_kb)
     start_event.wait()
     for _ in range(count):
         job_id = uuid.uuid4().hex
-        jobs.admit(QUEUE, [(job_id, RedisBlobStore.new_key(), image)], {}, queue=QUEUE,
+        jobs.admit(QUEUE, [(job_id, RedisBlobStore.key_for(job_id), image)], {}, queue=QUEUE,
                    backlog_limit=10_000_000, blob_ttl_s=settings.blob_ttl_s,
                    messages=[celery_message(celery, QUEUE, job_id)[1]])
 
@@ -118,7 +138,8 @@ def measure_mode(mode: str, args: argparse.Namespace, log_dir: Path) -> dict[str
         stats = RedisStats(client)
         start_event = multiprocessing.Event()
         per = args.jobs // args.producers
-        producers = [multiprocessing.Process(target=produce, args=(url, per, start_event))
+        producers = [multiprocessing.Process(target=produce,
+                                             args=(url, per, start_event, args.image_kb))
                      for _ in range(args.producers)]
         for process in producers:
             process.start()
@@ -143,7 +164,8 @@ def measure_mode(mode: str, args: argparse.Namespace, log_dir: Path) -> dict[str
         delta = stats.delta(before, after)
         redis_us = delta["cpu_s"] * 1e6 / total
         point = {
-            "mode": mode, "jobs": total, "elapsed_s": round(elapsed, 2),
+            "mode": mode, "jobs": total, "image_kb": args.image_kb,
+            "elapsed_s": round(elapsed, 2),
             "jobs_s_measured": round(total / elapsed, 1),
             "redis_cpu_fraction": round(delta["cpu_s"] / elapsed, 3),
             "redis_cpu_us_per_job": round(redis_us, 1),
@@ -198,6 +220,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis-cpu", type=int, default=None,
                         help="pin Redis to this CPU and everything else to the others "
                              "(less noise in Redis's CPU per job)")
+    parser.add_argument("--image-kb", type=int, default=0,
+                        help="a JPEG of about this many KB per job (default: a 16×16 PNG)")
     parser.add_argument("--name", default="broker_ceiling")
 
 

@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 
 import redis
 
-from visionq.keys import BLOB_KEY_PREFIX
+from visionq.keys import BLOB_KEY_PREFIX, job_blob_key
 
 
 class BlobNotFoundError(LookupError):
@@ -30,8 +30,16 @@ class RedisBlobStore:
 
     @staticmethod
     def new_key() -> str:
-        """A fresh key for an image (``JobStore.admit`` stores it with the job record)."""
+        """A fresh key for an image stored before its job exists (``put``)."""
         return f"{BLOB_KEY_PREFIX}{uuid.uuid4().hex}"
+
+    @staticmethod
+    def key_for(job_id: str) -> str:
+        """The key of job ``job_id``'s image, as the API admits it (``JobStore.admit``):
+        derived from the id, so a worker reads the image in the same round trip as the
+        record, with a plain ``GET`` (``JobStore.begin``; the begin script used to return it
+        through Lua, which copies it: ≈ 70 µs of Redis CPU per 100 KB)."""
+        return job_blob_key(job_id)
 
     def put(self, data: bytes) -> str:
         key = self.new_key()

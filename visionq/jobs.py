@@ -24,6 +24,7 @@ from visionq.keys import (
     HISTORY_STREAM_KEY,
     JOB_KEY_PREFIX,
     RECENT_KEY,
+    job_blob_key,
 )
 from visionq.wakeup import DoneListener
 
@@ -379,17 +380,25 @@ class JobStore:
         asked for or when the blob expired.  ``token`` (one per delivery) makes a retried
         call idempotent: the same token again does not count another attempt, so a reply
         lost to a Redis stall cannot push a healthy job towards ``poison_job``.  ``also``:
-        commands pipelined with it (the worker's busy mark), in the same round trip."""
-        reply = self._run(self._begin, [self.key(job_id), COUNTS_KEY],
-                          [repr(time.time()), worker, "1" if with_blob else "0", token],
-                          also=also, replicate=False)
+        commands pipelined with it (the worker's busy mark), in the same round trip.
+
+        The image is read with a plain ``GET`` of the key the API derives from the job id
+        (``job_blob_key``), pipelined after the script; a job whose image has another key
+        (stored before its job existed) costs one more round trip for it."""
+        guess = job_blob_key(job_id) if with_blob else None
+        reply, extra = self._run(self._begin, [self.key(job_id), COUNTS_KEY],
+                                 [repr(time.time()), worker, "0", token],
+                                 also=[*also, ("GET", guess)] if guess else also,
+                                 replicate=False, also_replies=True)
         attempt = int(reply[0])
         if attempt <= 0:
             return attempt, None, None
         flat = reply[1]
-        raw = {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
-        data = reply[2] if len(reply) > 2 else None
-        return attempt, self._parse(job_id, raw), data
+        job = self._parse(job_id, {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)})
+        data = None
+        if guess is not None and job.blob_owned:
+            data = extra[-1] if job.blob == guess else self._client.get(job.blob)
+        return attempt, job, data
 
     def succeed(self, job_id: str, result: Any, blob: str | None = None, *,
                 also: Sequence[Command] = ()) -> bool:
@@ -416,17 +425,19 @@ class JobStore:
 
     def _run(self, script: Any, keys: list[str], args: list[Any],
              writes: list[tuple[str, bytes, int]] | None = None, *,
-             also: Sequence[Command] = (), replicate: bool = True) -> Any:
+             also: Sequence[Command] = (), replicate: bool = True,
+             also_replies: bool = False) -> Any:
         """Run ``script``, after ``writes`` (``SET key value EX ttl``: an admission's
         images, kept out of the script's arguments — Lua would copy them), then ``also``
         (commands that ride along, not part of the script's atomic step) and, with
         ``replicas`` and ``replicate``, ``WAIT``: all pipelined on one connection, one
         round trip.  A connection lost between a SET and the script leaves at most an
         unreferenced image that expires with its TTL; the admit script deletes the images
-        when it refuses."""
+        when it refuses.  ``also_replies``: return ``(the script's reply, also's replies)``."""
         wanted = self._wanted_replicas() if replicate else 0
         if not writes and not wanted and not also:
-            return script(keys=keys, args=args)
+            reply = script(keys=keys, args=args)
+            return (reply, []) if also_replies else reply
         writes = writes or []
         for attempt in (1, 2):
             pipe = self._client.pipeline(transaction=False)
@@ -449,6 +460,9 @@ class JobStore:
                     raise result
             if wanted:
                 self._check_acked(int(replies[-1]), wanted)
+            if also_replies:
+                start = len(writes) + 1
+                return reply, replies[start:start + len(also)]
             return reply
         raise AssertionError("unreachable")
 

@@ -25,6 +25,13 @@ HISTORY_PRUNE_LOCK_KEY = "visionq:history:prune-lock"
 # -- images and faces ------------------------------------------------------------------
 BLOB_KEY_PREFIX = "visionq:blob:"
 """String per uploaded image (the Redis blob store), deleted when its job ends."""
+
+
+def job_blob_key(job_id: str) -> str:
+    """Where the API stores job ``job_id``'s image (``RedisBlobStore.key_for``)."""
+    return f"{BLOB_KEY_PREFIX}{job_id}"
+
+
 FACES_KEY = "visionq:faces"
 """Hash userid -> JSON list of face encodings (the DeepStack face registry)."""
 

@@ -171,6 +171,29 @@ def test_begin_reads_record_and_image_in_one_step(idle_redis_url: str) -> None:
     assert store.begin("nope", "w") == (-1, None, None)
 
 
+def test_begin_reads_an_admitted_image_by_its_derived_key_in_the_same_round_trip(
+        idle_redis_url: str) -> None:
+    """The API stores a job's image under ``job_blob_key(job_id)``: begin pipelines a
+    plain GET of it after the script (no copy through Lua, no second round trip); an image
+    stored under another key costs one more GET."""
+    from unittest import mock
+
+    from visionq.blobstore import RedisBlobStore
+
+    client = redis.Redis.from_url(idle_redis_url)
+    store = JobStore(client, ttl_s=60)
+    key = RedisBlobStore.key_for("d1")
+    store.admit("detect", [("d1", key, b"derived"), ("d2", "visionq:blob:other", b"other")],
+                queue="detect", backlog_limit=10, blob_ttl_s=30)
+    client.config_resetstat()
+    with mock.patch.object(client, "get", wraps=client.get) as separate_get:
+        assert store.begin("d1", "w", with_blob=True)[2] == b"derived"
+        assert separate_get.call_count == 0  # the GET rode in the begin's pipeline
+        assert store.begin("d2", "w", with_blob=True)[2] == b"other"
+        assert separate_get.call_count == 1  # another key: one more round trip
+    assert client.info("commandstats")["cmdstat_get"]["calls"] == 3
+
+
 def test_begin_retried_with_the_same_token_is_one_attempt(idle_redis_url: str) -> None:
     """A begin whose reply was lost and was sent again must not count as another delivery
     (three of those would fail a healthy job as a poison job)."""
