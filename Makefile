@@ -57,6 +57,7 @@ bench: install system-deps ## Benchmarks, not part of make test: results in benc
 	C_FORCE_ROOT=1 $(BIN)/python -m bench stream
 	C_FORCE_ROOT=1 $(BIN)/python -m bench scaleout
 	C_FORCE_ROOT=1 $(BIN)/python -m bench broker-ceiling
+	$(BIN)/python -m bench begin-cost
 	$(BIN)/python -m bench.history_cost
 	$(BIN)/python bench/autoscale_sim.py
 

@@ -69,8 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "scaleout", help="simulated workers (sleep model, netns nodes) vs one Redis + API: "
                          "jobs/s against ideal, Redis commands and CPU per job",
         description=scaleout.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
-    from bench import stream
+    from bench import begin_cost, stream
 
+    begin_cost.add_arguments(sub.add_parser(
+        "begin-cost", help="Redis CPU per job start: the image through the begin script "
+                           "(Lua) vs a plain GET pipelined after it",
+        description=begin_cost.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     stream.add_arguments(sub.add_parser(
         "stream", help="/v1/stream vs the REST job API: images/s and CPU-ms per image "
                        "(320×320, 1280×720), and 200 connections held",
@@ -109,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         broker_ceiling.run(args, argv)
     elif args.command == "stream":
         stream.run(args, argv)
+    elif args.command == "begin-cost":
+        begin_cost.run(args, argv)
     elif args.command == "client":
         netloss.client_main(args)
     elif args.command == "ready":
