@@ -84,6 +84,13 @@ def _check(status: int, expected: int, body: bytes) -> None:
         raise RequestFailed(f"http_{status}" + (f":{code}" if code else ""))
 
 
+def _succeeded(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """A final job's (attempts, server timings), or ``RequestFailed`` if it failed."""
+    if job["status"] != "succeeded":
+        raise RequestFailed(f"job_failed:{job.get('code')}")
+    return 1, job.get("timings") or {}
+
+
 def jobs_call(url: str, task: str, bodies: Bodies, max_wait_s: float = 20) -> Call:
     """visionq's own API: ``POST /v1/jobs`` then long-poll ``GET /v1/jobs/<id>?wait=``."""
     target = Target.parse(url)
@@ -108,16 +115,14 @@ def jobs_call(url: str, task: str, bodies: Bodies, max_wait_s: float = 20) -> Ca
                     raise RequestFailed("deadline")
         except HttpError as exc:
             raise RequestFailed(exc.kind) from exc
-        if job["status"] != "succeeded":
-            raise RequestFailed(f"job_failed:{job.get('code')}")
-        return 1, job.get("timings") or {}
+        return _succeeded(job)
 
     return call
 
 
 def submit_wait_call(url: str, task: str, bodies: Bodies, max_wait_s: float = 20) -> Call:
     """visionq's job API in one request: ``POST /v1/jobs?wait=`` answers 200 with the
-    finished job (a 202 — not done in time — is followed by a long-poll, as ``jobs_call``)."""
+    finished job; a 202 (not done within the wait, which runs to the deadline) is a miss."""
     target = Target.parse(url)
 
     async def call(index: int, deadline: float) -> tuple[int, dict[str, Any]]:
@@ -133,9 +138,7 @@ def submit_wait_call(url: str, task: str, bodies: Bodies, max_wait_s: float = 20
             job = response.json()
         except HttpError as exc:
             raise RequestFailed(exc.kind) from exc
-        if job["status"] != "succeeded":
-            raise RequestFailed(f"job_failed:{job.get('code')}")
-        return 1, job.get("timings") or {}
+        return _succeeded(job)
 
     return call
 

@@ -74,33 +74,28 @@ end
 return 1
 """
 
-# Mark running unless final and, in the same round trip, read the record and (ARGV[3] ==
-# '1': the blob lives in this Redis) the image: {attempt, {field, value, ...}, blob or nil};
-# {-1} unknown, {0} already final.  A redelivery counts another attempt (the running gauge
-# only once); the same call re-sent with its token ARGV[4] counts nothing.
+# Mark running unless final and, in the same round trip, read the record: {attempt,
+# {field, value, ...}}; {-1} unknown, {0} already final.  A redelivery counts another
+# attempt (the running gauge only once); the same call re-sent with its token ARGV[3]
+# counts nothing.  The image is not read here (Lua would copy it): ``JobStore.begin``
+# pipelines a plain GET after the script.
 _BEGIN_SCRIPT = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {-1} end
 if status == 'succeeded' or status == 'failed' then return {0} end
 local attempt
-if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'begin_token') == ARGV[4] then
+if ARGV[3] ~= '' and redis.call('HGET', KEYS[1], 'begin_token') == ARGV[3] then
   -- the same call again (its reply was lost and the client re-sent it): not an attempt
   attempt = tonumber(redis.call('HGET', KEYS[1], 'attempts'))
 else
   redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'worker', ARGV[2],
-             'begin_token', ARGV[4])
+             'begin_token', ARGV[3])
   if status == 'queued' then
     redis.call('HINCRBY', KEYS[2], (redis.call('HGET', KEYS[1], 'task') or '?') .. ':running', 1)
   end
   attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 end
-local fields = redis.call('HGETALL', KEYS[1])
-local blob = false
-if ARGV[3] == '1' then
-  local key = redis.call('HGET', KEYS[1], 'blob')
-  if key then blob = redis.call('GET', key) end
-end
-return {attempt, fields, blob}
+return {attempt, redis.call('HGETALL', KEYS[1])}
 """
 
 # Admit a batch of jobs all or nothing, after the backlog check, in one round trip.
@@ -387,7 +382,7 @@ class JobStore:
         (stored before its job existed) costs one more round trip for it."""
         guess = job_blob_key(job_id) if with_blob else None
         reply, extra = self._run(self._begin, [self.key(job_id), COUNTS_KEY],
-                                 [repr(time.time()), worker, "0", token],
+                                 [repr(time.time()), worker, token],
                                  also=[*also, ("GET", guess)] if guess else also,
                                  replicate=False, also_replies=True)
         attempt = int(reply[0])

@@ -24,6 +24,7 @@ from visionq.broker import mark_busy, mark_done
 from visionq.jobs import JobStore
 from visionq.redis_conn import redis_client
 from visionq.settings import QUEUES, get_settings
+from visionq.shards import shard_map
 from workers import runtime
 from workers.heartbeat import Heartbeat
 from workers.reaper import maybe_sweep
@@ -199,7 +200,7 @@ class ScalingHints(WorkerHook):
 
     def before_task(self, task: str, job_id: str, hostname: str) -> None:
         settings = get_settings()
-        if hints_ride_along(settings, task):
+        if hints_ride_along(shard_map(settings), task):
             return  # the job's begin round trip marks the host busy
         try:
             mark_busy(self._client(), settings.instance_id, job_id)

@@ -38,8 +38,8 @@ from visionq.custom_models import is_custom_task
 from visionq.imaging import ImageError, ImageLimits, decode, probe
 from visionq.jobs import Job, JobStore
 from visionq.redis_conn import min_replicas_ack, redis_client
-from visionq.settings import Settings, get_settings
-from visionq.shards import shard_map
+from visionq.settings import get_settings
+from visionq.shards import ShardMap, shard_map
 from workers.runtime import LoadListener, model_for
 
 log = logging.getLogger(f"visionq.{__name__}")
@@ -105,12 +105,13 @@ def run_job(task: str, job_id: str, worker: str,
     and the blob's deletion)."""
     begun = time.perf_counter()
     settings = get_settings()
+    shards = shard_map(settings)
     # The job's record and image are on its queue's Redis (visionq.shards).
-    jobs, blobs = _stores(shard_map(settings).url_for(task), settings.result_ttl_s,
+    jobs, blobs = _stores(shards.url_for(task), settings.result_ttl_s,
                           settings.blob_url, settings.blob_ttl_s, settings.s3_endpoint_url)
     in_redis = isinstance(blobs, RedisBlobStore)
     # The scaling hints ride on the job's own round trips when they share a Redis.
-    host = settings.instance_id if hints_ride_along(settings, task) else None
+    host = settings.instance_id if hints_ride_along(shards, task) else None
     busy = (busy_command(host, job_id),) if host is not None else ()
 
     def done() -> tuple[Command, ...]:
@@ -184,12 +185,12 @@ def run_job(task: str, job_id: str, worker: str,
     return JobOutcome(task, job_id, outcome, code, job, hints=host is not None)
 
 
-def hints_ride_along(settings: Settings, task: str) -> bool:
+def hints_ride_along(shards: ShardMap, task: str) -> bool:
     """Whether ``task``'s jobs live on the Redis the scaling hints go to (the main one:
     always, unless the queue is sharded elsewhere, ``visionq.shards``): then the job's
     begin and finish round trips carry the busy mark and the service time, two round
     trips fewer per job than ``workers.hooks.ScalingHints`` writing them itself."""
-    return shard_map(settings).url_for(task) == shard_map(settings).main
+    return shards.url_for(task) == shards.main
 
 
 @cache
