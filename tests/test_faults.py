@@ -29,6 +29,7 @@ from tests.workers.sleepy_model import (
 )
 from visionq.embedded_redis import server_command, wait_ready
 from visionq.jobs import JobStore
+from visionq.keys import BUSY_KEY
 
 IMAGE = image_bytes(20)
 SLEEPY = {"VISIONQ_MODEL_CLASSIFY": "tests.workers.sleepy_model:SleepyModel"}
@@ -245,3 +246,96 @@ def test_redis_restart_loses_no_job_and_the_api_recovers(test_worker, tmp_path: 
     finally:
         stop_process(api_process)
         stop_process(server)
+
+
+# -- claiming (workers.claim): a delivery that takes more jobs from a deep queue ----------
+
+def _log(name: str) -> str:
+    """Worker ``name``'s log since its last start (the file collects every run's)."""
+    text = (ARTIFACTS / f"worker-{name}.log").read_text(errors="replace")
+    return text[text.rfind(f"{name}@testhost ready."):]
+
+
+def _claims(name: str) -> int:
+    """How many times worker ``name``'s deliveries claimed more jobs (its log says so)."""
+    return _log(name).count(" more queued classify job(s)")
+
+
+def _no_traces(url: str) -> None:
+    """Every claimed message was acked or given back: nothing unacked, no ledger left."""
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + WAIT_S
+    while client.hlen("unacked") or client.keys("visionq:claimed:*") or [
+            m for m in client.zrange(BUSY_KEY, 0, -1) if m.endswith(b"+claimed")]:
+        assert time.monotonic() < deadline, (client.hkeys("unacked"),
+                                             client.keys("visionq:claimed:*"),
+                                             client.zrange(BUSY_KEY, 0, -1))
+        time.sleep(0.1)
+
+
+def test_a_deep_queue_is_claimed_and_every_job_runs_once(test_worker, fault_url, api):
+    ids = [submit(api, {"sleep": 0}) for _ in range(12)]  # queued before any worker
+    test_worker(fault_url, "classify", "claim", **SLEEPY)
+    jobs = [wait_status(fault_url, i, {"succeeded", "failed"}, WAIT_S) for i in ids]
+    assert [j["status"] for j in jobs] == ["succeeded"] * len(ids)
+    assert all(j["attempts"] == 1 for j in jobs)
+    assert _claims("claim") >= 1
+    received = _log("claim").count("] received")
+    assert received < len(ids), "every job was its own Celery delivery: nothing claimed"
+    _no_traces(fault_url)
+
+
+def test_claiming_off_makes_every_job_its_own_delivery(test_worker, fault_url, api):
+    ids = [submit(api, {"sleep": 0}) for _ in range(6)]
+    test_worker(fault_url, "classify", "no-claim", VISIONQ_CLAIM_MAX="1", **SLEEPY)
+    for job_id in ids:
+        assert wait_status(fault_url, job_id, {"succeeded", "failed"}, WAIT_S)["status"] \
+            == "succeeded"
+    assert _claims("no-claim") == 0
+
+
+def test_a_killed_child_gives_its_claimed_jobs_back_at_once(test_worker, fault_url, api):
+    # An hour of visibility timeout: only the immediate give-back can bring them back.
+    first = submit(api, {"sleep": 0})
+    slow = submit(api, {"sleep": 5})
+    rest = [submit(api, {"sleep": 0}) for _ in range(2)]
+    worker = test_worker(fault_url, "classify", "claim-kill", **SLEEPY,
+                         VISIONQ_VISIBILITY_TIMEOUT_S="3600")
+    wait_status(fault_url, slow, {"running"}, WAIT_S)  # claimed by first's delivery
+    assert _claims("claim-kill") == 1
+    [child] = children(worker.pid)
+    os.kill(child, signal.SIGKILL)
+    jobs = {i: wait_status(fault_url, i, {"succeeded", "failed"}, WAIT_S)
+            for i in [first, slow, *rest]}
+    assert all(j["status"] == "succeeded" for j in jobs.values()), jobs
+    assert jobs[first]["attempts"] == 1 and jobs[slow]["attempts"] == 2
+    assert [jobs[i]["attempts"] for i in rest] == [1, 1]
+    assert worker.poll() is None
+    _no_traces(fault_url)
+
+
+def test_a_claimed_job_gets_time_limits_of_its_own(test_worker, fault_url, api):
+    # Claimed by the first job's delivery, the stubborn job (deaf to the soft limit) gets
+    # the child killed at that delivery's hard limit: it is given back with the jobs behind
+    # it, and fails with "timeout" only at the hard limit of a delivery of its own.  The
+    # hanging one fails at a soft limit of its own; the job behind them is not held up.
+    env = {**SLEEPY, "VISIONQ_SOFT_TIME_LIMIT_S": "2", "VISIONQ_HARD_TIME_LIMIT_S": "3",
+           "VISIONQ_VISIBILITY_TIMEOUT_S": "3600"}
+    first = submit(api, {"sleep": 0})
+    stubborn = submit(api, {"stubborn": 1})
+    hanging = submit(api, {"hang": 1})
+    fine = submit(api, {"sleep": 0})
+    worker = test_worker(fault_url, "classify", "claim-limits", **env)
+    assert wait_status(fault_url, first, {"succeeded", "failed"}, WAIT_S)["status"] \
+        == "succeeded"
+    job = wait_status(fault_url, stubborn, {"succeeded", "failed"}, WAIT_S)
+    assert job["status"] == "failed" and job["code"] == "timeout", job
+    assert "hard time limit" in job["error"] and job["attempts"] == 2, job  # claimed, then own
+    job = wait_status(fault_url, hanging, {"succeeded", "failed"}, WAIT_S)
+    assert job["status"] == "failed" and job["code"] == "timeout", job
+    assert "time limit of 2 s" in job["error"], job
+    assert wait_status(fault_url, fine, {"succeeded", "failed"}, WAIT_S)["status"] \
+        == "succeeded"
+    assert _claims("claim-limits") >= 1
+    assert worker.poll() is None
+    _no_traces(fault_url)

@@ -46,6 +46,10 @@ WORKER_KEY_PREFIX = "visionq:worker:"
 """String per worker hostname (JSON heartbeat, short TTL)."""
 REAPER_LOCK_KEY = "visionq:reaper:lock"
 """Held by the worker sweeping for lost messages (one at a time)."""
+CLAIM_LEDGER_PREFIX = "visionq:claimed:"
+"""Hash per Celery delivery that claimed more jobs (``workers.claim``): delivery tag ->
+the claimed message, until its job finishes; what the main process gives back if the pool
+process dies."""
 
 # -- scaling hints, written by workers and read by the autoscaler -----------------------
 SERVICE_KEY = "visionq:autoscale:service:{queue}"

@@ -45,6 +45,7 @@ DEFAULT_RESULT_TTL_S = 24 * 3600
 DEFAULT_SOFT_TIME_LIMIT_S = 50
 DEFAULT_HARD_TIME_LIMIT_S = 60
 DEFAULT_VISIBILITY_TIMEOUT_S = 90
+DEFAULT_CLAIM_MAX = 4
 """Must exceed the hard time limit (60 s): with prefetch 1 and late acks a message is
 unacknowledged only while its task runs, so a running job is never redelivered; short
 enough that the job of a worker that vanished (kill -9, lost node) comes back within
@@ -198,6 +199,11 @@ class Settings(BaseSettings):
                                    "maps to its job(s).")
     recent_jobs: int = DEFAULT_RECENT_JOBS
     face_tolerance: float = DEFAULT_FACE_TOLERANCE
+    claim_max: int = Field(
+        default=DEFAULT_CLAIM_MAX, ge=1, le=64,
+        description="Jobs a worker process may run per Celery delivery when its queue is "
+        "deep: its own plus up to N-1 more claimed in the same round trip (saves Celery's "
+        "per-message work; 1: off).")
     task_events: bool = Field(
         default=False, description="Workers publish Celery task events from the start (Flower "
         "turns them on by itself when it runs; off saves several Redis publishes per job).")

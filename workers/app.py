@@ -6,7 +6,9 @@ and connects Celery's signals, once, to the worker hooks (``workers.hooks``): mo
 loading, heartbeats, scaling hints and, unless ``VISIONQ_METRICS=0``, metrics.
 
 One job's path: a task below -> ``workers.runner.run_job`` (returns a ``JobOutcome``) ->
-``task_postrun`` -> ``Hooks.after_task`` -> each hook.
+``task_postrun`` -> ``Hooks.after_task`` -> each hook.  Jobs the delivery claimed from a
+deep queue (``workers.claim``) run next in the same task, each with its own
+``before_task``/``after_task``.
 """
 
 from __future__ import annotations
@@ -17,18 +19,20 @@ import time
 from typing import Any
 
 from celery import Task, signals
+from celery.exceptions import SoftTimeLimitExceeded
 
 from monitoring.settings import metrics_enabled
 from tasks.app import app
 from tasks.signatures import TASK_NAMES, enqueue, queue_of
 from visionq.custom_models import CUSTOM_QUEUE
-from visionq.settings import QUEUES
+from visionq.settings import QUEUES, get_settings
 from workers import shard_check
+from workers.claim import START_WITHIN, Claimed, ack_commands, claim_request, give_back
 from workers.custom.hooks import CustomModelsScan
 from workers.hooks import Heartbeats, Hooks, ModelLoading, ScalingHints
 from workers.hooks_metrics import MetricsHook
 from workers.request import JobRequest
-from workers.runner import JobOutcome, run_job
+from workers.runner import JobOutcome, claim_host, queue_client, run_job
 
 log = logging.getLogger("visionq.worker")
 
@@ -59,7 +63,54 @@ class JobTask(Task):
 
 
 def _run(task: Task, queue: str, job_id: str) -> JobOutcome:
-    return run_job(queue, job_id, task.request.hostname or "unknown", hooks.on_model_loaded)
+    started = time.monotonic()
+    hostname = task.request.hostname or "unknown"
+    settings = get_settings()
+    claim = None
+    host = claim_host(queue)
+    if settings.claim_max > 1:
+        claim = claim_request(queue, TASK_NAMES[queue], job_id, settings.claim_max - 1,
+                              bridge.concurrency, settings.visibility_timeout_s, host)
+    outcome = run_job(queue, job_id, hostname, hooks.on_model_loaded, claim=claim)
+    if outcome.claimed:
+        run_claimed(queue, job_id, hostname, list(outcome.claimed),
+                    started + START_WITHIN * settings.soft_time_limit_s, host)
+    return outcome
+
+
+def run_claimed(queue: str, delivery_id: str, hostname: str, claimed: list[Claimed],
+                start_before: float, host: str | None) -> None:
+    """Run the jobs the delivery of ``delivery_id`` claimed, in order, each as a task of its
+    own for the hooks; give back what cannot run here (``workers.claim``)."""
+    log.info("job %s: claimed %d more queued %s job(s)", delivery_id, len(claimed), queue)
+    current = None
+    try:
+        while claimed and time.monotonic() < start_before:
+            current = claimed[0]
+            hooks.before_task(queue, current.job_id, hostname)
+            ack = ack_commands(delivery_id, current.tag, host, last=len(claimed) == 1)
+            outcome = run_job(queue, current.job_id, hostname, hooks.on_model_loaded,
+                              ack=ack, claimed=True)
+            claimed.pop(0)
+            hooks.after_task(queue, current.job_id, hostname, outcome, outcome.seconds)
+    except SoftTimeLimitExceeded:
+        log.warning("job %s: its delivery's soft time limit came first; giving it back to "
+                    "run under a limit of its own", current and current.job_id)
+    except Exception:  # noqa: BLE001 - e.g. Redis gone for good: the rest goes back
+        log.exception("job %s: a claimed job could not run; giving the rest back",
+                      current and current.job_id)
+    if claimed:
+        _give_back(queue, delivery_id, claimed, host)
+
+
+def _give_back(queue: str, delivery_id: str, claimed: list[Claimed], host: str | None) -> None:
+    try:
+        back = give_back(queue_client(queue), queue, delivery_id,
+                         [item.tag for item in claimed], host)
+        log.info("job %s: gave %d claimed job(s) back to %s", delivery_id, back, queue)
+    except Exception:  # noqa: BLE001 - kombu restores them after the visibility timeout
+        log.exception("job %s: could not give claimed jobs back; they return after the "
+                      "visibility timeout", delivery_id)
 
 
 @app.task(name=TASK_NAMES["face"], bind=True, base=JobTask)
@@ -105,6 +156,8 @@ class SignalBridge:
     def __init__(self, hooks: Hooks) -> None:
         self.hooks = hooks
         self.queues: list[str] = []
+        self.concurrency = 1
+        """The worker's pool processes (``-c``): claiming leaves the others their share."""
         self.started: dict[str, float] = {}
         """Task id -> ``perf_counter`` at prerun, in this process."""
 
@@ -125,6 +178,7 @@ class SignalBridge:
 
     def worker_init(self, sender: Any = None, **_: Any) -> None:
         self.queues = consumed_queues(sender)
+        self.concurrency = int(getattr(sender, "concurrency", None) or 1)
         self.hooks.on_worker_init(list(self.queues))
 
     def worker_process_init(self, **_: Any) -> None:
@@ -156,6 +210,8 @@ class SignalBridge:
         started = self.started.pop(task_id, None)
         seconds = None if started is None else time.perf_counter() - started
         outcome = retval if isinstance(retval, JobOutcome) else None
+        if outcome is not None and outcome.claimed:
+            seconds = outcome.seconds  # the task also ran the jobs it claimed
         self.hooks.after_task(queue, task_id, _hostname(task.request), outcome, seconds)
 
     def task_failure(self, sender: Any = None, task_id: str = "",
@@ -173,4 +229,5 @@ class SignalBridge:
 
 
 shard_check.connect()  # first: a worker on the wrong Redis stops before loading models
-SignalBridge(hooks).connect()
+bridge = SignalBridge(hooks)
+bridge.connect()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache, partial
 from typing import Any, TypeVar
@@ -36,10 +36,11 @@ from visionq.blobstore import (
 from visionq.broker import Command, busy_command, done_commands
 from visionq.custom_models import is_custom_task
 from visionq.imaging import ImageError, ImageLimits, decode, probe
-from visionq.jobs import Job, JobStore
+from visionq.jobs import ClaimRequest, Job, JobStore
 from visionq.redis_conn import min_replicas_ack, redis_client
 from visionq.settings import get_settings
 from visionq.shards import ShardMap, shard_map
+from workers.claim import Claimed
 from workers.runtime import LoadListener, model_for
 
 log = logging.getLogger(f"visionq.{__name__}")
@@ -73,6 +74,11 @@ class JobOutcome:
     hints: bool = field(default=False, compare=False)
     """The finishing round trip carried the scaling hints (busy mark cleared, service time
     recorded): ``workers.hooks.ScalingHints`` has nothing left to write."""
+    claimed: tuple[Claimed, ...] = field(default=(), compare=False, repr=False)
+    """More of the queue's jobs that the beginning round trip claimed for this delivery
+    (``workers.claim``), to run next in this process."""
+    seconds: float | None = field(default=None, compare=False, repr=False)
+    """How long ``run_job`` took for this job alone."""
 
     @property
     def final(self) -> bool:
@@ -96,13 +102,20 @@ def _retrying(call: Callable[..., T], *args: Any) -> T:
 
 
 def run_job(task: str, job_id: str, worker: str,
-            on_model_loaded: LoadListener | None = None) -> JobOutcome:
+            on_model_loaded: LoadListener | None = None, *, claim: ClaimRequest | None = None,
+            ack: Sequence[Command] = (), claimed: bool = False) -> JobOutcome:
     """Run job ``job_id`` of ``task`` on this worker; ``on_model_loaded`` hears about a model
     this job had to load first (normally the worker loaded it at start-up).
 
     Two Redis round trips when the image is in Redis: ``JobStore.begin`` (mark running,
     read the record and the image) and the finishing script (result, counters, wake-up,
-    and the blob's deletion)."""
+    and the blob's deletion).
+
+    Claiming (``workers.claim``): the beginning script carries out ``claim`` and what it
+    claimed comes back in ``JobOutcome.claimed``; ``ack`` (a claimed job's acknowledgement)
+    rides on the finishing one.  ``claimed``: this job was claimed, so its delivery's soft
+    time limit is not its own — reaching it raises ``SoftTimeLimitExceeded`` to the caller,
+    who gives the job back, instead of failing it."""
     begun = time.perf_counter()
     settings = get_settings()
     shards = shard_map(settings)
@@ -116,18 +129,23 @@ def run_job(task: str, job_id: str, worker: str,
 
     def done() -> tuple[Command, ...]:
         if host is None:
-            return ()
-        return tuple(done_commands(host, job_id, task, time.perf_counter() - begun))
+            return tuple(ack)
+        return (*done_commands(host, job_id, task, time.perf_counter() - begun), *ack)
 
     # One token per delivery: a retried begin (reply lost) does not count another attempt.
-    attempt, job, data = _retrying(partial(jobs.begin, also=busy), job_id, worker, in_redis,
-                                   uuid.uuid4().hex)
-    if attempt == -1:
-        log.warning("job %s: no record (expired or never created); dropping message", job_id)
-        return JobOutcome(task, job_id, "unknown_job")
-    if attempt == 0:
+    pairs: list[tuple[str, str]] = []
+    attempt, job, data = _retrying(partial(jobs.begin, also=busy, claim=claim, claimed=pairs),
+                                   job_id, worker, in_redis, uuid.uuid4().hex)
+    more = tuple(Claimed(tag, claimed_id) for tag, claimed_id in pairs)
+    if attempt <= 0:
+        if ack:
+            _retrying(_send, jobs.client, ack)
+        if attempt == -1:
+            log.warning("job %s: no record (expired or never created); dropping message",
+                        job_id)
+            return JobOutcome(task, job_id, "unknown_job", claimed=more)
         log.info("job %s: already finished, duplicate delivery ignored", job_id)
-        return JobOutcome(task, job_id, "duplicate")
+        return JobOutcome(task, job_id, "duplicate", claimed=more)
     assert job is not None
     # An owned Redis blob is deleted by the finishing script itself; a borrowed one (a
     # watched bucket's object, ``blob_owned`` 0) is read in place and never deleted.
@@ -138,7 +156,8 @@ def run_job(task: str, job_id: str, worker: str,
                   f"the worker died {attempt - 1} times running this job; giving up", blob)
         if discard:
             _discard(blobs, job.blob)
-        return JobOutcome(task, job_id, "failed", "poison_job", hints=host is not None)
+        return JobOutcome(task, job_id, "failed", "poison_job", hints=host is not None,
+                          claimed=more)
     started = time.perf_counter()
     outcome, code = "succeeded", None
     recorded = True  # False: another delivery finished the job first (first finish wins)
@@ -163,6 +182,8 @@ def run_job(task: str, job_id: str, worker: str,
         outcome, code = "failed", "image_expired"
         recorded = _retrying(partial(jobs.fail, also=done()), job_id, code, str(exc), blob)
     except SoftTimeLimitExceeded:
+        if claimed:
+            raise  # the delivery's limit, not this job's: the caller gives the job back
         outcome, code = "failed", "timeout"
         recorded = _retrying(partial(jobs.fail, also=done()), job_id, code,
                              f"the job exceeded its time limit of "
@@ -182,7 +203,30 @@ def run_job(task: str, job_id: str, worker: str,
     elapsed = time.perf_counter() - started
     log.info("job %s (%s) %s in %.1f ms%s", job_id, task, outcome, elapsed * 1000,
              f" [{code}]" if code else "")
-    return JobOutcome(task, job_id, outcome, code, job, hints=host is not None)
+    return JobOutcome(task, job_id, outcome, code, job, hints=host is not None, claimed=more,
+                      seconds=time.perf_counter() - begun)
+
+
+def _send(client: redis.Redis, commands: Sequence[Command]) -> None:
+    """``commands`` in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    for command in commands:
+        pipe.execute_command(*command)
+    pipe.execute()
+
+
+def queue_client(task: str) -> redis.Redis:
+    """The Redis of ``task``'s queue: its messages, records and images."""
+    settings = get_settings()
+    return _stores(shard_map(settings).url_for(task), settings.result_ttl_s,
+                   settings.blob_url, settings.blob_ttl_s, settings.s3_endpoint_url)[0].client
+
+
+def claim_host(task: str) -> str | None:
+    """The host whose busy mark covers jobs claimed from ``task``'s queue (``workers.claim``):
+    this instance when the scaling hints live on that queue's Redis, else ``None``."""
+    settings = get_settings()
+    return settings.instance_id if hints_ride_along(shard_map(settings), task) else None
 
 
 def hints_ride_along(shards: ShardMap, task: str) -> bool:
