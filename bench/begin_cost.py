@@ -29,7 +29,7 @@ from visionq.jobs import _BEGIN_SCRIPT, COUNTS_KEY, JobStore
 
 WAYS = ("lua", "get")
 THROUGH_LUA = _BEGIN_SCRIPT.replace(
-    "return {attempt, redis.call('HGETALL', KEYS[1]), claimed}",
+    "return {attempt, redis.call('HGETALL', KEYS[1])}",
     "local key = redis.call('HGET', KEYS[1], 'blob')\n"
     "return {attempt, redis.call('HGETALL', KEYS[1]), key and redis.call('GET', key)}")
 """The begin script as it was: the image read inside it and returned through Lua."""

@@ -74,62 +74,67 @@ end
 return 1
 """
 
-# Claim more of the queue's messages for this delivery (``workers.claim``), when KEYS has
-# them: KEYS[3] the queue's list (priority 0: the bare name), KEYS[4] and KEYS[5] kombu's
-# unacked hash and index, KEYS[6] the delivery's ledger; ARGV[4] most to claim, ARGV[5]
-# the worker's pool processes, ARGV[6] the task name a message must carry, ARGV[7] the
-# ledger's TTL; KEYS[7] (optional) the autoscaler's busy set, ARGV[8] the member that marks
-# the host busy while it holds claimed jobs, ARGV[9] its expiry.  Claims min(most, queue
-# length // processes) from the end BRPOP takes next: each goes into kombu's unacked hash
-# and index (the entry kombu's QoS.append writes, built from the message's own bytes) and
-# into the ledger.  A message that is not a plain job of
-# this task (another task, an ETA, not JSON) is pushed back where it was and ends the claim.
-_CLAIM_LUA = """
+# Claim the next of the queue's messages for this delivery (``workers.claim``), riding on
+# the finish of the job before it, and only if that finish was recorded: KEYS[1] the job
+# just finished, whose ``finished_at`` must be ARGV[1] (the finish script did not run — a
+# flushed script cache — or another delivery finished the job: no claim, so a re-sent
+# pipeline cannot claim twice); KEYS[2] the queue's list (priority 0: the bare name),
+# KEYS[3] and KEYS[4] kombu's unacked hash and index, KEYS[5] the delivery's ledger, KEYS[6]
+# (optional) the autoscaler's busy set.  ARGV[2] most to claim, ARGV[3] the worker's pool
+# processes, ARGV[4] the task name a message must carry, ARGV[5] the ledger's TTL, ARGV[6]
+# now, ARGV[7] the member marking the host busy while it holds claimed jobs, ARGV[8] its
+# expiry.  Claims min(most, queue length // processes) from the end BRPOP takes next: each
+# goes into kombu's unacked hash and index (the entry kombu's QoS.append writes, built from
+# the message's own bytes) and into the ledger.  A message that is not a plain job of this
+# task (another task, an ETA, not JSON) is pushed back where it was and ends the claim.
+# Returns {tag, job id, ...}.
+_CLAIM_SCRIPT = """
 local claimed = {}
-if #KEYS >= 6 then
-  local n = math.min(tonumber(ARGV[4]),
-                     math.floor(redis.call('LLEN', KEYS[3]) / tonumber(ARGV[5])))
+if redis.call('HGET', KEYS[1], 'finished_at') == ARGV[1] then
+  local n = math.min(tonumber(ARGV[2]),
+                     math.floor(redis.call('LLEN', KEYS[2]) / tonumber(ARGV[3])))
   for _ = 1, n do
-    local raw = redis.call('RPOP', KEYS[3])
+    local raw = redis.call('RPOP', KEYS[2])
     if not raw then break end
     local ok, msg = pcall(cjson.decode, raw)
     local headers = ok and type(msg) == 'table' and msg.headers or nil
     local props = ok and type(msg) == 'table' and msg.properties or nil
     local info = type(props) == 'table' and props.delivery_info or nil
     if type(headers) ~= 'table' or type(props) ~= 'table' or type(info) ~= 'table'
-        or headers.task ~= ARGV[6] or type(headers.id) ~= 'string'
+        or headers.task ~= ARGV[4] or type(headers.id) ~= 'string'
         or type(props.delivery_tag) ~= 'string'
         or (headers.eta ~= nil and headers.eta ~= cjson.null) then
-      redis.call('RPUSH', KEYS[3], raw)
+      redis.call('RPUSH', KEYS[2], raw)
       break
     end
     local exchange = type(info.exchange) == 'string' and info.exchange or ''
     local routing_key = type(info.routing_key) == 'string' and info.routing_key or ''
     local tag = props.delivery_tag
-    redis.call('HSET', KEYS[4], tag, '[' .. raw .. ', ' .. cjson.encode(exchange) .. ', '
+    redis.call('HSET', KEYS[3], tag, '[' .. raw .. ', ' .. cjson.encode(exchange) .. ', '
                .. cjson.encode(routing_key) .. ']')
-    redis.call('ZADD', KEYS[5], ARGV[1], tag)
-    redis.call('HSET', KEYS[6], tag, raw)
+    redis.call('ZADD', KEYS[4], ARGV[6], tag)
+    redis.call('HSET', KEYS[5], tag, raw)
     claimed[#claimed + 1] = tag
     claimed[#claimed + 1] = headers.id
   end
-  if #claimed > 0 then
-    redis.call('EXPIRE', KEYS[6], tonumber(ARGV[7]))
-    if KEYS[7] then redis.call('ZADD', KEYS[7], ARGV[9], ARGV[8]) end
-  end
+  if #claimed > 0 then redis.call('EXPIRE', KEYS[5], tonumber(ARGV[5])) end
 end
+if KEYS[6] then
+  if #claimed > 0 then redis.call('ZADD', KEYS[6], ARGV[8], ARGV[7])
+  else redis.call('ZREM', KEYS[6], ARGV[7]) end
+end
+return claimed
 """
 
 # Mark running unless final and, in the same round trip, read the record: {attempt,
-# {field, value, ...}, claimed}; {-1, {}, claimed} unknown, {0, {}, claimed} already final
-# (``claimed``: {tag, job id, ...} of _CLAIM_LUA, empty without a claim).  A redelivery
-# counts another attempt (the running gauge only once); the same call re-sent with its
-# token ARGV[3] counts nothing.  The image is not read here (Lua would copy it):
-# ``JobStore.begin`` pipelines a plain GET after the script.
-_BEGIN_SCRIPT = _CLAIM_LUA + """
+# {field, value, ...}}; {-1} unknown, {0} already final.  A redelivery counts another
+# attempt (the running gauge only once); the same call re-sent with its token ARGV[3]
+# counts nothing.  The image is not read here (Lua would copy it): ``JobStore.begin``
+# pipelines a plain GET after the script.
+_BEGIN_SCRIPT = """
 local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {-1, {}, claimed} end
-if status == 'succeeded' or status == 'failed' then return {0, {}, claimed} end
+if not status then return {-1} end
+if status == 'succeeded' or status == 'failed' then return {0} end
 local attempt
 if ARGV[3] ~= '' and redis.call('HGET', KEYS[1], 'begin_token') == ARGV[3] then
   -- the same call again (its reply was lost and the client re-sent it): not an attempt
@@ -142,7 +147,7 @@ else
   end
   attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 end
-return {attempt, redis.call('HGETALL', KEYS[1]), claimed}
+return {attempt, redis.call('HGETALL', KEYS[1])}
 """
 
 # Admit a batch of jobs all or nothing, after the backlog check, in one round trip.
@@ -203,9 +208,10 @@ NO_BACKLOG_LIMIT = 2**53 - 1
 
 @dataclass(frozen=True)
 class ClaimRequest:
-    """What ``JobStore.begin`` claims along (``workers.claim``): up to ``most`` messages of
-    ``task_name`` from the list ``queue_key``, leaving ``len // concurrency`` for the other
-    pool processes, noted in ``ledger_key`` (TTL ``ttl_s``)."""
+    """What a job's finish claims along (``workers.claim``): up to ``most`` messages of
+    ``task_name`` from the list ``queue_key``, only if the queue holds ``concurrency`` per
+    claimed one (the other pool processes' share), noted in ``ledger_key`` (TTL
+    ``ttl_s``)."""
 
     queue_key: str
     ledger_key: str
@@ -215,7 +221,24 @@ class ClaimRequest:
     ttl_s: int
     busy: tuple[str, str, float] | None = None
     """``(busy set key, member, expiry)``: marks the host busy while it holds claimed jobs
-    (scale-in protection between one claimed job's finish and the next one's begin)."""
+    (scale-in protection between one claimed job's finish and the next one's begin); a
+    claim that takes nothing clears it."""
+
+    def end_commands(self) -> list[Command]:
+        """What ends the host's busy mark without claiming (a job that did not run)."""
+        return [] if self.busy is None else [("ZREM", self.busy[0], self.busy[1])]
+
+    def command(self, job_key: str, finished_at: str) -> Command:
+        """The claim, for the pipeline of the finish that writes ``finished_at`` to
+        ``job_key`` (``EVAL``, not ``EVALSHA``: a script missing from Redis's cache could
+        not be loaded and retried there)."""
+        keys = [job_key, self.queue_key, UNACKED_KEY, UNACKED_INDEX_KEY, self.ledger_key]
+        args = [finished_at, str(self.most), str(max(1, self.concurrency)), self.task_name,
+                str(max(1, self.ttl_s)), repr(time.time())]
+        if self.busy is not None:
+            keys.append(self.busy[0])
+            args += [self.busy[1], repr(self.busy[2])]
+        return ("EVAL", _CLAIM_SCRIPT, str(len(keys)), *keys, *args)
 
 
 class QueueFullError(Exception):
@@ -431,9 +454,7 @@ class JobStore:
         return self.begin(job_id, worker)[0]
 
     def begin(self, job_id: str, worker: str, with_blob: bool = False,
-              token: str = "", *, also: Sequence[Command] = (),
-              claim: ClaimRequest | None = None,
-              claimed: list[tuple[str, str]] | None = None
+              token: str = "", *, also: Sequence[Command] = ()
               ) -> tuple[int, Job | None, bytes | None]:
         """``start``, the record and (``with_blob``: the image is a key in this Redis) the
         image's bytes, in one round trip: ``(attempt, job, data)``.  ``attempt`` is as for
@@ -442,28 +463,15 @@ class JobStore:
         call idempotent: the same token again does not count another attempt, so a reply
         lost to a Redis stall cannot push a healthy job towards ``poison_job``.  ``also``:
         commands pipelined with it (the worker's busy mark), in the same round trip.
-        ``claim``: the same script also claims more of the queue's messages for this
-        delivery (``workers.claim``); ``claimed`` receives their ``(delivery tag, job id)``.
 
         The image is read with a plain ``GET`` of the key the API derives from the job id
         (``job_blob_key``), pipelined after the script; a job whose image has another key
         (stored before its job existed) costs one more round trip for it."""
         guess = job_blob_key(job_id) if with_blob else None
-        keys, args = [self.key(job_id), COUNTS_KEY], [repr(time.time()), worker, token]
-        if claim is not None:
-            keys += [claim.queue_key, UNACKED_KEY, UNACKED_INDEX_KEY, claim.ledger_key]
-            args += [claim.most, max(1, claim.concurrency), claim.task_name,
-                     max(1, claim.ttl_s)]
-            if claim.busy is not None:
-                keys.append(claim.busy[0])
-                args += [claim.busy[1], repr(claim.busy[2])]
-        reply, extra = self._run(self._begin, keys, args,
+        reply, extra = self._run(self._begin, [self.key(job_id), COUNTS_KEY],
+                                 [repr(time.time()), worker, token],
                                  also=[*also, ("GET", guess)] if guess else also,
                                  replicate=False, also_replies=True)
-        if claimed is not None and len(reply) > 2:
-            pairs = [item.decode() if isinstance(item, bytes) else str(item)
-                     for item in reply[2]]
-            claimed.extend(zip(pairs[0::2], pairs[1::2], strict=True))
         attempt = int(reply[0])
         if attempt <= 0:
             return attempt, None, None
@@ -475,18 +483,25 @@ class JobStore:
         return attempt, job, data
 
     def succeed(self, job_id: str, result: Any, blob: str | None = None, *,
-                also: Sequence[Command] = ()) -> bool:
+                also: Sequence[Command] = (), claim: ClaimRequest | None = None,
+                claimed: list[tuple[str, str]] | None = None) -> bool:
         """Record the result; ``blob``: a key in this Redis deleted in the same script;
-        ``also``: commands pipelined with it (the worker's scaling hints)."""
-        return self._finish_with(job_id, blob, also, status="succeeded",
+        ``also``: commands pipelined with it (the worker's scaling hints, a claimed job's
+        ack).  ``claim``: if this call records the result, claim the next of the queue's
+        messages in the same round trip (``workers.claim``); ``claimed`` receives their
+        ``(delivery tag, job id)``."""
+        return self._finish_with(job_id, blob, also, claim, claimed, status="succeeded",
                                  result=json.dumps(result))
 
     def fail(self, job_id: str, code: str, error: str, blob: str | None = None, *,
-             also: Sequence[Command] = ()) -> bool:
-        return self._finish_with(job_id, blob, also, status="failed", code=code, error=error)
+             also: Sequence[Command] = (), claim: ClaimRequest | None = None,
+             claimed: list[tuple[str, str]] | None = None) -> bool:
+        return self._finish_with(job_id, blob, also, claim, claimed, status="failed",
+                                 code=code, error=error)
 
     def _finish_with(self, job_id: str, blob: str | None, also: Sequence[Command] = (),
-                     **fields: str) -> bool:
+                     claim: ClaimRequest | None = None,
+                     claimed: list[tuple[str, str]] | None = None, **fields: str) -> bool:
         """``status`` must be the first field: the script counts ARGV[3]."""
         fields["finished_at"] = repr(time.time())
         args: list[Any] = [self._ttl_s]
@@ -495,7 +510,17 @@ class JobStore:
         keys = [self.key(job_id), COUNTS_KEY, self.channel(job_id), HISTORY_STREAM_KEY]
         if blob:
             keys.append(blob)
-        return int(self._run(self._finish, keys, args, also=also)) == 1
+        if claim is None:
+            return int(self._run(self._finish, keys, args, also=also)) == 1
+        reply, extra = self._run(self._finish, keys, args,
+                                 also=[*also, claim.command(self.key(job_id),
+                                                            fields["finished_at"])],
+                                 also_replies=True)
+        if claimed is not None:
+            pairs = [item.decode() if isinstance(item, bytes) else str(item)
+                     for item in extra[-1]]
+            claimed.extend(zip(pairs[0::2], pairs[1::2], strict=True))
+        return int(reply) == 1
 
     def _run(self, script: Any, keys: list[str], args: list[Any],
              writes: list[tuple[str, bytes, int]] | None = None, *,

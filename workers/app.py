@@ -25,6 +25,7 @@ from monitoring.settings import metrics_enabled
 from tasks.app import app
 from tasks.signatures import TASK_NAMES, enqueue, queue_of
 from visionq.custom_models import CUSTOM_QUEUE
+from visionq.jobs import ClaimRequest
 from visionq.settings import QUEUES, get_settings
 from workers import shard_check
 from workers.claim import START_WITHIN, Claimed, ack_commands, claim_request, give_back
@@ -66,32 +67,39 @@ def _run(task: Task, queue: str, job_id: str) -> JobOutcome:
     started = time.monotonic()
     hostname = task.request.hostname or "unknown"
     settings = get_settings()
-    claim = None
+    if settings.claim_max <= 1:
+        return run_job(queue, job_id, hostname, hooks.on_model_loaded)
     host = claim_host(queue)
-    if settings.claim_max > 1:
-        claim = claim_request(queue, TASK_NAMES[queue], job_id, settings.claim_max - 1,
-                              bridge.concurrency, settings.visibility_timeout_s, host)
+    claim = claim_request(queue, TASK_NAMES[queue], job_id, 1, bridge.concurrency,
+                          settings.visibility_timeout_s, host)
     outcome = run_job(queue, job_id, hostname, hooks.on_model_loaded, claim=claim)
     if outcome.claimed:
-        run_claimed(queue, job_id, hostname, list(outcome.claimed),
-                    started + START_WITHIN * settings.soft_time_limit_s, host)
+        run_claimed(queue, job_id, hostname, list(outcome.claimed), claim, host,
+                    settings.claim_max - 1,
+                    started + START_WITHIN * settings.soft_time_limit_s)
     return outcome
 
 
 def run_claimed(queue: str, delivery_id: str, hostname: str, claimed: list[Claimed],
-                start_before: float, host: str | None) -> None:
-    """Run the jobs the delivery of ``delivery_id`` claimed, in order, each as a task of its
-    own for the hooks; give back what cannot run here (``workers.claim``)."""
-    log.info("job %s: claimed %d more queued %s job(s)", delivery_id, len(claimed), queue)
+                claim: ClaimRequest, host: str | None, most: int,
+                claim_before: float) -> None:
+    """Run the jobs the delivery of ``delivery_id`` claims, one after another, each as a
+    task of its own for the hooks: each one's finish claims the next while fewer than
+    ``most`` were run and the clock is before ``claim_before`` (``workers.claim``).  What
+    cannot run here is given back."""
+    runs = 0
     current = None
     try:
-        while claimed and time.monotonic() < start_before:
+        while claimed:
             current = claimed[0]
+            runs += 1
+            more = runs < most and time.monotonic() < claim_before
             hooks.before_task(queue, current.job_id, hostname)
-            ack = ack_commands(delivery_id, current.tag, host, last=len(claimed) == 1)
+            ack = ack_commands(delivery_id, current.tag, host, last=not more)
             outcome = run_job(queue, current.job_id, hostname, hooks.on_model_loaded,
-                              ack=ack, claimed=True)
+                              claim=claim if more else None, ack=ack, claimed=True)
             claimed.pop(0)
+            claimed += outcome.claimed
             hooks.after_task(queue, current.job_id, hostname, outcome, outcome.seconds)
     except SoftTimeLimitExceeded:
         log.warning("job %s: its delivery's soft time limit came first; giving it back to "
@@ -101,6 +109,8 @@ def run_claimed(queue: str, delivery_id: str, hostname: str, claimed: list[Claim
                       current and current.job_id)
     if claimed:
         _give_back(queue, delivery_id, claimed, host)
+    log.info("job %s: its delivery also ran %d claimed %s job(s)", delivery_id,
+             runs - len(claimed), queue)
 
 
 def _give_back(queue: str, delivery_id: str, claimed: list[Claimed], host: str | None) -> None:

@@ -1,18 +1,21 @@
-"""Claiming: a worker process takes up to N queued jobs per Celery delivery.
+"""Claiming: a worker process runs up to N of its queue's jobs per Celery delivery.
 
-Every Celery delivery costs the worker ≈ 1.5 ms of CPU before the job itself runs: kombu's
+Every Celery delivery costs the worker ≈ 1 ms of CPU besides the job itself: kombu's
 ``BRPOP``, its unacked record (a ``MULTI``), Celery's request and the prefork pipe both ways,
-the ack (another ``MULTI``) and two log lines.  When a queue is deep, the task that got one
-message claims up to ``VISIONQ_CLAIM_MAX - 1`` more of its queue's messages in the script
-that begins its own job (``claim_request``, carried out by ``JobStore.begin``) and runs
-them one after another in the same process; each claimed job's ack rides on its own
-finishing round trip (``ack_commands``).  The model still sees one image per call: batched
-interpreter calls measured no faster on 2 cores.
+the ack (another ``MULTI``), two log lines.  When a queue is deep, the round trip that
+finishes a job also claims the next message of its queue for the same process (``claim_
+request``, carried out next to ``JobStore.succeed``/``fail``'s script), which then runs that
+job at once, and so on, up to ``VISIONQ_CLAIM_MAX`` jobs per delivery.  A claimed job's ack
+rides on its own finishing round trip (``ack_commands``).  A process claims only when it is
+free (its job just finished) and the queue holds a message for each of its worker's pool
+processes, so no job waits behind a slow one that a free process could have run.  The
+model still sees one image per call: batched interpreter calls measured no faster on
+2 cores.
 
 Nothing accepted can be lost by it, because a claimed message is kept exactly as kombu keeps
 a delivered one:
 
-- The claim moves each message from the queue into kombu's ``unacked`` hash and
+- The claim moves the message from the queue into kombu's ``unacked`` hash and
   ``unacked_index`` (the entry kombu's ``QoS.append`` writes, byte for byte the original
   message).  So the autoscaler and ``/v1/stats`` still count it as in flight, and if the
   whole worker dies, kombu's visibility-timeout sweep (any worker's) puts it back on the
@@ -22,14 +25,18 @@ a delivered one:
   ``kill -9``), the worker's main process gives the ledger's messages back at once
   (``give_back``, from ``workers.request.JobRequest``) instead of after the visibility
   timeout.
+- The claim runs only if the finish it rides on was recorded (the job's ``finished_at`` is
+  the one that finish wrote), so a re-sent pipeline never claims twice.
 - A claimed job shares its delivery's soft time limit.  One that reaches it is not failed
-  but given back, to run again under a full limit of its own; claimed jobs are only started
-  during the first ``START_WITHIN`` of that limit.
+  but given back, to run again under a full limit of its own; claims are only made during
+  the first ``START_WITHIN`` of that limit.
+- While the process holds a claimed job, the host stays busy for the autoscaler's
+  scale-in protection (``visionq:autoscale:busy``), between one job's finish and the next
+  one's begin too.
 
-Only as many messages are claimed as leave the worker's other pool processes their share
-(``len(queue) // concurrency``), so claiming never starves an idle process.  A claimed job
-is not a Celery task: Flower does not list it, and Celery logs no ``received``/``succeeded``
-line for it (the runner's own line is there).  ``VISIONQ_CLAIM_MAX=1`` turns claiming off.
+A claimed job is not a Celery task: Flower does not list it, and Celery logs no
+``received``/``succeeded`` line for it (the runner's own line is there).
+``VISIONQ_CLAIM_MAX=1`` turns claiming off.
 """
 
 from __future__ import annotations
@@ -125,8 +132,9 @@ def claim_request(queue: str, task_name: str, delivery_id: str, most: int,
 def ack_commands(delivery_id: str, tag: str, host: str | None = None,
                  last: bool = False) -> list[Command]:
     """What acknowledges a claimed message (kombu's ``QoS.ack``) and strikes it from the
-    ledger: pipelined with its job's finishing script; for the ``last`` claimed job, also
-    the end of the host's busy mark (``claim_request``'s ``host``)."""
+    ledger: pipelined with its job's finishing script; for the ``last`` job the delivery
+    runs (no claim rides on its finish), also the end of the host's busy mark
+    (``claim_request``'s ``host``)."""
     commands: list[Command] = [("ZREM", UNACKED_INDEX_KEY, tag), ("HDEL", UNACKED_KEY, tag),
                                ("HDEL", ledger_key(delivery_id), tag)]
     if last and host is not None:

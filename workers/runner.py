@@ -75,7 +75,7 @@ class JobOutcome:
     """The finishing round trip carried the scaling hints (busy mark cleared, service time
     recorded): ``workers.hooks.ScalingHints`` has nothing left to write."""
     claimed: tuple[Claimed, ...] = field(default=(), compare=False, repr=False)
-    """More of the queue's jobs that the beginning round trip claimed for this delivery
+    """The next of the queue's jobs, claimed for this delivery by the finishing round trip
     (``workers.claim``), to run next in this process."""
     seconds: float | None = field(default=None, compare=False, repr=False)
     """How long ``run_job`` took for this job alone."""
@@ -111,9 +111,10 @@ def run_job(task: str, job_id: str, worker: str,
     read the record and the image) and the finishing script (result, counters, wake-up,
     and the blob's deletion).
 
-    Claiming (``workers.claim``): the beginning script carries out ``claim`` and what it
-    claimed comes back in ``JobOutcome.claimed``; ``ack`` (a claimed job's acknowledgement)
-    rides on the finishing one.  ``claimed``: this job was claimed, so its delivery's soft
+    Claiming (``workers.claim``): ``claim`` rides on the finishing round trip (if it records
+    the outcome) and what it claimed comes back in ``JobOutcome.claimed``; ``ack`` (a
+    claimed job's acknowledgement) rides on it too, or is sent alone when the job does not
+    run.  ``claimed``: this job was claimed, so its delivery's soft
     time limit is not its own — reaching it raises ``SoftTimeLimitExceeded`` to the caller,
     who gives the job back, instead of failing it."""
     begun = time.perf_counter()
@@ -132,32 +133,39 @@ def run_job(task: str, job_id: str, worker: str,
             return tuple(ack)
         return (*done_commands(host, job_id, task, time.perf_counter() - begun), *ack)
 
-    # One token per delivery: a retried begin (reply lost) does not count another attempt.
     pairs: list[tuple[str, str]] = []
-    attempt, job, data = _retrying(partial(jobs.begin, also=busy, claim=claim, claimed=pairs),
-                                   job_id, worker, in_redis, uuid.uuid4().hex)
-    more = tuple(Claimed(tag, claimed_id) for tag, claimed_id in pairs)
+
+    def finish(call: Callable[..., bool]) -> Callable[..., bool]:
+        """``call`` (``jobs.succeed``/``fail``) with what rides on the finishing round trip."""
+        return partial(call, also=done(), claim=claim, claimed=pairs)
+
+    def claimed_next() -> tuple[Claimed, ...]:
+        return tuple(Claimed(tag, claimed_id) for tag, claimed_id in pairs)
+
+    # One token per delivery: a retried begin (reply lost) does not count another attempt.
+    attempt, job, data = _retrying(partial(jobs.begin, also=busy), job_id, worker, in_redis,
+                                   uuid.uuid4().hex)
     if attempt <= 0:
-        if ack:
-            _retrying(_send, jobs.client, ack)
+        if ack or claim:  # a claimed job's ack; the claiming ends here (no finish)
+            _retrying(_send, jobs.client, [*ack, *(claim.end_commands() if claim else ())])
         if attempt == -1:
             log.warning("job %s: no record (expired or never created); dropping message",
                         job_id)
-            return JobOutcome(task, job_id, "unknown_job", claimed=more)
+            return JobOutcome(task, job_id, "unknown_job")
         log.info("job %s: already finished, duplicate delivery ignored", job_id)
-        return JobOutcome(task, job_id, "duplicate", claimed=more)
+        return JobOutcome(task, job_id, "duplicate")
     assert job is not None
     # An owned Redis blob is deleted by the finishing script itself; a borrowed one (a
     # watched bucket's object, ``blob_owned`` 0) is read in place and never deleted.
     blob = job.blob if in_redis and job.blob_owned else None
     discard = not in_redis and job.blob_owned
     if attempt > MAX_ATTEMPTS:
-        _retrying(partial(jobs.fail, also=done()), job_id, "poison_job",
+        _retrying(finish(jobs.fail), job_id, "poison_job",
                   f"the worker died {attempt - 1} times running this job; giving up", blob)
         if discard:
             _discard(blobs, job.blob)
         return JobOutcome(task, job_id, "failed", "poison_job", hints=host is not None,
-                          claimed=more)
+                          claimed=claimed_next())
     started = time.perf_counter()
     outcome, code = "succeeded", None
     recorded = True  # False: another delivery finished the job first (first finish wins)
@@ -173,19 +181,19 @@ def run_job(task: str, job_id: str, worker: str,
         limits = ImageLimits(settings.max_bytes, settings.max_pixels)
         image = decode(data, limits, max_side=model.max_side_for(probe(data, limits)))
         result = model.predict([image], job.options)[0]
-        recorded = _retrying(partial(jobs.succeed, also=done()), job_id, result, blob)
+        recorded = _retrying(finish(jobs.succeed), job_id, result, blob)
     except ImageError as exc:
         outcome, code = "failed", exc.code
-        recorded = _retrying(partial(jobs.fail, also=done()), job_id, exc.code, exc.message,
+        recorded = _retrying(finish(jobs.fail), job_id, exc.code, exc.message,
                              blob)
     except BlobNotFoundError as exc:
         outcome, code = "failed", "image_expired"
-        recorded = _retrying(partial(jobs.fail, also=done()), job_id, code, str(exc), blob)
+        recorded = _retrying(finish(jobs.fail), job_id, code, str(exc), blob)
     except SoftTimeLimitExceeded:
         if claimed:
             raise  # the delivery's limit, not this job's: the caller gives the job back
         outcome, code = "failed", "timeout"
-        recorded = _retrying(partial(jobs.fail, also=done()), job_id, code,
+        recorded = _retrying(finish(jobs.fail), job_id, code,
                              f"the job exceeded its time limit of "
                              f"{settings.soft_time_limit_s} s", blob)
     except REDIS_ERRORS:
@@ -193,7 +201,7 @@ def run_job(task: str, job_id: str, worker: str,
     except Exception as exc:  # noqa: BLE001 - a model error fails the job, not the worker
         log.exception("job %s: inference failed", job_id)
         outcome, code = "failed", "inference_error"
-        recorded = _retrying(partial(jobs.fail, also=done()), job_id, code,
+        recorded = _retrying(finish(jobs.fail), job_id, code,
                              f"inference failed: {type(exc).__name__}: {exc}", blob)
     if not recorded:
         log.info("job %s: finished elsewhere meanwhile (%s here not recorded)", job_id, outcome)
@@ -203,8 +211,8 @@ def run_job(task: str, job_id: str, worker: str,
     elapsed = time.perf_counter() - started
     log.info("job %s (%s) %s in %.1f ms%s", job_id, task, outcome, elapsed * 1000,
              f" [{code}]" if code else "")
-    return JobOutcome(task, job_id, outcome, code, job, hints=host is not None, claimed=more,
-                      seconds=time.perf_counter() - begun)
+    return JobOutcome(task, job_id, outcome, code, job, hints=host is not None,
+                      claimed=claimed_next(), seconds=time.perf_counter() - begun)
 
 
 def _send(client: redis.Redis, commands: Sequence[Command]) -> None:

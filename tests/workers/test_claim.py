@@ -1,7 +1,8 @@
 """Claiming (``workers.claim``) on a real Redis, with kombu's own code reading what the
 claim script writes: a claimed message is unacked exactly as a delivered one, kombu's
-visibility sweep restores it, the autoscaler counts it in flight, and ``run_job`` runs
-claimed jobs and acks them on their finishing round trip."""
+visibility sweep restores it, the autoscaler counts it in flight, a claim rides only on a
+recorded finish, and ``run_job`` runs claimed jobs, acks them on their finishing round trip
+and claims the next one there."""
 
 from __future__ import annotations
 
@@ -51,12 +52,29 @@ def publish(client: redis.Redis, idle_redis_url: str):
 
 def claim(client: redis.Redis, most: int = 3, concurrency: int = 1,
           delivery: str = "d1", host: str | None = None) -> list[Claimed]:
-    """Claim along with the begin of a job that does not exist (claiming happens whatever
-    the delivered job's state)."""
+    """Claim along with the finish of a job of the delivery (one made up for it)."""
+    store = JobStore(client, 600)
+    carrier = store.create("other", "visionq:blob:none").id
+    assert store.begin(carrier, "w")[0] == 1
     pairs: list[tuple[str, str]] = []
     request = claim_request(QUEUE, TASK_NAMES[QUEUE], delivery, most, concurrency, 90, host)
-    assert JobStore(client, 600).begin("no-such-job", "w", claim=request, claimed=pairs)[0] == -1
+    assert store.succeed(carrier, {}, claim=request, claimed=pairs)
     return [Claimed(tag, job_id) for tag, job_id in pairs]
+
+
+def test_only_a_recorded_finish_claims(client, publish) -> None:
+    for i in range(3):
+        publish(f"j{i}")
+    store = JobStore(client, 600)
+    carrier = store.create("other", "visionq:blob:none").id
+    store.begin(carrier, "w")
+    request = claim_request(QUEUE, TASK_NAMES[QUEUE], "d1", 1, 1, 90)
+    pairs: list[tuple[str, str]] = []
+    assert store.succeed(carrier, {}, claim=request, claimed=pairs)
+    assert [job_id for _, job_id in pairs] == ["j0"]
+    again: list[tuple[str, str]] = []  # a second finish (another delivery's) is refused
+    assert not store.fail(carrier, "x", "y", claim=request, claimed=again)
+    assert again == [] and client.llen(QUEUE) == 2
 
 
 def test_claims_the_next_messages_as_kombu_would_deliver_them(client, publish) -> None:
@@ -180,19 +198,25 @@ def _jobs(client: redis.Redis, publish, n: int) -> list[str]:
     return ids
 
 
-def test_run_job_claims_runs_and_acks(client, publish) -> None:
+def test_run_job_claims_the_next_job_at_each_finish(client, publish) -> None:
     ids = _jobs(client, publish, 6)
     first = client.rpop(QUEUE)  # the delivery Celery made
     assert json.loads(first)["headers"]["id"] == ids[0]
-    request = claim_request(QUEUE, TASK_NAMES[QUEUE], ids[0], 3, 1, 90, "i-1")
+    request = claim_request(QUEUE, TASK_NAMES[QUEUE], ids[0], 1, 1, 90, "i-1")
     outcome = run_job(QUEUE, ids[0], "w1", claim=request)
     assert outcome.outcome == "succeeded"
-    assert [c.job_id for c in outcome.claimed] == ids[1:4]
-    for n, item in enumerate(outcome.claimed, 1):
+    ran = []
+    while outcome.claimed:  # as workers.app.run_claimed does, 3 claimed jobs at most
+        [item] = outcome.claimed
         assert busy_workers(client) == {"i-1"}
-        ack = ack_commands(ids[0], item.tag, "i-1", last=n == len(outcome.claimed))
-        done = run_job(QUEUE, item.job_id, "w1", ack=ack, claimed=True)
-        assert done.outcome == "succeeded" and not done.claimed
+        assert JobStore(client, 600).get(item.job_id).status == "queued"
+        more = len(ran) < 2
+        ack = ack_commands(ids[0], item.tag, "i-1", last=not more)
+        outcome = run_job(QUEUE, item.job_id, "w1", claim=request if more else None,
+                          ack=ack, claimed=True)
+        assert outcome.outcome == "succeeded"
+        ran.append(item.job_id)
+    assert ran == ids[1:4]
     store = JobStore(client, 600)
     assert [store.get(i).status for i in ids] == ["succeeded"] * 4 + ["queued"] * 2
     assert client.hlen(UNACKED_KEY) == 0 and not client.exists(ledger_key(ids[0]))
