@@ -181,8 +181,11 @@ def test_max_tasks_per_child_recycles_without_losing_work(test_worker, own_redis
     assert [j.status for j in jobs] == ["succeeded"] * 40, [(j.status, j.error) for j in jobs]
     assert all(j.attempts == 1 for j in jobs), "a job ran twice across a recycle"
     pids = [j.result["pid"] for j in jobs]
-    assert len(set(pids)) >= 8, f"40 jobs at 5 per child need >= 8 children, saw {set(pids)}"
-    assert max(pids.count(pid) for pid in set(pids)) <= 5
+    # Celery replaces a child after 5 deliveries; a delivery may run claimed jobs too, but a
+    # child that has run 5 jobs claims no more: fewer than 2 x 5 jobs per child.
+    per_child = max(pids.count(pid) for pid in set(pids))
+    assert per_child <= 9, f"a child ran {per_child} jobs"
+    assert len(set(pids)) >= 5, f"40 jobs at <= 9 per child need >= 5 children, saw {set(pids)}"
     assert not first_children & children(worker.pid), "the pool child was never replaced"
     assert worker.poll() is None
     assert blobs_left(conn) == []

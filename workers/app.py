@@ -67,7 +67,8 @@ def _run(task: Task, queue: str, job_id: str) -> JobOutcome:
     started = time.monotonic()
     hostname = task.request.hostname or "unknown"
     settings = get_settings()
-    if settings.claim_max <= 1:
+    bridge.jobs_run += 1
+    if settings.claim_max <= 1 or not bridge.may_claim(settings.worker_max_tasks_per_child):
         return run_job(queue, job_id, hostname, hooks.on_model_loaded)
     host = claim_host(queue)
     claim = claim_request(queue, TASK_NAMES[queue], job_id, 1, bridge.concurrency,
@@ -89,11 +90,14 @@ def run_claimed(queue: str, delivery_id: str, hostname: str, claimed: list[Claim
     cannot run here is given back."""
     runs = 0
     current = None
+    limit = get_settings().worker_max_tasks_per_child
     try:
         while claimed:
             current = claimed[0]
             runs += 1
-            more = runs < most and time.monotonic() < claim_before
+            bridge.jobs_run += 1
+            more = (runs < most and time.monotonic() < claim_before
+                    and bridge.may_claim(limit))
             hooks.before_task(queue, current.job_id, hostname)
             ack = ack_commands(delivery_id, current.tag, host, last=not more)
             outcome = run_job(queue, current.job_id, hostname, hooks.on_model_loaded,
@@ -168,6 +172,8 @@ class SignalBridge:
         self.queues: list[str] = []
         self.concurrency = 1
         """The worker's pool processes (``-c``): claiming leaves the others their share."""
+        self.jobs_run = 0
+        """Jobs this pool process ran (claimed ones included)."""
         self.started: dict[str, float] = {}
         """Task id -> ``perf_counter`` at prerun, in this process."""
 
@@ -191,8 +197,15 @@ class SignalBridge:
         self.concurrency = int(getattr(sender, "concurrency", None) or 1)
         self.hooks.on_worker_init(list(self.queues))
 
+    def may_claim(self, max_tasks_per_child: int | None) -> bool:
+        """Whether this pool process may claim another job: Celery replaces it after
+        ``max_tasks_per_child`` deliveries, so one that has run that many jobs claims no
+        more (it runs fewer than twice as many before it is replaced)."""
+        return not max_tasks_per_child or self.jobs_run < max_tasks_per_child
+
     def worker_process_init(self, **_: Any) -> None:
         self.started.clear()  # a fresh pool process: forget the parent's bookkeeping
+        self.jobs_run = 0
         self.hooks.on_child_init()
 
     def worker_process_shutdown(self, pid: int | None = None, **_: Any) -> None:

@@ -98,10 +98,10 @@ def start_worker(fabric: Fabric, node: Node, name: str, redis_url: str,
 
 
 def ran_on(label: str, job_id: str) -> bool:
-    """Whether the worker logging to ``label`` finished the job (the API does not say which
-    worker ran a job; Celery's own log line does)."""
+    """Whether the worker logging to ``label`` finished the job (the runner logs every job it
+    runs, claimed ones too; Celery logs only its own deliveries)."""
     text = (LOGS / f"{label}.log").read_text(errors="replace")
-    return f"visionq.classify[{job_id}] succeeded" in text
+    return f"job {job_id} (classify) succeeded" in text
 
 
 def wait_log(label: str, text: str, process: subprocess.Popen, timeout_s: float) -> None:
