@@ -10,6 +10,9 @@ Scenarios (each starts its own throw-away stack, like every bench):
   and pool children) and the API.
 - ``deepstack_detect``: ``/v1/vision/detection`` at ``--detect-rate`` (low load) with one
   detect worker child; profiles the API and the worker.
+- ``deepstack_classify``: ``/v1/vision/classify``, one request per image
+  (the DeepStack way: submit and wait in one request) at ``--classify-rate`` with a classify
+  worker (one prefork child per core); profiles the API and the worker.
 
 Each scenario runs the same load in phases of ``--duration`` s: ``idle`` (no load, at most
 10 s: the stack's background CPU), ``plain`` (no profiler: the reference CPU per job), ``raw``
@@ -49,7 +52,7 @@ from bench.loadgen import DEEPSTACK_PATHS, Bodies, Call, jobs_call, post_call, r
 from bench.procstat import tree_cpu_s
 from bench.stack import HUGE_BACKLOG, VisionqStack
 
-SCENARIOS = ("api_submit", "worker_classify", "deepstack_detect")
+SCENARIOS = ("api_submit", "worker_classify", "deepstack_detect", "deepstack_classify")
 SUBMIT_IMAGE = FIXTURES / "detect" / "images" / "000000000061.jpg"
 """99.5 KB, 640x480: the "~100 KB JPEG" of the issue."""
 PHASES = ("idle", "plain", "raw", "svg")
@@ -69,6 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detect-rate", type=float, default=2,
                         help="DeepStack detections per second (deepstack_detect)")
     parser.add_argument("--hz", type=int, default=100, help="py-spy samples per second")
+    parser.add_argument("--gil", action="store_true",
+                        help="sample only threads holding the GIL (py-spy --gil): Python's "
+                        "CPU by function, without threads that only wait")
     parser.add_argument("--py-spy", default="", help="py-spy executable (default: next to "
                         "this Python, else on PATH)")
     parser.add_argument("--nice", type=int, default=0,
@@ -92,11 +98,11 @@ class Profiler:
     """py-spy attached to one process tree for a fixed duration."""
 
     def __init__(self, py_spy: str, pid: int, out: Path, fmt: str, duration_s: float,
-                 hz: int) -> None:
+                 hz: int, gil: bool = False) -> None:
         self.out = out
         self.command = [py_spy, "record", "--pid", str(pid), "--subprocesses",
                         "--rate", str(hz), "--duration", str(max(1, round(duration_s))),
-                        "--format", fmt, "-o", str(out)]
+                        "--format", fmt, "-o", str(out), *(["--gil"] if gil else [])]
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -136,6 +142,12 @@ def _plan(name: str, args: argparse.Namespace) -> dict[str, Any]:
                 "load": lambda url: post_call(url, DEEPSTACK_PATHS["detect"],
                                               Bodies.of(TASK_IMAGES["detect"])),
                 "image": "detect fixtures", "flush": False}
+    if name == "deepstack_classify":
+        return {"stack": VisionqStack(["classify"]), "rate": args.classify_rate,
+                "targets": {"api": "api", "worker": "worker-classify"},
+                "load": lambda url: post_call(url, DEEPSTACK_PATHS["classify"],
+                                              Bodies.of(TASK_IMAGES["classify"])),
+                "image": "classify fixtures", "flush": False}
     raise SystemExit(f"unknown scenario {name!r}; one of {', '.join(SCENARIOS)}")
 
 
@@ -250,7 +262,7 @@ def run_scenario(name: str, args: argparse.Namespace, out_dir: Path) -> dict[str
                 ext = "txt" if phase == "raw" else "svg"
                 fmt = "raw" if phase == "raw" else "flamegraph"
                 profilers = [Profiler(py_spy, pids[service], out_dir / f"{name}_{what}.{ext}",
-                                      fmt, args.duration + 0.5, args.hz)
+                                      fmt, args.duration + 0.5, args.hz, args.gil)
                              for what, service in plan["targets"].items()]
             length = min(args.duration, IDLE_S) if phase == "idle" else args.duration
             result["phases"][phase] = _phase(phase, None if phase == "idle" else call,

@@ -107,9 +107,10 @@ def drain(writer: HistoryWriter, expected: int) -> None:
         writer.run_once(block=False)
 
 
-def finish_some_jobs(client: redis.Redis, n: int) -> list[str]:
+def finish_some_jobs(client: redis.Redis, n: int, prefix: str = "job") -> list[str]:
     jobs = JobStore(client, ttl_s=60)
-    created = jobs.admit("classify", [(f"job{i}", f"visionq:blob:{i}", b"x") for i in range(n)],
+    created = jobs.admit("classify", [(f"{prefix}{i}", f"visionq:blob:{prefix}{i}", b"x")
+                                      for i in range(n)],
                          queue="classify", backlog_limit=10_000, blob_ttl_s=60,
                          submitter="key:feedbeef")
     ids = [job.id for job in created]
@@ -214,4 +215,32 @@ def test_the_writer_thread_and_retention(idle_redis_url: str, tmp_path: Path) ->
             time.sleep(0.05)
     finally:
         writer.stop()
+    store.dispose()
+
+
+def test_the_writer_thread_gathers_a_trickle_into_batches(idle_redis_url: str,
+                                                          tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    client = redis.Redis.from_url(idle_redis_url)
+    store = HistoryStore(f"sqlite:///{tmp_path / 'h.sqlite3'}")
+    batches: list[int] = []
+    insert = store.insert
+    monkeypatch.setattr(store, "insert", lambda rows: (batches.append(len(rows)),
+                                                       insert(rows))[1])
+    writer = HistoryWriter(client, store, block_ms=100, gather_s=3).start()
+    try:
+        first = finish_some_jobs(client, 1)
+        deadline = time.monotonic() + DEADLINE_S
+        while writer.written < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        rest = finish_some_jobs(client, 5, "more")  # while the writer gathers after its first batch
+        while writer.written < 6:
+            assert time.monotonic() < deadline, batches
+            time.sleep(0.05)
+    finally:
+        writer.stop()
+    assert batches == [1, 5]  # one transaction for the five, not five
+    assert sorted(job.id for job in store.iterate()) == sorted(first + rest)
     store.dispose()
