@@ -10,6 +10,7 @@
 # VISIONQ_BENCH_OUT=<dir>: where the JSON and PNG go.  VISIONQ_AFTER_REF=<ref>: the "after" side from a worktree of that commit too (instead of
 # this checkout, which may hold uncommitted work).  VISIONQ_BENCH_HARNESS=current: both
 # sides run this checkout's bench/ (same harness, only the product code differs).
+# VISIONQ_BENCH_CLASSIFY_ARGS: the classify bench's command line instead of the default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -47,7 +48,7 @@ args_for() {
     frigate) echo "frigate" ;;
     submit) echo "submit --rates 100,200,400,800 --duration 8" ;;
     detect) echo "detect-latency --duration 15 --capacity-rate 12" ;;
-    classify) echo "loadgen --task classify --rates 20,40,60,100 --duration 12 --slo-ms 250" ;;
+    classify) echo "${VISIONQ_BENCH_CLASSIFY_ARGS:-loadgen --task classify --rates 20,40,60,100 --duration 12 --slo-ms 250}" ;;
   esac
 }
 name_of() {
