@@ -114,9 +114,9 @@ def run_job(task: str, job_id: str, worker: str,
     Claiming (``workers.claim``): ``claim`` rides on the finishing round trip (if it records
     the outcome) and what it claimed comes back in ``JobOutcome.claimed``; ``ack`` (a
     claimed job's acknowledgement) rides on it too, or is sent alone when the job does not
-    run.  ``claimed``: this job was claimed, so its delivery's soft
-    time limit is not its own — reaching it raises ``SoftTimeLimitExceeded`` to the caller,
-    who gives the job back, instead of failing it."""
+    run.  ``claimed``: this job was claimed, so its delivery's soft time limit is not its
+    own — reaching it raises ``SoftTimeLimitExceeded`` to the caller, who gives the job
+    back, instead of failing it."""
     begun = time.perf_counter()
     settings = get_settings()
     shards = shard_map(settings)

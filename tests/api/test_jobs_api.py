@@ -149,7 +149,9 @@ def test_submit_with_wait_answers_202_when_the_job_is_not_done_in_time(
 
 
 def test_oversize_body_is_413_json(idle_redis_url: str) -> None:
-    app = create_app({"redis_url": idle_redis_url, "max_bytes": 1000})
+    # No history writer: its thread would outlive the test and read the next tests' history
+    # stream on the same database (tests/visionq/test_history.py counts consumer groups).
+    app = create_app({"redis_url": idle_redis_url, "max_bytes": 1000, "history_writer": False})
     with app.test_client() as small:
         response = _post(small, b"\xff\xd8" + b"0" * 5_000_000)
     assert response.status_code == 413 and response.get_json()["success"] is False
