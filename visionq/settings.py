@@ -202,8 +202,8 @@ class Settings(BaseSettings):
     claim_max: int = Field(
         default=DEFAULT_CLAIM_MAX, ge=1, le=64,
         description="Jobs a worker process may run per Celery delivery when its queue is "
-        "deep: its own plus up to N-1 more claimed in the same round trip (saves Celery's "
-        "per-message work; 1: off).")
+        "deep: its own plus up to N-1 more, each claimed by the previous job's finishing "
+        "round trip (saves Celery's per-message work; 1: off).")
     task_events: bool = Field(
         default=False, description="Workers publish Celery task events from the start (Flower "
         "turns them on by itself when it runs; off saves several Redis publishes per job).")
