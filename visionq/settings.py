@@ -45,11 +45,13 @@ DEFAULT_RESULT_TTL_S = 24 * 3600
 DEFAULT_SOFT_TIME_LIMIT_S = 50
 DEFAULT_HARD_TIME_LIMIT_S = 60
 DEFAULT_VISIBILITY_TIMEOUT_S = 90
-DEFAULT_CLAIM_MAX = 4
 """Must exceed the hard time limit (60 s): with prefetch 1 and late acks a message is
 unacknowledged only while its task runs, so a running job is never redelivered; short
 enough that the job of a worker that vanished (kill -9, lost node) comes back within
 ~1.5 minutes (kombu sweeps every 5 s) instead of Redis transport's default hour."""
+DEFAULT_CLAIM_MAX = 4
+"""Jobs per Celery delivery when the queue is deep (``workers.claim``): its own and 3
+claimed."""
 DEFAULT_MAX_TASKS_PER_CHILD = 1000
 DEFAULT_MAX_MEMORY_PER_CHILD_KB = 2_000_000
 """A pool child is replaced (after its current job) past 1000 jobs or 2 GB RSS."""

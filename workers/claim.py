@@ -61,8 +61,8 @@ from visionq.keys import BUSY_KEY, CLAIM_LEDGER_PREFIX
 log = logging.getLogger(f"visionq.{__name__}")
 
 START_WITHIN = 0.5
-"""Claimed jobs start only while their delivery has used less than this share of its soft
-time limit; the rest are given back."""
+"""Claims are made only while their delivery has used less than this share of its soft
+time limit."""
 
 # KEYS: the queue's list, kombu's unacked hash and index, the ledger, the autoscaler's busy
 # set.  ARGV[1]: the busy member of the claim ('' none), then the tags to give back, in
@@ -118,9 +118,10 @@ def busy_member(host: str, delivery_id: str) -> str:
 def claim_request(queue: str, task_name: str, delivery_id: str, most: int,
                   concurrency: int, ttl_s: int, host: str | None = None,
                   now: float | None = None) -> ClaimRequest:
-    """What the delivery of job ``delivery_id`` claims along with its own job's begin
-    (``JobStore.begin``): up to ``most`` of ``queue``'s messages; with ``host`` (when the
-    scaling hints live on this Redis) the host is marked busy until the claim is done."""
+    """What the delivery of job ``delivery_id`` claims along with each finish
+    (``JobStore.succeed``/``fail``): up to ``most`` of ``queue``'s messages; with ``host``
+    (when the scaling hints live on this Redis) the host is marked busy while it holds a
+    claimed job."""
     busy = None
     if host is not None:
         now = time.time() if now is None else now
