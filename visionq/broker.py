@@ -211,8 +211,13 @@ def mark_done(conn: Redis, worker: str, task_id: str, queue: str, seconds: float
               now: float | None = None) -> None:
     """``mark_idle`` and (with ``seconds``) ``record_service_time`` in one round trip:
     what a worker does after every task."""
+    send(conn, done_commands(worker, task_id, queue, seconds, now))
+
+
+def send(conn: Redis, commands: Iterable[Command]) -> None:
+    """``commands`` pipelined: one round trip."""
     pipe = conn.pipeline(transaction=False)
-    for command in done_commands(worker, task_id, queue, seconds, now):
+    for command in commands:
         pipe.execute_command(*command)
     pipe.execute()
 

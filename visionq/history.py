@@ -387,7 +387,6 @@ class HistoryWriter:
         self._ensure_group()
         entries = []
         if self._own_pending:  # ours, delivered but not acknowledged (a failed write)
-            self._own_pending = False
             entries = self._read("0", block=False)
             self._own_pending = bool(entries)
         if not entries and time.monotonic() >= self._next_claim:

@@ -99,7 +99,8 @@ def run_claimed(queue: str, delivery_id: str, hostname: str, claimed: list[Claim
             more = (runs < most and time.monotonic() < claim_before
                     and bridge.may_claim(limit))
             hooks.before_task(queue, current.job_id, hostname)
-            ack = ack_commands(delivery_id, current.tag, host, last=not more)
+            ack = [*ack_commands(delivery_id, current.tag),
+                   *([] if more else claim.end_commands())]
             outcome = run_job(queue, current.job_id, hostname, hooks.on_model_loaded,
                               claim=claim if more else None, ack=ack, claimed=True)
             claimed.pop(0)

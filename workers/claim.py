@@ -130,17 +130,12 @@ def claim_request(queue: str, task_name: str, delivery_id: str, most: int,
                         concurrency, ttl_s, busy)
 
 
-def ack_commands(delivery_id: str, tag: str, host: str | None = None,
-                 last: bool = False) -> list[Command]:
+def ack_commands(delivery_id: str, tag: str) -> list[Command]:
     """What acknowledges a claimed message (kombu's ``QoS.ack``) and strikes it from the
-    ledger: pipelined with its job's finishing script; for the ``last`` job the delivery
-    runs (no claim rides on its finish), also the end of the host's busy mark
-    (``claim_request``'s ``host``)."""
-    commands: list[Command] = [("ZREM", UNACKED_INDEX_KEY, tag), ("HDEL", UNACKED_KEY, tag),
-                               ("HDEL", ledger_key(delivery_id), tag)]
-    if last and host is not None:
-        commands.append(("ZREM", BUSY_KEY, busy_member(host, delivery_id)))
-    return commands
+    ledger: pipelined with its job's finishing script.  The last job a delivery runs (no
+    claim rides on its finish) adds ``ClaimRequest.end_commands`` (the host's busy mark)."""
+    return [("ZREM", UNACKED_INDEX_KEY, tag), ("HDEL", UNACKED_KEY, tag),
+            ("HDEL", ledger_key(delivery_id), tag)]
 
 
 def give_back(client: redis.Redis, queue: str, delivery_id: str,

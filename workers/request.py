@@ -24,7 +24,7 @@ from visionq.redis_conn import redis_client
 from visionq.settings import get_settings
 from visionq.shards import shard_map
 from workers.claim import give_back
-from workers.runner import claim_host
+from workers.runner import claim_host, queue_client
 
 log = logging.getLogger(f"visionq.{__name__}")
 
@@ -59,8 +59,7 @@ class JobRequest(Request):
         if queue is None:
             return
         try:
-            back = give_back(redis_client(shard_map(get_settings()).url_for(queue)), queue,
-                             self.id, host=claim_host(queue))
+            back = give_back(queue_client(queue), queue, self.id, host=claim_host(queue))
         except Exception:  # noqa: BLE001 - kombu restores them after the visibility timeout
             log.exception("could not give back the jobs claimed by job %s", self.id)
             return

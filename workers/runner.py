@@ -33,7 +33,7 @@ from visionq.blobstore import (
     S3ObjectReader,
     blob_store_from_url,
 )
-from visionq.broker import Command, busy_command, done_commands
+from visionq.broker import Command, busy_command, done_commands, send
 from visionq.custom_models import is_custom_task
 from visionq.imaging import ImageError, ImageLimits, decode, probe
 from visionq.jobs import ClaimRequest, Job, JobStore
@@ -147,7 +147,7 @@ def run_job(task: str, job_id: str, worker: str,
                                    uuid.uuid4().hex)
     if attempt <= 0:
         if ack or claim:  # a claimed job's ack; the claiming ends here (no finish)
-            _retrying(_send, jobs.client, [*ack, *(claim.end_commands() if claim else ())])
+            _retrying(send, jobs.client, [*ack, *(claim.end_commands() if claim else ())])
         if attempt == -1:
             log.warning("job %s: no record (expired or never created); dropping message",
                         job_id)
@@ -213,14 +213,6 @@ def run_job(task: str, job_id: str, worker: str,
              f" [{code}]" if code else "")
     return JobOutcome(task, job_id, outcome, code, job, hints=host is not None,
                       claimed=claimed_next(), seconds=time.perf_counter() - begun)
-
-
-def _send(client: redis.Redis, commands: Sequence[Command]) -> None:
-    """``commands`` in one round trip."""
-    pipe = client.pipeline(transaction=False)
-    for command in commands:
-        pipe.execute_command(*command)
-    pipe.execute()
 
 
 def queue_client(task: str) -> redis.Redis:

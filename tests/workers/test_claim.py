@@ -142,10 +142,11 @@ def test_the_host_is_busy_while_it_holds_claimed_jobs(client, publish) -> None:
     assert busy_workers(client) == frozenset()  # nothing claimed, no mark
     first, last = claim(client, most=2, host="i-1")
     assert busy_workers(client) == {"i-1"}
+    end = claim_request(QUEUE, TASK_NAMES[QUEUE], "d1", 2, 1, 90, "i-1").end_commands()
     for item, is_last in ((first, False), (last, True)):
         assert busy_workers(client) == {"i-1"}  # between two claimed jobs too
         pipe = client.pipeline()
-        for command in ack_commands("d1", item.tag, "i-1", last=is_last):
+        for command in [*ack_commands("d1", item.tag), *(end if is_last else [])]:
             pipe.execute_command(*command)
         pipe.execute()
     assert busy_workers(client) == frozenset()
@@ -211,7 +212,7 @@ def test_run_job_claims_the_next_job_at_each_finish(client, publish) -> None:
         assert busy_workers(client) == {"i-1"}
         assert JobStore(client, 600).get(item.job_id).status == "queued"
         more = len(ran) < 2
-        ack = ack_commands(ids[0], item.tag, "i-1", last=not more)
+        ack = [*ack_commands(ids[0], item.tag), *([] if more else request.end_commands())]
         outcome = run_job(QUEUE, item.job_id, "w1", claim=request if more else None,
                           ack=ack, claimed=True)
         assert outcome.outcome == "succeeded"
