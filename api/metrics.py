@@ -2,9 +2,15 @@
 ``/metrics`` endpoint (merged over every gunicorn worker when ``PROMETHEUS_MULTIPROC_DIR``
 is set, see ``monitoring.metrics``).
 
-``init_app(app)`` is the one call ``api.create_app`` makes.  The ``route`` label is the
-Flask URL rule (``/v1/jobs/<job_id>``), never the raw path, so job ids cannot explode the
-series count; requests that match no rule are counted under ``<unmatched>``.
+``init_app(app)`` is the one call ``api.create_app`` makes.  Every label taken from a
+request is bucketed into a small fixed set, so no request can add series (an invented
+method, a random path, an odd status would each add 17 lines to ``/metrics``):
+
+- ``route``: the Flask URL rule (``/v1/jobs/<job_id>``), never the raw path; a request
+  that matches no rule (404, or 405 for a method the rule does not take) is ``other``;
+- ``method``: one of ``KNOWN_METHODS``, else ``other``;
+- ``status``: the code itself when it is a registered HTTP status, else its class
+  (``4xx``), so ``status=~"5.."`` still selects every server error.
 
 Submitted jobs are counted on Celery's ``after_task_publish`` in the API process: every
 way of creating a job (``/v1/jobs``, batches, DeepStack endpoints) ends in one publish,
@@ -18,11 +24,13 @@ from __future__ import annotations
 
 import logging
 import time
+from http import HTTPStatus
 from typing import Any
 
 from celery import signals
 from flask import Blueprint, Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from werkzeug.routing import Rule
 
 from monitoring.metrics import exposition_registry, metrics
 from monitoring.record import record_submit
@@ -30,7 +38,10 @@ from monitoring.settings import metrics_enabled
 
 log = logging.getLogger(f"visionq.{__name__}")
 
-UNMATCHED_ROUTE = "<unmatched>"
+OTHER = "other"
+UNMATCHED_ROUTE = OTHER
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+_KNOWN_STATUSES = frozenset(int(status) for status in HTTPStatus)
 
 bp = Blueprint("metrics", __name__)
 
@@ -44,16 +55,29 @@ def _before() -> None:
     g._visionq_started = time.perf_counter()
 
 
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else OTHER
+
+
+def route_label(rule: Rule | None) -> str:
+    return rule.rule if rule is not None else UNMATCHED_ROUTE
+
+
+def status_label(status: int) -> str:
+    if status in _KNOWN_STATUSES:
+        return str(status)
+    return f"{status // 100}xx" if 100 <= status <= 599 else OTHER
+
+
 def _after(response: Response) -> Response:
     started = g.pop("_visionq_started", None)
     try:
-        rule = request.url_rule
-        route = rule.rule if rule is not None else UNMATCHED_ROUTE
+        method, route = method_label(request.method), route_label(request.url_rule)
         m = metrics()
-        m.http_requests.labels(method=request.method, route=route,
-                               status=str(response.status_code)).inc()
+        m.http_requests.labels(method=method, route=route,
+                               status=status_label(response.status_code)).inc()
         if started is not None:
-            m.http_latency.labels(method=request.method, route=route).observe(
+            m.http_latency.labels(method=method, route=route).observe(
                 time.perf_counter() - started)
     except Exception:  # noqa: BLE001 - metrics never fail a request
         log.exception("request metrics failed")
