@@ -1,5 +1,6 @@
 """Broker state read from Redis at scrape time: queue length, in-flight, age of the oldest
-waiting job, workers online per queue, the SLOs and whether Redis answers.
+waiting job, workers online per queue, the SLOs, whether Redis answers and the length of
+the job history's dead-letter list.
 
 Read on demand rather than polled, so the numbers are as fresh as the scrape and an idle
 exporter costs nothing.  Queue length and in-flight reuse the autoscaler's broker functions
@@ -19,6 +20,7 @@ from prometheus_client.registry import Collector
 
 from monitoring import metrics as names
 from visionq.broker import in_flight, priority_keys, queue_length, workers_by_queue
+from visionq.history import DEAD_LETTER_KEY
 from visionq.jobs import JobStore
 
 log = logging.getLogger(f"visionq.{__name__}")
@@ -69,7 +71,7 @@ class BrokerCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         families = self._families()
-        length, flight, workers, age, slo, up = families
+        length, flight, workers, age, slo, up, dead = families
         try:
             online = workers_by_queue(self._conn)
             flying = self._in_flight()
@@ -79,6 +81,7 @@ class BrokerCollector(Collector):
                 flight.add_metric([queue], flying.get(queue, 0))
                 workers.add_metric([queue], len(online.get(queue, [])))
                 age.add_metric([queue], oldest_age(conn, queue))
+            dead.add_metric([], self._dead_letters())
             up.add_metric([], 1)
         except redis.RedisError as exc:
             log.warning("broker metrics unavailable: %s", exc)
@@ -87,6 +90,12 @@ class BrokerCollector(Collector):
         for queue in self._queues:
             slo.add_metric([queue, queue], self._slos.get(queue, 0.0))
         return iter(families)
+
+    def _dead_letters(self) -> int:
+        """History rows set aside (``visionq.history``), summed over every Redis whose
+        stream a writer drains (the main one and each queue's own)."""
+        conns = {id(conn): conn for conn in (self._conn, *self._queue_conns.values())}
+        return sum(int(conn.llen(DEAD_LETTER_KEY)) for conn in conns.values())
 
     def _in_flight(self) -> dict[str, int]:
         """In-flight per queue, each read from its queue's Redis (kombu's unacked hash)."""
@@ -116,4 +125,7 @@ class BrokerCollector(Collector):
             GaugeMetricFamily(names.SLO_SECONDS, "End-to-end SLO of the task.",
                               labels=["task", "queue_name"]),
             GaugeMetricFamily(names.REDIS_UP, "1 if the broker answered this scrape."),
+            GaugeMetricFamily(names.HISTORY_DEAD_LETTER_LENGTH,
+                              "Job history rows the store refused, waiting in the "
+                              "dead-letter list visionq:history:dead for an operator."),
         ]

@@ -59,6 +59,8 @@ QUEUE_IN_FLIGHT = "visionq_queue_in_flight"
 QUEUE_OLDEST_AGE = "visionq_queue_oldest_age_seconds"
 SLO_SECONDS = "visionq_slo_seconds"
 REDIS_UP = "visionq_redis_up"
+HISTORY_DEAD_LETTER_LENGTH = "visionq_history_dead_letter_length"
+"""Length of the history's dead-letter list (``visionq.history.DEAD_LETTER_KEY``)."""
 
 # Published by the autoscaler (``autoscaler_metrics``), read by the dashboard.
 AUTOSCALE_DESIRED = "visionq_autoscale_workers_desired"
@@ -114,6 +116,11 @@ class Metrics:
         self.model_load = Histogram(
             "visionq_model_load_seconds", "Time to load and warm up a model in a process.",
             ["task", "model"], buckets=MODEL_LOAD_BUCKETS, registry=r)
+        self.history_dead_letters = Counter(
+            "visionq_history_dead_letters",
+            "Job history rows the store refused (e.g. a value longer than its column), set "
+            "aside in the dead-letter list instead of blocking the history stream.",
+            registry=r)
         # -- HTTP API ------------------------------------------------------------------
         self.http_requests = Counter(
             "visionq_http_requests", "API requests by route (the URL rule) and status.",

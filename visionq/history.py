@@ -10,7 +10,10 @@ How a record gets here, off the job's path:
    ``VISIONQ_HISTORY_URL``) and only then acknowledges it.  If the store is down, the
    entries stay in the stream (and pending) and are written when it is back; an entry
    delivered twice is harmless (insert-or-ignore by job id).  Entries left pending by a
-   dead API process are claimed by another after ``CLAIM_IDLE_MS``.
+   dead API process are claimed by another after ``CLAIM_IDLE_MS``.  A row the store
+   refuses (a data error, e.g. a model version longer than its column) is set aside in the
+   dead-letter list ``visionq:history:dead`` (at most ``DEAD_LETTER_MAX`` entries, the
+   entry and the error) and acknowledged, so the rows after it keep flowing.
 3. Retention (``VISIONQ_HISTORY_DAYS``, ``VISIONQ_HISTORY_MAX_ROWS``) deletes the oldest
    rows in batches of ``PRUNE_BATCH``, every ``PRUNE_INTERVAL_S``, by one process at a time.
 
@@ -29,7 +32,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +66,17 @@ PRUNE_BATCH = 5000
 """Rows per DELETE: each statement holds SQLite's write lock only briefly."""
 TRIM_EVERY_S = 60.0
 """How often the stream is trimmed of entries every consumer group has acknowledged."""
+DEAD_LETTER_KEY = f"{HISTORY_STREAM_KEY}:dead"
+"""Redis list of the stream entries the store refused (newest first), as JSON: the entry's
+id and fields, the consumer group, the error and when."""
+DEAD_LETTER_MAX = 1000
+"""Entries kept in the dead-letter list; older ones are dropped (the count of everything
+set aside is the ``visionq_history_dead_letters_total`` counter)."""
+ROW_ERRORS: tuple[type[Exception], ...] = (sa.exc.DataError, sa.exc.IntegrityError,
+                                           ValueError, OverflowError, TypeError)
+"""What a store raises for a row it refuses (too long, out of range, NUL in text, NULL in a
+NOT NULL column; sqlite3 raises ``OverflowError`` for an int beyond 64 bits while binding).
+Anything else (the store down, a lost connection) leaves the batch in the stream to retry."""
 
 metadata = sa.MetaData()
 jobs_table = sa.Table(
@@ -293,6 +307,18 @@ class HistoryStore:
         self.engine.dispose()
 
 
+def count_dead_letters(n: int) -> None:
+    """Add ``n`` to this process's ``visionq_history_dead_letters_total`` (never raises)."""
+    try:
+        from monitoring.metrics import metrics
+        from monitoring.settings import metrics_enabled
+
+        if metrics_enabled():
+            metrics().history_dead_letters.inc(n)
+    except Exception:  # noqa: BLE001 - a metrics problem must not stop the history stream
+        log.exception("could not count %d dead-lettered history rows", n)
+
+
 def group_name(url: str) -> str:
     """One consumer group per store: every store gets every record, and the API processes
     writing to the same store share the work without duplicates."""
@@ -318,7 +344,10 @@ class HistoryWriter:
                  batch: int = BATCH, block_ms: int = BLOCK_MS,
                  claim_idle_ms: int = CLAIM_IDLE_MS,
                  prune_interval_s: float = PRUNE_INTERVAL_S,
-                 gather_s: float = GATHER_S) -> None:
+                 gather_s: float = GATHER_S,
+                 on_dead_letter: Callable[[int], None] | None = None) -> None:
+        """``on_dead_letter(n)``: ``n`` rows were set aside (default: the process's
+        ``visionq_history_dead_letters_total`` counter)."""
         self._client = client
         self.store = store
         self.group = group_name(store.url)
@@ -337,6 +366,9 @@ class HistoryWriter:
         self._next_prune = time.monotonic() + min(60.0, prune_interval_s)
         self.written = 0
         """Entries written and acknowledged by this writer (tests, logs)."""
+        self.dead_letters = 0
+        """Entries the store refused, set aside in ``DEAD_LETTER_KEY`` by this writer."""
+        self._on_dead_letter = on_dead_letter or count_dead_letters
 
     # -- the loop ----------------------------------------------------------------------
     def start(self) -> HistoryWriter:
@@ -415,17 +447,49 @@ class HistoryWriter:
         return [(entry_id, fields) for entry_id, fields in reply[0][1] if fields]
 
     def _write(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> int:
-        rows = []
-        for _entry_id, fields in entries:
+        rows: list[tuple[bytes, dict[str, str], dict[str, Any]]] = []
+        for entry_id, fields in entries:
             decoded = {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
             try:
-                rows.append(record_from_fields(decoded))
+                rows.append((entry_id, decoded, record_from_fields(decoded)))
             except (KeyError, ValueError) as exc:  # never block the stream on one entry
                 log.error("job history: skipping a malformed entry %r: %s", decoded, exc)
-        self.store.insert(rows)  # raises while the store is down: nothing acknowledged
-        self._client.xack(HISTORY_STREAM_KEY, self.group, *[entry_id for entry_id, _ in entries])
-        self.written += len(entries)
+        refused: list[tuple[bytes, dict[str, str], Exception]] = []
+        try:
+            self.store.insert([row for _, _, row in rows])  # raises while the store is down:
+        except ROW_ERRORS:  # nothing acknowledged.  A row refused: find it, one by one
+            refused = self._insert_one_by_one(rows)
+        ids = [entry_id for entry_id, _ in entries]
+        pipe = self._client.pipeline(transaction=True)
+        for entry_id, fields, exc in refused:
+            pipe.lpush(DEAD_LETTER_KEY, json.dumps({
+                "entry_id": entry_id.decode(), "group": self.group, "fields": fields,
+                "error": f"{type(exc).__name__}: {exc}"[:2000], "at": time.time()}))
+        if refused:
+            pipe.ltrim(DEAD_LETTER_KEY, 0, DEAD_LETTER_MAX - 1)
+        pipe.xack(HISTORY_STREAM_KEY, self.group, *ids)
+        pipe.execute()
+        if refused:
+            self.dead_letters += len(refused)
+            self._on_dead_letter(len(refused))
+        self.written += len(entries) - len(refused)
         return len(entries)
+
+    def _insert_one_by_one(self, rows: list[tuple[bytes, dict[str, str], dict[str, Any]]]
+                           ) -> list[tuple[bytes, dict[str, str], Exception]]:
+        """Insert each row in its own transaction; the rows the store refuses (a data
+        error), with their error.  A store error of any other kind propagates (the whole
+        batch stays pending and is retried: the rows already in are ignored then)."""
+        refused = []
+        for entry_id, fields, row in rows:
+            try:
+                self.store.insert([row])
+            except ROW_ERRORS as exc:
+                log.error("job history: the store refused job %s (stream entry %s), set "
+                          "aside in %s: %s", row.get("id"), entry_id.decode(),
+                          DEAD_LETTER_KEY, str(exc).splitlines()[0] if str(exc) else exc)
+                refused.append((entry_id, fields, exc))
+        return refused
 
     # -- upkeep ------------------------------------------------------------------------
     def maintain(self, force: bool = False) -> None:

@@ -64,6 +64,7 @@ ALERTS_EXPECTED: dict[str, tuple[str, set[str]] | None] = {
     "VisionqRedisDown": None,
     "VisionqTargetDown": None,
     "VisionqProcessRestarting": ("role", {"worker-face"}),  # RESTARTS recorded below
+    "VisionqHistoryDeadLetters": None,
 }
 RESTARTS = 3
 """Restarts of worker-face recorded the way ``visionq up``'s supervisor records them."""
