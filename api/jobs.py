@@ -19,6 +19,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
 
 from api.errors import ApiError
+from api.options import check_options_text
 from api.security import current_caller
 from api.services import services
 from api.submission import submit_jobs
@@ -69,6 +70,7 @@ def _parse_options(raw: Any) -> dict[str, Any]:
     if raw in (None, ""):
         return {}
     if isinstance(raw, str):
+        check_options_text(raw)  # before parsing: 4 KiB, not the body's 20 MiB
         try:
             raw = json.loads(raw)
         except json.JSONDecodeError as exc:

@@ -1,9 +1,10 @@
 """The one way a job gets created: used by ``/v1/jobs`` (single and batch) and by the
 DeepStack-style endpoints, so every job is validated, limited and queued the same way.
 
-Order matters: everything that can reject the request (task, options, image header,
-backlog) runs before anything is written, so a rejected request leaves nothing behind;
-an ``Idempotency-Key`` is claimed (SET NX) only after that, right before the writes.
+Order matters: everything that can reject the request (task, options, image header, the
+face detector's cost, backlog) runs before anything is written, so a rejected request
+leaves nothing behind; an ``Idempotency-Key`` is claimed (SET NX) only after that, right
+before the writes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from monitoring.record import record_submit
 from tasks.message import celery_message
 from visionq.blobstore import RedisBlobStore
 from visionq.custom_models import ManifestError, custom_root, find, model_name, queue_of_task
+from visionq.face_budget import check_face_cost
 from visionq.imaging import ImageError, probe
 from visionq.jobs import Job, QueueFullError
 from visionq.keys import IDEMPOTENCY_KEY_PREFIX
@@ -99,7 +101,10 @@ def submit_jobs(task: str | None, images: list[bytes], options: dict[str, Any] |
                        f"{len(images)} images > limit of {svc.settings.max_batch} per request")
     for index, data in enumerate(images):
         try:
-            probe(data, svc.limits)  # reject what is clearly not an image before enqueueing
+            info = probe(data, svc.limits)  # reject what is clearly not an image
+            if queue == "face":  # and what would cost the worker too much
+                check_face_cost(info.width * info.height, opts.get("upsample"),
+                                opts.get("min_face_px"), svc.settings.face_max_scan_pixels)
         except ImageError as exc:
             if len(images) > 1:
                 exc.message = f"image {index}: {exc.message}"

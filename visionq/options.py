@@ -9,13 +9,16 @@ table is tested against them (``tests/visionq/test_settings_docs.py``).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from visionq.labels import COCO_LABELS
 
 CocoLabel = Literal[COCO_LABELS]  # type: ignore[valid-type]
+CocoLabels = Annotated[list[CocoLabel], Field(  # type: ignore[valid-type]
+    min_length=1, max_length=len(COCO_LABELS), json_schema_extra={"uniqueItems": True})]
+"""Some COCO labels, each at most once (checked by ``DetectOptions``)."""
 
 DEFAULT_MIN_CONFIDENCE = 0.3
 """Where the detector balances recall and false positives on the coco8 fixtures
@@ -52,8 +55,17 @@ class FaceOptions(TaskOptions):
 class DetectOptions(TaskOptions):
     min_confidence: float = Field(DEFAULT_MIN_CONFIDENCE, ge=0, le=1,
                                   description="Drop boxes scored below.")
-    classes: list[CocoLabel] | None = Field(  # type: ignore[valid-type]
-        None, min_length=1, description="Keep only these COCO labels (default: all 80).")
+    classes: CocoLabels | None = Field(
+        None, description="Keep only these COCO labels, each once (default: all 80).")
+
+    @field_validator("classes")
+    @classmethod
+    def _each_label_once(cls, classes: list[str] | None) -> list[str] | None:
+        """Every job record, history row and export carries the list: no repeats."""
+        repeated = sorted({label for label in classes or () if classes.count(label) > 1})
+        if repeated:
+            raise ValueError(f"duplicate labels: {', '.join(repeated)}")
+        return classes
 
 
 class ClassifyOptions(TaskOptions):

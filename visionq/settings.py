@@ -28,6 +28,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from visionq.face_budget import DEFAULT_FACE_MAX_SCAN_PIXELS
 from visionq.imaging import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from visionq.supervisor import (
     DEFAULT_BACKOFF_INITIAL_S,
@@ -201,6 +202,12 @@ class Settings(BaseSettings):
                                    "maps to its job(s).")
     recent_jobs: int = DEFAULT_RECENT_JOBS
     face_tolerance: float = DEFAULT_FACE_TOLERANCE
+    face_max_scan_pixels: int = Field(
+        default=DEFAULT_FACE_MAX_SCAN_PIXELS, ge=1_000_000,
+        description="Most pixels a face job's `upsample` / `min_face_px` may make the detector "
+        "scan (pixels x 4^upsample, or pixels x (80 / min_face_px)^2), checked at submit "
+        "(400 `face_cost_too_high`) and by the worker. Default 40 MP: ~4 CPU-s and ~0.5 GB "
+        "of HOG, measured (visionq/face_budget.py).")
     claim_max: int = Field(
         default=DEFAULT_CLAIM_MAX, ge=1, le=64,
         description="Jobs a worker process may run per Celery delivery when its queue is "

@@ -10,7 +10,9 @@ from the photo's size and the smallest face asked for (option ``min_face_px``, d
 scaling), resized to the exact detection scale and upsampled by dlib if needed; boxes and
 landmarks are mapped back to original-image pixels.  Photos up to ~0.4 MP (and any photo
 with an explicit ``upsample`` option that is decoded at full size) get exactly
-``face_recognition``'s boxes.
+``face_recognition``'s boxes.  What a job's ``upsample`` or ``min_face_px`` may make the
+detector scan is bounded by ``VISIONQ_FACE_MAX_SCAN_PIXELS`` (``visionq/face_budget.py``):
+the API refuses more at submit, and ``predict`` fails such a job before detecting.
 
 Confidence (HOG): dlib's detection score (``detector.run``; >= 0 for a returned face)
 through a logistic fitted on the face bench's candidates, true faces against false
@@ -28,6 +30,7 @@ from PIL import Image
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from visionq.face_budget import check_face_cost
 from visionq.imaging import DecodedImage, ImageInfo
 from visionq.options import FaceOptions
 from visionq.settings import Settings
@@ -116,9 +119,19 @@ class FaceRecognitionModel(ModelBase):
 
     def predict(self, images: list[DecodedImage], options: dict[str, Any]) -> list[dict[str, Any]]:
         opts: FaceOptions = self.parse_options(options)
+        for image in images:  # before any detection: a job queued by an older API
+            self.check_cost(image, opts)
         if self._fr is None:
             self.load()
         return [self._one(image, opts) for image in images]
+
+    def check_cost(self, image: DecodedImage, opts: FaceOptions) -> None:
+        """``FaceCostTooHighError`` (a failed job, code ``face_cost_too_high``) when the
+        options would scan more than ``VISIONQ_FACE_MAX_SCAN_PIXELS``: the API's check at
+        submit, on the pixels as decoded here."""
+        height, width = image.pixels.shape[:2]
+        check_face_cost(image.width * image.height, opts.upsample, opts.min_face_px,
+                        self.settings.face_max_scan_pixels, decoded_pixels=width * height)
 
     def candidates(self, pixels: np.ndarray, detection: DetectionPlan, model: str = "hog",
                    adjust_threshold: float = 0.0) -> list[tuple[Box, float]]:

@@ -18,6 +18,9 @@ sqrt(width x height)).
 The scale is reached in three steps, cheapest first: the JPEG's DCT scaling at decode
 (1/2, 1/4, 1/8: ``decode_divisor``), then a resize of the decoded pixels to the exact
 scale, and dlib's own upsampling (x2 each) when the decoded pixels are too few.
+
+What a caller's ``upsample`` or ``min_face_px`` may cost is bounded by
+``VISIONQ_FACE_MAX_SCAN_PIXELS`` (``visionq/face_budget.py``, checked at submit and here).
 """
 
 from __future__ import annotations
@@ -25,10 +28,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-DETECTION_FACE_PX = 80
-"""Box height (px at detection scale) a promised face is scanned at: HOG finds frontal faces
-from ~64 px and misses them below ~56; 80 keeps recall >= 0.97 at the promised size on
-``python -m bench faces``."""
+from visionq.face_budget import DETECTION_FACE_PX  # the scale the face budget counts with
+
 FLOOR_MIN_FACE_PX = DETECTION_FACE_PX // 2
 """Smallest default ``min_face_px``: full size with one upsample, face_recognition's default."""
 DEFAULT_PIXEL_BUDGET = 1_600_000
