@@ -54,7 +54,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from api.stream import init_stream
     from api.web import bp as web_bp
 
-    init_security(app)
+    init_security(app, settings)
     for blueprint in (health_bp, jobs_bp, deepstack_bp, custom_bp, backup_bp, docs_bp, web_bp):
         app.register_blueprint(blueprint)
     init_stream(app)  # /v1/stream (WebSocket), ahead of the request hooks

@@ -8,10 +8,18 @@
   constant time (``hmac.compare_digest``), so timing reveals neither the key nor which one
   matched.  Every key presented must be valid; the caller is an admin if one of them is an
   admin key (DeepStack clients send ``api_key`` and ``admin_key`` side by side).
-- Admin-only endpoints (job revoke, face backup/restore) need an admin key whenever
-  ``VISIONQ_ADMIN_KEYS`` is set; otherwise they follow the API key rule.  Face
-  register/delete need only an API key, as in DeepStack (its server puts them behind
-  ``CheckApiKey`` only), so Home Assistant's teach-face works with the key it has.
+- Roles: admin-only endpoints (face backup/restore, custom model add/delete, revoking
+  another caller's job) need an admin key, always: without ``VISIONQ_ADMIN_KEYS`` no
+  caller is an admin and they answer 403 ``admin_key_required``.  Face
+  register/recognize/delete/list need only an API key (none on an open API), as in
+  DeepStack (its server puts them behind ``CheckApiKey`` only), so Home Assistant's
+  teach-face works with the key it has.
+- Tenants: a caller is named by an HMAC of its key with the server secret
+  (``visionq.secret``), recorded as the submitter of its jobs; with keys configured a
+  caller sees only the jobs it submitted (``Caller.owner_filter``), admins see all.  On an
+  open API (no keys) every caller is one tenant.
+- Before any of that, ``api.origin``'s checks: a ``Host`` outside the allowed names is a
+  421 (DNS rebinding), a browser request from another origin a 403 (cross-site writes).
 - The rate limit is a fixed window per key (per client address when the API is open) in
   Redis: ``INCR`` + ``EXPIRE`` on ``visionq:rate:<who>:<window>``, shared by every API
   process; over the limit is a 429 with ``Retry-After`` (seconds to the next window).
@@ -21,25 +29,54 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import time
 from dataclasses import dataclass
 
-from flask import Flask, g, request
+from flask import Flask, Response, current_app, g, request
 
 from api.errors import ApiError
+from api.origin import cross_origin_refusal, host_allowed, origin_listed
 from api.services import services
 from visionq.keys import RATE_KEY_PREFIX
+from visionq.secret import server_secret
+from visionq.settings import Settings, is_loopback
+
+log = logging.getLogger("visionq.api")
+SECRET_KEY = "visionq_secret"
+CORS_ALLOW_HEADERS = "Authorization, X-API-Key, Content-Type, Idempotency-Key"
+CORS_EXPOSE_HEADERS = "Location, Retry-After, Idempotent-Replayed"
+CORS_MAX_AGE_S = 600
 
 PUBLIC_PREFIXES = ("/healthz", "/readyz", "/openapi.json", "/docs", "/static/", "/metrics")
 PUBLIC_PATHS = frozenset({"/", "/favicon.ico"})
-ADMIN_ENDPOINTS = frozenset({"jobs.revoke_job", "backup.backup", "backup.restore"})
+ADMIN_ENDPOINTS = frozenset({"backup.backup", "backup.restore", "custom.add_model",
+                             "custom.delete_model"})
+ADMIN_KEY_HELP = ("set VISIONQ_ADMIN_KEYS=<a long random key> on the server and send that key "
+                  "as 'Authorization: Bearer <key>' (or 'X-API-Key', or DeepStack's "
+                  "'admin_key' form field)")
 
 
 @dataclass(frozen=True)
 class Caller:
     who: str
-    """A stable, non-secret name for the key (sha256 prefix) or ``ip:<address>``."""
+    """A stable, non-secret name for the key (an HMAC prefix) or ``ip:<address>``."""
     admin: bool
+    keyed: bool = True
+    """False on an open API (no keys configured): every caller is one tenant."""
+
+    @property
+    def owner_filter(self) -> str | None:
+        """The submitter this caller's job reads and listings are limited to, ``None``
+        for all (an admin, or anyone on an open API)."""
+        return None if self.admin or not self.keyed else self.who
+
+    def sees(self, submitter: str | None) -> bool:
+        return self.owner_filter is None or submitter == self.owner_filter
+
+
+def admin_key_required(what: str) -> ApiError:
+    return ApiError(403, "admin_key_required", f"{what} needs an admin key: {ADMIN_KEY_HELP}")
 
 
 def _presented_keys() -> list[str]:
@@ -61,8 +98,10 @@ def _matches(presented: str, keys: list[str]) -> bool:
     return found
 
 
-def _fingerprint(key: str) -> str:
-    return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+def fingerprint(secret: bytes, key: str) -> str:
+    """The name of a key in job records, history rows and rate counters: an HMAC with the
+    server secret, so a leaked name cannot be checked against guessed keys offline."""
+    return "key:" + hmac.new(secret, key.encode(), hashlib.sha256).hexdigest()[:16]
 
 
 def authenticate() -> Caller:
@@ -70,7 +109,7 @@ def authenticate() -> Caller:
     api_keys, admin_keys = settings.api_key_list, settings.admin_key_list
     presented = _presented_keys()
     if not api_keys and not admin_keys:
-        return Caller(f"ip:{request.remote_addr}", admin=True)
+        return Caller(f"ip:{request.remote_addr}", admin=False, keyed=False)
     unauthorized = {"WWW-Authenticate": 'Bearer realm="visionq"'}
     if not presented:
         raise ApiError(401, "missing_api_key", "an API key is required: send "
@@ -82,7 +121,7 @@ def authenticate() -> Caller:
         if not is_admin and not _matches(key, api_keys):
             raise ApiError(401, "invalid_api_key", "the API key is not valid", unauthorized)
         admin |= is_admin
-    return Caller(_fingerprint(presented[0]), admin=admin or not admin_keys)
+    return Caller(fingerprint(current_app.extensions[SECRET_KEY], presented[0]), admin=admin)
 
 
 def rate_limit(caller: Caller) -> None:
@@ -108,18 +147,62 @@ def _is_public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
-def init_security(app: Flask) -> None:
+def check_host_and_origin() -> None:
+    """421 for a ``Host`` the service does not answer for, 403 for a browser request from
+    another origin (``api.origin``); the stream calls it too, before its upgrade."""
+    settings: Settings = services().settings
+    host = request.host
+    if not host_allowed(host, settings.allowed_host_list):
+        raise ApiError(421, "host_not_allowed", f"this service does not answer for host "
+                       f"{host!r}: add it to VISIONQ_ALLOWED_HOSTS (IP addresses, localhost, "
+                       "single-label and .local/.lan/.internal/.home.arpa names are allowed "
+                       "by default)")
+    refusal = cross_origin_refusal(
+        request.method, _is_public(request.path), request.headers.get("Origin"),
+        request.headers.get("Sec-Fetch-Site"), host, request.scheme,
+        settings.cors_origin_list)
+    if refusal is not None:
+        raise ApiError(403, "cross_origin_refused", refusal)
+
+
+def _cors_headers(response: Response) -> Response:
+    """CORS headers for the origins ``VISIONQ_CORS_ORIGINS`` lists (a preflight included);
+    other origins get none, so a browser shows their pages nothing."""
+    origin = request.headers.get("Origin")
+    if origin is None or not origin_listed(origin, services().settings.cors_origin_list):
+        return response
+    response.headers["Access-Control-Allow-Origin"] = origin
+    response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
+    response.vary.add("Origin")
+    if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+        response.headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE_S)
+    return response
+
+
+def init_security(app: Flask, settings: Settings) -> None:
+    app.extensions[SECRET_KEY] = server_secret(settings.secret_key, settings.state_dir)
+    if not settings.api_key_list and not settings.admin_key_list and not is_loopback(
+            settings.api_host):
+        log.warning("the API is configured for %s with no API keys: anyone who can reach it "
+                    "can submit jobs and read every job; set VISIONQ_API_KEYS and "
+                    "VISIONQ_ADMIN_KEYS (see the README's security model)", settings.api_host)
+
     @app.before_request
     def _guard() -> None:
+        check_host_and_origin()
         if _is_public(request.path) or request.method == "OPTIONS":
             return
         caller = authenticate()
         if request.endpoint in ADMIN_ENDPOINTS and not caller.admin:
-            raise ApiError(403, "admin_required", "this endpoint needs an admin key "
-                           "(VISIONQ_ADMIN_KEYS)")
+            raise admin_key_required(f"{request.method} {request.path}")
         rate_limit(caller)
         g.caller = caller
 
+    app.after_request(_cors_headers)
+
 
 def current_caller() -> Caller:
-    return g.get("caller") or Caller(f"ip:{request.remote_addr}", admin=False)
+    return g.get("caller") or Caller(f"ip:{request.remote_addr}", admin=False, keyed=False)
+

@@ -135,6 +135,10 @@ class Filters:
     """``queued_at >= since`` (Unix time)."""
     until: float | None = None
     """``queued_at < until``."""
+    owner: str | None = None
+    """The tenant filter: only jobs this caller submitted (``api.security.Caller
+    .owner_filter``), applied with ``submitter`` (a non-admin asking for another's gets
+    nothing)."""
 
 
 def record_from_fields(fields: dict[str, str]) -> dict[str, Any]:
@@ -236,6 +240,8 @@ class HistoryStore:
             clauses.append(t.task == filters.task)
         if filters.submitter is not None:
             clauses.append(t.submitter == filters.submitter)
+        if filters.owner is not None:
+            clauses.append(t.submitter == filters.owner)
         if filters.since is not None:
             clauses.append(t.queued_at >= filters.since)
         if filters.until is not None:

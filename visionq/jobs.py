@@ -40,6 +40,8 @@ READY_WAIT_S = 2.0
 """How long a waiter gives a starting listener before it falls back to re-reading."""
 FINAL_STATUSES = frozenset({"succeeded", "failed"})
 STATUSES = ("queued", "running", "succeeded", "failed")
+LISTING_FIELDS = ("status", "task", "submitter")
+"""What a filtered listing reads of each recent job before reading a match in full."""
 HISTORY_STREAM_MAXLEN = 1_000_000
 """Final records waiting in the ``visionq:history`` stream for the history store (trimmed
 approximately): how many jobs can finish while the store is down before any is lost."""
@@ -268,8 +270,9 @@ class Job:
     """False: the blob is borrowed (a watched bucket's object, read in place) and must
     never be deleted by the worker, the finishing script or a revoke."""
     submitter: str | None = None
-    """Who submitted it: the API caller's non-secret name (``key:<sha256 prefix>`` or
-    ``ip:<address>``, ``api.security.Caller.who``), ``None`` when not recorded."""
+    """Who submitted it: the API caller's non-secret name (``key:<HMAC prefix>`` or
+    ``ip:<address>``, ``api.security.Caller.who``), ``None`` when not recorded.  Callers
+    with an API key see only their own jobs (``api.security.Caller.owner_filter``)."""
 
     @property
     def queue_wait_ms(self) -> float | None:
@@ -374,38 +377,60 @@ class JobStore:
                 for job_id, blob_key, _ in entries]
 
     def recent(self, *, status: str | None = None, task: str | None = None, limit: int = 50,
-               before: float | None = None) -> list[Job]:
-        """Newest first, optionally filtered, only jobs queued strictly before ``before``
-        (a cursor: the ``queued_at`` of the last job of the previous page).  Ids whose
-        record expired are dropped from the index on the way."""
+               before: float | None = None, submitter: str | None = None) -> list[Job]:
+        """Newest first, optionally filtered (``submitter``: only that caller's jobs, the
+        tenant filter), only jobs queued strictly before ``before`` (a cursor: the
+        ``queued_at`` of the last job of the previous page).  With a filter, each chunk's
+        status, task and submitter are read first and only matching records in full.
+        Ids whose record expired are dropped from the index on the way."""
         found: list[Job] = []
         upper: str = f"({before!r}" if before is not None else "+inf"
         chunk = max(limit * 2, 100)
+        wanted = (status, task, submitter)
+        filtered = any(value is not None for value in wanted)
         while len(found) < limit:
             rows = self._client.zrevrangebyscore(RECENT_KEY, upper, "-inf", start=0, num=chunk,
                                                  withscores=True)
             if not rows:
                 break
             ids = [raw.decode() for raw, _ in rows]
+            expired: list[str] = []
+            if filtered:
+                ids = self._matching(ids, wanted, expired, limit - len(found))
             pipe = self._client.pipeline(transaction=False)
             for job_id in ids:
                 pipe.hgetall(self.key(job_id))
-            expired = []
             for job_id, raw in zip(ids, pipe.execute(), strict=True):
                 if not raw:
                     expired.append(job_id)
                     continue
-                job = self._parse(job_id, raw)
-                if (status is None or job.status == status) and (task is None or job.task == task):
-                    found.append(job)
-                    if len(found) == limit:
-                        break
+                found.append(self._parse(job_id, raw))
+                if len(found) == limit:
+                    break
             if expired:
                 self._client.zrem(RECENT_KEY, *expired)
             upper = f"({rows[-1][1]!r}"
             if len(rows) < chunk:
                 break
         return found
+
+    def _matching(self, ids: list[str], wanted: tuple[str | None, ...], expired: list[str],
+                  most: int) -> list[str]:
+        """The first ``most`` of ``ids`` whose status, task and submitter match ``wanted``
+        (``None``: any), read with one ``HMGET`` each; expired ids go to ``expired``."""
+        pipe = self._client.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hmget(self.key(job_id), LISTING_FIELDS)
+        matching: list[str] = []
+        for job_id, values in zip(ids, pipe.execute(), strict=True):
+            if values[0] is None:
+                expired.append(job_id)
+            elif all(want is None or (value or b"").decode() == want
+                     for want, value in zip(wanted, values, strict=True)):
+                matching.append(job_id)
+                if len(matching) == most:
+                    break
+        return matching
 
     def counts(self) -> dict[str, dict[str, int]]:
         """``{task: {"running": n, "succeeded": n, "failed": n}}`` from the counters."""

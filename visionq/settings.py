@@ -20,6 +20,7 @@ them: ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode, set b
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from functools import cache
@@ -77,6 +78,7 @@ DEFAULT_WATCH_DEDUPE_TTL_S = 14 * 24 * 3600
 """An object version (bucket/key/ETag) is remembered this long: SQS keeps a message at most
 14 days, so no redelivery can outlive its claim."""
 DEFAULT_WATCH_METRICS_PORT = 9810
+DEFAULT_WATCH_REREAD_BACKOFF_S = 30.0
 DEFAULT_HISTORY_DAYS = 90
 """Job history rows older than this are deleted (by the retention pass)."""
 DEFAULT_HISTORY_MAX_ROWS = 10_000_000
@@ -157,6 +159,10 @@ class Settings(BaseSettings):
     custom_models_loaded: int = Field(
         default=4, ge=1, description="Custom models a `custom` worker process keeps loaded "
         "(least recently used dropped).")
+    model_max_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1, description="Largest custom model `addmodel` "
+        "accepts, in bytes: the file, or a SavedModel .zip's uncompressed total (checked "
+        "from the zip's directory before extracting, and while extracting).")
     instance_id: str = Field(
         default_factory=socket.gethostname,
         description="This worker host's id in the busy marks the autoscaler reads for "
@@ -169,9 +175,24 @@ class Settings(BaseSettings):
         default="", description="Flower's basic auth, user:password (comma-separate several); "
         "when set, `visionq up` binds Flower to the API's host, else Flower stays on loopback.")
     max_wait_s: float = Field(default=60.0, description="Longest ?wait= long-poll the API honours.")
-    api_keys: str = Field(default="", description="Comma-separated API keys; empty = no auth.")
-    admin_keys: str = Field(default="", description="Comma-separated admin keys (face register/"
-                            "delete, job revoke); also valid as API keys.")
+    api_keys: str = Field(default="", description="Comma-separated API keys; empty = no auth "
+                          "(every caller is one tenant, and none is an admin).")
+    admin_keys: str = Field(default="", description="Comma-separated admin keys (face backup/"
+                            "restore, custom model add/delete, any caller's jobs); also valid "
+                            "as API keys. Empty: no caller is an admin.")
+    secret_key: str = Field(
+        default="", repr=False,
+        description="Server secret (16+ characters) keying the HMAC that names API keys in "
+        "job records and history; empty: a random one kept in <state dir>/secret_key. Set "
+        "the same on every API host.")
+    allowed_hosts: str = Field(
+        default="", description="Comma-separated extra Host names the API answers for "
+        "(`name`, `.domain` with its subdomains, `*` any); IP addresses, localhost, "
+        "single-label names and .local/.lan/.internal/.home.arpa/.svc names always are.")
+    cors_origins: str = Field(
+        default="", description="Comma-separated browser origins (`https://app.example.com`, "
+        "`*` any) allowed to call the API and given CORS headers; other origins' requests "
+        "are refused (403).")
     rate_limit: int = Field(default=0, ge=0, description="Requests per key per rate window; "
                             "0 = unlimited.")
     rate_window_s: int = Field(default=60, ge=1, description="Rate-limit window in seconds.")
@@ -197,6 +218,13 @@ class Settings(BaseSettings):
     stream_max_frame_bytes: int = Field(default=0, ge=0,
                                         description="Largest WebSocket frame a stream accepts "
                                         "(close code 1009 beyond); 0: VISIONQ_MAX_BYTES + 64 KiB.")
+    stream_auth_timeout_s: float = Field(
+        default=5.0, gt=0, description="A stream upgraded without a key in its headers must "
+        "send its {\"auth\": key} frame within this many seconds, else it is closed (code "
+        "4401); until then it holds one of VISIONQ_MAX_STREAMS.")
+    stream_send_timeout_s: float = Field(
+        default=10.0, gt=0, description="A frame the client does not take within this many "
+        "seconds (it stopped reading) ends the stream, freeing its thread.")
     sync_timeout_s: float = DEFAULT_SYNC_TIMEOUT_S
     idempotency_ttl_s: int = Field(default=24 * 3600, description="How long an Idempotency-Key "
                                    "maps to its job(s).")
@@ -225,6 +253,11 @@ class Settings(BaseSettings):
     watch_metrics_port: int = Field(default=DEFAULT_WATCH_METRICS_PORT, ge=0,
                                     description="`visionq watch`: Prometheus metrics port "
                                     "(0: none).")
+    watch_reread_backoff_s: float = Field(
+        default=DEFAULT_WATCH_REREAD_BACKOFF_S, gt=0,
+        description="`visionq watch`: seconds before a new job for an object whose worker "
+        "could not read it (S3 unreachable or throttling after its retries), doubled for "
+        "each of the 3 new jobs before the error is written as the result.")
     history_url: str = Field(
         default="", description="Durable job history (SQLAlchemy URL, e.g. postgresql://user:"
         "pass@host/db); empty: SQLite at <state dir>/history.sqlite3.")
@@ -246,6 +279,12 @@ class Settings(BaseSettings):
         "VISIONQ_SUPERVISOR_WINDOW_S, each soon after its start, is given up.")
     supervisor_window_s: float = Field(default=DEFAULT_WINDOW_S, gt=0,
                                        description="`visionq up`: the give-up window.")
+    liveness_timeout_s: float = Field(
+        default=30.0, ge=0,
+        description="`visionq up`: a child that does not answer its liveness check (Redis "
+        "PING, the API's /healthz, a worker's heartbeat; at least 10 s for a worker, which "
+        "beats every 5 s) for this many seconds is killed and restarted like a crashed one "
+        "(0: off).")
     history_writer: bool = Field(default=True,
                                  description="The API process drains finished jobs into the "
                                  "history store (and applies its retention).")
@@ -264,6 +303,14 @@ class Settings(BaseSettings):
     @property
     def admin_key_list(self) -> list[str]:
         return _split(self.admin_keys)
+
+    @property
+    def allowed_host_list(self) -> list[str]:
+        return _split(self.allowed_hosts)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return _split(self.cors_origins)
 
     def max_backlog_for(self, task: str) -> int:
         return {"face": self.max_backlog_face, "detect": self.max_backlog_detect,
@@ -300,6 +347,16 @@ class ClientSettings(BaseSettings):
 
     url: str = Field(default=DEFAULT_API_URL, description="API base URL.")
     api_key: str | None = Field(default=None, description="API key sent with every request.")
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (an address to bind, not a ``Host`` header)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _split(value: str) -> list[str]:

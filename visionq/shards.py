@@ -217,10 +217,10 @@ class ShardedJobStore:
 
     # -- listings: every shard merged ------------------------------------------------------
     def recent(self, *, status: str | None = None, task: str | None = None, limit: int = 50,
-               before: float | None = None) -> list[Job]:
+               before: float | None = None, submitter: str | None = None) -> list[Job]:
         stores = [self.for_queue(task)] if task is not None else self._order
-        pages = [store.recent(status=status, task=task, limit=limit, before=before)
-                 for store in stores]
+        pages = [store.recent(status=status, task=task, limit=limit, before=before,
+                              submitter=submitter) for store in stores]
         if len(pages) == 1:
             return pages[0]
         merged = heapq.merge(*pages, key=lambda job: -(job.queued_at or 0.0))

@@ -51,7 +51,17 @@ def custom_worker(redis_url: str, models_dir: Path) -> Iterator[subprocess.Popen
 @pytest.fixture()
 def client(make_client: AppFactory, redis_url: str, models_dir: Path,
            custom_worker: subprocess.Popen) -> FlaskClient:
-    return make_client(redis_url, models_dir=str(models_dir), sync_timeout_s=120)
+    return as_admin(make_client(redis_url, models_dir=str(models_dir), sync_timeout_s=120,
+                                admin_keys=ADMIN_KEY))
+
+
+ADMIN_KEY = "custom-admin"
+
+
+def as_admin(client: FlaskClient) -> FlaskClient:
+    """Every request of ``client`` sends the admin key (model management needs one)."""
+    client.environ_base["HTTP_X_API_KEY"] = ADMIN_KEY
+    return client
 
 
 def post_image(client: FlaskClient, path: str, image: bytes, **fields: str) -> Any:
@@ -159,7 +169,7 @@ def test_management_needs_the_admin_key(make_client: AppFactory, redis_url: str,
                          admin_keys="boss")
     model, manifest = yolo_onnx("yolov5"), yolo_manifest("guarded", "yolov5")
     refused = add_model(client, manifest, model, "m.onnx", **{"X-API-Key": "user"})
-    assert refused.status_code == 403 and refused.get_json()["code"] == "admin_required"
+    assert refused.status_code == 403 and refused.get_json()["code"] == "admin_key_required"
     assert add_model(client, manifest, model, "m.onnx", **{"X-API-Key": "boss"}
                      ).status_code == 200
     listed = client.get("/v1/vision/listmodels", headers={"X-API-Key": "user"})
@@ -187,7 +197,8 @@ def test_management_needs_the_admin_key(make_client: AppFactory, redis_url: str,
 def test_addmodel_refuses_bad_manifests_and_files(make_client: AppFactory, idle_redis_url: str,
                                                   tmp_path: Path, fields: dict[str, str],
                                                   message: str) -> None:
-    client = make_client(idle_redis_url, models_dir=str(tmp_path))
+    client = as_admin(make_client(idle_redis_url, models_dir=str(tmp_path),
+                                  admin_keys=ADMIN_KEY))
     response = client.post("/v1/vision/addmodel", data={
         "model": (io.BytesIO(b"\x00" * 16), "m.bin"), **fields},
         content_type="multipart/form-data")

@@ -6,7 +6,6 @@ with its model version and submitter."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import subprocess
@@ -18,17 +17,18 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
+from api.security import SECRET_KEY, fingerprint
 from tests.api.conftest import AppFactory, face, files
 from visionq.history import HistoryStore
 from visionq.jobs import JobStore
 
 DEADLINE_S = 120
 OBAMA = face("obama_small.jpg")
-KEY_A, KEY_B = "key-alpha", "key-bravo"
+KEY_A, KEY_B, ADMIN = "key-alpha", "key-bravo", "key-admin"
 
 
-def who(key: str) -> str:
-    return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+def who(client: FlaskClient, key: str) -> str:
+    return fingerprint(client.application.extensions[SECRET_KEY], key)
 
 
 def wait_for(condition: Any, what: str) -> None:
@@ -50,7 +50,7 @@ def history_url(tmp_path: Path) -> str:
 @pytest.fixture()
 def client(idle_redis_url: str, make_client: AppFactory, history_url: str) -> FlaskClient:
     return make_client(idle_redis_url, history_url=history_url, history_writer=True,
-                       api_keys=f"{KEY_A},{KEY_B}")
+                       api_keys=f"{KEY_A},{KEY_B}", admin_keys=ADMIN)
 
 
 def submit(client: FlaskClient, key: str, n: int, task: str = "classify") -> list[str]:
@@ -97,29 +97,36 @@ def test_expired_jobs_are_read_listed_and_exported(client: FlaskClient, idle_red
     wait_for(lambda: in_history(history_url, finished), "the history writer")
     expire(idle_redis_url, finished)
 
-    one = client.get(f"/v1/jobs/{a_ok[0]}", headers=auth(KEY_B))
+    one = client.get(f"/v1/jobs/{a_ok[0]}", headers=auth(ADMIN))
     assert one.status_code == 200
     body = one.get_json()
     assert body["status"] == "succeeded" and body["result"]["model_version"] == "v9"
     assert body["timings"]["total_ms"] is not None
-    assert client.get(f"/v1/jobs/{b_failed[0]}?wait=1", headers=auth(KEY_A)).get_json()[
+    assert client.get(f"/v1/jobs/{b_failed[0]}?wait=1", headers=auth(KEY_B)).get_json()[
         "code"] == "inference_error"
     assert client.get("/v1/jobs/nope", headers=auth(KEY_A)).status_code == 404
+    # tenants: another key's job is not found, from the history as from Redis
+    assert client.get(f"/v1/jobs/{b_failed[0]}", headers=auth(KEY_A)).status_code == 404
+    assert client.get(f"/v1/jobs/{live[0]}", headers=auth(KEY_B)).status_code == 404
+    own = client.get("/v1/jobs?limit=100", headers=auth(KEY_A)).get_json()["jobs"]
+    assert {job["id"] for job in own} == set(live + a_ok)
+    assert client.get(f"/v1/jobs?key={who(client, KEY_B)}",
+                      headers=auth(KEY_A)).get_json()["jobs"] == []
 
     # auto: the live job first, then the history's, newest first
-    listed = client.get("/v1/jobs?limit=100", headers=auth(KEY_A)).get_json()
+    listed = client.get("/v1/jobs?limit=100", headers=auth(ADMIN)).get_json()
     assert [job["id"] for job in listed["jobs"]][0] == live[0]
     assert set(job["id"] for job in listed["jobs"]) == set(live + finished)
     assert listed["next"] is None
 
     def ids(query: str) -> set[str]:
-        response = client.get(f"/v1/jobs?{query}", headers=auth(KEY_A))
+        response = client.get(f"/v1/jobs?{query}", headers=auth(ADMIN))
         assert response.status_code == 200, response.get_json()
         return {job["id"] for job in response.get_json()["jobs"]}
 
     assert ids("status=failed") == set(b_failed)
     assert ids("task=classify") == set(live + a_ok)
-    assert ids(f"key={who(KEY_B)}") == set(b_failed)
+    assert ids(f"key={who(client, KEY_B)}") == set(b_failed)
     assert ids("source=history") == set(finished)
     assert ids("source=live") == set(live)
     assert ids("status=queued&source=history") == set()
@@ -130,7 +137,7 @@ def test_expired_jobs_are_read_listed_and_exported(client: FlaskClient, idle_red
     seen: list[str] = []
     url = "/v1/jobs?limit=2&source=history"
     while url:
-        page = client.get(url.replace("http://localhost", ""), headers=auth(KEY_A)).get_json()
+        page = client.get(url.replace("http://localhost", ""), headers=auth(ADMIN)).get_json()
         seen += [job["id"] for job in page["jobs"]]
         url = page["next"]
     assert sorted(seen) == sorted(finished) and len(seen) == len(set(seen))
@@ -138,7 +145,7 @@ def test_expired_jobs_are_read_listed_and_exported(client: FlaskClient, idle_red
     seen = []
     url = "/v1/jobs?limit=2"
     while url:
-        page = client.get(url.replace("http://localhost", ""), headers=auth(KEY_A)).get_json()
+        page = client.get(url.replace("http://localhost", ""), headers=auth(ADMIN)).get_json()
         seen += [job["id"] for job in page["jobs"]]
         url = page["next"]
     assert sorted(seen) == sorted(live + finished) and len(seen) == len(set(seen))
@@ -147,17 +154,20 @@ def test_expired_jobs_are_read_listed_and_exported(client: FlaskClient, idle_red
         response = client.get(f"/v1/jobs?{bad}", headers=auth(KEY_A))
         assert response.status_code == 400, bad
 
-    exported = client.get("/v1/jobs/export?format=csv", headers=auth(KEY_A))
+    exported = client.get("/v1/jobs/export?format=csv", headers=auth(ADMIN))
     assert exported.status_code == 200 and exported.mimetype == "text/csv"
     rows = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True))))
     assert sorted(row["id"] for row in rows) == sorted(finished)
     by_id = {row["id"]: row for row in rows}
     assert by_id[a_ok[0]]["model_version"] == "v9"
-    assert by_id[a_ok[0]]["submitter"] == who(KEY_A)
+    assert by_id[a_ok[0]]["submitter"] == who(client, KEY_A)
     assert by_id[b_failed[0]]["code"] == "inference_error"
     lines = client.get("/v1/jobs/export?format=jsonl&status=failed",
-                       headers=auth(KEY_A)).get_data(as_text=True).splitlines()
+                       headers=auth(ADMIN)).get_data(as_text=True).splitlines()
     assert sorted(json.loads(line)["id"] for line in lines) == sorted(b_failed)
+    mine = client.get("/v1/jobs/export?format=jsonl", headers=auth(KEY_B)).get_data(
+        as_text=True).splitlines()
+    assert sorted(json.loads(line)["id"] for line in mine) == sorted(b_failed)
     assert client.get("/v1/jobs/export?format=xml", headers=auth(KEY_A)).status_code == 400
     assert client.get("/v1/jobs/export").status_code == 401
 

@@ -63,34 +63,44 @@ def test_every_api_route_needs_a_key_public_ones_do_not(keyed: FlaskClient) -> N
 
 @pytest.mark.parametrize(("method", "path", "data"), [
     ("post", "/v1/restore", {"userid": "x"}),
-    ("delete", "/v1/jobs/unknown", None),
+    ("post", "/v1/backup", None),
+    ("post", "/v1/vision/addmodel", {"name": "x"}),
+    ("post", "/v1/vision/deletemodel", {"name": "x"}),
 ])
 def test_admin_only_routes(keyed: FlaskClient, method: str, path: str, data: dict | None) -> None:
     call = getattr(keyed, method)
     user = call(path, data=data, headers={"X-API-Key": "user-key"})
-    assert user.status_code == 403 and user.get_json()["code"] == "admin_required"
+    assert user.status_code == 403 and user.get_json()["code"] == "admin_key_required"
+    assert "VISIONQ_ADMIN_KEYS" in user.get_json()["error"]
     admin = call(path, data=data, headers={"X-API-Key": "admin-key"})
-    assert admin.status_code in (400, 404)  # past auth: the request itself is incomplete
+    assert admin.status_code != 403  # past auth (the request itself may be incomplete)
 
 
-def test_revoke_with_admin_key(keyed: FlaskClient) -> None:
-    job_id = _submit(keyed, {"X-API-Key": "user-key"}).get_json()["id"]
-    assert keyed.delete(f"/v1/jobs/{job_id}", headers={"X-API-Key": "user-key"}).status_code == 403
-    assert keyed.delete(f"/v1/jobs/{job_id}",
+def test_revoke_own_job_or_with_admin_key(keyed: FlaskClient) -> None:
+    first = _submit(keyed, {"X-API-Key": "user-key"}).get_json()["id"]
+    second = _submit(keyed, {"X-API-Key": "user-key"}).get_json()["id"]
+    assert keyed.delete(f"/v1/jobs/{first}", headers={"X-API-Key": "user-key"}).status_code == 200
+    assert keyed.delete(f"/v1/jobs/{second}",
+                        headers={"X-API-Key": "other-key"}).status_code == 404  # not its job
+    assert keyed.delete(f"/v1/jobs/{second}",
                         headers={"Authorization": "Bearer admin-key"}).status_code == 200
+    assert keyed.delete("/v1/jobs/unknown", headers={"X-API-Key": "admin-key"}).status_code == 404
 
 
-def test_api_keys_without_admin_keys_allow_admin_routes(idle_redis_url: str,
-                                                        make_client: AppFactory) -> None:
+def test_api_keys_without_admin_keys_make_no_admin(idle_redis_url: str,
+                                                   make_client: AppFactory) -> None:
     client = make_client(idle_redis_url, api_keys="only")
-    response = client.delete("/v1/jobs/unknown", headers={"X-API-Key": "only"})
-    assert response.status_code == 404
+    response = client.get("/v1/backup", headers={"X-API-Key": "only"})
+    assert response.status_code == 403 and response.get_json()["code"] == "admin_key_required"
 
 
 def test_open_without_keys(idle_redis_url: str, make_client: AppFactory) -> None:
     client = make_client(idle_redis_url)
-    assert _submit(client).status_code == 202
+    job_id = _submit(client).get_json()["id"]
     assert client.delete("/v1/jobs/unknown").status_code == 404
+    assert client.get(f"/v1/jobs/{job_id}").status_code == 200
+    assert client.delete(f"/v1/jobs/{job_id}").status_code == 200  # its own (same address)
+    assert client.post("/v1/restore", json={}).get_json()["code"] == "admin_key_required"
 
 
 def test_rate_limit_per_key(idle_redis_url: str, make_client: AppFactory) -> None:
