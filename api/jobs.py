@@ -20,7 +20,7 @@ from flask import Blueprint, Response, jsonify, request, stream_with_context, ur
 
 from api.errors import ApiError
 from api.options import check_options_text
-from api.security import current_caller
+from api.security import admin_key_required, current_caller
 from api.services import services
 from api.submission import submit_jobs
 from visionq.custom_models import is_custom_task
@@ -235,7 +235,8 @@ def _filters() -> Filters:
         raise ApiError(400, "unknown_task", f"task must be one of: {', '.join(QUEUES)}, "
                        "custom/<model>")
     return Filters(status=status, task=task, submitter=request.args.get("key") or None,
-                   since=_time_arg("since"), until=_time_arg("until"))
+                   since=_time_arg("since"), until=_time_arg("until"),
+                   owner=current_caller().owner_filter)
 
 
 def _cursor() -> tuple[float, str] | None:
@@ -292,7 +293,10 @@ def list_jobs() -> Response:
         jobs = _page_from_history(filters, limit, _cursor())
         return jsonify({"jobs": [job_json(job) for job in jobs],
                         "next": _history_next(jobs, limit)})
-    jobs = svc.jobs.recent(status=status, task=task, limit=limit, before=before)
+    if filters.owner is not None and filters.submitter not in (None, filters.owner):
+        return jsonify({"jobs": [], "next": None})  # another caller's jobs: none of ours
+    jobs = svc.jobs.recent(status=status, task=task, limit=limit, before=before,
+                           submitter=filters.owner)
     next_url = None
     if len(jobs) == limit and jobs[-1].queued_at is not None:
         args = {k: v for k, v in request.args.items() if k != "before"}
@@ -386,11 +390,36 @@ def _chain(first: Job, rest: Iterator[Job]) -> Iterator[Job]:
     yield from rest
 
 
+def _visible_job(job_id: str, wait: float | None = None) -> Job:
+    """The job if the caller may see it (``api.security.Caller.sees``): from Redis (after
+    up to ``wait`` seconds), else from the history; 404 otherwise, the same answer whether
+    it does not exist or is another tenant's."""
+    svc = services()
+    caller = current_caller()
+    job = svc.jobs.get(job_id)
+    if job is not None and wait and caller.sees(job.submitter):
+        job = svc.jobs.wait(job_id, wait)
+    if job is None:  # expired from Redis (or never existed): the history may have it
+        try:
+            job = svc.history.get(job_id)
+        except Exception as exc:
+            raise _history_unavailable(exc) from exc
+    if job is None or not caller.sees(job.submitter):
+        raise ApiError(404, "job_not_found", f"no job {job_id!r} (unknown or expired)")
+    return job
+
+
 @bp.delete("/<job_id>")
 def revoke_job(job_id: str) -> Response:
-    """Revoke a queued job (admin): it is failed with code ``revoked`` at once, and the
-    worker that later receives its message skips it."""
+    """Revoke a queued job (its submitter, or an admin): it is failed with code
+    ``revoked`` at once, and the worker that later receives its message skips it."""
     svc = services()
+    job = svc.jobs.get(job_id)
+    caller = current_caller()
+    if job is None or not caller.sees(job.submitter):
+        raise ApiError(404, "job_not_found", f"no job {job_id!r} (unknown or expired)")
+    if not caller.admin and job.submitter != caller.who:
+        raise admin_key_required("revoking another caller's job")
     outcome = svc.jobs.revoke(job_id)
     if outcome == REVOKE_UNKNOWN:
         raise ApiError(404, "job_not_found", f"no job {job_id!r} (unknown or expired)")
@@ -408,14 +437,4 @@ def revoke_job(job_id: str) -> Response:
 
 @bp.get("/<job_id>")
 def get_job(job_id: str) -> Response:
-    svc = services()
-    wait = _wait_arg()
-    job = svc.jobs.get(job_id) if wait is None else svc.jobs.wait(job_id, wait)
-    if job is None:  # expired from Redis (or never existed): the history may have it
-        try:
-            job = svc.history.get(job_id)
-        except Exception as exc:
-            raise _history_unavailable(exc) from exc
-    if job is None:
-        raise ApiError(404, "job_not_found", f"no job {job_id!r} (unknown or expired)")
-    return jsonify(job_json(job))
+    return jsonify(job_json(_visible_job(job_id, _wait_arg())))
