@@ -13,14 +13,16 @@ from __future__ import annotations
 from typing import Any
 
 from api.deepstack import DETECTION_MIN_CONFIDENCE, RECOGNITION_MIN_CONFIDENCE
-from api.options import OPTION_MODELS
+from api.options import MAX_OPTIONS_BYTES, OPTION_MODELS
 from visionq import __version__
 from visionq.jobs import STATUSES
 from visionq.options import DEFAULT_TOP_K
 from visionq.settings import QUEUES
 
 ERROR_TEXT = {
-    400: "Bad request: missing or invalid field, not an image, corrupt image, bad options.",
+    400: "Bad request: missing or invalid field, not an image, corrupt image, bad options, "
+         f"options over {MAX_OPTIONS_BYTES} bytes (options_too_large), face options that would "
+         "scan more than VISIONQ_FACE_MAX_SCAN_PIXELS (face_cost_too_high).",
     401: "Missing or invalid API key (only when keys are configured).",
     403: "An admin key is required.",
     404: "Unknown job / userid.",
@@ -60,6 +62,11 @@ def _form(properties: dict[str, Any], required: list[str],
 
 
 BINARY = {"type": "string", "format": "binary"}
+OPTIONS_TEXT = (f"at most {MAX_OPTIONS_BYTES} bytes of JSON: FaceOptions, DetectOptions, "
+                "ClassifyOptions or CustomOptions (the task's).")
+OPTIONS_JSON = {"type": "object", "description": f"The task's options, {OPTIONS_TEXT}"}
+OPTIONS_FORM = {"type": "string", "maxLength": MAX_OPTIONS_BYTES,
+                "description": f"A JSON object, {OPTIONS_TEXT}"}
 BOX = {name: {"type": "integer"} for name in ("x_min", "y_min", "x_max", "y_max")}
 SECURITY = [{"bearer": []}, {"apiKey": []}, {}]
 
@@ -97,10 +104,10 @@ def _schemas() -> dict[str, Any]:
             "next": {"type": ["string", "null"], "description": "URL of the next page."}}},
         "JobSubmitJson": {"type": "object", "required": ["image"], "properties": {
             "image": {"type": "string", "description": "Base64 (or a data: URL)."},
-            "task": {"enum": list(QUEUES)}, "options": {"type": "object"}}},
+            "task": {"enum": list(QUEUES)}, "options": OPTIONS_JSON}},
         "BatchSubmitJson": {"type": "object", "required": ["images"], "properties": {
             "images": {"type": "array", "items": {"type": "string"}},
-            "task": {"enum": list(QUEUES)}, "options": {"type": "object"}}},
+            "task": {"enum": list(QUEUES)}, "options": OPTIONS_JSON}},
         "Detection": _deepstack({"predictions": {"type": "array", "items": {
             "type": "object", "required": ["label", "confidence", *BOX], "properties": {
                 "label": {"type": "string"}, "confidence": {"type": "number"}, **BOX}}}}),
@@ -168,12 +175,11 @@ def _paths() -> dict[str, Any]:
     submit_body = {"required": True, "content": {
         "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
             "image": BINARY, "task": {"enum": list(QUEUES)},
-            "options": {"type": "string", "description": "JSON object: FaceOptions, "
-                        "DetectOptions or ClassifyOptions."}}}},
+            "options": OPTIONS_FORM}}},
         "application/json": {"schema": _ref("JobSubmitJson")}}}
     batch_body = {"required": True, "content": {
         "multipart/form-data": {"schema": {"type": "object", "properties": {
-            "task": {"enum": list(QUEUES)}, "options": {"type": "string"}},
+            "task": {"enum": list(QUEUES)}, "options": OPTIONS_FORM},
             "additionalProperties": BINARY}},
         "application/json": {"schema": _ref("BatchSubmitJson")}}}
     job_id = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}

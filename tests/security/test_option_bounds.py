@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import time
 from typing import Any
 
@@ -185,3 +186,21 @@ def test_the_worker_runs_a_job_within_budget(face_model: FaceRecognitionModel) -
     image = DecodedImage.from_array(np.zeros((400, 300, 3), np.uint8))
     result = face_model.predict([image], {"upsample": 2, "landmarks": "none"})[0]
     assert result["faces"] == []
+
+
+def test_a_job_an_older_api_queued_fails_in_the_worker(face_worker: subprocess.Popen,
+                                                      redis_url: str,
+                                                      make_client: AppFactory) -> None:
+    """An API that does not check (here: one with a huge budget) queues ``upsample: 3`` on a
+    1 MP photo (64 MP scanned); the real face worker, at the default budget, fails the job
+    with the same code at once and lives on."""
+    older = make_client(redis_url, face_max_scan_pixels=10**12)
+    buffer = io.BytesIO()
+    Image.new("RGB", (1000, 1000)).save(buffer, "PNG")
+    response = older.post("/v1/jobs?task=face&wait=60", data={
+        "image": (io.BytesIO(buffer.getvalue()), "x.png"), "options": '{"upsample": 3}'})
+    job = response.get_json()
+    assert job["status"] == "failed", job
+    assert job["code"] == "face_cost_too_high" and "64,000,000" in job["error"]
+    assert job["timings"]["inference_ms"] < 1000  # no detection (it would take ~7 s)
+    assert face_worker.poll() is None
