@@ -36,6 +36,7 @@ from visionq.custom_models import (
     remove,
     scan,
 )
+from visionq.model_scan import ModelTooLargeError, UnsafeModelError
 
 bp = Blueprint("custom", __name__, url_prefix="/v1/vision")
 
@@ -105,7 +106,10 @@ def list_models() -> Response:
 def add_model() -> Response:
     """Multipart: the model file under ``model`` (a .zip of the folder for a SavedModel),
     the manifest as a JSON field ``manifest`` or as one form field per manifest key, and
-    optionally a labels file under ``labels``.  Replaces a model of the same name."""
+    optionally a labels file under ``labels``.  Replaces a model of the same name.  The
+    model is checked before it lands (``visionq.model_scan``): 400 ``unsafe_model`` when it
+    would run more than inference, 413 ``model_too_large`` past
+    ``VISIONQ_MODEL_MAX_BYTES`` (a zip: its entries and uncompressed size)."""
     started = time.perf_counter()
     _require_admin()
     upload = request.files.get("model") or request.files.get("file")
@@ -115,8 +119,14 @@ def add_model() -> Response:
     try:
         manifest = parse_manifest(_manifest_fields(), "addmodel")
         _check_model_bytes(manifest.format, data)
-        model = install(_root(), manifest, upload.filename or "", data)
-    except ManifestError as exc:
+        model = install(_root(), manifest, upload.filename or "", data,
+                        services().settings.model_max_bytes)
+    except ModelTooLargeError as exc:
+        raise ApiError(413, "model_too_large", str(exc)) from exc
+    except UnsafeModelError as exc:
+        raise ApiError(400, "unsafe_model", f"{exc}; custom models may only compute "
+                       f"(README: Custom models)") from exc
+    except (ManifestError, ValueError) as exc:
         raise ApiError(400, "invalid_model", str(exc)) from exc
     return _ok(started, message="model added", model=model.describe())
 

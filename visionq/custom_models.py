@@ -12,6 +12,7 @@ read the folder, and none of them should pay for a runtime to do so.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -19,11 +20,19 @@ import re
 import shutil
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from visionq.model_scan import (
+    DEFAULT_MODEL_MAX_BYTES,
+    ModelTooLargeError,
+    check_model,
+    check_zip_directory,
+)
 
 log = logging.getLogger(f"visionq.{__name__}")
 
@@ -39,6 +48,7 @@ RESERVED_NAMES = frozenset({"list"})
 """``/v1/vision/custom/list`` is CodeProject.AI's model list, not a model."""
 MODEL_SUFFIXES = {"onnx": (".onnx",), "tflite": (".tflite",), "keras": (".keras", ".h5")}
 MAX_LABELS = 100_000
+UNZIP_CHUNK_BYTES = 1 << 20
 
 Kind = Literal["detect", "classify"]
 Format = Literal["onnx", "tflite", "savedmodel", "keras"]
@@ -301,14 +311,20 @@ def _model_path(manifest: Manifest, base: Path, manifest_path: Path) -> Path:
     return path
 
 
-def install(root: Path, manifest: Manifest, filename: str, data: bytes) -> CustomModel:
+def install(root: Path, manifest: Manifest, filename: str, data: bytes,
+            max_bytes: int = DEFAULT_MODEL_MAX_BYTES) -> CustomModel:
     """Write ``custom/<name>/`` (manifest + model; a SavedModel comes as a .zip of its
-    folder) atomically, replacing a model of that name; the result is read back."""
+    folder) atomically, replacing a model of that name; the result is read back.  The model
+    is checked before it is moved in (``visionq.model_scan``: ``ModelTooLargeError`` past
+    ``max_bytes``, ``UnsafeModelError`` when it would run more than inference)."""
+    if len(data) > max_bytes:
+        raise ModelTooLargeError(f"the model is {len(data)} bytes; at most {max_bytes} "
+                                 f"(VISIONQ_MODEL_MAX_BYTES)")
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     try:
         if manifest.format == "savedmodel":
-            _unzip(data, staging)
+            _unzip(data, staging, max_bytes)
             body = manifest.model_copy(update={"file": None})
         else:
             suffix = Path(filename).suffix.lower()
@@ -319,7 +335,8 @@ def install(root: Path, manifest: Manifest, filename: str, data: bytes) -> Custo
             body = manifest.model_copy(update={"file": target})
         (staging / MANIFEST_FILE).write_text(
             json.dumps(body.model_dump(mode="json", exclude_none=True), indent=2) + "\n")
-        read(staging / MANIFEST_FILE, manifest.name)  # refuse what could not be served
+        staged = read(staging / MANIFEST_FILE, manifest.name)  # refuse what cannot be served
+        check_model(manifest.format, staged.model_path, max_bytes=max_bytes, required=False)
         final = root / manifest.name
         old = root / f".old-{manifest.name}-{os.getpid()}"
         if final.exists():
@@ -354,19 +371,21 @@ def remove(root: Path, name: str) -> bool:
     return False
 
 
-def _unzip(data: bytes, target: Path) -> None:
-    import io
-
+def _unzip(data: bytes, target: Path, max_bytes: int) -> None:
+    """Extract the SavedModel folder of the .zip ``data`` into ``target``: limits checked
+    on the zip's directory first, then on the bytes actually written."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as exc:
         raise ManifestError("a savedmodel upload must be a .zip of the SavedModel "
                             "folder") from exc
+    check_zip_directory(archive, max_bytes)
     names = archive.namelist()
     pb = [n for n in names if n.endswith("saved_model.pb")]
     if len(pb) != 1:
         raise ManifestError("the .zip must hold exactly one saved_model.pb")
     prefix = pb[0].removesuffix("saved_model.pb")
+    written = 0
     for info in archive.infolist():
         if info.is_dir() or not info.filename.startswith(prefix):
             continue
@@ -375,4 +394,20 @@ def _unzip(data: bytes, target: Path) -> None:
             raise ManifestError(f"unsafe path in the .zip: {info.filename}")
         destination = target / relative
         destination.parent.mkdir(parents=True, exist_ok=True)
-        destination.write_bytes(archive.read(info))
+        try:
+            written = _extract(archive, info, destination, written, max_bytes)
+        except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+            raise ManifestError(f"the .zip is damaged at {info.filename}: {exc}") from exc
+
+
+def _extract(archive: zipfile.ZipFile, info: zipfile.ZipInfo, destination: Path,
+             written: int, max_bytes: int) -> int:
+    """Copy one entry in chunks; the running total of bytes written so far comes back."""
+    with archive.open(info) as source, destination.open("wb") as sink:
+        while chunk := source.read(UNZIP_CHUNK_BYTES):
+            written += len(chunk)
+            if written > max_bytes:
+                raise ModelTooLargeError(f"the .zip unpacks to more than {max_bytes} bytes "
+                                         f"(VISIONQ_MODEL_MAX_BYTES)")
+            sink.write(chunk)
+    return written

@@ -31,6 +31,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from visionq.face_budget import DEFAULT_FACE_MAX_SCAN_PIXELS
 from visionq.imaging import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+from visionq.model_scan import DEFAULT_MODEL_MAX_BYTES
 from visionq.supervisor import (
     DEFAULT_BACKOFF_INITIAL_S,
     DEFAULT_BACKOFF_MAX_S,
@@ -160,7 +161,7 @@ class Settings(BaseSettings):
         default=4, ge=1, description="Custom models a `custom` worker process keeps loaded "
         "(least recently used dropped).")
     model_max_bytes: int = Field(
-        default=256 * 1024 * 1024, ge=1, description="Largest custom model `addmodel` "
+        default=DEFAULT_MODEL_MAX_BYTES, ge=1, description="Largest custom model `addmodel` "
         "accepts, in bytes: the file, or a SavedModel .zip's uncompressed total (checked "
         "from the zip's directory before extracting, and while extracting).")
     instance_id: str = Field(

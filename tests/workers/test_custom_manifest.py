@@ -109,12 +109,15 @@ def test_the_custom_queue_exists_only_with_models(tmp_path: Path) -> None:
 
 
 def test_install_replaces_and_remove_deletes(tmp_path: Path) -> None:
+    from tests.workers.custom_builders import yolo_onnx
+
     manifest = parse_manifest(GOOD)
-    first = install(tmp_path, manifest, "yolo.onnx", b"one")
+    one, two = yolo_onnx("yolov5"), yolo_onnx("yolov8")  # install checks the model
+    first = install(tmp_path, manifest, "yolo.onnx", one)
     assert first.model_path == tmp_path / "pets" / "pets.onnx"
-    install(tmp_path, manifest.model_copy(update={"version": "2"}), "yolo.onnx", b"two")
+    install(tmp_path, manifest.model_copy(update={"version": "2"}), "yolo.onnx", two)
     again = find(tmp_path, "pets")
-    assert again.model_path.read_bytes() == b"two" and again.manifest.version == "2"
+    assert again.model_path.read_bytes() == two and again.manifest.version == "2"
     assert [p.name for p in tmp_path.iterdir()] == ["pets"]  # no staging left behind
     assert remove(tmp_path, "pets") and not remove(tmp_path, "pets")
     assert list(tmp_path.iterdir()) == []

@@ -12,6 +12,8 @@ from typing import Protocol
 import numpy as np
 
 from visionq.custom_models import CustomModel
+from visionq.model_scan import ModelTooLargeError, UnsafeModelError, check_model
+from visionq.settings import get_settings
 from workers.model import ModelLoadError, process_cpu_count
 
 
@@ -120,7 +122,9 @@ class KerasRuntime:
     def __init__(self, path: Path) -> None:
         tf = _tensorflow()
         try:
-            self.model = tf.keras.models.load_model(str(path), compile=False)
+            # Safe mode (also Keras 3's default, stated so it cannot drift): no Lambda
+            # layer's Python, no TFSMLayer, no class outside Keras.
+            self.model = tf.keras.models.load_model(str(path), compile=False, safe_mode=True)
         except Exception as exc:  # Keras raises many types for a bad file
             raise ModelLoadError(f"{path} is not a loadable Keras model: {exc}") from exc
         shape = list(self.model.inputs[0].shape)
@@ -133,9 +137,24 @@ class KerasRuntime:
         return [np.asarray(o) for o in outputs]
 
 
+FORMAT_NAMES = {"onnx": "ONNX", "tflite": "TFLite", "savedmodel": "SavedModel",
+                "keras": "Keras"}
 RUNTIMES = {"onnx": OnnxRuntime, "tflite": TfliteRuntime, "savedmodel": SavedModelRuntime,
             "keras": KerasRuntime}
 
 
 def open_runtime(model: CustomModel) -> Runtime:
-    return RUNTIMES[model.manifest.format](model.model_path)
+    """The model's runtime, once ``visionq.model_scan`` found it runs nothing but inference
+    (checked on every load: the folder may have been written by other means than
+    ``addmodel``)."""
+    fmt, path = model.manifest.format, model.model_path
+    try:
+        check_model(fmt, path, max_bytes=get_settings().model_max_bytes, required=True)
+    except UnsafeModelError as exc:
+        raise ModelLoadError(f"custom model {model.name} refused (unsafe_model): {exc}") from exc
+    except ModelTooLargeError as exc:
+        raise ModelLoadError(f"custom model {model.name} refused: {exc}") from exc
+    except ValueError as exc:  # the file does not parse
+        raise ModelLoadError(f"{path} is not a loadable {FORMAT_NAMES[fmt]} model: "
+                             f"{exc}") from exc
+    return RUNTIMES[fmt](path)
