@@ -4,6 +4,8 @@ TTL; ``s3://bucket/prefix`` keeps them in S3 (or any S3-compatible endpoint)."""
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from typing import Protocol
 from urllib.parse import urlparse
@@ -11,6 +13,8 @@ from urllib.parse import urlparse
 import redis
 
 from visionq.keys import BLOB_KEY_PREFIX, job_blob_key
+
+log = logging.getLogger(__name__)
 
 
 class BlobNotFoundError(LookupError):
@@ -95,25 +99,94 @@ def split_s3_url(url: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
+class SourceUnavailableError(LookupError):
+    """A watched object could not be read for a while (S3 down, throttling, a connection
+    cut): the job fails with ``source_unavailable`` and the watcher tries again later."""
+
+
+READ_ATTEMPTS = 8
+"""Tries of one borrowed object's GET while S3 answers 5xx/throttles or the connection fails
+(botocore's own retries are off for it: these cover the body's read too)."""
+READ_BACKOFF_S = 0.1
+"""First wait between tries; doubled each time, at most ``READ_BACKOFF_MAX_S``: ≈ 12 s in
+all before the job gives up (and the watcher makes a new one later)."""
+READ_BACKOFF_MAX_S = 5.0
+
+
 class S3ObjectReader:
     """Reads objects of any bucket on one endpoint by ``s3://bucket/key``: the borrowed
     blobs of jobs made from a watched bucket (``visionq watch``), read in place and never
-    deleted (they belong to the user)."""
+    deleted (they belong to the user).
+
+    The object may have changed since the watcher checked its size: the GET asks for at most
+    ``max_bytes + 1`` bytes (a ``Range``) and refuses an object whose total size is larger
+    without reading its body.  Transient errors (``visionq.s3events.is_transient_error``) are
+    retried with back-off, ``READ_ATTEMPTS`` times."""
 
     def __init__(self, endpoint_url: str | None = None) -> None:
         import boto3
+        from botocore.config import Config
 
-        self._s3 = boto3.client("s3", endpoint_url=endpoint_url)
+        self._s3 = boto3.client("s3", endpoint_url=endpoint_url,
+                                config=Config(retries={"total_max_attempts": 1}))
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, max_bytes: int | None = None) -> bytes:
+        from visionq.s3events import is_transient_error
+
         try:
             bucket, name = split_s3_url(key)
         except ValueError as exc:
             raise BlobNotFoundError(str(exc)) from exc
-        try:
+        delay = READ_BACKOFF_S
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                return self._read(bucket, name, max_bytes)
+            except (self._s3.exceptions.NoSuchKey, self._s3.exceptions.NoSuchBucket) as exc:
+                raise BlobNotFoundError(f"object {key} was deleted") from exc
+            except Exception as exc:
+                if not is_transient_error(exc):
+                    raise
+                if attempt == READ_ATTEMPTS:
+                    raise SourceUnavailableError(
+                        f"could not read {key} after {attempt} tries: {exc}") from exc
+                log.warning("reading %s: %s; try %d of %d in %.1f s", key, exc, attempt + 1,
+                            READ_ATTEMPTS, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, READ_BACKOFF_MAX_S)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _read(self, bucket: str, name: str, max_bytes: int | None) -> bytes:
+        from visionq.imaging import PayloadTooLargeError
+
+        if max_bytes is None:
             return self._s3.get_object(Bucket=bucket, Key=name)["Body"].read()
-        except (self._s3.exceptions.NoSuchKey, self._s3.exceptions.NoSuchBucket) as exc:
-            raise BlobNotFoundError(f"object {key} was deleted") from exc
+        try:
+            reply = self._s3.get_object(Bucket=bucket, Key=name, Range=f"bytes=0-{max_bytes}")
+        except self._s3.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                return b""  # a 0-byte object has no byte 0
+            raise
+        body = reply["Body"]
+        total = _total_size(reply.get("ContentRange"), reply.get("ContentLength"))
+        if total > max_bytes:
+            body.close()  # the rest of the range is never read
+            raise PayloadTooLargeError(f"upload too large: s3://{bucket}/{name} is {total} "
+                                       f"bytes > limit of {max_bytes} bytes")
+        data = body.read(max_bytes + 1)
+        if len(data) > max_bytes:  # a server that ignored the Range and lied about the size
+            body.close()
+            raise PayloadTooLargeError(f"upload too large: s3://{bucket}/{name} is more than "
+                                       f"the limit of {max_bytes} bytes")
+        return data
+
+
+def _total_size(content_range: str | None, content_length: int | None) -> int:
+    """The object's size from ``bytes 0-99/12345`` (a ranged GET), else the length sent."""
+    if content_range and "/" in content_range:
+        total = content_range.rsplit("/", 1)[1]
+        if total.isdigit():
+            return int(total)
+    return int(content_length or 0)
 
 
 def blob_store_from_url(url: str, client: redis.Redis, ttl_s: int,

@@ -273,7 +273,8 @@ def watch(source: str, task: str, results: str | None, sqs_url: str | None,
         results_prefix=results_prefix, options=parsed.model_dump(mode="json", exclude_unset=True),
         sqs_url=sqs_url, interval_s=interval or settings.watch_interval_s,
         dedupe_ttl_s=settings.watch_dedupe_ttl_s, max_bytes=settings.max_bytes,
-        backlog_limit=settings.max_backlog_for(task), blob_ttl_s=settings.blob_ttl_s)
+        backlog_limit=settings.max_backlog_for(task), blob_ttl_s=settings.blob_ttl_s,
+        reread_backoff_s=settings.watch_reread_backoff_s)
     port = settings.watch_metrics_port if metrics_port is None else metrics_port
     metrics = WatchMetrics(CollectorRegistry())
     if port:

@@ -1,5 +1,6 @@
-"""S3 event notifications and bucket locations as pure functions (no I/O), for
-``visionq watch`` (``visionq.watch``).
+"""S3 event notifications, bucket locations and S3 error classes as pure functions (no
+I/O), for ``visionq watch`` (``visionq.watch``) and the workers' reads of watched objects
+(``visionq.blobstore.S3ObjectReader``).
 
 AWS delivers a bucket's notifications to SQS at least once, possibly late and out of order,
 in one of these bodies (``parse_message`` reads all of them):
@@ -25,6 +26,16 @@ from typing import Any
 from urllib.parse import unquote_plus, urlparse
 
 CREATED_PREFIX = "ObjectCreated:"
+TRANSIENT_CODES = frozenset({
+    "SlowDown", "Throttling", "ThrottlingException", "ThrottledException",
+    "RequestThrottled", "RequestThrottledException", "TooManyRequestsException",
+    "ProvisionedThroughputExceededException", "RequestLimitExceeded", "BandwidthLimitExceeded",
+    "RequestTimeout", "RequestTimeoutException", "InternalError", "ServiceUnavailable",
+    "PriorRequestNotComplete", "IDPCommunicationError", "EC2ThrottledException",
+    "TransactionInProgressException"})
+"""Error codes worth another try: botocore's own throttling and transient codes
+(``botocore.retries.standard``) plus S3's ``SlowDown``, ``InternalError`` and
+``ServiceUnavailable``."""
 
 
 class MalformedMessage(ValueError):
@@ -176,3 +187,20 @@ def watch_id(bucket: str, prefix: str, task: str, results_bucket: str,
     share a cursor and a duplicate filter across restarts."""
     text = "\0".join((bucket, prefix, task, results_bucket, results_prefix))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def is_transient_error(exc: BaseException) -> bool:
+    """Whether an S3 call that raised ``exc`` may succeed if tried again: no answer
+    (connection refused or reset, a timeout, a body cut short), a 5xx or 429 answer, or a
+    throttling code.  A 4xx such as 403 or 404 is an answer: trying again changes nothing."""
+    from botocore import exceptions as boto  # imported where S3 is used anyway
+    from urllib3.exceptions import HTTPError as Urllib3Error
+
+    if isinstance(exc, boto.ClientError):
+        error = exc.response.get("Error", {}) or {}
+        status = (exc.response.get("ResponseMetadata", {}) or {}).get("HTTPStatusCode") or 0
+        return error.get("Code") in TRANSIENT_CODES or int(status) >= 500 or int(status) == 429
+    return isinstance(exc, boto.ConnectionError | boto.HTTPClientError
+                      | boto.IncompleteReadError | boto.ReadTimeoutError
+                      | boto.ResponseStreamingError | Urllib3Error | ConnectionError
+                      | TimeoutError)

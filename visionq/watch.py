@@ -18,11 +18,21 @@ Exactly one job per object version, across duplicate deliveries and restarts:
 1. **claim** (one Lua script): ``SET seen:<bucket/key/ETag digest> <job id> NX EX ttl`` and,
    only if that succeeded, record the job id in the ``pending`` hash (state ``claimed``).
    A second delivery of the same version fails the ``SET``: a duplicate, skipped;
-2. **create**: HEAD the object (gone: an ``object_not_found`` error file; too big: a
-   ``payload_too_large`` error file; overwritten since: skipped, the newer version has its
-   own event), ``JobStore.admit`` under that job id (``created``), publish (``queued``);
+2. **create**: HEAD the object (gone: an ``object_not_found`` error file; bigger than
+   ``max_bytes`` (``VISIONQ_MAX_BYTES``): a ``payload_too_large`` error file, never read;
+   overwritten since: skipped, the newer version has its own event), ``JobStore.admit``
+   under that job id (``created``), publish (``queued``);
 3. **finish**: a second thread polls the records of ``queued`` jobs and, when one is final,
    writes ``<results prefix><key below the prefix>.json`` and then drops the pending entry.
+
+S3 hiccups are retried, never turned into results: a HEAD that meets a transient error
+(``visionq.s3events.is_transient_error``: no connection, 5xx, throttling) is tried
+``HEAD_ATTEMPTS`` times with back-off, then left for the next round.  The worker reads the
+object itself (``visionq.blobstore.S3ObjectReader``: at most ``max_bytes``, retried with
+back-off); a job that still could not read it ends ``source_unavailable``, and the watcher
+then makes a new job for the object after ``reread_backoff_s``
+(``VISIONQ_WATCH_REREAD_BACKOFF_S``, doubling), up to ``REREAD_ROUNDS`` times before writing
+that error as the result.
 
 A watcher killed anywhere resumes from ``pending`` when restarted: a ``claimed`` entry is
 created (unless its record exists), a ``created`` one published again (a duplicate message
@@ -50,6 +60,7 @@ from visionq.keys import WATCH_KEY_PREFIX
 from visionq.s3events import (
     MalformedMessage,
     ObjectRef,
+    is_transient_error,
     normalize_etag,
     object_digest,
     parse_message,
@@ -68,6 +79,15 @@ RESULTS_POLL_S = 0.5
 QUEUE_FULL_RETRY_S = 2.0
 """Backpressure: how long to wait before offering a job to a full queue again."""
 SUMMARY_EVERY_S = 30.0
+HEAD_ATTEMPTS = 4
+"""Tries of an object's HEAD while S3 is unreachable, answers 5xx or throttles (waits of
+``HEAD_BACKOFF_S``, doubling); then the object is left for the next round."""
+HEAD_BACKOFF_S = 0.5
+SOURCE_UNAVAILABLE = "source_unavailable"
+"""The code of a job whose worker could not read the object (``workers.runner``)."""
+REREAD_ROUNDS = 3
+"""New jobs made for an object whose job ended ``source_unavailable``, before that error
+is written as its result."""
 
 # KEYS[1] the version's seen key, KEYS[2] the pending hash; ARGV: ttl, job id, entry JSON.
 _CLAIM_SCRIPT = """
@@ -93,6 +113,9 @@ class WatchConfig:
     max_bytes: int = 20 * 1024 * 1024
     backlog_limit: int = 1000
     blob_ttl_s: int = 3600
+    reread_backoff_s: float = 30.0
+    """Wait before a new job for an object its worker could not read (S3 away); doubled
+    for each further one."""
 
     @property
     def id(self) -> str:
@@ -303,7 +326,7 @@ class Watcher:
         """``(code, message)`` when the object cannot become a job, else ``None``."""
         url = f"s3://{entry['bucket']}/{entry['key']}"
         try:
-            head = self._s3.head_object(Bucket=entry["bucket"], Key=entry["key"])
+            head = self._head(entry["bucket"], entry["key"])
         except Exception as exc:
             status = getattr(exc, "response", {}).get("ResponseMetadata", {}).get(
                 "HTTPStatusCode")
@@ -316,9 +339,29 @@ class Watcher:
             return "superseded", ""
         size = int(head.get("ContentLength", 0))
         if size > self.config.max_bytes:
+            self._metrics.skipped.labels("too_large").inc()
+            log.warning("skipped %s (ETag %s): %d bytes, more than VISIONQ_MAX_BYTES=%d; not "
+                        "read, its result file says payload_too_large", url, entry["etag"],
+                        size, self.config.max_bytes)
             return "payload_too_large", (f"{url} is {size} bytes, more than the limit of "
                                          f"{self.config.max_bytes} (VISIONQ_MAX_BYTES)")
         return None
+
+    def _head(self, bucket: str, key: str) -> dict[str, Any]:
+        """HEAD, retried with back-off on transient errors (``HEAD_ATTEMPTS`` tries)."""
+        delay = HEAD_BACKOFF_S
+        for attempt in range(1, HEAD_ATTEMPTS + 1):
+            try:
+                return self._s3.head_object(Bucket=bucket, Key=key)
+            except Exception as exc:
+                if attempt == HEAD_ATTEMPTS or not is_transient_error(exc):
+                    raise
+                log.warning("HEAD s3://%s/%s: %s; try %d of %d in %.1f s", bucket, key, exc,
+                            attempt + 1, HEAD_ATTEMPTS, delay)
+                if self._stop.wait(delay):
+                    raise
+                delay *= 2
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _admit(self, job_id: str, url: str) -> None:
         """Create the record, waiting while the queue is full (backpressure)."""
@@ -356,8 +399,12 @@ class Watcher:
             raw = self._client.hget(self._pending_key, job_id)
             if raw is None:
                 continue
+            entry = json.loads(raw)
+            if entry.get("not_before", 0) > time.time():  # a re-read waiting its turn
+                self._retry_later(job_id)
+                continue
             try:
-                self._create(job_id, json.loads(raw))
+                self._create(job_id, entry)
             except Exception:  # noqa: BLE001 - S3 or Redis hiccup: the next round retries
                 log.exception("job %s: could not create it yet; retrying", job_id)
                 self._retry_later(job_id)
@@ -397,9 +444,29 @@ class Watcher:
             job = self._jobs.get(job_id)
             if job is None or job.status not in FINAL_STATUSES:
                 continue
+            if job.code == SOURCE_UNAVAILABLE and entry.get("rereads", 0) < REREAD_ROUNDS:
+                self._read_again_later(job_id, entry, job.error or "")
+                continue
             self._write(job_id, entry, _job_document(entry, job))
             written += 1
         return written
+
+    def _read_again_later(self, job_id: str, entry: dict[str, Any], error: str) -> None:
+        """The worker could not read the object (S3 away): a new job for it, later, in
+        place of this one (whose record stays, ``source_unavailable``)."""
+        rereads = int(entry.get("rereads", 0)) + 1
+        delay = self.config.reread_backoff_s * 2 ** (rereads - 1)
+        entry.update(state=CLAIMED, rereads=rereads, not_before=time.time() + delay)
+        new_id = uuid.uuid4().hex
+        pipe = self._client.pipeline(transaction=True)
+        pipe.hset(self._pending_key, new_id, json.dumps(entry))
+        pipe.hdel(self._pending_key, job_id)
+        pipe.execute()
+        self._retry_later(new_id)
+        self._metrics.skipped.labels("source_unavailable").inc()
+        log.warning("job %s could not read s3://%s/%s (%s); a new job in %.0f s (%d of %d)",
+                    job_id, entry["bucket"], entry["key"], error, delay, rereads,
+                    REREAD_ROUNDS)
 
     def _write(self, job_id: str, entry: dict[str, Any], document: dict[str, Any]) -> None:
         """Put the result file, then drop the pending entry (a crash in between writes the

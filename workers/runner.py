@@ -31,6 +31,7 @@ from visionq.blobstore import (
     BlobStore,
     RedisBlobStore,
     S3ObjectReader,
+    SourceUnavailableError,
     blob_store_from_url,
 )
 from visionq.broker import Command, busy_command, done_commands, send
@@ -171,7 +172,8 @@ def run_job(task: str, job_id: str, worker: str,
     recorded = True  # False: another delivery finished the job first (first finish wins)
     try:
         if not job.blob_owned:
-            data = _borrowed_reader(settings.s3_endpoint_url).get(job.blob)
+            data = _borrowed_reader(settings.s3_endpoint_url).get(job.blob,
+                                                                  settings.max_bytes)
         elif data is None:
             if in_redis:
                 raise BlobNotFoundError(f"image {job.blob} expired or was deleted")
@@ -188,6 +190,9 @@ def run_job(task: str, job_id: str, worker: str,
                              blob)
     except BlobNotFoundError as exc:
         outcome, code = "failed", "image_expired"
+        recorded = _retrying(finish(jobs.fail), job_id, code, str(exc), blob)
+    except SourceUnavailableError as exc:  # the watcher makes a new job later
+        outcome, code = "failed", "source_unavailable"
         recorded = _retrying(finish(jobs.fail), job_id, code, str(exc), blob)
     except SoftTimeLimitExceeded:
         if claimed:
