@@ -13,7 +13,11 @@ frame could be read).  ``StreamMiddleware`` wraps ``app.wsgi_app`` and takes
 functions, from the upgrade request's headers or from the first frame.
 
 Each open stream holds one gunicorn thread (plus simple-websocket's reader thread) for its
-lifetime: ``VISIONQ_MAX_STREAMS`` per process must stay below the threads per process.
+lifetime: ``VISIONQ_MAX_STREAMS`` per process must stay below the threads per process.  So
+every upgrade takes a slot of ``StreamGate`` before anything else, authenticated or not (a
+keyless upgrade must send its key within ``VISIONQ_STREAM_AUTH_TIMEOUT_S``; its slot then
+passes to its key), and every send is bounded by ``VISIONQ_STREAM_SEND_TIMEOUT_S`` (a client
+that stops reading cannot hold the thread in a blocked send).
 
 One thread serves a connection: it sleeps on simple-websocket's input event, which the
 reader thread sets for each frame and the listener sets (through ``_Chained``) when one of
@@ -25,6 +29,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import socket
+import struct
 import threading
 import time
 from collections import deque
@@ -69,8 +75,6 @@ RECHECK_S = 1.0
 UNSUBSCRIBED_RECHECK_S = 0.1
 BLOCKED_RECHECK_S = 0.25
 """While a queue is full: how often held images are retried and credits reconsidered."""
-AUTH_TIMEOUT_S = 5.0
-"""A stream that needs a key and has not sent its ``{"auth"}`` frame is closed (4401)."""
 STREAM_GATE_KEY = "visionq_stream_gate"
 MAX_CLOSE_REASON_BYTES = 123
 """The WebSocket limit on a close frame's reason."""
@@ -98,13 +102,26 @@ class StreamGate:
             self._by_key[who] = self._by_key.get(who, 0) + 1
             return True
 
+    def pass_on(self, holder: str, who: str) -> bool:
+        """Give ``holder``'s slot to ``who`` (a connection that just authenticated), unless
+        ``who`` already has ``max_per_key``; ``holder`` keeps it then."""
+        with self._lock:
+            if self._by_key.get(who, 0) >= self.max_per_key:
+                return False
+            self._by_key[who] = self._by_key.get(who, 0) + 1
+            self._drop(holder)
+            return True
+
     def release(self, who: str) -> None:
         with self._lock:
-            left = self._by_key.get(who, 0) - 1
-            if left > 0:
-                self._by_key[who] = left
-            else:
-                self._by_key.pop(who, None)
+            self._drop(who)
+
+    def _drop(self, who: str) -> None:
+        left = self._by_key.get(who, 0) - 1
+        if left > 0:
+            self._by_key[who] = left
+        else:
+            self._by_key.pop(who, None)
 
 
 class _Chained(threading.Event):
@@ -149,6 +166,8 @@ class StreamSession:
 
     def __init__(self, ws: Server, svc: Services, caller: Caller | None,
                  gate: Callable[[str], bool]) -> None:
+        """``gate(who)`` moves the connection's stream slot to the key it authenticated
+        with by its first frame (``False``: that key has too many streams)."""
         self.ws, self.svc, self.caller, self._gate = ws, svc, caller, gate
         self.window = svc.settings.stream_window
         self.credits = 0
@@ -192,6 +211,8 @@ class StreamSession:
                 self._check_idle()
         except _Close as close:
             self._close(close.code, close.message)
+        except BlockingIOError:  # a send timed out (``bound_sends``): it stopped reading
+            self._abandon()
         except (ConnectionClosed, OSError):
             pass  # the client went away (its accepted jobs run on)
         except Exception:
@@ -209,13 +230,17 @@ class StreamSession:
             return BLOCKED_RECHECK_S
         if self.pending and listener is not None and not listener.ready:
             return UNSUBSCRIBED_RECHECK_S
-        idle = self.svc.settings.stream_idle_timeout_s
+        settings = self.svc.settings
+        idle = (settings.stream_auth_timeout_s if self.caller is None
+                else settings.stream_idle_timeout_s)
         return min(RECHECK_S, max(0.01, idle - (time.monotonic() - self.last_frame)))
 
     def _check_idle(self) -> None:
-        if self.caller is None and time.monotonic() - self.last_frame >= AUTH_TIMEOUT_S:
-            raise _Close(CLOSE_UNAUTHORIZED, "an API key is required: send it in the upgrade "
-                         'request\'s headers or as the first frame {"auth": key}')
+        auth_timeout = self.svc.settings.stream_auth_timeout_s
+        if self.caller is None and time.monotonic() - self.last_frame >= auth_timeout:
+            raise _Close(CLOSE_UNAUTHORIZED, f"no API key within {auth_timeout:g} s: send it "
+                         'in the upgrade request\'s headers or as the first frame '
+                         '{"auth": key}')
         if self.pending or self.held or self.expecting is not None:
             return
         idle = self.svc.settings.stream_idle_timeout_s
@@ -364,8 +389,21 @@ class StreamSession:
     def _close(self, code: int, message: str) -> None:
         reason = f"{CLOSE_REASONS.get(code, 'closed')}: {message}"
         reason = reason.encode()[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
-        with contextlib.suppress(ConnectionClosed):
+        try:
             self.ws.close(reason=code, message=reason)
+        except ConnectionClosed:
+            pass
+        except OSError:  # the close frame's send timed out: it stopped reading
+            self._abandon()
+
+    def _abandon(self) -> None:
+        """Drop a connection whose client stopped reading: also wakes simple-websocket's
+        reader thread (blocked in ``recv`` until the client would send or close)."""
+        log.info("stream dropped: the client did not read for %g s",
+                 self.svc.settings.stream_send_timeout_s)
+        self.ws.connected = False
+        with contextlib.suppress(OSError):
+            self.ws.sock.shutdown(socket.SHUT_RDWR)
 
 
 class StreamMiddleware:
@@ -410,32 +448,43 @@ class StreamMiddleware:
                 rate_limit(caller)
         except ApiError as exc:
             return error_response(exc.status, exc.code, exc.message, exc.headers)
-        who = caller.who if caller is not None else f"pending:{id(environ)}"
-        if caller is not None and not self.gate.acquire(who):
+        # Every upgrade holds a slot from here on, a keyless one under a name of its own
+        # until its first frame names its key (``gate``).
+        holder = [caller.who if caller is not None else f"unauthenticated:{id(environ)}"]
+        if not self.gate.acquire(holder[0]):
             return error_response(503, "too_many_streams",
                                   f"too many streams open (at most {self.gate.max_total} per "
                                   f"API process, {self.gate.max_per_key} per key)",
                                   {"Retry-After": "10"})
-        if caller is None and self.gate.open >= self.gate.max_total:
-            return error_response(503, "too_many_streams", "too many streams open",
-                                  {"Retry-After": "10"})
-        acquired: list[str] = [who] if caller is not None else []
 
         def gate(key: str) -> bool:
-            if self.gate.acquire(key):
-                acquired.append(key)
+            if self.gate.pass_on(holder[0], key):
+                holder[0] = key
                 return True
             return False
 
         max_frame = svc.settings.stream_max_frame_bytes or (
             svc.settings.max_bytes + FRAME_OVERHEAD_BYTES)
         try:
+            bound_sends(environ, svc.settings.stream_send_timeout_s)
             ws = Server(environ, receive_bytes=RECEIVE_BYTES, max_message_size=max_frame)
             StreamSession(ws, svc, caller, gate).run()
         finally:
-            for key in acquired:
-                self.gate.release(key)
+            self.gate.release(holder[0])
         return None
+
+
+def bound_sends(environ: dict[str, Any], timeout_s: float) -> None:
+    """Make every send on the connection's socket fail (``OSError``) after ``timeout_s``
+    without progress, simple-websocket's own included (its reader thread answers pings
+    and closes): a kernel send timeout (``SO_SNDTIMEO``), which leaves reads blocking."""
+    sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    if not isinstance(sock, socket.socket):
+        return
+    seconds = int(timeout_s)
+    microseconds = int((timeout_s - seconds) * 1_000_000)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                    struct.pack("ll", seconds, microseconds))
 
 
 def init_stream(app: Flask) -> None:
