@@ -10,7 +10,8 @@ Two parts:
   count.  The clock is an argument, so the policy is tested without processes
   (tests/visionq/test_supervisor.py).
 - ``Supervisor``: the thin part that polls the children (``Popen.poll()``), says why one
-  exited (exit code or signal name), kills what is left of its process group, restarts it
+  exited (exit code or signal name), kills what is left of its process group (and kills a
+  child that ``hung`` reports as not answering, ``visionq.liveness``), restarts it
   when its backoff has passed, and hands the restart counts and given-up roles to a
   ``record`` callable (``visionq up`` writes them to Redis for ``/readyz`` and the
   exporter's ``visionq_process_restarts_total``).  It runs in the caller's loop: no thread.
@@ -39,6 +40,8 @@ DEFAULT_GIVE_UP_AFTER = 5
 """Short runs within the window before a role is given up: at 1, 2, 4, 8 s of backoff the
 fifth comes ~15 s plus five start-ups after the first, well inside the window."""
 DEFAULT_WINDOW_S = 120.0
+KILL_WAIT_S = 5.0
+"""How long a hung child killed with SIGKILL is waited for (reaped) before moving on."""
 DEFAULT_STABLE_S = 30.0
 """A run at least this long was not a crash loop: the next exit starts the backoff afresh.
 Longer than any role's start-up (a worker loading its model takes ~5-10 s)."""
@@ -147,10 +150,13 @@ class _Role:
 class Supervisor:
     def __init__(self, children: Sequence[Child], start: Callable[[Child], None],
                  say: Callable[[str], None], record: Callable[[Snapshot], bool],
-                 policy: RestartPolicy, clock: Callable[[], float]) -> None:
+                 policy: RestartPolicy, clock: Callable[[], float],
+                 hung: Callable[[Child], str | None] | None = None) -> None:
         """``start`` (re)starts a child and sets its ``process``; ``record`` stores a
-        snapshot and returns False if it could not (it is offered again next poll)."""
+        snapshot and returns False if it could not (it is offered again next poll);
+        ``hung`` says why a running child counts as hung (None: it does not)."""
         self.children = list(children)
+        self._hung = hung
         self._start, self._say, self._record = start, say, record
         self.policy, self.clock = policy, clock
         self.snapshot = Snapshot(restarts={c.name: 0 for c in self.children})
@@ -179,14 +185,28 @@ class Supervisor:
                     self._restart(child, role)
                 continue
             process = child.process
-            if process is None or process.poll() is None:
+            if process is None:
+                continue
+            if process.poll() is None:
+                reason = self._hung(child) if self._hung is not None else None
+                if reason is not None:
+                    self._kill_hung(child, role, process, reason)
                 continue
             kill_group(process.pid)  # a worker's pool children outlive a killed main process
             self._exited(child, role, describe_exit(process.returncode))
         if self._dirty:
             self._dirty = not self._record(self.snapshot)
 
-    def _exited(self, child: Child, role: _Role, how: str) -> None:
+    def _kill_hung(self, child: Child, role: _Role, process: subprocess.Popen,
+                   reason: str) -> None:
+        """A running child that does not answer: SIGKILL its group, then as if it crashed."""
+        kill_group(process.pid)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(KILL_WAIT_S)
+        self._exited(child, role, f"pid {process.pid}: {reason}", "was killed as hung")
+
+    def _exited(self, child: Child, role: _Role, how: str,
+                what: str = "exited unexpectedly") -> None:
         """Restart ``child`` after its backoff, or give it up; ``how`` says why it ended."""
         decision = role.tracker.exited(self.clock())
         if decision.give_up:
@@ -195,14 +215,14 @@ class Supervisor:
                       "after its start")
             self.snapshot.gave_up[child.name] = GaveUp(
                 child.name, reason, child.critical, child.ready_critical or child.critical)
-            self._say(f"{child.name} exited unexpectedly ({reason}): giving up on it. "
+            self._say(f"{child.name} {what} ({reason}): giving up on it. "
                       "Fix the cause shown in its log above, then restart `visionq up`"
                       + (" (stopping the stack: it cannot run without it)"
                          if child.critical else "; /readyz reports it under gave_up"))
             self._dirty = True
             return
         role.restart_at = self.clock() + decision.delay_s
-        self._say(f"{child.name} exited unexpectedly ({how}); restarting it in "
+        self._say(f"{child.name} {what} ({how}); restarting it in "
                   f"{decision.delay_s:g} s")
 
     def _restart(self, child: Child, role: _Role) -> None:

@@ -4,8 +4,11 @@ Starts the embedded Redis (unless ``REDIS_URL`` points elsewhere), the API under
 gunicorn, one Celery worker per queue and Flower; prefixes every line of their output
 with the process name; prints the URLs once the API answers.  Every child is supervised
 (``visionq.supervisor``): one that exits unexpectedly is restarted with backoff, and given up
-after repeated fast failures; restarts and give-ups are recorded in Redis for ``/readyz``
-and the exporter.
+after repeated fast failures; one that stops answering its liveness check
+(``visionq.liveness``) is killed and restarted the same way; restarts and give-ups are
+recorded in Redis for ``/readyz`` and the exporter.  The children die with ``visionq up``
+however it ends (``PR_SET_PDEATHSIG``), and what a previous run left is killed at start
+(``visionq.children``).
 """
 
 from __future__ import annotations
@@ -28,9 +31,18 @@ import requests
 
 from monitoring.metrics import clean_multiprocess_dir
 from monitoring.settings import PROMETHEUS_PORT, get_monitoring_settings
+from visionq.children import AnotherUp, ChildrenFile, die_with_parent, port_holder
 from visionq.custom_models import custom_queue_if_models
 from visionq.embedded_redis import server_command, wait_ready
 from visionq.keys import SUPERVISOR_GAVE_UP_KEY, SUPERVISOR_RESTARTS_KEY
+from visionq.liveness import (
+    Liveness,
+    Probe,
+    heartbeat_probe,
+    http_probe,
+    probe_timeout,
+    redis_probe,
+)
 from visionq.redis_conn import redis_client
 from visionq.settings import QUEUES, Settings
 from visionq.shards import redact, shard_map
@@ -41,6 +53,8 @@ STOP_TIMEOUT_S = 30.0
 """Warm shutdown: workers finish in-flight jobs; after this they are killed."""
 SUPERVISE_INTERVAL_S = 0.5
 """How often the children are polled: a dead one is noticed within this."""
+CHILDREN_FILE = "up-children.json"
+"""In the state directory: the children's PIDs, for the next start's sweep."""
 
 
 @dataclass
@@ -75,6 +89,8 @@ class Stack:
     services: list[Service] = field(default_factory=list)
     out: object = sys.stdout
     supervisor: Supervisor | None = field(default=None, repr=False)
+    liveness: Liveness | None = field(default=None, repr=False)
+    children_file: ChildrenFile | None = field(default=None, repr=False)
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -147,10 +163,70 @@ class Stack:
             return host
         return "127.0.0.1"
 
+    def ports(self) -> list[tuple[str, int, bool, str]]:
+        """(what, port, critical, how to move it) of every port the planned services bind."""
+        names = {s.name for s in self.services}
+        found = []
+        if self.embedded_redis_port is not None:
+            found.append(("the embedded Redis", self.embedded_redis_port, True,
+                          "VISIONQ_REDIS_PORT"))
+        found.append(("the API", self.settings.api_port, True, "--port or VISIONQ_API_PORT"))
+        if "flower" in names:
+            found.append(("Flower", self.settings.flower_port, False, "VISIONQ_FLOWER_PORT"))
+        if "exporter" in names:
+            found.append(("the exporter", get_monitoring_settings().exporter_port, False,
+                          "VISIONQ_EXPORTER_PORT"))
+        if "prometheus" in names:
+            found.append(("Prometheus", PROMETHEUS_PORT, False, "--no-prometheus"))
+        return found
+
+    def ports_free(self) -> bool:
+        """Name whoever holds a port the stack needs; False if Redis's or the API's is held
+        (the stack cannot run), True if only an optional role's is (it will be given up)."""
+        blocked = False
+        for what, port, critical, move in self.ports():
+            holder = port_holder(port)
+            if holder is None:
+                continue
+            self.say(f"port {port} ({what}) is in use by {holder}: stop it, or choose another "
+                     f"port ({move})" + ("" if critical else f"; starting without {what}"))
+            blocked = blocked or critical
+        return not blocked
+
+    def probes(self) -> dict[str, Probe]:
+        """The liveness check of each role that has one: Redis, the API, every worker."""
+        timeout = probe_timeout(self.settings.liveness_timeout_s)
+        probes: dict[str, Probe] = {}
+        if self.embedded_redis_port is not None:
+            probes["redis"] = redis_probe(self.settings.redis_url, timeout)
+        probes["api"] = http_probe(f"{self.api_base()}/healthz", timeout)
+        for service in self.services:
+            if service.name.startswith("worker-"):
+                probes[service.name] = heartbeat_probe(
+                    self.settings.redis_url, service.name.removeprefix("worker-"), timeout)
+        return probes
+
+    def api_base(self) -> str:
+        return f"http://{self.settings.api_host}:{self.settings.api_port}"
+
+    def hung(self, service: Service) -> str | None:
+        """Why ``service``'s running process counts as hung (``Liveness``), or None."""
+        if self.liveness is None or service.process is None:
+            return None
+        return self.liveness.hung(service.name, service.process.pid)
+
     def start(self, service: Service) -> None:
+        """Start ``service`` in a session of its own, to be killed by the kernel if this
+        process dies (``die_with_parent``); called from the main thread only, as that signal
+        follows the thread that forked.  Its PID goes to the children file."""
         service.process = subprocess.Popen(
             service.command, env={**self.env(), **service.env}, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True)
+            stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True,
+            preexec_fn=die_with_parent())  # noqa: PLW1509 - prctl only, no locks taken
+        if self.children_file is not None:
+            self.children_file.record(service.name, service.process.pid)
+        if self.liveness is not None:
+            self.liveness.started(service.name, service.process.pid)
         threading.Thread(target=_pump, args=(service.name, service.process.stdout, self.out),
                          daemon=True).start()
 
@@ -190,10 +266,20 @@ class Stack:
             self.supervisor.poll()
 
     def run(self, ready_timeout_s: float = 120.0) -> int:
+        self.children_file = ChildrenFile(Path(self.settings.state_dir) / CHILDREN_FILE)
+        try:
+            self.children_file.sweep(self.say)
+        except AnotherUp as exc:
+            self.say(str(exc))
+            return 1
         self.services = self.plan()
+        if not self.ports_free():
+            return 1
         stopping = threading.Event()
+        self.liveness = Liveness(self.probes(), self.settings.liveness_timeout_s)
         self.supervisor = Supervisor(self.services, self.start, self.say,  # type: ignore[arg-type]
-                                     self.record, self.policy(), time.monotonic)
+                                     self.record, self.policy(), time.monotonic,
+                                     hung=self.hung)  # type: ignore[arg-type]
 
         def _stop(signum: int, _frame: object) -> None:
             stopping.set()
@@ -218,7 +304,7 @@ class Stack:
         """Until the API says Redis answers and every queue has a worker (or its worker was
         given up: the stack runs without it and ``/readyz`` says so).  Children are
         supervised meanwhile; False if Redis or the API is given up."""
-        base = f"http://{self.settings.api_host}:{self.settings.api_port}"
+        base = self.api_base()
         deadline = time.monotonic() + timeout_s
         supervisor = self.supervisor
         while not stopping.is_set() and time.monotonic() < deadline:
@@ -291,6 +377,8 @@ class Stack:
         of its process group.  Only the main process: Celery's main process answers SIGTERM
         with a warm shutdown (its pool finishes the job in hand), while a SIGTERM to the
         whole group would reach the pool children and kill that job mid-way."""
+        if self.liveness is not None:
+            self.liveness.stop()
         for service in reversed(self.services):
             process = service.process
             if process is None or process.poll() is not None:
@@ -302,6 +390,8 @@ class Stack:
                 self.say(f"{service.name} did not stop within {STOP_TIMEOUT_S:g} s; killing")
             kill_group(process.pid)
             process.wait()
+        if self.children_file is not None:
+            self.children_file.remove()
         self.say("stopped")
 
 
