@@ -37,7 +37,8 @@ CLOSE_MALFORMED = 4400
 frame without a header before it, a text frame where the image was expected."""
 CLOSE_UNAUTHORIZED = 4401
 """No valid key: none in the upgrade request's headers and the first frame is not a valid
-``{"auth": key}``."""
+``{"auth": key}``, or no frame within ``VISIONQ_STREAM_AUTH_TIMEOUT_S`` (until then the
+connection holds one of ``VISIONQ_MAX_STREAMS``)."""
 CLOSE_IDLE = 4408
 """No frame received and no job pending for ``VISIONQ_STREAM_IDLE_TIMEOUT_S``."""
 CLOSE_CREDIT_EXCEEDED = 4429

@@ -22,6 +22,7 @@ from simple_websocket import ConnectionClosed, ConnectionError
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, BytesMessage, Request, TextMessage
 
+from api.stream import StreamGate
 from tests.conftest import BIN, service_env, spawn, stop_process, wait_http
 from tests.helpers import free_port
 from visionq.client import connect_stream
@@ -113,6 +114,16 @@ def test_a_keyless_stream_that_sends_nothing_is_closed_at_the_auth_deadline(
     assert code == CLOSE_UNAUTHORIZED
     assert f"no API key within {AUTH_TIMEOUT_S} s" in reason, reason
     connect_when_free(keyed_api, KEY).close()  # its slot is free again
+
+
+def test_the_gate_passes_a_keyless_slot_to_its_key() -> None:
+    gate = StreamGate(max_total=2, max_per_key=1)
+    assert gate.acquire("unauthenticated:1") and gate.acquire("unauthenticated:2")
+    assert not gate.acquire("a")  # full: keyless upgrades count
+    assert gate.pass_on("unauthenticated:1", "a") and gate.open == 2
+    assert not gate.pass_on("unauthenticated:2", "a")  # per key: the holder keeps it
+    gate.release("unauthenticated:2")
+    assert gate.open == 1 and gate.acquire("b") and not gate.acquire("c")
 
 
 def raw_stream(api: str, key: str) -> tuple[socket.socket, WSConnection]:
