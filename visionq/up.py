@@ -14,7 +14,6 @@ however it ends (``PR_SET_PDEATHSIG``), and what a previous run left is killed a
 from __future__ import annotations
 
 import importlib.util
-import ipaddress
 import json
 import os
 import shutil
@@ -44,7 +43,7 @@ from visionq.liveness import (
     redis_probe,
 )
 from visionq.redis_conn import redis_client
-from visionq.settings import QUEUES, Settings
+from visionq.settings import QUEUES, Settings, is_loopback
 from visionq.shards import redact, shard_map
 from visionq.supervisor import RestartPolicy, Snapshot, Supervisor, kill_group
 
@@ -112,7 +111,8 @@ class Stack:
         dirs = self.metrics_dirs()
         for directory in dirs.values():
             clean_multiprocess_dir(directory)  # counters restart with the stack
-        api_env = {"PROMETHEUS_MULTIPROC_DIR": str(dirs["api"])}
+        api_env = {"PROMETHEUS_MULTIPROC_DIR": str(dirs["api"]),
+                   "VISIONQ_API_HOST": self.settings.api_host}  # --host: the API warns too
         workers_env = {"PROMETHEUS_MULTIPROC_DIR": str(dirs["workers"])}
         if self.embedded_redis_port is not None:
             services.append(Service("redis", server_command(
@@ -393,15 +393,6 @@ class Stack:
         if self.children_file is not None:
             self.children_file.remove()
         self.say("stopped")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def bind_refusal(settings: Settings, insecure: bool) -> str | None:
