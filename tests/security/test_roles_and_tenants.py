@@ -176,3 +176,16 @@ def test_app_uses_its_own_secret(idle_redis_url: str, make_client: AppFactory,
     client = make_client(idle_redis_url, state_dir=str(tmp_path))
     assert client.application.extensions[SECRET_KEY] == (tmp_path / "secret_key").read_text(
         ).strip().encode()
+
+
+def test_an_open_api_off_loopback_warns_once(idle_redis_url: str, make_client: AppFactory,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="visionq.api"):
+        make_client(idle_redis_url, api_host="0.0.0.0")
+    warnings = [r.getMessage() for r in caplog.records if "no API keys" in r.getMessage()]
+    assert len(warnings) == 1 and "VISIONQ_API_KEYS" in warnings[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="visionq.api"):
+        make_client(idle_redis_url, api_host="0.0.0.0", api_keys="k1")
+        make_client(idle_redis_url)  # loopback
+    assert not [r for r in caplog.records if "no API keys" in r.getMessage()]
