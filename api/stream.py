@@ -391,10 +391,10 @@ class StreamSession:
         reason = reason.encode()[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
         try:
             self.ws.close(reason=code, message=reason)
-        except ConnectionClosed:
-            pass
-        except OSError:  # the close frame's send timed out: it stopped reading
+        except BlockingIOError:  # the close frame's send timed out: it stopped reading
             self._abandon()
+        except (ConnectionClosed, OSError):
+            pass  # already closed, or the client went away
 
     def _abandon(self) -> None:
         """Drop a connection whose client stopped reading: also wakes simple-websocket's
