@@ -14,6 +14,7 @@ import io
 import json
 import struct
 import subprocess
+import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -196,6 +197,22 @@ def test_zip_whose_header_lies_about_its_size_is_refused(api: FlaskClient,
     assert installed(tmp_path / "models") == []
 
 
+@pytest.mark.parametrize("name", ["model/../../escaped", "/tmp/escaped-absolute"])
+def test_zip_paths_outside_the_folder_are_refused(api: FlaskClient, tmp_path: Path,
+                                                  name: str) -> None:
+    """Already refused before issue 30 (kept as a regression test)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("model/saved_model.pb" if name.startswith("model/") else
+                         "saved_model.pb", b"")
+        archive.writestr(name, b"escaped")
+    response = add_model(api, colour_manifest("slip", "savedmodel"), out.getvalue(), "m.zip")
+    assert response.status_code == 400, response.get_json()
+    assert "unsafe path" in response.get_json()["error"]
+    assert installed(tmp_path / "models") == []
+    assert not list(tmp_path.rglob("escaped*")) and not Path("/tmp/escaped-absolute").exists()
+
+
 def onnx_model(*, domain: str = "", external: str | None = None) -> bytes:
     """A one-node ONNX classifier: ``Identity`` (or an op of ``domain``), optionally with
     an initializer whose data is 'stored' at ``external``."""
@@ -246,17 +263,103 @@ def test_plain_onnx_model_is_accepted(api: FlaskClient) -> None:
     assert response.status_code == 200, response.get_json()
 
 
-def test_keras_lambda_layer_is_refused(api: FlaskClient, tmp_path: Path) -> None:
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_keras_lambda_layer_is_refused(api: FlaskClient, tmp_path: Path, suffix: str) -> None:
     import keras
 
     inputs = keras.Input((16, 16, 3))
     doubled = keras.layers.Lambda(lambda x: x * 2)(inputs)
     outputs = keras.layers.Dense(len(COLOUR_LABELS), activation="softmax")(
         keras.layers.GlobalAveragePooling2D()(doubled))
-    path = tmp_path / "lambda.keras"
+    path = tmp_path / f"lambda{suffix}"
     keras.Model(inputs, outputs).save(path)
-    response = add_model(api, colour_manifest("lam", "keras"), path.read_bytes(), "m.keras")
+    response = add_model(api, colour_manifest("lam", "keras"), path.read_bytes(), path.name)
     assert response.status_code == 400, response.get_json()
     body = response.get_json()
     assert body["code"] == "unsafe_model" and "Lambda" in body["error"], body
     assert installed(tmp_path / "models") == []
+
+
+def test_tflite_flex_op_is_refused(api: FlaskClient, tmp_path: Path) -> None:
+    """A TensorFlow op smuggled into a .tflite through the Flex delegate (LiteRT has no
+    Flex delegate, so it would fail at load; addmodel used to accept it)."""
+    victim = tmp_path / "victim.txt"
+
+    class Flex(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, 16, 16, 3], tf.float32)])
+        def serve(self, images: Any) -> Any:
+            tf.io.write_file(str(victim), "written by a custom model")
+            return tf.reduce_mean(images, axis=[1, 2])
+
+    module = Flex()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [module.serve.get_concrete_function()], module)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
+                                           tf.lite.OpsSet.SELECT_TF_OPS]
+    response = add_model(api, colour_manifest("flex", "tflite"), converter.convert(), "m.tflite")
+    assert response.status_code == 400, response.get_json()
+    body = response.get_json()
+    assert body["code"] == "unsafe_model" and "FlexWriteFile" in body["error"], body
+    assert installed(tmp_path / "models") == [] and not victim.exists()
+
+
+def test_checkpoint_write_outside_the_saver_is_refused(api: FlaskClient,
+                                                       tmp_path: Path) -> None:
+    """``SaveV2`` is allowed in the saver's save function only: in a serving function it
+    writes a checkpoint anywhere."""
+    prefix = tmp_path / "planted"
+
+    class Saver(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, 16, 16, 3], tf.float32)])
+        def serve(self, images: Any) -> dict[str, Any]:
+            tf.raw_ops.SaveV2(prefix=str(prefix), tensor_names=["x"], shape_and_slices=[""],
+                              tensors=[images])
+            return {"scores": tf.reduce_mean(images, axis=[1, 2])}
+
+    module = Saver()
+    tf.saved_model.save(module, str(tmp_path / "saver"),
+                        signatures={"serving_default": module.serve})
+    response = add_model(api, colour_manifest("saver", "savedmodel"),
+                         zip_folder(tmp_path / "saver"), "m.zip")
+    assert response.status_code == 400, response.get_json()
+    assert "SaveV2" in response.get_json()["error"]
+    assert installed(tmp_path / "models") == []
+    assert not list(tmp_path.glob("planted*"))
+
+
+def test_the_deny_lists_name_real_tensorflow_ops() -> None:
+    """A misspelt op name would deny nothing."""
+    from tensorflow.core.framework import op_def_pb2
+    from tensorflow.python.client import pywrap_tf_session
+
+    from visionq.savedmodel_scan import CHECKPOINT_READ_OPS, CHECKPOINT_WRITE_OPS, DENIED_OPS
+
+    registered = op_def_pb2.OpList()
+    registered.ParseFromString(pywrap_tf_session.TF_GetBuffer(
+        pywrap_tf_session.TF_GetAllOpList()))
+    names = {op.name for op in registered.op}
+    assert not (DENIED_OPS | CHECKPOINT_READ_OPS | CHECKPOINT_WRITE_OPS) - names
+
+
+CHECK_IN_A_FRESH_PROCESS = """
+import sys
+from pathlib import Path
+from visionq.model_scan import UnsafeModelError, check_model
+try:
+    check_model("savedmodel", Path(sys.argv[1]), max_bytes=1 << 30, required=True)
+except UnsafeModelError as exc:
+    print("refused:", exc)
+print("imported:", sorted(m for m in sys.modules if m.split(".")[0] == "tensorflow"))
+"""
+
+
+def test_the_api_reads_savedmodels_without_importing_tensorflow(tmp_path: Path) -> None:
+    """The API parses ``saved_model.pb`` with TensorFlow's protobuf classes alone (not the
+    7 s / 650 MB ``import tensorflow``), and leaves ``sys.modules`` as it found it."""
+    hostile_saved_model(tmp_path / "hostile", tmp_path / "victim.txt")
+    done = subprocess.run([sys.executable, "-c", CHECK_IN_A_FRESH_PROCESS,
+                           str(tmp_path / "hostile")], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert "refused: the SavedModel uses the op WriteFile" in done.stdout, done.stdout
+    assert "imported: []" in done.stdout, done.stdout
+    assert not (tmp_path / "victim.txt").exists()
