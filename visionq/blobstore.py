@@ -4,8 +4,6 @@ TTL; ``s3://bucket/prefix`` keeps them in S3 (or any S3-compatible endpoint)."""
 
 from __future__ import annotations
 
-import logging
-import time
 import uuid
 from typing import Protocol
 from urllib.parse import urlparse
@@ -13,8 +11,6 @@ from urllib.parse import urlparse
 import redis
 
 from visionq.keys import BLOB_KEY_PREFIX, job_blob_key
-
-log = logging.getLogger(__name__)
 
 
 class BlobNotFoundError(LookupError):
@@ -131,29 +127,23 @@ class S3ObjectReader:
                                 config=Config(retries={"total_max_attempts": 1}))
 
     def get(self, key: str, max_bytes: int | None = None) -> bytes:
-        from visionq.s3events import is_transient_error
+        from visionq.s3events import is_transient_error, retry_transient
 
         try:
             bucket, name = split_s3_url(key)
         except ValueError as exc:
             raise BlobNotFoundError(str(exc)) from exc
-        delay = READ_BACKOFF_S
-        for attempt in range(1, READ_ATTEMPTS + 1):
-            try:
-                return self._read(bucket, name, max_bytes)
-            except (self._s3.exceptions.NoSuchKey, self._s3.exceptions.NoSuchBucket) as exc:
-                raise BlobNotFoundError(f"object {key} was deleted") from exc
-            except Exception as exc:
-                if not is_transient_error(exc):
-                    raise
-                if attempt == READ_ATTEMPTS:
-                    raise SourceUnavailableError(
-                        f"could not read {key} after {attempt} tries: {exc}") from exc
-                log.warning("reading %s: %s; try %d of %d in %.1f s", key, exc, attempt + 1,
-                            READ_ATTEMPTS, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, READ_BACKOFF_MAX_S)
-        raise AssertionError("unreachable")  # pragma: no cover
+        try:
+            return retry_transient(lambda: self._read(bucket, name, max_bytes),
+                                   f"reading {key}", attempts=READ_ATTEMPTS,
+                                   first_s=READ_BACKOFF_S, max_s=READ_BACKOFF_MAX_S)
+        except (self._s3.exceptions.NoSuchKey, self._s3.exceptions.NoSuchBucket) as exc:
+            raise BlobNotFoundError(f"object {key} was deleted") from exc
+        except Exception as exc:
+            if is_transient_error(exc):
+                raise SourceUnavailableError(
+                    f"could not read {key} after {READ_ATTEMPTS} tries: {exc}") from exc
+            raise
 
     def _read(self, bucket: str, name: str, max_bytes: int | None) -> bytes:
         from visionq.imaging import PayloadTooLargeError

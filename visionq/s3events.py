@@ -20,10 +20,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote_plus, urlparse
+
+log = logging.getLogger("visionq.s3")
+T = TypeVar("T")
 
 CREATED_PREFIX = "ObjectCreated:"
 TRANSIENT_CODES = frozenset({
@@ -204,3 +210,23 @@ def is_transient_error(exc: BaseException) -> bool:
                       | boto.IncompleteReadError | boto.ReadTimeoutError
                       | boto.ResponseStreamingError | Urllib3Error | ConnectionError
                       | TimeoutError)
+
+
+def retry_transient(call: Callable[[], T], what: str, *, attempts: int, first_s: float,
+                    max_s: float, wait: Callable[[float], Any] = time.sleep) -> T:
+    """``call()``, tried up to ``attempts`` times while it raises a transient error, waiting
+    ``first_s`` (doubling, at most ``max_s``) between tries.  The last error, or any other,
+    propagates; so does the transient one when ``wait`` returns true (stopping)."""
+    delay = first_s
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except Exception as exc:
+            if attempt == attempts or not is_transient_error(exc):
+                raise
+            log.warning("%s: %s; try %d of %d in %.1f s", what, exc, attempt + 1, attempts,
+                        delay)
+            if wait(delay):
+                raise
+            delay = min(delay * 2, max_s)
+    raise AssertionError("unreachable")  # pragma: no cover

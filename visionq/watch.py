@@ -60,11 +60,11 @@ from visionq.keys import WATCH_KEY_PREFIX
 from visionq.s3events import (
     MalformedMessage,
     ObjectRef,
-    is_transient_error,
     normalize_etag,
     object_digest,
     parse_message,
     result_key,
+    retry_transient,
     skip_reason,
     watch_id,
 )
@@ -349,19 +349,10 @@ class Watcher:
 
     def _head(self, bucket: str, key: str) -> dict[str, Any]:
         """HEAD, retried with back-off on transient errors (``HEAD_ATTEMPTS`` tries)."""
-        delay = HEAD_BACKOFF_S
-        for attempt in range(1, HEAD_ATTEMPTS + 1):
-            try:
-                return self._s3.head_object(Bucket=bucket, Key=key)
-            except Exception as exc:
-                if attempt == HEAD_ATTEMPTS or not is_transient_error(exc):
-                    raise
-                log.warning("HEAD s3://%s/%s: %s; try %d of %d in %.1f s", bucket, key, exc,
-                            attempt + 1, HEAD_ATTEMPTS, delay)
-                if self._stop.wait(delay):
-                    raise
-                delay *= 2
-        raise AssertionError("unreachable")  # pragma: no cover
+        return retry_transient(lambda: self._s3.head_object(Bucket=bucket, Key=key),
+                               f"HEAD s3://{bucket}/{key}", attempts=HEAD_ATTEMPTS,
+                               first_s=HEAD_BACKOFF_S, max_s=HEAD_BACKOFF_S * 8,
+                               wait=self._stop.wait)
 
     def _admit(self, job_id: str, url: str) -> None:
         """Create the record, waiting while the queue is full (backpressure)."""
