@@ -104,7 +104,8 @@ def submit_jobs(task: str | None, images: list[bytes], options: dict[str, Any] |
             info = probe(data, svc.limits)  # reject what is clearly not an image
             if queue == "face":  # and what would cost the worker too much
                 check_face_cost(info.width * info.height, opts.get("upsample"),
-                                opts.get("min_face_px"), svc.settings.face_max_scan_pixels)
+                                opts.get("min_face_px"), svc.settings.face_max_scan_pixels,
+                                model=opts.get("model", "hog"))
         except ImageError as exc:
             if len(images) > 1:
                 exc.message = f"image {index}: {exc.message}"

@@ -11,8 +11,9 @@ scaling), resized to the exact detection scale and upsampled by dlib if needed; 
 landmarks are mapped back to original-image pixels.  Photos up to ~0.4 MP (and any photo
 with an explicit ``upsample`` option that is decoded at full size) get exactly
 ``face_recognition``'s boxes.  What a job's ``upsample`` or ``min_face_px`` may make the
-detector scan is bounded by ``VISIONQ_FACE_MAX_SCAN_PIXELS`` (``visionq/face_budget.py``):
-the API refuses more at submit, and ``predict`` fails such a job before detecting.
+detector scan is bounded by ``VISIONQ_FACE_MAX_SCAN_PIXELS`` (``visionq/face_budget.py``;
+a CNN pixel counts 64): the API refuses more at submit, and ``predict`` fails such a job
+before detecting.  The CNN's default ``min_face_px`` is larger, so that it fits that budget.
 
 Confidence (HOG): dlib's detection score (``detector.run``; >= 0 for a returned face)
 through a logistic fitted on the face bench's candidates, true faces against false
@@ -40,6 +41,7 @@ from workers.plugins.face_scale import (
     DetectionPlan,
     decode_divisor,
     default_min_face_px,
+    default_scan_budget,
     plan,
 )
 
@@ -98,12 +100,15 @@ class FaceRecognitionModel(ModelBase):
         """The smallest face (original px) promised for this photo and these options."""
         if opts.min_face_px is not None:
             return opts.min_face_px
-        return default_min_face_px(width * height, self.config.pixel_budget)
+        budget = default_scan_budget(opts.model, self.config.pixel_budget,
+                                     self.settings.face_max_scan_pixels)
+        return default_min_face_px(width * height, budget)
 
     def max_side_for(self, info: ImageInfo, options: dict[str, Any] | None = None) -> int | None:
         """Longest side for the JPEG DCT-scaled decode (``None``: full size).  The worker
-        decodes before it reads a job's options: without ``options`` the default
-        ``min_face_px`` decides, and a smaller ``min_face_px`` is then reached by upsampling."""
+        decodes before it reads a job's options: without ``options`` HOG's default
+        ``min_face_px`` decides, a smaller ``min_face_px`` is then reached by upsampling and
+        a larger one (the CNN's default) by a resize."""
         opts: FaceOptions = self.parse_options(options)
         if opts.upsample is not None:
             return None
@@ -131,7 +136,8 @@ class FaceRecognitionModel(ModelBase):
         submit, on the pixels as decoded here."""
         height, width = image.pixels.shape[:2]
         check_face_cost(image.width * image.height, opts.upsample, opts.min_face_px,
-                        self.settings.face_max_scan_pixels, decoded_pixels=width * height)
+                        self.settings.face_max_scan_pixels, decoded_pixels=width * height,
+                        model=opts.model)
 
     def candidates(self, pixels: np.ndarray, detection: DetectionPlan, model: str = "hog",
                    adjust_threshold: float = 0.0) -> list[tuple[Box, float]]:

@@ -19,6 +19,11 @@ The scale is reached in three steps, cheapest first: the JPEG's DCT scaling at d
 (1/2, 1/4, 1/8: ``decode_divisor``), then a resize of the decoded pixels to the exact
 scale, and dlib's own upsampling (x2 each) when the decoded pixels are too few.
 
+The CNN detector (``model: "cnn"``) costs ``CNN_PIXEL_WEIGHT`` (64) times HOG per pixel, so
+its default spends ``default_scan_budget``: what fits ``VISIONQ_FACE_MAX_SCAN_PIXELS`` at
+that weight (625,000 pixels of 40 MP, less the plan's rounding), if below ``pixel_budget``:
+a 12 MP photo promises faces of ~370 px instead of 220.
+
 What a caller's ``upsample`` or ``min_face_px`` may cost is bounded by
 ``VISIONQ_FACE_MAX_SCAN_PIXELS`` (``visionq/face_budget.py``, checked at submit and here).
 """
@@ -28,7 +33,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from visionq.face_budget import DETECTION_FACE_PX  # the scale the face budget counts with
+from visionq.face_budget import (  # the scale and weights the face budget counts with
+    DETECTION_FACE_PX,
+    pixel_weight,
+)
 
 FLOOR_MIN_FACE_PX = DETECTION_FACE_PX // 2
 """Smallest default ``min_face_px``: full size with one upsample, face_recognition's default."""
@@ -39,6 +47,17 @@ MAX_UPSAMPLE = 3
 RESIZE_TOLERANCE = 0.05
 """Scale factors within 5% of 1 keep the pixels as they are (no resize)."""
 DCT_DIVISORS = (8, 4, 2, 1)
+
+
+def default_scan_budget(model: str, pixel_budget: int, max_scan_pixels: int) -> int:
+    """Pixels the ``model`` detector scans by default: ``pixel_budget``, or fewer so that
+    they count at most ``max_scan_pixels`` at the model's weight, even after ``plan`` keeps
+    pixels within ``RESIZE_TOLERANCE`` of the exact scale (up to 1 / 0.95^2 more)."""
+    weight = pixel_weight(model)
+    if weight == 1:
+        return pixel_budget
+    fitting = math.floor(max_scan_pixels / weight * (1 - RESIZE_TOLERANCE) ** 2)
+    return min(pixel_budget, fitting)
 
 
 def default_min_face_px(pixels: int, budget: int = DEFAULT_PIXEL_BUDGET) -> int:
