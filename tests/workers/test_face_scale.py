@@ -13,6 +13,7 @@ from workers.plugins.face_scale import (
     DetectionPlan,
     decode_divisor,
     default_min_face_px,
+    default_scan_budget,
     plan,
 )
 
@@ -71,3 +72,29 @@ def test_plan_reaches_the_detection_scale(decoded_scale: float, min_face_px: int
     if found.upsample < 3:
         assert DETECTION_FACE_PX <= scanned_face * 1.0001 <= DETECTION_FACE_PX * 1.06
     assert math.isclose(found.pixel_factor, (found.resize * 2 ** found.upsample) ** 2)
+
+
+@pytest.mark.parametrize(("model", "pixel_budget", "max_scan", "expected"), [
+    ("hog", DEFAULT_PIXEL_BUDGET, 40_000_000, DEFAULT_PIXEL_BUDGET),  # HOG: the operator's
+    ("hog", DEFAULT_PIXEL_BUDGET, 1_000_000, DEFAULT_PIXEL_BUDGET),
+    ("cnn", DEFAULT_PIXEL_BUDGET, 40_000_000, 564_062),  # 625,000 x 0.95^2
+    ("cnn", 300_000, 40_000_000, 300_000),               # a smaller pixel budget stays
+    ("cnn", DEFAULT_PIXEL_BUDGET, 400_000_000, DEFAULT_PIXEL_BUDGET),
+])
+def test_default_scan_budget(model: str, pixel_budget: int, max_scan: int,
+                             expected: int) -> None:
+    assert default_scan_budget(model, pixel_budget, max_scan) == expected
+
+
+@pytest.mark.parametrize("divisor", [1, 2, 4, 8])
+def test_the_cnn_default_never_scans_more_than_the_budget_allows(divisor: int) -> None:
+    """Whatever the photo and its JPEG decode, the CNN's default plan (after the plan keeps
+    pixels within 5% of the exact scale) scans <= 40 MP / 64 pixels."""
+    budget = default_scan_budget("cnn", DEFAULT_PIXEL_BUDGET, 40_000_000)
+    for width in range(100, 12_001, 37):
+        height = width * 3 // 4
+        min_face_px = default_min_face_px(width * height, budget)
+        decoded = math.ceil(width / divisor) * math.ceil(height / divisor)
+        scale = width / math.ceil(width / divisor)
+        found = plan(scale, min_face_px)
+        assert decoded * found.pixel_factor <= 625_000, (width, divisor, found)
