@@ -363,3 +363,37 @@ def test_the_api_reads_savedmodels_without_importing_tensorflow(tmp_path: Path) 
     assert "refused: the SavedModel uses the op WriteFile" in done.stdout, done.stdout
     assert "imported: []" in done.stdout, done.stdout
     assert not (tmp_path / "victim.txt").exists()
+
+
+def tf1_saved_model(folder: Path, planted: Path | None = None) -> Path:
+    """A TF1 SavedModel (saver ops in the main graph, not in functions); with ``planted``,
+    its output also depends on a ``SaveV2`` writing there."""
+    tf1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default(), tf1.Session(graph=graph) as session:
+        images = tf1.placeholder(tf.float32, [1, 16, 16, 3], name="images")
+        weights = tf1.get_variable("w", initializer=tf.eye(3) * 10)
+        scores = tf.matmul(tf.reduce_mean(images, axis=[1, 2]), weights)
+        if planted is not None:
+            save = tf.raw_ops.SaveV2(prefix=str(planted), tensor_names=["w"],
+                                     shape_and_slices=[""], tensors=[weights])
+            with tf.control_dependencies([save]):
+                scores = tf.identity(scores)
+        session.run(tf1.global_variables_initializer())
+        builder = tf1.saved_model.Builder(str(folder))
+        builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map={
+            "serving_default": tf1.saved_model.predict_signature_def(
+                {"images": images}, {"scores": tf.nn.softmax(scores)})})
+        builder.save()
+    return folder
+
+
+def test_tf1_saver_in_the_main_graph_is_allowed_but_not_under_a_signature(
+        tmp_path: Path) -> None:
+    from visionq.model_scan import UnsafeModelError
+    from visionq.savedmodel_scan import check_saved_model
+
+    check_saved_model(tf1_saved_model(tmp_path / "plain"))
+    with pytest.raises(UnsafeModelError, match="SaveV2"):
+        check_saved_model(tf1_saved_model(tmp_path / "planted", tmp_path / "planted-ckpt"))
+    assert not list(tmp_path.glob("planted-ckpt*"))
