@@ -3,7 +3,7 @@ CPU and ~90x its memory per pixel scanned, so every CNN pixel counts ``CNN_PIXEL
 (64) against ``VISIONQ_FACE_MAX_SCAN_PIXELS``.
 
 Before: ``{"model": "cnn", "upsample": 0}`` on the table's 23 KB black 6000x4000 PNG was
-queued (24 MP counted as 24 MP < 40 MP; the CNN would need ~130 CPU-s and ~20 GB), and a
+queued (24 MP counted as 24 MP < 40 MP; the CNN would need ~130 CPU-s and ~23 GB), and a
 plain ``{"model": "cnn"}`` on any big photo scanned HOG's default 1.6 MP with the CNN (~9
 CPU-s and ~1.7 GB).  After: explicit CNN options are weighed at submit and in the worker;
 the CNN's default scale fits the budget (~0.56 MP: ~3 CPU-s and < 1 GB) instead of being
