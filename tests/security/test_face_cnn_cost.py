@@ -196,3 +196,19 @@ def test_a_plain_cnn_job_on_a_big_photo_stays_within_a_gigabyte(black_png: bytes
     assert measured["faces"] == 0
     assert measured["peak_rss_mb"] < MAX_RSS_MB, measured
     assert measured["cpu_s"] < MAX_CPU_S, measured
+
+
+def test_a_cnn_job_an_older_api_queued_fails_in_the_worker(face_worker: subprocess.Popen,
+                                                          redis_url: str,
+                                                          make_client: AppFactory) -> None:
+    """An API that does not check (a huge budget) queues the CNN at full size on 1 MP; the
+    real face worker, at the default budget, fails it at once and lives on."""
+    older = make_client(redis_url, face_max_scan_pixels=10**12)
+    response = older.post("/v1/jobs?task=face&wait=60", data={
+        "image": (io.BytesIO(_png(1000, 1000)), "x.png"),
+        "options": '{"model": "cnn", "upsample": 0, "landmarks": "none"}'})
+    job = response.get_json()
+    assert job["status"] == "failed", job
+    assert job["code"] == "face_cost_too_high" and "64,000,000" in job["error"]
+    assert job["timings"]["inference_ms"] < 1000  # no detection (it would take ~5.5 s)
+    assert face_worker.poll() is None
