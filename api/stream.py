@@ -44,7 +44,7 @@ from simple_websocket import ConnectionClosed, Server
 
 from api.errors import ApiError, error_response
 from api.jobs import job_json
-from api.security import Caller, authenticate, rate_limit
+from api.security import Caller, authenticate, check_host_and_origin, rate_limit
 from api.services import Services, services
 from api.submission import submit_jobs
 from visionq.imaging import ImageError
@@ -438,6 +438,7 @@ class StreamMiddleware:
                                   f"{STREAM_PATH} is a WebSocket endpoint (Upgrade: websocket)",
                                   {"Upgrade": "websocket"})
         try:
+            check_host_and_origin()  # a page on another site must not drive a stream
             caller: Caller | None = authenticate()
         except ApiError as exc:
             if exc.code != "missing_api_key":

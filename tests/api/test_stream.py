@@ -178,6 +178,22 @@ def test_key_in_the_first_frame_or_closed_unauthorized(stream_api: str) -> None:
     assert close_code(ws) == CLOSE_UNAUTHORIZED
 
 
+def test_a_page_on_another_origin_cannot_open_a_stream(stream_api: str) -> None:
+    """Cross-site WebSocket hijacking: a browser sends the page's Origin on the upgrade."""
+    url = stream_api.replace("http://", "ws://") + "/v1/stream"
+    for headers in ({"Origin": "https://evil.example"},
+                    {"Origin": "https://evil.example", "Authorization": f"Bearer {KEY}"},
+                    {"Sec-Fetch-Site": "cross-site", "Authorization": f"Bearer {KEY}"}):
+        with pytest.raises(ConnectionError) as refused:
+            connect_stream(url, headers)
+        assert refused.value.status_code == 403, headers
+    # The service's own page.  simple-websocket sends ``Host`` without the port (a browser
+    # sends it), so its own origin is the port-less one.
+    ws = connect_stream(url, {"Origin": "http://127.0.0.1", "Authorization": f"Bearer {KEY}"})
+    assert receive(ws) == {"credit": WINDOW}
+    ws.close()
+
+
 def connect_when_free(api: str) -> Any:
     """A stream as soon as a slot is free (an earlier test's stream may be closing)."""
     deadline = time.monotonic() + WAIT_S
