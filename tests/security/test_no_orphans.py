@@ -177,6 +177,14 @@ def test_what_a_dead_up_left_is_swept_at_start(
         assert f"killing what a previous `visionq up` left running: api (pids {orphan.pid}" \
             in up.output(), up.tail()
         assert requests.get(f"{up.api}/healthz", timeout=30).status_code == 200
+
+        # A second `visionq up` on the same state directory sweeps nothing of the first's.
+        running = up.children()
+        second = stacks(state, Ports())
+        assert second.process.wait(WAIT_S) == 1, second.tail()
+        assert f"another `visionq up` (pid {up.process.pid}) is running with this state " \
+            "directory" in second.output(), second.tail()
+        assert up.children() == running
         assert up.interrupt() == 0, up.tail()
     finally:
         kill_leftovers([orphan.pid, stranger.pid])
