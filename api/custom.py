@@ -23,7 +23,6 @@ from flask import Blueprint, Response, request
 # The DeepStack endpoints' own request parsing and answer, so custom models behave alike.
 from api.deepstack import DETECTION_MIN_CONFIDENCE, _image, _min_confidence, _ok, run
 from api.errors import ApiError
-from api.security import current_caller
 from api.services import services
 from visionq.custom_models import (
     Catalog,
@@ -49,13 +48,6 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 def _root() -> Path:
     return custom_root(services().settings.models_dir)
-
-
-def _require_admin() -> None:
-    """Admin key when keys are set (``api.security``: the caller is an admin otherwise)."""
-    if not current_caller().admin:
-        raise ApiError(403, "admin_required", "this endpoint needs an admin key "
-                       "(VISIONQ_ADMIN_KEYS)")
 
 
 def _errors(catalog: Catalog) -> list[dict[str, str]]:
@@ -104,14 +96,14 @@ def list_models() -> Response:
 
 @bp.route("/addmodel", methods=["POST"], strict_slashes=False)
 def add_model() -> Response:
-    """Multipart: the model file under ``model`` (a .zip of the folder for a SavedModel),
+    """(Admin: ``api.security.ADMIN_ENDPOINTS``.)  Multipart: the model file under ``model`` (a
+    .zip of the folder for a SavedModel),
     the manifest as a JSON field ``manifest`` or as one form field per manifest key, and
     optionally a labels file under ``labels``.  Replaces a model of the same name.  The
     model is checked before it lands (``visionq.model_scan``): 400 ``unsafe_model`` when it
     would run more than inference, 413 ``model_too_large`` past
     ``VISIONQ_MODEL_MAX_BYTES`` (a zip: its entries and uncompressed size)."""
     started = time.perf_counter()
-    _require_admin()
     upload = request.files.get("model") or request.files.get("file")
     if upload is None:
         raise ApiError(400, "missing_model", 'missing file field "model" (multipart/form-data)')
@@ -134,7 +126,6 @@ def add_model() -> Response:
 @bp.route("/deletemodel", methods=["POST"], strict_slashes=False)
 def delete_model() -> Response:
     started = time.perf_counter()
-    _require_admin()
     name = (request.form.get("name") or request.form.get("model") or "").strip()
     if not name:
         raise ApiError(400, "missing_name", 'missing form field "name"')
