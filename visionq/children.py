@@ -155,15 +155,20 @@ class ChildrenFile:
                             f"directory ({self.path.parent}): stop it first")
         killed: list[int] = []
         for role, child in previous.items():
-            if start_time(child.pid) not in (child.start, None):
+            leader = start_time(child.pid)
+            if leader not in (child.start, None):
                 continue  # the PID now belongs to another process: not ours
             members = group_members(child.pid)  # the leader (if alive) and what it left
+            if leader is not None and child.pid not in members:
+                members.insert(0, child.pid)  # it left its session: still ours
             if not members:
                 continue
             say(f"killing what a previous `visionq up` left running: {role} "
                 f"(pids {', '.join(map(str, members))}: {command_line(members[0])})")
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(child.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(child.pid, signal.SIGKILL)
             killed += members
         deadline = time.monotonic() + SWEEP_WAIT_S
         while any(start_time(pid) is not None for pid in killed) and time.monotonic() < deadline:
