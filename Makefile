@@ -7,6 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+PRODUCT_DIRS := api tasks workers autoscale monitoring visionq
 SYSTEM_TOOLS := chromium prometheus docker-compose
 # Debian packages whose binaries are not on PATH: package=glob of a file it installs.
 SYSTEM_PACKAGES := postgresql=/usr/lib/postgresql/*/bin/initdb
@@ -64,7 +65,8 @@ bench: install system-deps ## Benchmarks, not part of make test: results in benc
 bench-compare: install system-deps ## Fast-path benchmarks before (BASE=169936b) and after, in one run
 	bash bench/before_after.sh $(or $(BASE),169936b)
 
-audit: install ## pip-audit over uv.lock (needs the PyPI JSON API / OSV)
+audit: install ## bandit's checks (ruff S) over the product folders, then pip-audit over uv.lock (needs the PyPI JSON API / OSV)
+	$(BIN)/ruff check --select S $(PRODUCT_DIRS)
 	$(UV) pip install --python $(BIN)/python --quiet pip-audit
 	$(BIN)/python -m bench.audit
 

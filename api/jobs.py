@@ -428,7 +428,8 @@ def revoke_job(job_id: str) -> Response:
     if outcome == REVOKE_FINAL:
         raise ApiError(409, "job_finished", "the job has already finished")
     job = svc.jobs.get(job_id)
-    assert job is not None
+    if job is None:  # expired in the instant since the revoke
+        raise ApiError(404, "job_not_found", f"no job {job_id!r} (unknown or expired)")
     if job.blob_owned:  # a borrowed blob (a watched bucket's object) is the user's
         with contextlib.suppress(Exception):  # the blob's TTL collects it otherwise
             svc.blobs.delete(job.blob)

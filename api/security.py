@@ -43,7 +43,8 @@ from visionq.secret import server_secret
 from visionq.settings import Settings, is_loopback
 
 log = logging.getLogger("visionq.api")
-SECRET_KEY = "visionq_secret"
+SECRET_EXTENSION = "visionq_secret"  # noqa: S105 - a dict key's name, not a secret
+"""Where the app keeps its server secret (``app.extensions``)."""
 CORS_ALLOW_HEADERS = "Authorization, X-API-Key, Content-Type, Idempotency-Key"
 CORS_EXPOSE_HEADERS = "Location, Retry-After, Idempotent-Replayed"
 CORS_MAX_AGE_S = 600
@@ -121,7 +122,8 @@ def authenticate() -> Caller:
         if not is_admin and not _matches(key, api_keys):
             raise ApiError(401, "invalid_api_key", "the API key is not valid", unauthorized)
         admin |= is_admin
-    return Caller(fingerprint(current_app.extensions[SECRET_KEY], presented[0]), admin=admin)
+    secret = current_app.extensions[SECRET_EXTENSION]
+    return Caller(fingerprint(secret, presented[0]), admin=admin)
 
 
 def rate_limit(caller: Caller) -> None:
@@ -182,7 +184,7 @@ def _cors_headers(response: Response) -> Response:
 
 
 def init_security(app: Flask, settings: Settings) -> None:
-    app.extensions[SECRET_KEY] = server_secret(settings.secret_key, settings.state_dir)
+    app.extensions[SECRET_EXTENSION] = server_secret(settings.secret_key, settings.state_dir)
     if not settings.api_key_list and not settings.admin_key_list and not is_loopback(
             settings.api_host):
         log.warning("the API is configured for %s with no API keys: anyone who can reach it "

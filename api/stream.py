@@ -290,8 +290,7 @@ class StreamSession:
 
     def _on_image(self, header: ImageHeader, data: bytes) -> None:
         try:
-            assert self.caller is not None
-            rate_limit(self.caller)
+            rate_limit(self._authenticated())
             self._admit(header, data)
         except ApiError as exc:
             if exc.code == "queue_full":
@@ -305,11 +304,16 @@ class StreamSession:
             self._reject(header, 503, "redis_unavailable",
                          "the queue (Redis) is unavailable; retry shortly")
 
+    def _authenticated(self) -> Caller:
+        if self.caller is None:  # images are read only after the key (``_on_text``)
+            raise RuntimeError("an image frame on a stream with no caller")
+        return self.caller
+
     def _admit(self, header: ImageHeader, data: bytes) -> None:
-        assert self.caller is not None
+        caller = self._authenticated()
         done = submit_jobs(header.task, [data], header.options,
                            idempotency_key=header.ref if header.idempotent else None,
-                           owner=self.caller.who)
+                           owner=caller.who)
         job = done.jobs[0]
         self.tasks.add(job.task)
         self.pending.setdefault(job.id, []).append(header.ref)

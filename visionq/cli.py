@@ -85,7 +85,9 @@ def worker(queues: str, concurrency: int | None, celery_args: tuple[str, ...]) -
             "--loglevel", "INFO", "-n", f"{'+'.join(selected)}@%h"]
     if concurrency:
         argv += ["-c", str(concurrency)]
-    os.execve(sys.executable, argv + list(celery_args), {**os.environ, **broker_env(selected)})
+    # This interpreter running Celery with the user's own arguments, no shell: `celery` itself.
+    os.execve(sys.executable, argv + list(celery_args),  # noqa: S606
+              {**os.environ, **broker_env(selected)})
 
 
 def broker_env(queues: list[str]) -> dict[str, str]:

@@ -15,7 +15,7 @@ import os
 import secrets
 from pathlib import Path
 
-SECRET_FILE = "secret_key"
+SECRET_FILE = "secret_key"  # noqa: S105 - the file's name, not a secret
 SECRET_BYTES = 32
 MIN_SECRET_CHARS = 16
 

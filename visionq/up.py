@@ -219,7 +219,7 @@ class Stack:
         """Start ``service`` in a session of its own, to be killed by the kernel if this
         process dies (``die_with_parent``); called from the main thread only, as that signal
         follows the thread that forked.  Its PID goes to the children file."""
-        service.process = subprocess.Popen(
+        service.process = subprocess.Popen(  # noqa: S603 - the stack's own argv lists, no shell
             service.command, env={**self.env(), **service.env}, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True,
             preexec_fn=die_with_parent())  # noqa: PLW1509 - prctl only, no locks taken

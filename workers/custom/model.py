@@ -47,7 +47,8 @@ class CustomModelPlugin(ModelBase):
         return [self._one(image, opts) for image in images]
 
     def _one(self, image: DecodedImage, opts: CustomOptions) -> dict[str, Any]:
-        assert self.runtime is not None
+        if self.runtime is None:  # predict loads it first
+            raise RuntimeError(f"custom model {self.manifest.name} used before load()")
         canvas, placement = preprocess.fit(image, self.manifest)
         batch = preprocess.to_tensor(canvas, self.manifest, self.runtime.input_dtype,
                                      self.runtime.channels_first)
