@@ -24,7 +24,8 @@ ERROR_TEXT = {
          f"options over {MAX_OPTIONS_BYTES} bytes (options_too_large), face options that would "
          "scan more than VISIONQ_FACE_MAX_SCAN_PIXELS (face_cost_too_high).",
     401: "Missing or invalid API key (only when keys are configured).",
-    403: "An admin key is required.",
+    403: "An admin key is required (admin_key_required; without VISIONQ_ADMIN_KEYS no caller "
+         "is an admin), or a browser request from another origin (cross_origin_refused).",
     404: "Unknown job / userid.",
     409: "The job cannot be revoked (already running or finished), or was revoked.",
     413: "Upload too large (bytes), image too large (pixels) or batch too large.",
@@ -239,7 +240,7 @@ def _paths() -> dict[str, Any]:
                                             "schema": {"type": "number", "minimum": 0}}],
                     "responses": {"200": _json(_ref("Job"), "OK"),
                                   **_errors(400, 401, 404, 429, 503)}},
-            "delete": {"tags": ["Jobs"], "summary": "Revoke a queued job (admin)",
+            "delete": {"tags": ["Jobs"], "summary": "Revoke a queued job (submitter or admin)",
                        "parameters": [job_id],
                        "responses": {"200": _json(_ref("Job"), "Revoked"),
                                      **_errors(401, 403, 404, 409, 429)}}},
@@ -340,7 +341,12 @@ def _custom_paths() -> dict[str, Any]:
                 "key)"}, **manifest}, ["model"]),
             "responses": {"200": _json(_deepstack({"message": {"type": "string"},
                                                     "model": {"type": "object"}}), "Added"),
-                          **_errors(400, 401, 403, 413, 429)}}},
+                          **_errors(400, 401, 403, 413, 429)},
+            "description": "The model is checked before it lands: 400 unsafe_model when it "
+            "would run more than inference (file, process, Python or network ops; ONNX custom "
+            "domains or external data outside its folder; Keras Lambda layers), 413 "
+            "model_too_large past VISIONQ_MODEL_MAX_BYTES (a zip: uncompressed, and 1000 "
+            "entries)."}},
         "/v1/vision/deletemodel": {"post": {
             "tags": ["Custom models"], "summary": "Delete a custom model (admin)",
             "requestBody": _form({"name": {"type": "string"}}, ["name"]),
@@ -357,7 +363,11 @@ def build_spec() -> dict[str, Any]:
             "Image inference over REST: an asynchronous job API (/v1/jobs) and "
             "DeepStack-compatible synchronous endpoints (/v1/vision/*). When "
             "VISIONQ_API_KEYS is set, send `Authorization: Bearer <key>`, `X-API-Key` or "
-            "the form field `api_key`.")},
+            "the form field `api_key`; a key sees only the jobs it submitted, an admin key "
+            "(VISIONQ_ADMIN_KEYS) all. Every route answers 421 host_not_allowed for a Host "
+            "outside VISIONQ_ALLOWED_HOSTS (IP addresses, localhost, single-label and "
+            ".local/.lan/.internal/.home.arpa/.svc names are allowed by default) and 403 "
+            "cross_origin_refused to a browser on an origin not in VISIONQ_CORS_ORIGINS.")},
         "security": SECURITY,
         "paths": {**_paths(), **_custom_paths()},
         "components": {
