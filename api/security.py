@@ -157,8 +157,8 @@ def check_host_and_origin() -> None:
     if not host_allowed(host, settings.allowed_host_list):
         raise ApiError(421, "host_not_allowed", f"this service does not answer for host "
                        f"{host!r}: add it to VISIONQ_ALLOWED_HOSTS (IP addresses, localhost, "
-                       "single-label and .local/.lan/.internal/.home.arpa names are allowed "
-                       "by default)")
+                       "single-label and .local/.lan/.internal/.home.arpa/.svc names are "
+                       "allowed by default)")
     refusal = cross_origin_refusal(
         request.method, _is_public(request.path), request.headers.get("Origin"),
         request.headers.get("Sec-Fetch-Site"), host, request.scheme,
