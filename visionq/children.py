@@ -60,28 +60,26 @@ def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None] | None:
     return preexec
 
 
-def start_time(pid: int) -> int | None:
-    """The process's start time (clock ticks since boot, ``/proc/<pid>/stat`` field 22);
-    None if there is no such process or it is a zombie (dead, not yet reaped)."""
+def _stat(pid: int) -> list[str] | None:
+    """``/proc/<pid>/stat``'s fields from the state on (field 3); None if there is no such
+    process or it is a zombie (dead, not yet reaped)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = stat[stat.rindex(")") + 2:].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
+    return None if fields[0] in ("Z", "X") else fields
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time (clock ticks since boot, ``/proc/<pid>/stat`` field 22)."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields is not None else None
 
 
 def _group_and_session(pid: int) -> tuple[int, int] | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2:].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[2]), int(fields[3])
+    fields = _stat(pid)
+    return (int(fields[2]), int(fields[3])) if fields is not None else None
 
 
 def _pids() -> list[int]:

@@ -28,7 +28,7 @@ import importlib.util
 import sys
 import threading
 import types
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -173,17 +173,24 @@ def _node_name(tensor: str) -> str:
     return tensor.lstrip("^").split(":")[0]
 
 
-def _node_closure(nodes: dict[str, Any], roots: Iterable[str]) -> set[str]:
-    """``roots`` and every node they read (inputs and control inputs), transitively."""
+def _closure(graph: dict[str, Any], roots: Iterable[str],
+             neighbours: Callable[[Any], Iterable[str]]) -> set[str]:
+    """``roots`` (those in ``graph``) and every name their ``neighbours`` reach in it,
+    transitively."""
     seen: set[str] = set()
-    stack = [r for r in roots if r in nodes]
+    stack = [r for r in roots if r in graph]
     while stack:
         name = stack.pop()
         if name in seen:
             continue
         seen.add(name)
-        stack.extend(n for n in map(_node_name, nodes[name].input) if n in nodes)
+        stack.extend(n for n in neighbours(graph[name]) if n in graph)
     return seen
+
+
+def _node_closure(nodes: dict[str, Any], roots: Iterable[str]) -> set[str]:
+    """``roots`` and every node they read (inputs and control inputs), transitively."""
+    return _closure(nodes, roots, lambda node: map(_node_name, node.input))
 
 
 def _calls(node_defs: Iterable[Any]) -> set[str]:
@@ -209,12 +216,4 @@ def _attr_functions(value: Any) -> Iterator[str]:
 
 def _function_closure(functions: dict[str, Any], roots: Iterable[str]) -> set[str]:
     """``roots`` (those in the library) and every function they call, transitively."""
-    seen: set[str] = set()
-    stack = [r for r in roots if r in functions]
-    while stack:
-        name = stack.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        stack.extend(f for f in _calls(functions[name].node_def) if f in functions)
-    return seen
+    return _closure(functions, roots, lambda function: _calls(function.node_def))
