@@ -37,13 +37,17 @@ class TaskOptions(BaseModel):
 
 
 class FaceOptions(TaskOptions):
-    model: Literal["hog", "cnn"] = Field("hog", description="dlib detector: HOG (fast, CPU) "
-                                         "or CNN (more accurate, ~50x slower on CPU).")
+    model: Literal["hog", "cnn"] = Field(
+        "hog", description="dlib detector: HOG (fast, CPU) or CNN (more accurate, ~50x the "
+        "CPU and ~85x the memory per pixel: its pixels count 64x against "
+        "VISIONQ_FACE_MAX_SCAN_PIXELS).")
     min_face_px: int | None = Field(
         None, ge=MIN_FACE_PX_LOWEST, le=MIN_FACE_PX_HIGHEST,
         description="Smallest face to find (box height, original pixels): sets how many "
         "pixels the detector scans (cost ~ 1/min_face_px^2). Default: max(40, "
-        "80 * sqrt(width * height / 1.6e6)), about the same cost at every photo size.")
+        "80 * sqrt(width * height / 1.6e6)) for HOG; for CNN the same with the pixels "
+        "VISIONQ_FACE_MAX_SCAN_PIXELS allows at 64x (564,062 by default) for 1.6e6: about "
+        "the same cost at every photo size.")
     upsample: int | None = Field(None, ge=0, le=3, description="Times to upsample before "
                                  "detecting, on the photo at full size (finds smaller faces, "
                                  "~4x cost each); overrides min_face_px. Default: chosen "
