@@ -46,8 +46,12 @@ JOBS = 8
 class Up:
     """``visionq up --queues classify`` as a subprocess, its output collected."""
 
-    def __init__(self, tmp_path: Path, **env: str) -> None:
-        self.api_port, self.redis_port, self.exporter_port = (free_port() for _ in range(3))
+    def __init__(self, tmp_path: Path, ports: tuple[int, int, int] | None = None,
+                 **env: str) -> None:
+        """State in ``tmp_path / "state"``; ``ports`` (API, Redis, exporter): free ones
+        unless given (a second run on the first's)."""
+        self.api_port, self.redis_port, self.exporter_port = ports or tuple(
+            free_port() for _ in range(3))
         full = {k: v for k, v in os.environ.items()
                 if k not in ("REDIS_URL", "VISIONQ_REDIS_URL")}
         full.update({"VISIONQ_REDIS_PORT": str(self.redis_port),

@@ -26,6 +26,7 @@ from flask.testing import FlaskClient
 from PIL import Image
 
 from tests.api.conftest import AppFactory
+from tests.workers.test_face_model import iou
 from visionq.face_budget import (
     CNN_PIXEL_WEIGHT,
     DEFAULT_FACE_MAX_SCAN_PIXELS,
@@ -142,14 +143,6 @@ def test_the_cnn_default_scale_fits_the_budget(face_model: FaceRecognitionModel,
             assert _scanned(face_model, image, cnn) <= CNN_DEFAULT_MAX, (name, options)
     info = probe((FACES / "obama3.jpg").read_bytes())
     assert face_model.max_side_for(info, {"model": "cnn"}) < max(info.width, info.height)
-
-
-def iou(a: list[int], b: list[int]) -> float:
-    top, right, bottom, left = (max(a[0], b[0]), min(a[1], b[1]), min(a[2], b[2]),
-                                max(a[3], b[3]))
-    inter = max(right - left, 0) * max(bottom - top, 0)
-    area = (a[1] - a[3]) * (a[2] - a[0]) + (b[1] - b[3]) * (b[2] - b[0])
-    return inter / (area - inter)
 
 
 def test_a_default_scale_cnn_job_finds_the_face(face_model: FaceRecognitionModel) -> None:

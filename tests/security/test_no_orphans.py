@@ -11,23 +11,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import queue
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 import requests
 
-from tests.conftest import BIN, REPO, free_port
+from tests.conftest import free_port
 from tests.monitoring.live import until
-from tests.test_supervised_up import SLEEPY, WAIT_S, Up
+from tests.test_supervised_up import WAIT_S, Up
 from visionq.children import start_time
 
 LIVENESS_S = 10
@@ -40,28 +37,6 @@ class Ports:
 
     def all(self) -> list[int]:
         return [self.api, self.redis, self.exporter]
-
-
-class UpOn(Up):
-    """``Up`` on given ports and state directory (a second run reuses the first's)."""
-
-    def __init__(self, state: Path, ports: Ports, **env: str) -> None:
-        self.api_port, self.redis_port, self.exporter_port = ports.all()
-        full = {k: v for k, v in os.environ.items()
-                if k not in ("REDIS_URL", "VISIONQ_REDIS_URL")}
-        full.update({"VISIONQ_REDIS_PORT": str(self.redis_port),
-                     "VISIONQ_EXPORTER_PORT": str(self.exporter_port),
-                     "VISIONQ_STATE_DIR": str(state), "C_FORCE_ROOT": "1", **SLEEPY, **env})
-        self.process = subprocess.Popen(
-            [str(BIN / "visionq"), "up", "--port", str(self.api_port), "--queues",
-             "classify", "--no-flower", "--no-prometheus"],
-            env=full, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True)
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        self.api = f"http://127.0.0.1:{self.api_port}"
-        self.redis = redis.Redis.from_url(f"redis://127.0.0.1:{self.redis_port}/0")
 
 
 def alive(pid: int) -> bool:
@@ -109,11 +84,12 @@ def kill_leftovers(pids: Iterator[int] | list[int]) -> None:
 
 
 @pytest.fixture()
-def stacks() -> Iterator[Callable[..., UpOn]]:
-    made: list[UpOn] = []
+def stacks() -> Iterator[Callable[..., Up]]:
+    made: list[Up] = []
 
-    def make(state: Path, ports: Ports, **env: str) -> UpOn:
-        up = UpOn(state, ports, **env)
+    def make(state: Path, ports: Ports, **env: str) -> Up:
+        """``Up`` with ``state`` as its state directory (``<run>/state``) on ``ports``."""
+        up = Up(state.parent, ports.all(), **env)
         made.append(up)
         return up
 
@@ -123,7 +99,7 @@ def stacks() -> Iterator[Callable[..., UpOn]]:
 
 
 def test_kill_9_of_up_leaves_no_child_and_frees_its_ports(
-        tmp_path: Path, stacks: Callable[..., UpOn]) -> None:
+        tmp_path: Path, stacks: Callable[..., Up]) -> None:
     ports = Ports()
     state = tmp_path / "run" / "state"
     up = stacks(state, ports)
@@ -151,7 +127,7 @@ def test_kill_9_of_up_leaves_no_child_and_frees_its_ports(
 
 
 def test_what_a_dead_up_left_is_swept_at_start(
-        tmp_path: Path, stacks: Callable[..., UpOn]) -> None:
+        tmp_path: Path, stacks: Callable[..., Up]) -> None:
     ports = Ports()
     state = tmp_path / "run" / "state"
     listen = ("import socket, time; s = socket.socket(); "
@@ -193,7 +169,7 @@ def test_what_a_dead_up_left_is_swept_at_start(
 
 
 def test_a_port_held_by_something_else_is_named_at_start(
-        tmp_path: Path, stacks: Callable[..., UpOn]) -> None:
+        tmp_path: Path, stacks: Callable[..., Up]) -> None:
     ports = Ports()
     with socket.socket() as held:
         held.bind(("127.0.0.1", ports.api))
@@ -210,7 +186,7 @@ def test_a_port_held_by_something_else_is_named_at_start(
 
 
 def test_a_hung_worker_and_a_hung_api_are_killed_and_restarted(
-        tmp_path: Path, stacks: Callable[..., UpOn]) -> None:
+        tmp_path: Path, stacks: Callable[..., Up]) -> None:
     up = stacks(tmp_path / "run" / "state", Ports(),
                 VISIONQ_LIVENESS_TIMEOUT_S=str(LIVENESS_S))
     up.wait_for_line("Ctrl-C stops everything")
