@@ -94,7 +94,12 @@ class ModelBase:
 
 
 class ModelLoadError(RuntimeError):
-    """A model could not be loaded (missing weights, missing extra, bad file)."""
+    """A model could not be loaded (missing weights, missing extra, bad file).  ``code``:
+    the failed job's code when it is not ``inference_error`` (``unsafe_model``)."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def process_cpu_count() -> int:

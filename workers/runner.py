@@ -42,6 +42,7 @@ from visionq.redis_conn import min_replicas_ack, redis_client
 from visionq.settings import get_settings
 from visionq.shards import ShardMap, shard_map
 from workers.claim import Claimed
+from workers.model import ModelLoadError
 from workers.runtime import LoadListener, model_for
 
 log = logging.getLogger(f"visionq.{__name__}")
@@ -206,7 +207,8 @@ def run_job(task: str, job_id: str, worker: str,
         raise  # Redis stayed away past REDIS_RETRY_S: not the image's or the model's fault
     except Exception as exc:  # noqa: BLE001 - a model error fails the job, not the worker
         log.exception("job %s: inference failed", job_id)
-        outcome, code = "failed", "inference_error"
+        outcome = "failed"
+        code = exc.code if isinstance(exc, ModelLoadError) and exc.code else "inference_error"
         recorded = _retrying(finish(jobs.fail), job_id, code,
                              f"inference failed: {type(exc).__name__}: {exc}", blob)
     if not recorded:

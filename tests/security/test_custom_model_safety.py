@@ -127,6 +127,7 @@ def test_savedmodel_put_in_the_folder_fails_its_job_not_the_worker(
         "image": (io.BytesIO(RED), "red.png")}, content_type="multipart/form-data")
     assert response.status_code == 500, response.get_json()
     assert "WriteFile" in response.get_json()["error"], response.get_json()
+    assert response.get_json()["code"] == "unsafe_model", response.get_json()
     assert not victim.exists()
     assert custom_worker.poll() is None
 

@@ -151,9 +151,11 @@ def open_runtime(model: CustomModel) -> Runtime:
     try:
         check_model(fmt, path, max_bytes=get_settings().model_max_bytes, required=True)
     except UnsafeModelError as exc:
-        raise ModelLoadError(f"custom model {model.name} refused (unsafe_model): {exc}") from exc
+        raise ModelLoadError(f"custom model {model.name} refused: {exc}",
+                             code="unsafe_model") from exc
     except ModelTooLargeError as exc:
-        raise ModelLoadError(f"custom model {model.name} refused: {exc}") from exc
+        raise ModelLoadError(f"custom model {model.name} refused: {exc}",
+                             code="model_too_large") from exc
     except ValueError as exc:  # the file does not parse
         raise ModelLoadError(f"{path} is not a loadable {FORMAT_NAMES[fmt]} model: "
                              f"{exc}") from exc
