@@ -80,11 +80,18 @@ MAX_CLOSE_REASON_BYTES = 123
 """The WebSocket limit on a close frame's reason."""
 
 
+UNAUTHENTICATED = "unauthenticated:"
+"""Prefix of the gate's name for a connection still waiting for its key frame."""
+
+
 class StreamGate:
-    """Open streams in this process, in total and per caller (``Caller.who``)."""
+    """Open streams in this process, in total and per caller (``Caller.who``); connections
+    not yet authenticated (``UNAUTHENTICATED`` + an id) hold at most half the slots, so
+    keyless clients reconnecting in a loop cannot keep keyed ones out."""
 
     def __init__(self, max_total: int, max_per_key: int) -> None:
         self.max_total, self.max_per_key = max_total, max_per_key
+        self.max_unauthenticated = max(1, max_total // 2)
         self._lock = threading.Lock()
         self._by_key: dict[str, int] = {}
 
@@ -98,6 +105,10 @@ class StreamGate:
             if sum(self._by_key.values()) >= self.max_total:
                 return False
             if self._by_key.get(who, 0) >= self.max_per_key:
+                return False
+            if who.startswith(UNAUTHENTICATED) and sum(
+                    n for key, n in self._by_key.items()
+                    if key.startswith(UNAUTHENTICATED)) >= self.max_unauthenticated:
                 return False
             self._by_key[who] = self._by_key.get(who, 0) + 1
             return True
@@ -455,7 +466,7 @@ class StreamMiddleware:
             return error_response(exc.status, exc.code, exc.message, exc.headers)
         # Every upgrade holds a slot from here on, a keyless one under a name of its own
         # until its first frame names its key (``gate``).
-        holder = [caller.who if caller is not None else f"unauthenticated:{id(environ)}"]
+        holder = [caller.who if caller is not None else f"{UNAUTHENTICATED}{id(environ)}"]
         if not self.gate.acquire(holder[0]):
             return error_response(503, "too_many_streams",
                                   f"too many streams open (at most {self.gate.max_total} per "

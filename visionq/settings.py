@@ -222,7 +222,8 @@ class Settings(BaseSettings):
     stream_auth_timeout_s: float = Field(
         default=5.0, gt=0, description="A stream upgraded without a key in its headers must "
         "send its {\"auth\": key} frame within this many seconds, else it is closed (code "
-        "4401); until then it holds one of VISIONQ_MAX_STREAMS.")
+        "4401); until then it holds one of VISIONQ_MAX_STREAMS (such connections: at most "
+        "half of them).")
     stream_send_timeout_s: float = Field(
         default=10.0, gt=0, description="A frame the client does not take within this many "
         "seconds (it stopped reading) ends the stream, freeing its thread.")

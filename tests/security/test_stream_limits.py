@@ -1,7 +1,8 @@
 """Attacks on ``/v1/stream`` threads (each open stream holds a gunicorn thread):
 
 - keyless upgrades were not counted against ``VISIONQ_MAX_STREAMS`` until their key frame,
-  so anyone could hold every thread of the API with upgrades that never authenticate;
+  so anyone could hold every thread of the API with upgrades that never authenticate; now
+  they count, and hold at most half the slots, so keyed clients still get in;
 - a connection must authenticate within ``VISIONQ_STREAM_AUTH_TIMEOUT_S``;
 - a client that stops reading held its stream's thread in a blocked send for ever.
 
@@ -28,8 +29,8 @@ from tests.helpers import free_port
 from visionq.client import connect_stream
 from visionq.stream_protocol import CLOSE_UNAUTHORIZED, STREAM_PATH, header_frame
 
-KEY, SLOW_READER_KEY = "limits-key", "slow-reader-key"
-MAX_STREAMS = 3
+KEY, SLOW_READER_KEY, THIRD_KEY = "limits-key", "slow-reader-key", "third-key"
+MAX_STREAMS = 4
 AUTH_TIMEOUT_S = 6
 SEND_TIMEOUT_S = 1
 WINDOW = 1024
@@ -45,7 +46,7 @@ def keyed_api(redis_url: str) -> Iterator[str]:
     command = [str(BIN / "gunicorn"), "--workers", "1", "--threads", "12", "--bind",
                f"127.0.0.1:{port}", "api:create_app()"]
     process = spawn("api-stream-limits", command, service_env(
-        redis_url, VISIONQ_API_KEYS=f"{KEY},{SLOW_READER_KEY}",
+        redis_url, VISIONQ_API_KEYS=f"{KEY},{SLOW_READER_KEY},{THIRD_KEY}",
         VISIONQ_MAX_STREAMS=str(MAX_STREAMS), VISIONQ_MAX_STREAMS_PER_KEY="1",
         VISIONQ_STREAM_AUTH_TIMEOUT_S=str(AUTH_TIMEOUT_S),
         VISIONQ_STREAM_SEND_TIMEOUT_S=str(SEND_TIMEOUT_S),
@@ -87,21 +88,25 @@ def closed_by_server(ws: Any) -> tuple[int, str]:
     raise AssertionError("the server did not close the connection")
 
 
+def refused(api: str, key: str | None = None) -> int:
+    with pytest.raises(ConnectionError) as refusal:
+        connect(api, key)
+    return refusal.value.status_code
+
+
 def test_keyless_upgrades_count_against_the_stream_limit(keyed_api: str) -> None:
     connect_when_free(keyed_api, KEY).close()  # earlier streams are gone
-    keyless = [connect(keyed_api) for _ in range(MAX_STREAMS)]
-    with pytest.raises(ConnectionError) as refused:
-        connect(keyed_api)
-    assert refused.value.status_code == 503
-    with pytest.raises(ConnectionError) as refused:  # a key in the headers waits too
-        connect(keyed_api, KEY)
-    assert refused.value.status_code == 503
+    keyless = [connect(keyed_api) for _ in range(MAX_STREAMS // 2)]
+    assert refused(keyed_api) == 503  # keyless connections hold at most half the slots
+    keyed = [connect_when_free(keyed_api, key) for key in (KEY, SLOW_READER_KEY)]
+    assert refused(keyed_api) == 503  # and they count against the total: it is full
+    assert refused(keyed_api, THIRD_KEY) == 503  # a key in the headers waits too
     answer = requests.get(f"{keyed_api}/healthz", timeout=10)  # REST still has threads
     assert answer.status_code == 200
     # One keyless stream authenticates by its first frame: its slot passes to its key.
-    keyless[0].send(json.dumps({"auth": KEY}))
+    keyless[0].send(json.dumps({"auth": THIRD_KEY}))
     assert json.loads(keyless[0].receive(timeout=WAIT_S)) == {"credit": WINDOW}
-    for ws in keyless:
+    for ws in keyless + keyed:
         ws.close()
     connect_when_free(keyed_api, KEY).close()
 
@@ -116,11 +121,24 @@ def test_a_keyless_stream_that_sends_nothing_is_closed_at_the_auth_deadline(
     connect_when_free(keyed_api, KEY).close()  # its slot is free again
 
 
+def test_keyless_connections_hold_at_most_half_the_slots() -> None:
+    gate = StreamGate(max_total=5, max_per_key=2)
+    assert gate.acquire("unauthenticated:1") and gate.acquire("unauthenticated:2")
+    assert not gate.acquire("unauthenticated:3")
+    assert gate.acquire("a") and gate.acquire("b") and gate.acquire("c")
+    assert gate.pass_on("unauthenticated:1", "a")  # authenticated: a keyless slot frees
+    gate.release("c")
+    assert gate.acquire("unauthenticated:3") and gate.open == 5
+    assert StreamGate(max_total=1, max_per_key=1).acquire("unauthenticated:1")
+
+
 def test_the_gate_passes_a_keyless_slot_to_its_key() -> None:
     gate = StreamGate(max_total=2, max_per_key=1)
-    assert gate.acquire("unauthenticated:1") and gate.acquire("unauthenticated:2")
+    assert gate.acquire("unauthenticated:1") and gate.acquire("b")
     assert not gate.acquire("a")  # full: keyless upgrades count
     assert gate.pass_on("unauthenticated:1", "a") and gate.open == 2
+    gate.release("b")
+    assert gate.acquire("unauthenticated:2")
     assert not gate.pass_on("unauthenticated:2", "a")  # per key: the holder keeps it
     gate.release("unauthenticated:2")
     assert gate.open == 1 and gate.acquire("b") and not gate.acquire("c")
