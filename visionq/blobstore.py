@@ -95,9 +95,13 @@ def split_s3_url(url: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
+SOURCE_UNAVAILABLE = "source_unavailable"
+"""The code of a job whose worker could not read its watched object (``workers.runner``)."""
+
+
 class SourceUnavailableError(LookupError):
     """A watched object could not be read for a while (S3 down, throttling, a connection
-    cut): the job fails with ``source_unavailable`` and the watcher tries again later."""
+    cut): the job fails with ``SOURCE_UNAVAILABLE`` and the watcher tries again later."""
 
 
 READ_ATTEMPTS = 8

@@ -55,6 +55,7 @@ from typing import Any
 
 import redis
 
+from visionq.blobstore import SOURCE_UNAVAILABLE
 from visionq.jobs import FINAL_STATUSES, Job, JobStore, QueueFullError
 from visionq.keys import WATCH_KEY_PREFIX
 from visionq.s3events import (
@@ -83,8 +84,6 @@ HEAD_ATTEMPTS = 4
 """Tries of an object's HEAD while S3 is unreachable, answers 5xx or throttles (waits of
 ``HEAD_BACKOFF_S``, doubling); then the object is left for the next round."""
 HEAD_BACKOFF_S = 0.5
-SOURCE_UNAVAILABLE = "source_unavailable"
-"""The code of a job whose worker could not read the object (``workers.runner``)."""
 REREAD_ROUNDS = 3
 """New jobs made for an object whose job ended ``source_unavailable``, before that error
 is written as its result."""
@@ -454,7 +453,7 @@ class Watcher:
         pipe.hdel(self._pending_key, job_id)
         pipe.execute()
         self._retry_later(new_id)
-        self._metrics.skipped.labels("source_unavailable").inc()
+        self._metrics.skipped.labels(SOURCE_UNAVAILABLE).inc()
         log.warning("job %s could not read s3://%s/%s (%s); a new job in %.0f s (%d of %d)",
                     job_id, entry["bucket"], entry["key"], error, delay, rereads,
                     REREAD_ROUNDS)

@@ -27,6 +27,7 @@ import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
 from visionq.blobstore import (
+    SOURCE_UNAVAILABLE,
     BlobNotFoundError,
     BlobStore,
     RedisBlobStore,
@@ -194,7 +195,7 @@ def run_job(task: str, job_id: str, worker: str,
         outcome, code = "failed", "image_expired"
         recorded = _retrying(finish(jobs.fail), job_id, code, str(exc), blob)
     except SourceUnavailableError as exc:  # the watcher makes a new job later
-        outcome, code = "failed", "source_unavailable"
+        outcome, code = "failed", SOURCE_UNAVAILABLE
         recorded = _retrying(finish(jobs.fail), job_id, code, str(exc), blob)
     except SoftTimeLimitExceeded:
         if claimed:
