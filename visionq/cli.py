@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import click
+from visionq_client import Client, StreamClosedError, VisionqError, image_files
 
 from visionq import __version__
-from visionq.client import Client, VisionqError
 from visionq.custom_models import CUSTOM_QUEUE
 from visionq.settings import DEFAULT_API_URL, QUEUES, ClientSettings, Settings
 
@@ -112,7 +112,8 @@ URL_HELP = f"API base URL (default: VISIONQ_URL, else {DEFAULT_API_URL})."
 
 
 def _client(url: str | None) -> Client:
-    """A client for ``url`` (``--url``), else ``VISIONQ_URL``, sending ``VISIONQ_API_KEY``."""
+    """A client (the ``visionq-client`` package) for ``url`` (``--url``), else
+    ``VISIONQ_URL``, sending ``VISIONQ_API_KEY``."""
     settings = ClientSettings()
     return Client(url or settings.url, api_key=settings.api_key)
 
@@ -131,31 +132,16 @@ def submit(image: Path, task: str, options: str | None, url: str | None, wait_s:
         parsed = json.loads(options) if options else None
         job = client.submit(image, task, parsed)
         if wait_s > 0:
-            job = client.wait(job["id"], wait_s)
+            job = client.wait(job, wait_s)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"--options is not JSON: {exc}") from exc
     except VisionqError as exc:
         click.echo(json.dumps({"success": False, "error": exc.message, "code": exc.code}),
                    err=True)
         sys.exit(1)
-    click.echo(json.dumps(job, indent=2))
-    if job.get("status") == "failed":
+    click.echo(json.dumps(job.raw, indent=2))
+    if job.status == "failed":
         sys.exit(1)
-
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
-
-
-def _stream_paths(source: str) -> list[Path]:
-    """Every image file in directory ``source`` (recursively), else the files ``source``
-    matches as a glob (``frames/*.jpg``, ``cams/**/*.jpg``), sorted."""
-    import glob
-
-    root = Path(source)
-    if root.is_dir():
-        return sorted(p for p in root.rglob("*") if p.is_file()
-                      and p.suffix.lower() in IMAGE_SUFFIXES)
-    return sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file())
 
 
 @main.command()
@@ -171,25 +157,22 @@ def stream(source: str, task: str, options: str | None, window: int | None,
     result (completion order; "ref" is the file's path), with a progress bar on stderr
     when it is a terminal.  Exit status 1 if any image failed or was rejected, 2 if the
     server closed the stream."""
-    from visionq.client import StreamClient, StreamClosedError
-
-    paths = _stream_paths(source)
+    paths = image_files(source)
     if not paths:
         raise click.UsageError(f"no image files in {source!r}")
     try:
         parsed = json.loads(options) if options else None
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"--options is not JSON: {exc}") from exc
-    settings = ClientSettings()
-    client = StreamClient(url or settings.url, api_key=settings.api_key)
+    client = _client(url)
     failed = 0
     bar = click.progressbar(length=len(paths), file=sys.stderr, label="stream", show_pos=True,
                             show_eta=True) if sys.stderr.isatty() else None
     with bar if bar is not None else contextlib.nullcontext():
         try:
-            for frame in client.run(((str(p), p) for p in paths), task, parsed, window):
-                failed += frame.get("status") != "succeeded"
-                click.echo(json.dumps(frame))
+            for result in client.stream(paths, task, parsed, window=window):
+                failed += not result.succeeded
+                click.echo(json.dumps(result.raw))
                 if bar is not None:
                     bar.update(1)
         except StreamClosedError as exc:
@@ -212,7 +195,7 @@ def status(job_id: str, url: str | None, wait_s: float) -> None:
         click.echo(json.dumps({"success": False, "error": exc.message, "code": exc.code}),
                    err=True)
         sys.exit(1)
-    click.echo(json.dumps(job, indent=2))
+    click.echo(json.dumps(job.raw, indent=2))
 
 
 
