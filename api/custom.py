@@ -40,7 +40,7 @@ from visionq.model_scan import ModelTooLargeError, UnsafeModelError
 bp = Blueprint("custom", __name__, url_prefix="/v1/vision")
 
 MANIFEST_FIELDS = ("name", "kind", "format", "file", "labels", "input_size", "layout",
-                   "resize", "mean", "std", "softmax", "score_threshold", "nms_iou",
+                   "resize", "channels", "mean", "std", "softmax", "score_threshold", "nms_iou",
                    "max_detections", "version")
 LIST_FIELDS = ("input_size", "mean", "std")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"

@@ -27,6 +27,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from visionq.labels import COCO91_LABELS, COCO_LABELS
 from visionq.model_scan import (
     DEFAULT_MODEL_MAX_BYTES,
     ModelTooLargeError,
@@ -52,7 +53,12 @@ UNZIP_CHUNK_BYTES = 1 << 20
 
 Kind = Literal["detect", "classify"]
 Format = Literal["onnx", "tflite", "savedmodel", "keras"]
-Layout = Literal["yolov5", "yolov8", "ssd"]
+Layout = Literal["yolov5", "yolov8", "ssd", "yolox", "detr"]
+LETTERBOX_LAYOUTS = ("yolov5", "yolov8", "yolox")
+BUILTIN_LABELS = {"coco80": COCO_LABELS, "coco91": COCO91_LABELS}
+"""``"labels": "coco80"`` (class ids 0..79) or ``"coco91"`` (COCO category ids, as RT-DETR,
+D-FINE and RF-DETR exports give) instead of a list, when no file of that name is beside
+the manifest."""
 
 
 class ManifestError(ValueError):
@@ -71,14 +77,17 @@ class Manifest(BaseModel):
                              "the manifest; default: the only file of the format's suffix, "
                              "or the folder itself for a SavedModel.")
     labels: list[str] | str = Field(description="Class names in output order, or the name of "
-                                    "a text file beside the manifest with one per line.")
+                                    "a text file beside the manifest with one per line, or "
+                                    "coco80 / coco91 (COCO class or category ids).")
     input_size: int | tuple[int, int] = Field(description="Side, or [width, height], the model "
                                               "takes (pixels).")
     layout: Layout | None = Field(None, description="Detector output layout; required for "
                                   "kind detect.")
     resize: Literal["stretch", "letterbox"] | None = Field(
         None, description="How an image is fitted to input_size; default letterbox for YOLO "
-        "layouts, stretch otherwise.")
+        "layouts (yolov5, yolov8, yolox), stretch otherwise.")
+    channels: Literal["rgb", "bgr"] = Field("rgb", description="Channel order of the input "
+                                            "(YOLOX's own exports take bgr).")
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (255.0, 255.0, 255.0)
     softmax: bool = Field(False, description="classify: apply softmax to the outputs "
@@ -123,7 +132,7 @@ class Manifest(BaseModel):
     @model_validator(mode="after")
     def _layout_fits_kind(self) -> Manifest:
         if self.kind == "detect" and self.layout is None:
-            raise ValueError("kind detect needs a layout: yolov5, yolov8 or ssd")
+            raise ValueError("kind detect needs a layout: yolov5, yolov8, yolox, detr or ssd")
         if self.kind == "classify" and self.layout is not None:
             raise ValueError("layout is for kind detect only")
         if any(value <= 0 for value in self.std):
@@ -141,7 +150,7 @@ class Manifest(BaseModel):
     def fit(self) -> Literal["stretch", "letterbox"]:
         if self.resize is not None:
             return self.resize
-        return "letterbox" if self.layout in ("yolov5", "yolov8") else "stretch"
+        return "letterbox" if self.layout in LETTERBOX_LAYOUTS else "stretch"
 
     @property
     def task(self) -> str:
@@ -279,6 +288,8 @@ def _labels(manifest: Manifest, base: Path) -> list[str]:
     if isinstance(manifest.labels, list):
         return list(manifest.labels)
     path = base / manifest.labels
+    if manifest.labels in BUILTIN_LABELS and not path.exists():
+        return list(BUILTIN_LABELS[manifest.labels])
     try:
         labels = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError) as exc:

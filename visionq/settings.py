@@ -150,7 +150,11 @@ class Settings(BaseSettings):
     worker_max_tasks_per_child: int = DEFAULT_MAX_TASKS_PER_CHILD
     worker_max_memory_per_child_kb: int = DEFAULT_MAX_MEMORY_PER_CHILD_KB
     model_face: str = DEFAULT_MODELS["face"]
-    model_detect: str = DEFAULT_MODELS["detect"]
+    model_detect: str = Field(
+        default=DEFAULT_MODELS["detect"],
+        validation_alias=AliasChoices("VISIONQ_MODEL_DETECT", "VISIONQ_DETECT_MODEL"),
+        description="The detect queue's model: a registry name, or `custom/<name>` for a "
+        "detector from the custom models folder (workers.custom.detector).")
     model_classify: str = DEFAULT_MODELS["classify"]
     models_dir: Path = Field(
         default_factory=default_models_dir,

@@ -8,6 +8,9 @@ A third-party package adds a model with one entry point line in its own pyprojec
 ``create(name, settings)`` instantiates it with the service's settings and checks that it
 keeps the contract (``workers.model.Model``), so a plugin missing a part fails at worker
 start with its name, not at the first job.
+
+``custom/<name>`` names a detector from the custom models folder
+(``workers.custom.detector``): ``VISIONQ_MODEL_DETECT=custom/<name>``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from visionq.custom_models import is_custom_task
 from visionq.options import TASK_OPTIONS
 from visionq.settings import Settings, get_settings
 from workers.model import Model, ModelLoadError
@@ -60,6 +64,13 @@ def model_class(name: str) -> type[Model]:
 def create(name: str, settings: Settings | None = None, **overrides: Any) -> Model:
     """Instantiate (not load) the model registered under ``name`` with the service's
     ``settings`` (default: the environment's) and plugin-settings ``overrides``."""
+    if is_custom_task(name):
+        from workers.custom.detector import CustomDetector  # its runtimes load on demand
+
+        model: Model = CustomDetector(settings if settings is not None else get_settings(),
+                                      task=name)
+        check(model, name)
+        return model
     cls = model_class(name)
     model = cls(settings if settings is not None else get_settings(), **overrides)
     check(model, name)

@@ -81,6 +81,11 @@ class CustomModelPlugin(ModelBase):
         elif m.layout == "yolov8":
             found = decode.yolov8(outputs[0], len(labels), threshold, m.nms_iou,
                                   m.max_detections, m.size)
+        elif m.layout == "yolox":
+            found = decode.yolox(outputs[0], len(labels), threshold, m.nms_iou,
+                                 m.max_detections, m.size)
+        elif m.layout == "detr":
+            found = decode.detr(outputs, len(labels), threshold, m.max_detections, m.size)
         else:
             found = decode.ssd(outputs, threshold, m.nms_iou, m.max_detections, m.size)
         predictions = []

@@ -54,7 +54,10 @@ def fit(image: DecodedImage, manifest: Manifest) -> tuple[np.ndarray, Placement]
 def to_tensor(canvas: np.ndarray, manifest: Manifest, dtype: np.dtype,
               channels_first: bool) -> np.ndarray:
     """A batch of one in the model's dtype and layout; float inputs are normalised with the
-    manifest's mean/std, integer inputs (quantised models) get the raw pixels."""
+    manifest's mean/std, integer inputs (quantised models) get the raw pixels; ``channels:
+    bgr`` reverses the channel order first (mean/std are given in the model's order)."""
+    if manifest.channels == "bgr":
+        canvas = canvas[..., ::-1]
     if np.issubdtype(dtype, np.floating):
         data = (canvas.astype(np.float32) - np.array(manifest.mean, np.float32)) / np.array(
             manifest.std, np.float32)

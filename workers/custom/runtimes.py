@@ -31,7 +31,11 @@ def _channels_first(shape: list[object]) -> bool:
 
 
 class OnnxRuntime:
-    def __init__(self, path: Path) -> None:
+    """The first input takes the image; a second one of shape ``[1, 2]`` (RT-DETR's and
+    D-FINE's ``orig_target_sizes``) is fed the input's ``(width, height)``, so their boxes
+    come out in model-input pixels like every other layout's."""
+
+    def __init__(self, path: Path, size: tuple[int, int] = (0, 0)) -> None:
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -48,11 +52,25 @@ class OnnxRuntime:
         self.input_name = source.name
         self.input_dtype = np.dtype(np.uint8 if "uint8" in source.type else np.float32)
         self.channels_first = _channels_first(list(source.shape))
+        self.extra_inputs = {extra.name: _size_input(extra, size, path)
+                             for extra in self.session.get_inputs()[1:]}
         self.lock = threading.Lock()
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         with self.lock:
-            return [np.asarray(o) for o in self.session.run(None, {self.input_name: batch})]
+            return [np.asarray(o) for o in self.session.run(
+                None, {self.input_name: batch, **self.extra_inputs})]
+
+
+def _size_input(spec: object, size: tuple[int, int], path: Path) -> np.ndarray:
+    """``[[width, height]]`` for an extra ``[1, 2]`` input (the target size of a detector's
+    built-in post-processing); any other extra input cannot be fed."""
+    shape, kind = list(getattr(spec, "shape", [])), str(getattr(spec, "type", ""))
+    if len(shape) != 2 or shape[-1] != 2:
+        raise ModelLoadError(f"{path} has an input {getattr(spec, 'name', '?')!r} {shape} "
+                             "besides the image; only a [1, 2] target size can be fed")
+    dtype = np.int64 if "int64" in kind else np.int32 if "int32" in kind else np.float32
+    return np.array([size], dtype=dtype)
 
 
 class TfliteRuntime:
@@ -159,4 +177,6 @@ def open_runtime(model: CustomModel) -> Runtime:
     except ValueError as exc:  # the file does not parse
         raise ModelLoadError(f"{path} is not a loadable {FORMAT_NAMES[fmt]} model: "
                              f"{exc}") from exc
+    if fmt == "onnx":
+        return OnnxRuntime(path, model.manifest.size)
     return RUNTIMES[fmt](path)
