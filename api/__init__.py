@@ -45,6 +45,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     init_monitoring(app)  # /metrics, request timings
 
     from api.backup import bp as backup_bp
+    from api.callbacks import bp as callbacks_bp
     from api.custom import bp as custom_bp
     from api.deepstack import bp as deepstack_bp
     from api.docs import bp as docs_bp
@@ -55,7 +56,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from api.web import bp as web_bp
 
     init_security(app, settings)
-    for blueprint in (health_bp, jobs_bp, deepstack_bp, custom_bp, backup_bp, docs_bp, web_bp):
+    for blueprint in (health_bp, jobs_bp, deepstack_bp, custom_bp, backup_bp, docs_bp, web_bp,
+                      callbacks_bp):
         app.register_blueprint(blueprint)
     init_stream(app)  # /v1/stream (WebSocket), ahead of the request hooks
     logging.getLogger("visionq").setLevel(logging.INFO)

@@ -23,6 +23,7 @@ from api.options import check_options_text
 from api.security import admin_key_required, current_caller
 from api.services import services
 from api.submission import submit_jobs
+from visionq.callbacks.sender import read_log
 from visionq.custom_models import is_custom_task
 from visionq.history import Filters
 from visionq.jobs import (
@@ -103,6 +104,18 @@ def _json_body() -> dict[str, Any]:
     return body
 
 
+def _callback_url() -> str | None:
+    """``callback_url`` from the JSON body, the form or the query (checked in
+    ``submit_jobs``)."""
+    if request.is_json:
+        value = _json_body().get("callback_url")
+        if value is not None and not isinstance(value, str):
+            raise ApiError(400, "invalid_callback_url", "callback_url must be a string")
+    else:
+        value = request.form.get("callback_url")
+    return value or request.args.get("callback_url") or None
+
+
 def _read_upload() -> tuple[bytes, str | None, dict[str, Any]]:
     """The image bytes, the task named in the body (if any) and the options."""
     if request.is_json:
@@ -153,7 +166,7 @@ def submit() -> tuple[Response, int, dict[str, str]]:
     wait = _wait_arg()  # checked before anything is written
     key, owner = _idempotency()
     done = submit_jobs(request.args.get("task") or body_task, [data], options,
-                       idempotency_key=key, owner=owner)
+                       idempotency_key=key, owner=owner, callback_url=_callback_url())
     job = done.jobs[0]
     body = _accepted(job)
     headers = {"Location": body["status_url"]}
@@ -186,7 +199,7 @@ def submit_batch() -> tuple[Response, int, dict[str, str]]:
     images, body_task, options = _read_batch()
     key, owner = _idempotency()
     done = submit_jobs(request.args.get("task") or body_task, images, options,
-                       idempotency_key=key, owner=owner)
+                       idempotency_key=key, owner=owner, callback_url=_callback_url())
     headers = {"Idempotent-Replayed": "true"} if done.replayed else {}
     return jsonify({"jobs": [_accepted(job) for job in done.jobs]}), 202, headers
 
@@ -438,4 +451,12 @@ def revoke_job(job_id: str) -> Response:
 
 @bp.get("/<job_id>")
 def get_job(job_id: str) -> Response:
-    return jsonify(job_json(_visible_job(job_id, _wait_arg())))
+    """The job; with a webhook (``callback_url`` or ``VISIONQ_CALLBACK_URL``), its delivery
+    attempts as ``callbacks`` (``visionq.callbacks.sender``)."""
+    job = _visible_job(job_id, _wait_arg())
+    body = job_json(job)
+    svc = services()
+    attempts = read_log(svc.redis, job.id)  # kept longer than a job in Redis may be
+    if attempts or job.callback_url or svc.settings.callback_url:
+        body["callbacks"] = attempts
+    return jsonify(body)

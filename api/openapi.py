@@ -15,6 +15,7 @@ from typing import Any
 from api.deepstack import DETECTION_MIN_CONFIDENCE, RECOGNITION_MIN_CONFIDENCE
 from api.options import MAX_OPTIONS_BYTES, OPTION_MODELS
 from visionq import __version__
+from visionq.callbacks.destinations import MAX_URL_LENGTH
 from visionq.jobs import STATUSES
 from visionq.options import DEFAULT_TOP_K
 from visionq.settings import QUEUES
@@ -22,7 +23,9 @@ from visionq.settings import QUEUES
 ERROR_TEXT = {
     400: "Bad request: missing or invalid field, not an image, corrupt image, bad options, "
          f"options over {MAX_OPTIONS_BYTES} bytes (options_too_large), face options that would "
-         "scan more than VISIONQ_FACE_MAX_SCAN_PIXELS (face_cost_too_high).",
+         "scan more than VISIONQ_FACE_MAX_SCAN_PIXELS (face_cost_too_high), a callback_url that "
+         "is not http(s) (invalid_callback_url) or aims at a non-public address "
+         "(callback_refused).",
     401: "Missing or invalid API key (only when keys are configured).",
     403: "An admin key is required (admin_key_required; without VISIONQ_ADMIN_KEYS no caller "
          "is an admin), or a browser request from another origin (cross_origin_refused).",
@@ -38,6 +41,12 @@ ERROR_TEXT = {
 }
 SUBMIT_ERRORS = (400, 401, 413, 415, 429, 503)
 SYNC_ERRORS = (*SUBMIT_ERRORS, 409, 500, 504)
+
+
+CALLBACK_URL = {"type": "string", "maxLength": MAX_URL_LENGTH, "description":
+                "Webhook: the finished job is POSTed here, signed (README, \"Webhooks\"). "
+                "http(s) only; loopback, link-local and private addresses are refused "
+                "(400 callback_refused) unless VISIONQ_CALLBACK_ALLOW lists them."}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -99,16 +108,31 @@ def _schemas() -> dict[str, Any]:
             "error": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]},
             "attempts": {"type": "integer"}, "timings": timings,
             "submitter": {"type": ["string", "null"], "description": "Who submitted it: "
-                          "`key:<sha256 prefix>` of the API key, or `ip:<address>`."}}},
+                          "`key:<sha256 prefix>` of the API key, or `ip:<address>`."},
+            "callbacks": {"type": "array", "items": _ref("CallbackAttempt"), "description":
+                          "Webhook attempts, oldest first (present when the job has a "
+                          "callback_url or VISIONQ_CALLBACK_URL is set)."}}},
+        "CallbackAttempt": {"type": "object", "required": ["at", "target", "outcome"],
+                            "properties": {
+            "at": {"type": "string"}, "target": {"enum": ["job", "global"]},
+            "attempt": {"type": "integer"}, "status": {"type": ["integer", "null"]},
+            "outcome": {"enum": ["delivered", "retrying", "gave_up", "refused"]},
+            "error": {"type": ["string", "null"]}, "next_at": {"type": "string"}}},
+        "CallbackSecret": {"type": "object", "required": ["secret", "applies_to", "scheme"],
+                           "properties": {
+            "secret": {"type": "string"}, "applies_to": {"type": "string"},
+            "scheme": {"type": "string"}, "global_secret": {"type": "string"}}},
         "JobList": {"type": "object", "required": ["jobs", "next"], "properties": {
             "jobs": {"type": "array", "items": _ref("Job")},
             "next": {"type": ["string", "null"], "description": "URL of the next page."}}},
         "JobSubmitJson": {"type": "object", "required": ["image"], "properties": {
             "image": {"type": "string", "description": "Base64 (or a data: URL)."},
-            "task": {"enum": list(QUEUES)}, "options": OPTIONS_JSON}},
+            "task": {"enum": list(QUEUES)}, "options": OPTIONS_JSON,
+            "callback_url": CALLBACK_URL}},
         "BatchSubmitJson": {"type": "object", "required": ["images"], "properties": {
             "images": {"type": "array", "items": {"type": "string"}},
-            "task": {"enum": list(QUEUES)}, "options": OPTIONS_JSON}},
+            "task": {"enum": list(QUEUES)}, "options": OPTIONS_JSON,
+            "callback_url": CALLBACK_URL}},
         "Detection": _deepstack({"predictions": {"type": "array", "items": {
             "type": "object", "required": ["label", "confidence", *BOX], "properties": {
                 "label": {"type": "string"}, "confidence": {"type": "number"}, **BOX}}}}),
@@ -176,11 +200,12 @@ def _paths() -> dict[str, Any]:
     submit_body = {"required": True, "content": {
         "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
             "image": BINARY, "task": {"enum": list(QUEUES)},
-            "options": OPTIONS_FORM}}},
+            "options": OPTIONS_FORM, "callback_url": CALLBACK_URL}}},
         "application/json": {"schema": _ref("JobSubmitJson")}}}
     batch_body = {"required": True, "content": {
         "multipart/form-data": {"schema": {"type": "object", "properties": {
-            "task": {"enum": list(QUEUES)}, "options": OPTIONS_FORM},
+            "task": {"enum": list(QUEUES)}, "options": OPTIONS_FORM,
+            "callback_url": CALLBACK_URL},
             "additionalProperties": BINARY}},
         "application/json": {"schema": _ref("BatchSubmitJson")}}}
     job_id = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -283,6 +308,10 @@ def _paths() -> dict[str, Any]:
                 "application/json": {"schema": {"type": "object"}}}},
             "responses": {"200": _json(_ref("Restored"), "Restored"),
                           **_errors(400, 401, 403, 413, 429)}}},
+        "/v1/callbacks/secret": {"get": {
+            "tags": ["Jobs"], "summary": "The key signing the webhooks of the caller's jobs "
+            "(the API key's own; on an open API the global one)",
+            "responses": {"200": _json(_ref("CallbackSecret"), "OK"), **_errors(401, 429)}}},
         "/v1/stats": {"get": {"tags": ["Service"], "summary": "Queues board",
                               "responses": {"200": _json(_ref("Stats"), "OK"),
                                             **_errors(401, 429)}}},

@@ -25,6 +25,7 @@ from api.services import Services, services
 from monitoring.record import record_submit
 from tasks.message import celery_message
 from visionq.blobstore import RedisBlobStore
+from visionq.callbacks.destinations import AllowList, DestinationError, check_url
 from visionq.custom_models import ManifestError, custom_root, find, model_name, queue_of_task
 from visionq.face_budget import check_face_cost
 from visionq.imaging import ImageError, probe
@@ -87,15 +88,34 @@ def _idempotency_key(raw: str, owner: str) -> str:
     return f"{IDEMPOTENCY_KEY_PREFIX}{digest}"
 
 
+def check_callback_url(url: str | None) -> str | None:
+    """A job's ``callback_url`` if it may have it (``visionq.callbacks.destinations``): 400
+    ``invalid_callback_url`` or ``callback_refused`` otherwise."""
+    if url is None:
+        return None
+    try:
+        return check_url(url, AllowList.parse(services().settings.callback_allow))
+    except DestinationError as exc:
+        raise ApiError(400, exc.code, exc.message) from exc
+
+
 def submit_jobs(task: str | None, images: list[bytes], options: dict[str, Any] | None = None,
-                *, idempotency_key: str | None = None, owner: str = "") -> Submitted:
-    """Validate, store and enqueue one job per image (all or nothing)."""
+                *, idempotency_key: str | None = None, owner: str = "",
+                callback_url: str | None = None) -> Submitted:
+    """Validate, store and enqueue one job per image (all or nothing); ``callback_url``:
+    where each finished job is POSTed (``visionq.callbacks``)."""
     svc = services()
     task = check_task(task)
     queue = queue_of_task(task)
     opts = validate_options(queue, options or {})
+    callback_url = check_callback_url(callback_url)
     if not images:
         raise ApiError(400, "missing_image", "no image in the request")
+    detector = (opts.get("face_detector") or opts.get("model") or svc.settings.face_detector
+                if queue == "face" else "")
+    if opts.get("landmarks") == "yunet" and detector != "yunet":
+        raise ApiError(400, "invalid_options", "invalid face options: landmarks 'yunet' needs "
+                       f"face_detector 'yunet' (this server's default is {detector!r})")
     if len(images) > svc.settings.max_batch:
         raise ApiError(413, "batch_too_large",
                        f"{len(images)} images > limit of {svc.settings.max_batch} per request")
@@ -105,7 +125,7 @@ def submit_jobs(task: str | None, images: list[bytes], options: dict[str, Any] |
             if queue == "face":  # and what would cost the worker too much
                 check_face_cost(info.width * info.height, opts.get("upsample"),
                                 opts.get("min_face_px"), svc.settings.face_max_scan_pixels,
-                                model=opts.get("model", "hog"))
+                                model=detector)
         except ImageError as exc:
             if len(images) > 1:
                 exc.message = f"image {index}: {exc.message}"
@@ -143,7 +163,7 @@ def submit_jobs(task: str | None, images: list[bytes], options: dict[str, Any] |
                                  backlog_limit=svc.settings.max_backlog_for(queue),
                                  blob_ttl_s=svc.settings.blob_ttl_s,
                                  submitter=owner or current_caller().who,
-                                 messages=messages)
+                                 callback_url=callback_url, messages=messages)
         for job in created:
             if messages is None:
                 svc.enqueue(task, job.id)

@@ -155,35 +155,36 @@ return {attempt, redis.call('HGETALL', KEYS[1])}
 # Admit a batch of jobs all or nothing, after the backlog check, in one round trip.
 # KEYS[1] the queue's list (kombu: the bare name), KEYS[2] recent index, then per job its
 # record key and blob key.  ARGV: backlog limit, job ttl, recent cap, queued_at, task,
-# options JSON, submitter ('' none), then per job: job id, mode.  Mode '1': the image was
-# stored under the blob key by a SET in the same MULTI transaction, just before this script
-# (natively: passing the bytes through Lua copied them, ~1.2 CPU-µs per KB in Redis); a
-# refused admission deletes it again.  '0': stored elsewhere, owned (deleted when the job
-# ends); '2': borrowed, never deleted.  After those, optionally one Celery message per job
-# (``tasks.message``), pushed onto KEYS[1] once every record is written: the job and its
-# message exist together or not at all.
+# options JSON, submitter ('' none), callback URL ('' none), then per job: job id, mode.
+# Mode '1': the image was stored under the blob key by a SET in the same MULTI
+# transaction, just before this script (natively: passing the bytes through Lua copied
+# them, ~1.2 CPU-µs per KB in Redis); a refused admission deletes it again.  '0': stored
+# elsewhere, owned (deleted when the job ends); '2': borrowed, never deleted.  After
+# those, optionally one Celery message per job (``tasks.message``), pushed onto KEYS[1]
+# once every record is written: the job and its message exist together or not at all.
 # Returns {0, backlog} when the queue is full (nothing kept), {1} otherwise.
 _ADMIT_SCRIPT = """
 local n = (#KEYS - 2) / 2
 local backlog = redis.call('LLEN', KEYS[1])
 if backlog + n > tonumber(ARGV[1]) then
   for i = 1, n do
-    if ARGV[7 + 2 * i] == '1' then redis.call('DEL', KEYS[2 + 2 * i]) end
+    if ARGV[8 + 2 * i] == '1' then redis.call('DEL', KEYS[2 + 2 * i]) end
   end
   return {0, backlog}
 end
 for i = 1, n do
   local job_key, blob_key = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
-  local job_id, mode = ARGV[6 + 2 * i], ARGV[7 + 2 * i]
+  local job_id, mode = ARGV[7 + 2 * i], ARGV[8 + 2 * i]
   redis.call('HSET', job_key, 'task', ARGV[5], 'status', 'queued', 'blob', blob_key,
              'options', ARGV[6], 'queued_at', ARGV[4], 'attempts', 0)
   if mode == '2' then redis.call('HSET', job_key, 'blob_owned', '0') end
   if ARGV[7] ~= '' then redis.call('HSET', job_key, 'submitter', ARGV[7]) end
+  if ARGV[8] ~= '' then redis.call('HSET', job_key, 'callback_url', ARGV[8]) end
   redis.call('EXPIRE', job_key, tonumber(ARGV[2]))
   redis.call('ZADD', KEYS[2], tonumber(ARGV[4]), job_id)
 end
 redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[3]) - 1)
-for i = 8 + 2 * n, #ARGV do redis.call('LPUSH', KEYS[1], ARGV[i]) end
+for i = 9 + 2 * n, #ARGV do redis.call('LPUSH', KEYS[1], ARGV[i]) end
 return {1}
 """
 
@@ -273,6 +274,8 @@ class Job:
     """Who submitted it: the API caller's non-secret name (``key:<HMAC prefix>`` or
     ``ip:<address>``, ``api.security.Caller.who``), ``None`` when not recorded.  Callers
     with an API key see only their own jobs (``api.security.Caller.owner_filter``)."""
+    callback_url: str | None = None
+    """Where the finished job is POSTed (``visionq.callbacks``), checked at submit."""
 
     @property
     def queue_wait_ms(self) -> float | None:
@@ -342,7 +345,7 @@ class JobStore:
     def admit(self, task: str, entries: list[tuple[str, str, bytes | None]],
               options: dict[str, Any] | None = None, *, queue: str, backlog_limit: int,
               blob_ttl_s: int, blob_owned: bool = True,
-              submitter: str | None = None,
+              submitter: str | None = None, callback_url: str | None = None,
               messages: list[bytes] | None = None) -> list[Job]:
         """Create queued jobs all or nothing, in one round trip, unless ``queue`` already
         holds more than ``backlog_limit - len(entries)`` messages (``QueueFullError``).
@@ -352,12 +355,14 @@ class JobStore:
         ``entries``: ``(job_id, blob_key, data)``; with ``data`` the image is stored under
         ``blob_key`` in this Redis (TTL ``blob_ttl_s``) by the same script, with ``None``
         the blob is already stored elsewhere (S3).  ``blob_owned=False``: the blobs are
-        borrowed (``Job.blob_owned``), never deleted.  ``submitter``: ``Job.submitter``."""
+        borrowed (``Job.blob_owned``), never deleted.  ``submitter``: ``Job.submitter``;
+        ``callback_url``: ``Job.callback_url`` (already checked, ``visionq.callbacks``)."""
         queued_at = time.time()
         opts = options or {}
         keys: list[str] = [queue, RECENT_KEY]
         args: list[Any] = [backlog_limit, self._ttl_s, self._recent_cap,
-                           repr(queued_at), task, json.dumps(opts), submitter or ""]
+                           repr(queued_at), task, json.dumps(opts), submitter or "",
+                           callback_url or ""]
         blobs: list[tuple[str, bytes]] = []
         for job_id, blob_key, data in entries:
             keys += [self.key(job_id), blob_key]
@@ -373,7 +378,8 @@ class JobStore:
         if int(reply[0]) == 0:
             raise QueueFullError(queue, int(reply[1]), backlog_limit)
         return [Job(id=job_id, task=task, status="queued", blob=blob_key, options=opts,
-                    queued_at=queued_at, blob_owned=blob_owned, submitter=submitter)
+                    queued_at=queued_at, blob_owned=blob_owned, submitter=submitter,
+                    callback_url=callback_url)
                 for job_id, blob_key, _ in entries]
 
     def recent(self, *, status: str | None = None, task: str | None = None, limit: int = 50,
@@ -470,7 +476,7 @@ class JobStore:
             result=json.loads(result) if result else None,
             error=text("error"), code=text("code"), worker=text("worker"),
             attempts=int(text("attempts") or 0), blob_owned=data.get("blob_owned") != b"0",
-            submitter=text("submitter"),
+            submitter=text("submitter"), callback_url=text("callback_url"),
         )
 
     def start(self, job_id: str, worker: str) -> int:

@@ -22,6 +22,16 @@ into the durable history store (``visionq.history``) by a consumer group per sto
 HISTORY_PRUNE_LOCK_KEY = "visionq:history:prune-lock"
 """Held by the process applying history retention (one at a time)."""
 
+# -- webhooks (visionq.callbacks), on the main Redis ------------------------------------
+CALLBACK_DUE_KEY = "visionq:callbacks:due"
+"""Sorted set delivery id (``<job id>:job`` or ``<job id>:global``) -> when its next attempt
+is due (Unix time); an attempt in flight is pushed ahead by its lease."""
+CALLBACK_PENDING_KEY = "visionq:callbacks:pending"
+"""Hash delivery id -> JSON (URL, body, submitter, first attempt, attempts so far)."""
+CALLBACK_LOG_PREFIX = "visionq:callbacks:log:"
+"""List per job id of its delivery attempts (JSON, oldest first, capped; ``callbacks`` in
+``GET /v1/jobs/<id>``)."""
+
 # -- images and faces ------------------------------------------------------------------
 BLOB_KEY_PREFIX = "visionq:blob:"
 """String per uploaded image (the Redis blob store), deleted when its job ends."""

@@ -90,6 +90,10 @@ gunicorn worker, so 4 threads stay free for REST requests."""
 DEFAULT_MAX_STREAMS_PER_KEY = 8
 DEFAULT_STREAM_WINDOW = 8
 """Images in flight per stream: enough to keep a worker busy across the network round trip."""
+DEFAULT_CALLBACK_RETRY_S = 6 * 3600.0
+"""A receiver down for a few hours (a restart, a deploy gone wrong) still gets every result."""
+DEFAULT_CALLBACK_TIMEOUT_S = 10.0
+DEFAULT_CALLBACK_CONCURRENCY = 16
 DEFAULT_API_HOST = "127.0.0.1"
 DEFAULT_API_PORT = 8000
 DEFAULT_API_URL = f"http://{DEFAULT_API_HOST}:{DEFAULT_API_PORT}"
@@ -294,6 +298,29 @@ class Settings(BaseSettings):
     history_writer: bool = Field(default=True,
                                  description="The API process drains finished jobs into the "
                                  "history store (and applies its retention).")
+    callback_url: str = Field(
+        default="", description="Webhook receiving every finished job (as a job's "
+        "callback_url does, signed with the global secret); empty: none.")
+    callback_allow: str = Field(
+        default="", description="Comma-separated addresses, networks (CIDR) and host names "
+        "webhooks may go to besides public addresses; loopback, link-local, private and "
+        "other non-global addresses are refused otherwise (at submit and after DNS at "
+        "delivery).")
+    callback_secret: str = Field(
+        default="", repr=False,
+        description="Key of the webhook signatures (16+ characters): the global secret, and "
+        "the base each API key's secret is derived from; empty: derived from the server "
+        "secret (VISIONQ_SECRET_KEY).")
+    callback_retry_s: float = Field(
+        default=DEFAULT_CALLBACK_RETRY_S, gt=0,
+        description="How long a webhook is retried (back-off doubling from 1 s to 5 min) "
+        "before it is given up.")
+    callback_timeout_s: float = Field(
+        default=DEFAULT_CALLBACK_TIMEOUT_S, gt=0, le=60,
+        description="Time limit of one webhook attempt (connect, send, status line).")
+    callback_concurrency: int = Field(
+        default=DEFAULT_CALLBACK_CONCURRENCY, ge=1, le=256,
+        description="Webhook attempts in flight at once per `visionq callbacks` process.")
 
     @property
     def history_store_url(self) -> str:

@@ -138,6 +138,10 @@ class Stack:
         services.append(Service("exporter", [
             python, "-m", "monitoring.exporter", "--queues", ",".join(self.queues)],
             critical=False, env=workers_env))
+        # Webhooks (a job's callback_url, VISIONQ_CALLBACK_URL): sent off every worker's path,
+        # from the finished-jobs stream (visionq.callbacks.sender).
+        services.append(Service("callbacks", [python, "-m", "visionq.callbacks"],
+                                critical=False))
         if self.flower and importlib.util.find_spec("flower") is not None:
             # The credentials go in Flower's environment (FLOWER_BASIC_AUTH is its
             # --basic-auth), not its argv: argv shows in `ps` and in the start-up line above.
