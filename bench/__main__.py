@@ -75,7 +75,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "scaleout", help="simulated workers (sleep model, netns nodes) vs one Redis + API: "
                          "jobs/s against ideal, Redis commands and CPU per job",
         description=scaleout.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
-    from bench import begin_cost, stream
+    from bench import begin_cost, camera, stream
+
+    camera.add_arguments(sub.add_parser(
+        "camera", help="N Frigate-like cameras (keep-alive, 0.1 s timeout, open loop) on "
+                       "/v1/vision/detection, idle and beside 4K face jobs: before / after / "
+                       "a one-process synchronous baseline",
+        description=camera.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
 
     begin_cost.add_arguments(sub.add_parser(
         "begin-cost", help="Redis CPU per job start: the image through the begin script "
@@ -119,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         broker_ceiling.run(args, argv)
     elif args.command == "stream":
         stream.run(args, argv)
+    elif args.command == "camera":
+        camera.run(args, argv)
     elif args.command == "begin-cost":
         begin_cost.run(args, argv)
     elif args.command == "client":

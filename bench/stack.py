@@ -42,8 +42,12 @@ class VisionqStack:
     def __init__(self, tasks: Sequence[str], *, worker_concurrency: int | None = None,
                  api_workers: int = 2, api_threads: int = 16, host: str = "127.0.0.1",
                  port: int | None = None, prefix: Sequence[str] = (),
-                 env: dict[str, str] | None = None, workers: bool = True) -> None:
+                 env: dict[str, str] | None = None, workers: bool = True,
+                 code_dir: Path | None = None) -> None:
         self.tasks = list(tasks)
+        self.code_dir = code_dir
+        """Run the API and workers from this checkout (a worktree of another commit)
+        instead of this one: each service starts there (``env -C``)."""
         self.concurrency = worker_concurrency or cores()
         self.api_workers = api_workers
         self.api_threads = api_threads
@@ -108,7 +112,8 @@ class VisionqStack:
         services = [s for s in stack.plan() if s.name == "api" or
                     (self.with_workers and s.name.startswith("worker-"))]
         for service in services:
-            service.command = [*self.prefix, *self._tuned(service)]
+            chdir = ["env", "-C", str(self.code_dir)] if self.code_dir else []
+            service.command = [*self.prefix, *chdir, *self._tuned(service)]
             service.env.update(self.env())
             stack.start(service)
         stack.services = services
@@ -163,9 +168,13 @@ class SyncBaseline:
     workers, one per core (``bench/baselines/sync_flask.py``)."""
 
     def __init__(self, task: str, *, workers: int | None = None, host: str = "127.0.0.1",
-                 port: int | None = None, prefix: Sequence[str] = ()) -> None:
+                 port: int | None = None, prefix: Sequence[str] = (),
+                 threads: int = 1) -> None:
         self.task = task
+        """One task, or several comma-separated (one process serving them all)."""
         self.workers = workers or cores()
+        self.threads = threads
+        """gunicorn threads per worker: > 1 runs requests (and models) in threads."""
         self.host, self.port = host, port or free_port()
         self.prefix = list(prefix)
         self._process: subprocess.Popen | None = None
@@ -175,15 +184,20 @@ class SyncBaseline:
         return f"http://{self.host}:{self.port}"
 
     def describe(self) -> dict[str, Any]:
-        return {"task": self.task, "gunicorn_workers": self.workers, "worker_class": "sync",
-                "model_threads_per_worker": 1}
+        return {"task": self.task, "gunicorn_workers": self.workers,
+                "worker_class": "gthread" if self.threads > 1 else "sync",
+                "gunicorn_threads": self.threads,
+                "model_threads_per_worker": 1 if self.threads == 1 else cores()}
 
     def __enter__(self) -> SyncBaseline:
         LOGS.mkdir(parents=True, exist_ok=True)
         log = open(LOGS / f"sync-{self.port}.log", "w")  # noqa: SIM115 - lives with the process
         env = {**os.environ, "BENCH_SYNC_TASK": self.task, "PYTHONUNBUFFERED": "1"}
+        if self.threads > 1:  # requests in threads: each model may use every core
+            env["BENCH_SYNC_MODEL_THREADS"] = str(cores())
         self._process = subprocess.Popen(
             [*self.prefix, sys.executable, "-m", "gunicorn", "--workers", str(self.workers),
+             "--threads", str(self.threads),
              "--bind", f"{self.host}:{self.port}", "--timeout", "60", "--backlog", "2048",
              "bench.baselines.sync_flask:create_app()"],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -32,6 +32,7 @@ from workers.claim import START_WITHIN, Claimed, ack_commands, claim_request, gi
 from workers.custom.hooks import CustomModelsScan
 from workers.hooks import Heartbeats, Hooks, ModelLoading, ScalingHints
 from workers.hooks_metrics import MetricsHook
+from workers.latency import LatencyClasses
 from workers.request import JobRequest
 from workers.runner import JobOutcome, claim_host, queue_client, run_job
 
@@ -41,6 +42,7 @@ log = logging.getLogger("visionq.worker")
 def build_hooks() -> Hooks:
     """The worker's hooks, in the order they run."""
     hooks = Hooks()
+    hooks.add(LatencyClasses())  # first: runtimes' threads inherit the lowered priority
     hooks.add(ModelLoading(on_loaded=hooks.on_model_loaded))
     hooks.add(CustomModelsScan())
     hooks.add(Heartbeats(enqueue=lambda task, job_id: enqueue(app, task, job_id)))

@@ -3,6 +3,9 @@ handler, served by gunicorn with one sync worker per core (what the seeds' servi
 
     BENCH_SYNC_TASK=classify gunicorn --workers 2 'bench.baselines.sync_flask:create_app()'
 
+``BENCH_SYNC_TASK=detect,face`` serves several tasks from each process (DeepStack's design:
+one server, every model in it); ``BENCH_SYNC_MODEL_THREADS`` sets the models' threads (1).
+
 Same plugins, same decoding (``visionq.imaging.decode`` with the model's reduced-size
 hint) and the same result shapes as a visionq worker, so the only difference measured is
 the architecture: no queue, no job store, one request at a time per process.  Each worker
@@ -18,7 +21,9 @@ from flask import Flask, jsonify, request
 
 from visionq.imaging import ImageError, decode, probe
 
-MODEL_THREADS = 1
+MODEL_THREADS = int(os.environ.get("BENCH_SYNC_MODEL_THREADS", "1"))
+PATHS = {"detect": "detection"}
+"""DeepStack's path for a task where it is not the task's name."""
 
 
 def build_model(task: str) -> Any:
@@ -50,15 +55,25 @@ def infer(model: Any, data: bytes, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def create_app() -> Flask:
-    task = os.environ.get("BENCH_SYNC_TASK", "classify")
-    model = build_model(task)  # gunicorn imports the app in each worker (no --preload)
+    tasks = os.environ.get("BENCH_SYNC_TASK", "classify").split(",")
+    # gunicorn imports the app in each worker (no --preload)
+    models = {task: build_model(task) for task in tasks}
     app = Flask(__name__)
 
     @app.get("/ready")
     def ready() -> Any:
-        return jsonify({"task": task, "model": model.name})
+        return jsonify({"tasks": tasks, "models": [m.name for m in models.values()]})
 
-    @app.post(f"/v1/vision/{task}")
+    for task in tasks:
+        app.add_url_rule(f"/v1/vision/{task}", f"predict_{task}",
+                         _predictor(task, models[task]), methods=["POST"])
+        if task in PATHS:
+            app.add_url_rule(f"/v1/vision/{PATHS[task]}", f"deepstack_{task}",
+                             _predictor(task, models[task]), methods=["POST"])
+    return app
+
+
+def _predictor(task: str, model: Any) -> Any:
     def predict() -> Any:
         upload = request.files.get("image")
         if upload is None:
@@ -71,4 +86,4 @@ def create_app() -> Flask:
                 exc.status
         return jsonify({"success": True, **result})
 
-    return app
+    return predict

@@ -1,0 +1,441 @@
+"""``python -m bench camera``: N cameras sending frames to the DeepStack detection endpoint
+the way Frigate's ``deepstack`` detector does, with or without heavy face jobs in the
+background (issue 26).
+
+Each camera is a thread with its own keep-alive ``requests.Session`` that posts one JPEG
+per frame (multipart ``image`` + ``api_key``) to ``/v1/vision/detection`` with a 0.1 s
+timeout; a late frame is dropped, never retried.  Open loop: frame ``i`` of a camera is due
+at ``phase + i / fps`` whatever happened to the previous one (a frame whose slot passed by
+more than a period while the previous call was in flight is counted ``skipped``).  Cameras
+start at random phases.  Frames are cut from ``../shared/fixtures/detect`` (320x320 and
+1280x720 by default, a drifting crop per camera, JPEG quality 75 like Pillow's default).
+
+``--background face4k``: ``--workers`` clients each keep one 4K face photo (``bench
+face4k``'s photos) in the face queue (``POST /v1/jobs?task=face&wait=30`` again as soon as
+the previous one returns), started before the cameras and drained after them.
+
+Systems, measured one after the other in the same run (``--systems``):
+
+- ``before``: visionq at ``--before-ref`` (a git worktree of that commit; its code, this
+  harness): detection letterboxed to 512, no latency classes;
+- ``after``: this checkout, as ``make up`` runs it (one worker per queue, ``-c 1``);
+- ``baseline``: the DeepStack design, one gunicorn process (gthread) running both models
+  in its request threads (``bench/baselines/sync_flask.py`` with ``detect,face``);
+- ``--variant NAME:K=V,...``: this checkout with extra environment (e.g. a mechanism off).
+
+Per point: timeouts at ``--timeout``, other errors, p50/p99 of the answered frames, frames/s
+answered, and CPU-ms per frame sent (the whole stack's process trees from /proc; with a
+background, the detect worker's alone too).  ``--sweep-fps 1,5,10``: one camera of the
+first size at each rate, idle (a 1 frame/s camera shows the first frame after an idle
+second).  Writes ``bench/results/<name>.json`` and ``<name>_p99.png`` / ``<name>_cdf.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import random
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from PIL import Image
+
+from bench import plots
+from bench.common import REPO, TASK_IMAGES, Run, latency_summary, say
+from bench.procstat import tree_cpu_s
+from bench.stack import SyncBaseline, VisionqStack
+
+DETECTION_PATH = "/v1/vision/detection"
+DEFAULT_BEFORE_REF = "230c27e"
+"""main before issue 26: every image letterboxed to 512, no latency classes."""
+WARMUP_FRAMES = 5
+DISTINCT_FRAMES = 60
+"""Frames encoded per camera and size, then cycled (encoding 1280x720 costs time)."""
+BACKGROUND_TIMEOUT_S = 60.0
+SETTLE_S = 3.0
+"""Background load runs this long before the cameras start (the face queue fills)."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cameras", type=int, default=4, help="simulated cameras (4)")
+    parser.add_argument("--fps", type=float, default=5.0, help="frames/s per camera (5)")
+    parser.add_argument("--sizes", default="320,1280x720",
+                        help="frame sizes, comma-separated: 320 (square) or WxH")
+    parser.add_argument("--duration", type=float, default=30, help="seconds per point (30)")
+    parser.add_argument("--timeout", type=float, default=0.1,
+                        help="per-request timeout in s (0.1, Frigate's api_timeout)")
+    parser.add_argument("--background", choices=("none", "face4k"), default="none",
+                        help="face4k: also measure every size with --workers clients "
+                             "keeping 4K face photos queued (idle points always run)")
+    parser.add_argument("--workers", type=int, default=4,
+                        help="background clients with --background face4k (4)")
+    parser.add_argument("--systems", default="before,after,baseline",
+                        help="comma-separated: before, after, baseline")
+    parser.add_argument("--before-ref", default=DEFAULT_BEFORE_REF,
+                        help=f"commit the 'before' system runs ({DEFAULT_BEFORE_REF})")
+    parser.add_argument("--variant", action="append", default=[],
+                        metavar="NAME:K=V,K=V",
+                        help="another system: this checkout with extra environment "
+                             "(repeatable), e.g. no-nice:VISIONQ_HEAVY_NICE=0")
+    parser.add_argument("--sweep-fps", default="",
+                        help="idle sweep, one camera of the first size, e.g. 1,5,10")
+    parser.add_argument("--baseline-threads", type=int, default=8,
+                        help="the baseline's gunicorn threads (8)")
+    parser.add_argument("--api-key", default="", help="sent as the api_key form field")
+    parser.add_argument("--seed", type=int, default=26)
+    parser.add_argument("--name", default="camera", help="results name (camera)")
+
+
+# -- frames ------------------------------------------------------------------------------
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``320`` -> (320, 320); ``1280x720`` -> (1280, 720)."""
+    width, _, height = text.strip().lower().partition("x")
+    return int(width), int(height or width)
+
+
+def make_frames(count: int, size: tuple[int, int], seed: int) -> list[bytes]:
+    """``count`` JPEGs of ``size``: a crop of one detection fixture (of the frame's aspect)
+    drifting a pixel or two per frame, as a camera's view, encoded at Pillow's quality 75."""
+    rng = random.Random(seed)
+    width, height = size
+    with Image.open(rng.choice(TASK_IMAGES["detect"])) as opened:
+        source = opened.convert("RGB")
+    scale = max(width / source.width, height / source.height, 1.0) * rng.uniform(1.0, 1.3)
+    source = source.resize((round(source.width * scale) + 2, round(source.height * scale) + 2))
+    crop_w = max(width, round(source.height * width / height * rng.uniform(0.7, 1.0)))
+    crop_w = min(crop_w, source.width - 1)
+    crop_h = min(source.height - 1, round(crop_w * height / width))
+    frames = []
+    for index in range(count):
+        x = min(source.width - crop_w, index * 2)
+        y = min(source.height - crop_h, index)
+        region = source.crop((x, y, x + crop_w, y + crop_h)).resize(size)
+        with io.BytesIO() as out:
+            region.save(out, format="JPEG")
+            frames.append(out.getvalue())
+    return frames
+
+
+# -- cameras -----------------------------------------------------------------------------
+
+def post_frame(session: requests.Session, url: str, jpeg: bytes, timeout_s: float,
+               api_key: str = "") -> str:
+    """One frame the way Frigate sends it; its outcome (``ok``, ``timeout``, ...)."""
+    try:
+        response = session.post(url, data={"api_key": api_key}, files={"image": jpeg},
+                                timeout=timeout_s)
+    except requests.exceptions.Timeout:  # ConnectTimeout and ReadTimeout
+        return "timeout"
+    except requests.exceptions.ConnectionError:
+        return "connection_error"
+    if response.status_code != 200:
+        return f"http_{response.status_code}"
+    try:
+        payload = response.json()
+    except ValueError:
+        return "bad_json"
+    if payload.get("success") is False or payload.get("predictions") is None:
+        return f"failed:{payload.get('code')}"
+    return "ok"
+
+
+def run_camera(camera: int, url: str, frames: Sequence[bytes], fps: float, timeout_s: float,
+               start: float, stop_at: float, api_key: str, out: list[dict[str, Any]]) -> None:
+    """Send ``frames`` (cycled) on schedule from ``start`` to ``stop_at``."""
+    period = 1.0 / fps
+    with requests.Session() as session:
+        index = 0
+        while (due := start + index * period) < stop_at:
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            sent = time.monotonic()
+            if sent - due > period:  # the previous call ran over this frame's slot
+                out.append({"camera": camera, "frame": index, "outcome": "skipped",
+                            "latency_s": None})
+                index += 1
+                continue
+            outcome = post_frame(session, url, frames[index % len(frames)], timeout_s, api_key)
+            out.append({"camera": camera, "frame": index, "outcome": outcome,
+                        "latency_s": time.monotonic() - sent})
+            index += 1
+
+
+def drive_cameras(url: str, frames: Sequence[Sequence[bytes]], fps: float, timeout_s: float,
+                  duration_s: float, api_key: str, seed: int) -> list[dict[str, Any]]:
+    """Every camera for ``duration_s``, each at a random phase; records of every frame."""
+    rng = random.Random(seed)
+    start = time.monotonic() + 0.2
+    stop_at = start + duration_s
+    records: list[dict[str, Any]] = []
+    threads = [threading.Thread(
+        target=run_camera, args=(k, url, frames[k], fps, timeout_s,
+                                 start + rng.uniform(0, 1 / fps), stop_at, api_key, records),
+        daemon=True) for k in range(len(frames))]
+    for thread in threads:
+        thread.start()
+    while any(t.is_alive() for t in threads):
+        time.sleep(min(10.0, duration_s / 3))
+        if any(t.is_alive() for t in threads):
+            tally = Counter(r["outcome"] for r in list(records))
+            say(f"camera: {sum(tally.values())} frames so far, ok {tally['ok']}, "
+                f"timeouts {tally['timeout']}")
+    return records
+
+
+def summarise(records: Sequence[dict[str, Any]], duration_s: float,
+              timeout_s: float) -> dict[str, Any]:
+    outcomes = Counter(r["outcome"] for r in records)
+    total = len(records) or 1
+    ok = [r["latency_s"] for r in records if r["outcome"] == "ok"]
+    return {"frames": len(records), "ok": len(ok), "timeouts": outcomes["timeout"],
+            "timeout_pct": round(100 * outcomes["timeout"] / total, 2),
+            "late_pct": round(100 * (len(records) - sum(v <= timeout_s for v in ok)) / total, 2),
+            "error_pct": round(100 * (len(records) - len(ok)) / total, 2),
+            "outcomes": dict(outcomes.most_common()),
+            "answered_fps": round(len(ok) / duration_s, 2),
+            "latency_ok": latency_summary(ok)}
+
+
+# -- background load ---------------------------------------------------------------------
+
+@dataclass
+class Background:
+    """``clients`` threads, each keeping one 4K face photo in the system at a time."""
+
+    url: str
+    path: str
+    photos: list[bytes]
+    clients: int
+    stop: threading.Event = field(default_factory=threading.Event)
+    done: list[tuple[float, str]] = field(default_factory=list)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def client(self, index: int) -> None:
+        with requests.Session() as session:
+            k = index
+            while not self.stop.is_set():
+                started = time.monotonic()
+                try:
+                    response = session.post(self.url + self.path,
+                                            files={"image": self.photos[k % len(self.photos)]},
+                                            timeout=BACKGROUND_TIMEOUT_S)
+                    kind = "ok" if response.status_code == 200 else f"http_{response.status_code}"
+                except requests.RequestException as exc:
+                    kind = type(exc).__name__
+                self.done.append((time.monotonic() - started, kind))
+                k += 1
+
+    def __enter__(self) -> Background:
+        self.threads = [threading.Thread(target=self.client, args=(i,), daemon=True)
+                        for i in range(self.clients)]
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        for thread in self.threads:  # each has at most one photo in flight: drain it
+            thread.join(BACKGROUND_TIMEOUT_S + 5)
+
+    def summary(self, since: int, seconds: float) -> dict[str, Any]:
+        window = self.done[since:]
+        ok = [s for s, kind in window if kind == "ok"]
+        return {"clients": self.clients, "photos_done": len(ok),
+                "photos_per_s": round(len(ok) / seconds, 2),
+                "errors": dict(Counter(kind for _, kind in window if kind != "ok")),
+                "latency": latency_summary(ok)}
+
+
+def face4k_photos() -> list[bytes]:
+    from bench.face4k import build_photo
+
+    return [build_photo(seed)[0] for seed in range(2)]
+
+
+# -- systems -----------------------------------------------------------------------------
+
+@dataclass
+class Running:
+    """A started system: its URL, the paths its face load uses, the PIDs whose CPU counts."""
+
+    url: str
+    face_path: str
+    roots: list[int]
+    detect_roots: list[int]
+    setup: dict[str, Any]
+
+
+def worktree(ref: str) -> Path:
+    """A detached worktree of ``ref`` beside the temp dir (made once, then reused)."""
+    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", ref], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    path = Path("/tmp") / f"visionq-camera-before-{sha}"
+    if not path.exists():
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(path), sha],
+                       check=True, capture_output=True)
+    return path
+
+
+@contextmanager
+def start_system(system: str, env: dict[str, str], args: argparse.Namespace
+                 ) -> Iterator[Running]:
+    face_jobs = "/v1/jobs?task=face&wait=30"
+    if system == "baseline":
+        with SyncBaseline("detect,face", workers=1, threads=args.baseline_threads) as base:
+            yield Running(base.url, "/v1/vision/face", [base.pid], [], base.describe())
+        return
+    code_dir = worktree(args.before_ref) if system == "before" else None
+    with VisionqStack(["detect", "face"], worker_concurrency=1, env=env,
+                      code_dir=code_dir) as stack:
+        pids = stack.pids()
+        setup = {**stack.describe(), "code": str(code_dir or REPO)}
+        yield Running(stack.url, face_jobs, list(pids.values()),
+                      [pids["worker-detect"]], setup)
+
+
+def measure_point(running: Running, frames: list[list[bytes]], fps: float,
+                  args: argparse.Namespace, background: Background | None,
+                  label: str) -> tuple[dict[str, Any], list[float]]:
+    endpoint = running.url + DETECTION_PATH
+    with requests.Session() as session:  # warm-up: every size's first frames, unhurried
+        for jpeg in frames[0][:WARMUP_FRAMES]:
+            post_frame(session, endpoint, jpeg, 10.0, args.api_key)
+    time.sleep(1)
+    say(f"camera: {label}: {len(frames)} camera(s) at {fps:g} frames/s for "
+        f"{args.duration:g} s")
+    cpu0 = tree_cpu_s(running.roots)
+    detect0 = tree_cpu_s(running.detect_roots) if running.detect_roots else 0.0
+    done0 = len(background.done) if background else 0
+    started = time.monotonic()
+    records = drive_cameras(endpoint, frames, fps, args.timeout, args.duration,
+                            args.api_key, args.seed)
+    seconds = time.monotonic() - started
+    summary = summarise(records, args.duration, args.timeout)
+    sent = sum(r["outcome"] != "skipped" for r in records) or 1
+    cpu = tree_cpu_s(running.roots) - cpu0
+    summary["stack_cpu_ms_per_frame"] = round(cpu * 1000 / sent, 1)
+    if running.detect_roots:
+        summary["detect_worker_cpu_ms_per_frame"] = round(
+            (tree_cpu_s(running.detect_roots) - detect0) * 1000 / sent, 1)
+    if background is not None:
+        summary["background"] = background.summary(done0, seconds)
+    lat = summary["latency_ok"]
+    say(f"camera: {label}: timeouts {summary['timeouts']}/{summary['frames']} "
+        f"({summary['timeout_pct']} %), p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms, "
+        f"{summary['answered_fps']} frames/s answered, "
+        f"{summary['stack_cpu_ms_per_frame']} CPU-ms/frame")
+    return summary, sorted(r["latency_s"] for r in records if r["outcome"] == "ok")
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    """``no-nice:VISIONQ_HEAVY_NICE=0,X=1`` -> ("no-nice", {...})."""
+    name, _, pairs = text.partition(":")
+    env = {}
+    for pair in filter(None, pairs.split(",")):
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--variant {text!r}: expected NAME:KEY=VALUE,...")
+        env[key.strip()] = value.strip()
+    return name.strip(), env
+
+
+def run_system(system: str, env: dict[str, str], args: argparse.Namespace,
+               sizes: list[tuple[int, int]], photos: list[bytes],
+               cdfs: dict[str, list[float]]) -> dict[str, Any]:
+    result: dict[str, Any] = {"env": env, "points": {}}
+    with start_system(system, env, args) as running:
+        result["setup"] = running.setup
+        loads = ["idle"] + (["face4k"] if args.background == "face4k" else [])
+        for load in loads:
+            for size in sizes:
+                key = f"{load}_{size[0]}x{size[1]}"
+                frames = [make_frames(DISTINCT_FRAMES, size, args.seed + k)
+                          for k in range(args.cameras)]
+                label = f"{system} {key}"
+                if load == "idle":
+                    summary, ok = measure_point(running, frames, args.fps, args, None, label)
+                else:
+                    with Background(running.url, running.face_path, photos,
+                                    args.workers) as background:
+                        time.sleep(SETTLE_S)
+                        summary, ok = measure_point(running, frames, args.fps, args,
+                                                    background, label)
+                    say(f"camera: {label}: background drained")
+                result["points"][key] = summary
+                cdfs[f"{system} {key}"] = ok
+        if args.sweep_fps:
+            size = sizes[0]
+            frames = [make_frames(DISTINCT_FRAMES, size, args.seed)]
+            for fps in (float(v) for v in args.sweep_fps.split(",")):
+                key = f"sweep_{fps:g}fps_1cam_{size[0]}x{size[1]}"
+                result["points"][key], _ = measure_point(running, frames, fps, args, None,
+                                                         f"{system} {key}")
+    return result
+
+
+def table(systems: dict[str, dict[str, Any]]) -> list[str]:
+    """The README's markdown rows: system, point, timeouts, p50, p99, frames/s, CPU."""
+    rows = ["| system | load, frames | timeouts | p50 ms | p99 ms | answered/s | CPU-ms/frame |",
+            "|---|---|---|---|---|---|---|"]
+    for system, result in systems.items():
+        for key, point in result["points"].items():
+            lat = point["latency_ok"]
+            rows.append(f"| {system} | {key} | {point['timeouts']}/{point['frames']} "
+                        f"({point['timeout_pct']} %) | {lat['p50_ms']} | {lat['p99_ms']} | "
+                        f"{point['answered_fps']} | {point['stack_cpu_ms_per_frame']} |")
+    return rows
+
+
+def plot_p99(path: Path, systems: dict[str, dict[str, Any]], title: str) -> None:
+    groups: dict[str, dict[str, float]] = {}
+    for system, result in systems.items():
+        for key, point in result["points"].items():
+            if not key.startswith("sweep"):
+                groups.setdefault(key, {})[system] = point["latency_ok"]["p99_ms"] or 0
+    plots.bars(path, groups, title, "p99 of answered frames (ms)")
+
+
+def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
+    results = Run(args.name, argv)
+    data = results.data
+    sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
+    wanted = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = set(wanted) - {"before", "after", "baseline"}
+    if unknown:
+        raise SystemExit(f"--systems: unknown {sorted(unknown)}")
+    plan = [(s, s, {}) for s in wanted] + [(name, "after", env) for name, env in
+                                           map(parse_variant, args.variant)]
+    data["client"] = {"cameras": args.cameras, "fps": args.fps, "timeout_s": args.timeout,
+                      "sizes": [f"{w}x{h}" for w, h in sizes], "duration_s": args.duration,
+                      "background": args.background, "background_clients": args.workers,
+                      "before_ref": args.before_ref,
+                      "how": "requests.Session per camera (keep-alive), open loop, "
+                             "multipart image + api_key, frame dropped when late"}
+    photos = face4k_photos() if args.background == "face4k" else []
+    cdfs: dict[str, list[float]] = {}
+    data["systems"] = {}
+    for name, system, env in plan:
+        say(f"camera: system {name} ({system}{', ' + str(env) if env else ''})")
+        data["systems"][name] = run_system(system, env, args, sizes, photos, cdfs)
+        data["table"] = table(data["systems"])
+        results.finish()  # a partial file survives if a later system fails
+    plot_p99(results.plot_path("p99"), data["systems"],
+             f"{args.cameras} cameras x {args.fps:g} frames/s, timeout "
+             f"{args.timeout * 1000:g} ms")
+    plots.latency_cdf(results.plot_path("cdf"), cdfs, "answered frames, per system and point",
+                      args.timeout * 1000)
+    data["table"] = table(data["systems"])
+    for row in data["table"]:
+        print(row)
+    results.finish()
+    return data
