@@ -1,0 +1,53 @@
+"""These tests run against a live visionq: ``VISIONQ_URL`` (and ``VISIONQ_API_KEY`` when
+the API has keys); ``VISIONQ_CLIENT_FIXTURES``: visionq's test fixtures folder (face
+photos; the face tests skip without it).  Tasks without a worker (``/readyz``) skip."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from visionq_client import Client
+
+
+@pytest.fixture(scope="session")
+def api_url() -> str:
+    url = os.environ.get("VISIONQ_URL")
+    if not url:
+        pytest.skip("VISIONQ_URL is not set (a live visionq to test against)")
+    return url.rstrip("/")
+
+
+@pytest.fixture(scope="session")
+def api_key() -> str | None:
+    return os.environ.get("VISIONQ_API_KEY") or None
+
+
+@pytest.fixture()
+def client(api_url: str, api_key: str | None) -> Iterator[Client]:
+    with Client(api_url, api_key=api_key) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def workers(api_url: str) -> dict[str, int]:
+    body = requests.get(f"{api_url}/readyz", timeout=10).json()
+    return {task: int(n) for task, n in (body.get("workers") or {}).items()}
+
+
+@pytest.fixture(scope="session")
+def face_task(workers: dict[str, int]) -> str:
+    if not workers.get("face"):
+        pytest.skip("no face worker behind this API")
+    return "face"
+
+
+@pytest.fixture(scope="session")
+def faces() -> Path:
+    root = os.environ.get("VISIONQ_CLIENT_FIXTURES")
+    if not root or not (Path(root) / "faces" / "obama.jpg").is_file():
+        pytest.skip("VISIONQ_CLIENT_FIXTURES (visionq's tests/fixtures folder) is not set")
+    return Path(root) / "faces"
