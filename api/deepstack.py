@@ -146,7 +146,8 @@ def detection() -> Response:
     predictions = [{"label": p["label"], "confidence": float(p["confidence"]), **_box(p)}
                    for p in result.get("predictions", [])
                    if float(p["confidence"]) >= min_confidence]
-    return _ok(started, predictions=_sorted(predictions))
+    limit = services().settings.deepstack_max_predictions
+    return _ok(started, predictions=_sorted(predictions)[:limit])
 
 
 def _face_confidence(face: dict[str, Any]) -> float:
