@@ -39,6 +39,9 @@ class CustomDetector(ModelBase):
     extra = "detect"
     options = DetectOptions
     input_size = None
+    fork_safe = False
+    """Each pool process opens its own runtime (and opens it again when the model is
+    replaced): a runtime session opened before the fork is not carried into the child."""
 
     def __init__(self, settings: Settings | None = None, *, task: str) -> None:
         super().__init__(settings)
