@@ -42,6 +42,7 @@ from visionq.liveness import (
     probe_timeout,
     redis_probe,
 )
+from visionq.mqtt.settings import mqtt_enabled
 from visionq.redis_conn import redis_client
 from visionq.settings import QUEUES, Settings, is_loopback
 from visionq.shards import redact, shard_map
@@ -142,6 +143,9 @@ class Stack:
         # from the finished-jobs stream (visionq.callbacks.sender).
         services.append(Service("callbacks", [python, "-m", "visionq.callbacks"],
                                 critical=False))
+        if mqtt_enabled():  # VISIONQ_MQTT_URL: results and Home Assistant discovery over MQTT
+            services.append(Service("mqtt", [python, "-m", "visionq.mqtt", "--queues",
+                                             ",".join(self.queues)], critical=False))
         if self.flower and importlib.util.find_spec("flower") is not None:
             # The credentials go in Flower's environment (FLOWER_BASIC_AUTH is its
             # --basic-auth), not its argv: argv shows in `ps` and in the start-up line above.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, field_validator
@@ -28,6 +29,12 @@ def check_topic_prefix(value: str, what: str) -> str:
                          f"'#', empty levels, control characters or a leading '$' (got "
                          f"{value!r})")
     return value
+
+
+def mqtt_enabled() -> bool:
+    """``VISIONQ_MQTT_URL`` is set (``visionq up`` then starts the MQTT role, which reports
+    a malformed one itself)."""
+    return bool(os.environ.get("VISIONQ_MQTT_URL", "").strip())
 
 
 class MqttTarget:
