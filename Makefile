@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 PRODUCT_DIRS := api tasks workers autoscale monitoring visionq
 SYSTEM_TOOLS := chromium prometheus docker-compose
 # Debian packages whose binaries are not on PATH: package=glob of a file it installs.
-SYSTEM_PACKAGES := postgresql=/usr/lib/postgresql/*/bin/initdb
+SYSTEM_PACKAGES := postgresql=/usr/lib/postgresql/*/bin/initdb mosquitto=/usr/sbin/mosquitto
 
 .PHONY: help install system-deps up test test-slow lint bench bench-compare audit clean
 
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml uv.lock
 
 install: $(STAMP) ## Install the locked dependencies into .venv (all extras, dev tools)
 
-system-deps: ## Debian packages the tests drive (chromium, prometheus, docker-compose, postgresql), when missing
+system-deps: ## Debian packages the tests drive (chromium, prometheus, docker-compose, postgresql, mosquitto), when missing
 	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
 	for pair in $(SYSTEM_PACKAGES); do pkg=$${pair%%=*}; set -- $${pair#*=}; [ -e "$$1" ] || missing="$$missing $$pkg"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
