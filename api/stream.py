@@ -324,7 +324,7 @@ class StreamSession:
         caller = self._authenticated()
         done = submit_jobs(header.task, [data], header.options,
                            idempotency_key=header.ref if header.idempotent else None,
-                           owner=caller.who)
+                           owner=caller.who, callback_url=header.callback_url)
         job = done.jobs[0]
         self.tasks.add(job.task)
         self.pending.setdefault(job.id, []).append(header.ref)

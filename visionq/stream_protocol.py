@@ -5,7 +5,8 @@ Client -> server, in this order:
 
 - optionally ``{"auth": "<key>"}`` (text) when the upgrade request carried no key header
   (browsers cannot set headers on a WebSocket); with keys configured it must be first;
-- per image: a text frame ``{"task", "options"?, "ref"?, "idempotent"?}`` then exactly one
+- per image: a text frame ``{"task", "options"?, "ref"?, "idempotent"?, "callback_url"?}``
+  (``callback_url``: a webhook for the job, as on ``POST /v1/jobs``) then exactly one
   binary frame with the image bytes.  Each image spends one credit.
 
 Server -> client (text, JSON):
@@ -59,7 +60,7 @@ CLOSE_REASONS = {
 }
 
 MAX_REF_LENGTH = 255
-HEADER_KEYS = frozenset({"task", "options", "ref", "idempotent"})
+HEADER_KEYS = frozenset({"task", "options", "ref", "idempotent", "callback_url"})
 
 
 class ProtocolError(Exception):
@@ -73,6 +74,9 @@ class ImageHeader:
     ref: str | None = None
     idempotent: bool = False
     """Use ``ref`` as an idempotency key: the same ref again (same key) is the same job."""
+    callback_url: str | None = None
+    """Where the finished job is POSTed (checked like ``POST /v1/jobs``'s; a refused one is a
+    ``rejected`` frame)."""
 
 
 def parse_json_frame(text: str) -> dict[str, Any]:
@@ -101,12 +105,18 @@ def parse_header(frame: dict[str, Any]) -> ImageHeader:
         raise ProtocolError(f'header "ref" must be a string of at most {MAX_REF_LENGTH} chars')
     if not isinstance(idempotent, bool) or (idempotent and not ref):
         raise ProtocolError('header "idempotent" must be a boolean, and true needs a "ref"')
-    return ImageHeader(task=task, options=options, ref=ref, idempotent=idempotent)
+    callback_url = frame.get("callback_url")
+    if callback_url is not None and not isinstance(callback_url, str):
+        raise ProtocolError('header "callback_url" must be a string')
+    return ImageHeader(task=task, options=options, ref=ref, idempotent=idempotent,
+                       callback_url=callback_url or None)
 
 
 def header_frame(task: str, options: dict[str, Any] | None = None, ref: str | None = None,
-                 idempotent: bool = False) -> str:
+                 idempotent: bool = False, callback_url: str | None = None) -> str:
     frame: dict[str, Any] = {"task": task}
+    if callback_url:
+        frame["callback_url"] = callback_url
     if options:
         frame["options"] = options
     if ref is not None:

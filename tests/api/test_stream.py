@@ -138,13 +138,23 @@ def test_the_rest_apis_error_codes_per_image(stream_api: str) -> None:
     ws.send(FAST)
     ws.send(json.dumps({"task": "classify", "ref": "o", "options": {"top_k": "x"}}))
     ws.send(FAST)
-    codes = {}
-    while len(codes) < 2:
+    ws.send(json.dumps({"task": "classify", "ref": "c",
+                        "callback_url": "http://169.254.169.254/latest/meta-data/"}))
+    ws.send(FAST)
+    ws.send(json.dumps({"task": "classify", "ref": "ok", "callback_url": "https://8.8.8.8/h"}))
+    ws.send(FAST)
+    codes, accepted = {}, None
+    while len(codes) < 3 or accepted is None:
         frame = receive(ws)
         if frame.get("status") == "rejected":
             codes[frame["ref"]] = frame["code"]
-    assert codes == {"t": "unknown_task", "o": "invalid_options"}
+        elif frame.get("ref") == "ok" and frame.get("status") == "queued":
+            accepted = frame["id"]
+    assert codes == {"t": "unknown_task", "o": "invalid_options", "c": "callback_refused"}
     ws.close()
+    job = requests.get(f"{stream_api}/v1/jobs/{accepted}", timeout=WAIT_S,
+                       headers={"Authorization": f"Bearer {KEY}"}).json()
+    assert job["callbacks"] == [], "the stream's job carries its callback_url"  # no sender
 
 
 @pytest.mark.parametrize("frames", [["not json"], [b"an image with no header"],

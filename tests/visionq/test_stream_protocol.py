@@ -29,6 +29,8 @@ SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "api" / "stream.schem
      ImageHeader("classify", {"top_k": 3}, "cam1/0001.jpg")),
     ({"task": "face", "ref": "a", "idempotent": True}, ImageHeader("face", {}, "a", True)),
     ({"task": "face", "options": None}, ImageHeader("face")),
+    ({"task": "detect", "callback_url": "https://hooks.example.com/x"},
+     ImageHeader("detect", callback_url="https://hooks.example.com/x")),
 ])
 def test_valid_headers(frame: dict[str, Any], expected: ImageHeader) -> None:
     assert parse_header(frame) == expected
@@ -40,7 +42,7 @@ def test_valid_headers(frame: dict[str, Any], expected: ImageHeader) -> None:
     {}, {"task": ""}, {"task": 3}, {"task": "face", "options": []},
     {"task": "face", "ref": 7}, {"task": "face", "ref": "x" * 256},
     {"task": "face", "idempotent": True}, {"task": "face", "idempotent": "yes", "ref": "a"},
-    {"task": "face", "image": "base64..."},
+    {"task": "face", "image": "base64..."}, {"task": "face", "callback_url": 7},
 ])
 def test_malformed_headers(frame: dict[str, Any]) -> None:
     with pytest.raises(ProtocolError):
@@ -54,9 +56,10 @@ def test_text_frames_that_are_not_objects(text: str) -> None:
 
 
 def test_header_frame_round_trips() -> None:
-    text = header_frame("detect", {"min_confidence": 0.5}, "r1", idempotent=True)
+    text = header_frame("detect", {"min_confidence": 0.5}, "r1", idempotent=True,
+                        callback_url="https://hooks.example.com/x")
     assert parse_header(parse_json_frame(text)) == ImageHeader(
-        "detect", {"min_confidence": 0.5}, "r1", True)
+        "detect", {"min_confidence": 0.5}, "r1", True, "https://hooks.example.com/x")
 
 
 @pytest.mark.parametrize("frame", [
