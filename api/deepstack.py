@@ -36,7 +36,9 @@ from api.errors import ApiError
 from api.services import services
 from api.submission import submit_jobs
 from visionq import imaging
+from visionq.faces_registry import recognition_fields
 from visionq.jobs import FINAL_STATUSES, REVOKE_FINAL, Job
+from visionq.options import MAX_FACE_LIMIT, MAX_PREDICTION_COUNT
 
 bp = Blueprint("deepstack", __name__, url_prefix="/v1/vision")
 bp.before_app_request(start_clock)
@@ -168,19 +170,60 @@ def face_detection() -> Response:
 _ENCODE = {"encodings": True, "landmarks": "none"}
 
 
+def _form_number(name: str, kind: type, low: float, high: float) -> Any:
+    """Form field ``name`` as ``kind`` within [low, high], ``None`` when absent; else 400."""
+    raw = (request.form.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or (isinstance(value, float) and math.isnan(value)) \
+            or not low <= value <= high:
+        raise ApiError(400, "invalid_options",
+                       f"{name} must be {'an integer' if kind is int else 'a number'} "
+                       f"from {low:g} to {high:g}, got {raw!r}")
+    return value
+
+
+def _compreface_options() -> tuple[dict[str, Any], int | None]:
+    """CompreFace's recognition parameters as extra form fields (absent: DeepStack's
+    behaviour): ``limit`` and ``det_prob_threshold`` become the face job's options,
+    ``prediction_count`` is returned."""
+    options: dict[str, Any] = {}
+    limit = _form_number("limit", int, 0, MAX_FACE_LIMIT)
+    if limit is not None:
+        options["limit"] = limit
+    threshold = _form_number("det_prob_threshold", float, 0.0, 1.0)
+    if threshold is not None:
+        options["det_prob_threshold"] = threshold
+    return options, _form_number("prediction_count", int, 1, MAX_PREDICTION_COUNT)
+
+
 @route("/face/recognize")
 def face_recognize() -> Response:
+    """DeepStack's answer per face (``userid`` or "unknown", ``confidence``, box) plus
+    ``distance`` to the nearest registered person and the face's ``quality``, and with
+    ``prediction_count`` CompreFace's ``subjects`` (the N nearest people)."""
     started = time.perf_counter()
     min_confidence = _min_confidence(RECOGNITION_MIN_CONFIDENCE)
-    faces = run("face", [_image()], _ENCODE)[0].get("faces", [])
-    matches = services().faces.identify([f["encoding"] for f in faces])
+    options, prediction_count = _compreface_options()
+    faces = run("face", [_image()], {**_ENCODE, **options})[0].get("faces", [])
+    found = services().faces.recognize([f["encoding"] for f in faces],
+                                       [f.get("quality") for f in faces], prediction_count or 1)
     predictions = []
-    for face, match in zip(faces, matches, strict=True):
+    for face, identification in zip(faces, found, strict=True):
+        match = identification.match
         if match is not None and match.confidence >= min_confidence:
             who = {"userid": match.userid, "confidence": round(match.confidence, 4)}
         else:
             who = {"userid": UNKNOWN, "confidence": 0.0}
-        predictions.append({**who, **_box(face)})
+        fields = recognition_fields(identification)
+        extra = {"distance": fields["distance"], "quality": face.get("quality")}
+        if prediction_count is not None:
+            extra["subjects"] = fields["subjects"]
+        predictions.append({**who, **_box(face), **extra})
     return _ok(started, predictions=_sorted(predictions))
 
 

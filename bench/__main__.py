@@ -20,6 +20,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         compare,
         detect_latency,
         face4k,
+        face_openset,
         face_threshold,
         faces,
         frigate,
@@ -46,6 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     face_threshold.add_arguments(sub.add_parser(
         "face-threshold", help="face recognition distance threshold: false accept / reject",
         description=face_threshold.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter))
+    face_openset.add_arguments(sub.add_parser(
+        "face-openset", help="open-set face recognition: strangers (every face in 1,300 "
+                             "imagenet_val photos) vs enrolled people, per rule: DET plot",
+        description=face_openset.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter))
     netloss.add_arguments(sub.add_parser(
         "loss", help="classification goodput under packet loss (netns + nftables)",
@@ -113,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         classify_eval.run(args, argv)
     elif args.command == "face-threshold":
         face_threshold.run(args, argv)
+    elif args.command == "face-openset":
+        face_openset.run(args, argv)
     elif args.command == "loss":
         netloss.run(args, argv)
     elif args.command == "detect-latency":

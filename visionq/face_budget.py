@@ -16,7 +16,10 @@ Pixels scanned (``workers/plugins/face_scale.py`` is the policy):
   operator's choice): not a caller's, so not checked.  For the CNN the default scale is
   made to fit this budget instead (``face_scale.default_scan_budget``).
 
-``model: "cnn"`` counts each pixel the CNN scans as ``CNN_PIXEL_WEIGHT`` (64) HOG pixels.
+``model: "cnn"`` counts each pixel the CNN scans as ``CNN_PIXEL_WEIGHT`` (64) HOG pixels,
+``face_detector: "yunet"`` each YuNet pixel as ``YUNET_PIXEL_WEIGHT`` (4).  YuNet brings a
+promised face to ``YUNET_FACE_PX`` (32) instead of 80 (``min_face_px`` m: pixels x
+(32 / m)^2 x 4), and ``upsample`` n enlarges its input 2^n times per side, as dlib does.
 
 HOG on this project's 2-core machine (one process, black photos: the table's attack) costs
 ~0.11 CPU-s and ~11 MB of peak RSS per million pixels scanned: 12 MP 1.4 s / 0.31 GB,
@@ -28,6 +31,11 @@ dlib's CNN (MMOD) detector, same process, upsample 0 on a photo resized to each 
 0.24 MP, 0.65 GB at 0.48 MP, 0.96 GB at 0.81 MP (~0.95 GB more per million): ~50x HOG's CPU
 and ~85x its memory per pixel.  Weighted 64, the 40 MP budget admits 0.625 MP of CNN:
 ~3.5 CPU-s and ~0.8 GB.
+
+YuNet (ONNX Runtime, one thread, same process, black photos): 0.055 CPU-s per million pixels
+at 0.25-1 MP, 0.085 at 4 MP, 0.15 at 10 MP; peak RSS ~45-60 MB more per million (0.48 GB
+at 10 MP): about HOG's CPU and ~4.5x its memory per pixel.  Weighted 4, the 40 MP budget
+admits 10 MP of YuNet: ~1.5 CPU-s and ~0.5 GB, as HOG's 40 MP.
 """
 
 from __future__ import annotations
@@ -50,12 +58,26 @@ at full size (``upsample: 0``), a 10 MP one with ``upsample: 1``, a 2.5 MP one w
 CNN_PIXEL_WEIGHT = 64
 """HOG pixels one CNN pixel counts as (memory, the binding cost, is ~85x; CPU ~50x): a
 power of 4, so the CNN at full size counts like HOG with ``upsample: 3``."""
-PIXEL_WEIGHTS = {"hog": 1, "cnn": CNN_PIXEL_WEIGHT}
+YUNET_PIXEL_WEIGHT = 4
+"""HOG pixels one YuNet pixel counts as (memory ~4.5x, CPU ~1x): a power of 4, so YuNet at
+full size counts like HOG with ``upsample: 1``."""
+PIXEL_WEIGHTS = {"hog": 1, "cnn": CNN_PIXEL_WEIGHT, "yunet": YUNET_PIXEL_WEIGHT}
+
+YUNET_FACE_PX = 32
+"""Box height (px at detection scale) YuNet scans a promised face at: it finds faces from
+~10 px (its finest head has stride 8); 32 keeps recall 1.0 at the promised size on
+``python -m bench faces``."""
+FACE_PX = {"hog": DETECTION_FACE_PX, "cnn": DETECTION_FACE_PX, "yunet": YUNET_FACE_PX}
 
 
 def pixel_weight(model: str) -> int:
     """HOG-equivalent pixels per pixel the ``model`` detector scans."""
     return PIXEL_WEIGHTS[model]
+
+
+def detection_face_px(model: str) -> int:
+    """Box height (px at detection scale) the ``model`` detector scans a promised face at."""
+    return FACE_PX[model]
 
 
 class FaceCostTooHighError(ImageError):
@@ -74,7 +96,7 @@ def scan_pixels(pixels: int, upsample: int | None, min_face_px: int | None,
     if upsample is not None:
         scanned = (pixels if decoded_pixels is None else decoded_pixels) * 4 ** upsample
     elif min_face_px is not None:
-        scanned = math.ceil(pixels * (DETECTION_FACE_PX / min_face_px) ** 2)
+        scanned = math.ceil(pixels * (detection_face_px(model) / min_face_px) ** 2)
     else:
         return None
     return scanned * pixel_weight(model)
@@ -96,7 +118,7 @@ def check_face_cost(pixels: int, upsample: int | None, min_face_px: int | None,
         would = (f"would scan {scanned // weight:,} pixels with the {model} detector, which "
                  f"count {weight}x: {scanned:,}")
     raise FaceCostTooHighError(
-        f"face options too costly: model {model}, {chosen} on {counted:,} pixels {would} "
+        f"face options too costly: face_detector {model}, {chosen} on {counted:,} pixels {would} "
         f"> limit of {limit:,} (VISIONQ_FACE_MAX_SCAN_PIXELS); use a smaller upsample, a "
         "larger min_face_px, a smaller photo, or neither option (the default scale, "
         "which fits the limit)")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import redis
@@ -52,10 +53,64 @@ class Match:
     confidence: float
 
 
+@dataclass(frozen=True)
+class Policy:
+    """When the nearest registered person is accepted as the face's name (the defaults and
+    why: README "Face recognition threshold", ``python -m bench face-openset``)."""
+
+    tolerance: float = 0.6
+    """Largest distance to the person's nearest registered encoding."""
+    min_margin: float = 0.0
+    """The second-nearest person must be at least this much farther."""
+    min_size_px: int = 0
+    """Faces less high than this (original px) are answered unknown."""
+    min_sharpness: float = 0.0
+    """Faces less sharp than this (``visionq.face_quality``) are answered unknown."""
+
+
+@dataclass(frozen=True)
+class Identification:
+    """One face against the registry: ``match`` if accepted, else ``reason``
+    (``no_registered_faces``, ``too_far``, ``low_margin``, ``low_quality``);
+    ``subjects``: the nearest people (up to the asked count), accepted or not."""
+
+    match: Match | None
+    distance: float | None
+    subjects: list[Match]
+    reason: str | None = None
+
+
+UNKNOWN = "unknown"
+"""The name of a face the policy does not accept (DeepStack's)."""
+
+
+def policy_from(settings: Any) -> Policy:
+    """The recognizer's policy from ``visionq.settings.Settings``."""
+    return Policy(tolerance=settings.face_tolerance, min_margin=settings.face_min_margin,
+                  min_size_px=settings.face_min_size_px,
+                  min_sharpness=settings.face_min_sharpness)
+
+
+def recognition_fields(found: Identification) -> dict[str, Any]:
+    """What a face result gains from recognition: ``userid`` (or "unknown"),
+    ``similarity`` (0..1, 0 when unknown), ``distance`` to the nearest registered person
+    (``None`` with nobody registered), ``unknown_reason`` and the nearest ``subjects``
+    (CompreFace's shape plus ``distance``), so that a client can apply its own policy."""
+    match = found.match
+    return {"userid": match.userid if match else UNKNOWN,
+            "similarity": round(match.confidence, 4) if match else 0.0,
+            "distance": None if found.distance is None else round(found.distance, 4),
+            "unknown_reason": found.reason,
+            "subjects": [{"subject": m.userid, "similarity": round(m.confidence, 4),
+                          "distance": round(m.distance, 4)} for m in found.subjects]}
+
+
 class FaceRegistry:
-    def __init__(self, client: redis.Redis, tolerance: float = 0.6) -> None:
+    def __init__(self, client: redis.Redis, tolerance: float = 0.6,
+                 policy: Policy | None = None) -> None:
         self._client = client
-        self.tolerance = tolerance
+        self.policy = policy or Policy(tolerance=tolerance)
+        self.tolerance = self.policy.tolerance
 
     def add(self, userid: str, encodings: list[list[float]]) -> int:
         """Append encodings to ``userid``; returns how many that user now has.  Atomic with
@@ -117,23 +172,52 @@ class FaceRegistry:
         return names, np.asarray(rows, dtype=np.float64).reshape(-1, ENCODING_SIZE)
 
     def identify(self, encodings: list[list[float]]) -> list[Match | None]:
-        """The nearest registered user for each encoding, or None if nobody is within the
-        tolerance (or nobody is registered)."""
+        """The nearest registered user for each encoding, or None if the policy does not
+        accept it (or nobody is registered)."""
+        return [found.match for found in self.recognize(encodings)]
+
+    def recognize(self, encodings: list[list[float]],
+                  qualities: list[dict[str, Any] | None] | None = None,
+                  count: int = 1) -> list[Identification]:
+        """Each encoding against every registered person (a person's distance: their
+        nearest encoding), decided by ``self.policy``; ``qualities`` as the face results'
+        ``quality`` (missing: not gated)."""
         names, known = self._all()
-        matches: list[Match | None] = []
-        for encoding in encodings:
-            if not names:
-                matches.append(None)
+        people = sorted(set(names))
+        owner = np.asarray([people.index(name) for name in names], dtype=np.int64)
+        found: list[Identification] = []
+        for number, encoding in enumerate(encodings):
+            if not people:
+                found.append(Identification(None, None, [], "no_registered_faces"))
                 continue
             distances = np.linalg.norm(known - np.asarray(encoding, dtype=np.float64), axis=1)
-            best = int(np.argmin(distances))
-            distance = float(distances[best])
-            if distance > self.tolerance:
-                matches.append(None)
-                continue
-            matches.append(Match(names[best], distance,
-                                 distance_to_confidence(distance, self.tolerance)))
-        return matches
+            per_person = np.full(len(people), np.inf)
+            np.minimum.at(per_person, owner, distances)
+            order = np.argsort(per_person, kind="stable")
+            subjects = [self._match(people[i], float(per_person[i]))
+                        for i in order[:max(1, count)]]
+            best = subjects[0]
+            second = float(per_person[order[1]]) if len(people) > 1 else math.inf
+            quality = (qualities[number] if qualities and number < len(qualities)
+                       else None) or {}
+            reason = self._refusal(best.distance, second, quality)
+            found.append(Identification(None if reason else best, best.distance,
+                                        subjects[:max(1, count)], reason))
+        return found
+
+    def _match(self, userid: str, distance: float) -> Match:
+        return Match(userid, distance, distance_to_confidence(distance, self.tolerance))
+
+    def _refusal(self, best: float, second: float, quality: dict[str, Any]) -> str | None:
+        policy = self.policy
+        if (float(quality.get("size_px", math.inf)) < policy.min_size_px
+                or float(quality.get("sharpness", math.inf)) < policy.min_sharpness):
+            return "low_quality"
+        if best > policy.tolerance:
+            return "too_far"
+        if second - best < policy.min_margin:
+            return "low_margin"
+        return None
 
     def similarity(self, first: list[float], second: list[float]) -> float:
         distance = float(np.linalg.norm(np.asarray(first) - np.asarray(second)))

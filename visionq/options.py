@@ -30,6 +30,10 @@ the default 512."""
 MIN_FACE_PX_LOWEST, MIN_FACE_PX_HIGHEST = 20, 10_000
 """Range of ``min_face_px``: below 20 px HOG would scan 13x the pixels of the default on a
 2 MP photo; above 10,000 nothing is left to find."""
+MAX_FACE_LIMIT = 1000
+"""Largest ``limit`` (faces kept per photo): beyond it, ``0`` (all) says the same."""
+MAX_PREDICTION_COUNT = 100
+"""Most registered people listed per face (``prediction_count``)."""
 
 
 class TaskOptions(BaseModel):
@@ -57,6 +61,19 @@ class FaceOptions(TaskOptions):
                                  "from min_face_px.")
     landmarks: Literal["68", "5", "none"] = Field("68", description="Landmark model.")
     encodings: bool = Field(False, description="Add each face's 128-d encoding.")
+    limit: int = Field(0, ge=0, le=MAX_FACE_LIMIT, description="CompreFace's `limit`: keep "
+                       "only the N largest faces (by box area), before landmarks, encodings "
+                       "and recognition; 0 = all.")
+    det_prob_threshold: float | None = Field(
+        None, ge=0, le=1, description="CompreFace's `det_prob_threshold`: drop faces whose "
+        "detection `confidence` is below it (default: keep every face found).")
+    recognize: bool = Field(False, description="Match each face against the registered faces "
+                            "(`/v1/vision/face/register`): adds `userid` (or \"unknown\"), "
+                            "`distance` to the nearest registered person and `subjects`.")
+    prediction_count: int = Field(
+        1, ge=1, le=MAX_PREDICTION_COUNT, description="CompreFace's `prediction_count`: with "
+        "`recognize`, the N most similar registered people per face in `subjects` "
+        "(`subject`, `similarity`, `distance`), accepted or not.")
 
 
 class DetectOptions(TaskOptions):

@@ -245,6 +245,16 @@ class Settings(BaseSettings):
                                    "maps to its job(s).")
     recent_jobs: int = DEFAULT_RECENT_JOBS
     face_tolerance: float = DEFAULT_FACE_TOLERANCE
+    face_min_margin: float = Field(
+        default=0.0, ge=0, le=1, description="Recognition: the second-nearest registered "
+        "person must be at least this much farther than the nearest, else \"unknown\" "
+        "(0: off; `python -m bench face-openset`).")
+    face_min_size_px: int = Field(
+        default=0, ge=0, le=10_000, description="Recognition: faces less high than this "
+        "(original px) are answered \"unknown\" (0: off).")
+    face_min_sharpness: float = Field(
+        default=0.0, ge=0, description="Recognition: faces whose `quality.sharpness` "
+        "(variance of the Laplacian at 64 px) is below this are answered \"unknown\" (0: off).")
     face_max_scan_pixels: int = Field(
         default=DEFAULT_FACE_MAX_SCAN_PIXELS, ge=1_000_000,
         description="Most pixels a face job's `upsample` / `min_face_px` may make the detector "

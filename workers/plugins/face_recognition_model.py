@@ -32,8 +32,11 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from visionq.face_budget import check_face_cost
+from visionq.face_quality import quality
+from visionq.faces_registry import FaceRegistry, policy_from, recognition_fields
 from visionq.imaging import DecodedImage, ImageInfo
 from visionq.options import FaceOptions
+from visionq.redis_conn import redis_client
 from visionq.settings import Settings
 from workers.model import ModelBase, ModelLoadError, PluginSettings
 from workers.plugins.face_scale import (
@@ -83,6 +86,7 @@ class FaceRecognitionModel(ModelBase):
         super().__init__(settings, **overrides)
         self.version = "unloaded"
         self._fr: Any = None
+        self._faces: FaceRegistry | None = None
 
     def load(self) -> None:
         try:
@@ -130,6 +134,17 @@ class FaceRecognitionModel(ModelBase):
             self.load()
         return [self._one(image, opts) for image in images]
 
+    def _recognize(self, faces: list[dict[str, Any]], encodings: list[np.ndarray],
+                   count: int) -> None:
+        """Option ``recognize``: each face's name against the registry, in place (read from
+        Redis per job, so a face registered a moment ago counts)."""
+        if self._faces is None:
+            self._faces = _registry_for(self.settings)
+        found = self._faces.recognize([list(map(float, e)) for e in encodings],
+                                      [face["quality"] for face in faces], count)
+        for face, identification in zip(faces, found, strict=True):
+            face.update(recognition_fields(identification))
+
     def check_cost(self, image: DecodedImage, opts: FaceOptions) -> None:
         """``FaceCostTooHighError`` (a failed job, code ``face_cost_too_high``) when the
         options would scan more than ``VISIONQ_FACE_MAX_SCAN_PIXELS``: the API's check at
@@ -176,7 +191,8 @@ class FaceRecognitionModel(ModelBase):
     def _one(self, image: DecodedImage, opts: FaceOptions) -> dict[str, Any]:
         fr = self._fr
         pixels = image.pixels
-        detected = self.detect(pixels, self.detection_plan(image, opts), opts.model)
+        detected = select_faces(self.detect(pixels, self.detection_plan(image, opts), opts.model),
+                                opts.det_prob_threshold, opts.limit)
         locations = [box for box, _ in detected]
         scale = image.scale
         landmarks: list[dict[str, list[tuple[int, int]]]] = []
@@ -184,7 +200,7 @@ class FaceRecognitionModel(ModelBase):
             model = "large" if opts.landmarks == "68" else "small"
             landmarks = fr.face_landmarks(pixels, locations, model=model)
         encodings: list[np.ndarray] = []
-        if opts.encodings and locations:
+        if (opts.encodings or opts.recognize) and locations:
             encodings = fr.face_encodings(pixels, known_face_locations=locations)
         faces = []
         for index, ((top, right, bottom, left), confidence) in enumerate(detected):
@@ -194,16 +210,41 @@ class FaceRecognitionModel(ModelBase):
                 "x_max": _scaled(right, scale, image.width),
                 "y_max": _scaled(bottom, scale, image.height),
                 "confidence": round(confidence, 4),
+                "quality": quality(pixels, (top, right, bottom, left), scale),
             }
             if landmarks:
                 face["landmarks"] = {part: [[_scaled(x, scale, image.width),
                                              _scaled(y, scale, image.height)] for x, y in points]
                                      for part, points in landmarks[index].items()}
-            if encodings:
+            if encodings and opts.encodings:
                 face["encoding"] = [round(float(v), 6) for v in encodings[index]]
             faces.append(face)
+        if opts.recognize and faces:
+            self._recognize(faces, encodings, opts.prediction_count)
         return {"model": self.name, "model_version": self.version, "width": image.width,
                 "height": image.height, "faces": faces}
+
+
+def _registry_for(settings: Settings) -> FaceRegistry:
+    """The registered faces (``/v1/vision/face/register``) on the API's Redis, matched with
+    the configured policy (``VISIONQ_FACE_TOLERANCE`` and the quality gate)."""
+    return FaceRegistry(redis_client(settings.redis_url), policy=policy_from(settings))
+
+
+def select_faces(detected: list[tuple[Box, float]], det_prob_threshold: float | None,
+                 limit: int) -> list[tuple[Box, float]]:
+    """CompreFace's ``det_prob_threshold`` (drop faces less likely than it) then ``limit``
+    (the ``limit`` largest boxes by area, 0 = all), before landmarks and encodings are
+    computed; the order of the faces kept is unchanged."""
+    if det_prob_threshold is not None:
+        detected = [(box, conf) for box, conf in detected if conf >= det_prob_threshold]
+    if limit and len(detected) > limit:
+        def area(item: tuple[Box, float]) -> int:
+            top, right, bottom, left = item[0]
+            return (bottom - top) * (right - left)
+        keep = {id(item) for item in sorted(detected, key=area, reverse=True)[:limit]}
+        detected = [item for item in detected if id(item) in keep]
+    return detected
 
 
 def _scaled(value: int, scale: float, limit: int) -> int:

@@ -24,6 +24,10 @@ its default spends ``default_scan_budget``: what fits ``VISIONQ_FACE_MAX_SCAN_PI
 that weight (625,000 pixels of 40 MP, less the plan's rounding), if below ``pixel_budget``:
 a 12 MP photo promises faces of ~370 px instead of 220.
 
+YuNet (``face_detector: "yunet"``) keeps HOG's default ``min_face_px`` (the same promise)
+but brings such a face to ``YUNET_FACE_PX`` (32) px, so it looks at (32 / 80)^2 = 16 % of
+HOG's pixels; an ``upsample`` it cannot do itself is a resize (enlarging) of its input.
+
 What a caller's ``upsample`` or ``min_face_px`` may cost is bounded by
 ``VISIONQ_FACE_MAX_SCAN_PIXELS`` (``visionq/face_budget.py``, checked at submit and here).
 """
@@ -54,7 +58,7 @@ def default_scan_budget(model: str, pixel_budget: int, max_scan_pixels: int) -> 
     they count at most ``max_scan_pixels`` at the model's weight, even after ``plan`` keeps
     pixels within ``RESIZE_TOLERANCE`` of the exact scale (up to 1 / 0.95^2 more)."""
     weight = pixel_weight(model)
-    if weight == 1:
+    if weight == 1 or model == "yunet":  # YuNet: HOG's promise, 16 % of its pixels
         return pixel_budget
     fitting = math.floor(max_scan_pixels / weight * (1 - RESIZE_TOLERANCE) ** 2)
     return min(pixel_budget, fitting)
@@ -65,15 +69,16 @@ def default_min_face_px(pixels: int, budget: int = DEFAULT_PIXEL_BUDGET) -> int:
     return max(FLOOR_MIN_FACE_PX, math.ceil(DETECTION_FACE_PX * math.sqrt(pixels / budget)))
 
 
-def detection_scale(min_face_px: int) -> float:
-    """Original pixels per detection pixel that brings a ``min_face_px`` face to 80 px."""
-    return min_face_px / DETECTION_FACE_PX
+def detection_scale(min_face_px: int, face_px: int = DETECTION_FACE_PX) -> float:
+    """Original pixels per detection pixel that brings a ``min_face_px`` face to
+    ``face_px`` (80 px: HOG's and the CNN's; ``face_budget.detection_face_px``)."""
+    return min_face_px / face_px
 
 
-def decode_divisor(min_face_px: int) -> int:
+def decode_divisor(min_face_px: int, face_px: int = DETECTION_FACE_PX) -> int:
     """The largest JPEG DCT divisor (1, 2, 4, 8) that keeps at least the detection scale's
     pixels: everything smaller comes from a cheap resize of the decoded image."""
-    scale = detection_scale(min_face_px)
+    scale = detection_scale(min_face_px, face_px)
     return next(d for d in DCT_DIVISORS if d <= scale or d == 1)
 
 
@@ -92,10 +97,11 @@ class DetectionPlan:
         return (self.resize * 2 ** self.upsample) ** 2
 
 
-def plan(decoded_scale: float, min_face_px: int) -> DetectionPlan:
+def plan(decoded_scale: float, min_face_px: int,
+         face_px: int = DETECTION_FACE_PX) -> DetectionPlan:
     """Resize and upsample that bring the decoded image to the detection scale of
-    ``min_face_px`` (upsample capped at ``MAX_UPSAMPLE``)."""
-    wanted = decoded_scale / detection_scale(min_face_px)  # detection px per decoded px
+    ``min_face_px`` at ``face_px`` (upsample capped at ``MAX_UPSAMPLE``)."""
+    wanted = decoded_scale / detection_scale(min_face_px, face_px)  # detection px per decoded
     upsample = 0 if wanted <= 1 + RESIZE_TOLERANCE else min(
         MAX_UPSAMPLE, math.ceil(math.log2(wanted / (1 + RESIZE_TOLERANCE))))
     resize = wanted / 2 ** upsample

@@ -1,0 +1,421 @@
+"""``python -m bench face-openset``: open-set face recognition as deployments use it.
+
+A gallery is enrolled (several photos per person), then two kinds of probes are presented:
+
+- **strangers**: every face the service finds (its default face detection, as a
+  ``task=face`` job runs it) in the 1,300 ``../shared/fixtures/imagenet_val`` photos — HOG
+  false positives included, since a deployment gets them too — plus the unregistered third
+  person of ``faces/obama_and_biden.jpg``.  A stranger given a name is a **false accept**.
+- **genuine**: the enrolled people's other photos (held out from the enrolment).  Named
+  correctly, named as someone else (**wrong name**), or answered unknown (**false
+  reject**).
+
+The gallery is small and says so: the fixtures hold two identities (Obama: 5 photo groups,
+Biden: 3; crops and resizes of one photo are one group, never split between enrolment and
+probes).  Every split that enrols ``--enrol`` groups per person is run (30 galleries with
+the default 2) and the counts are summed over them; "strangers ever named" counts a
+stranger named in any split.
+
+Rules compared, each swept over the distance threshold:
+
+- ``nearest``: nearest enrolled encoding (the service's rule before issue 28);
+- ``mean``: distance to each person's mean encoding;
+- ``margin m``: nearest, and the second-best *person* at least ``m`` farther;
+- ``gate size s / sharp b``: faces under ``s`` px high or below sharpness ``b``
+  (``visionq/face_quality.py``: variance of the Laplacian) are answered unknown first.
+
+The chosen default is the rule and threshold with no stranger named in any split and the
+most genuine probes named correctly (ties: the simplest rule, then the largest threshold).
+Encodings are computed (HOG, ~1-2 min on a busy core), never cached.  Writes
+``bench/results/face_openset.json`` and ``face_openset_det.png`` (false accept rate vs
+false reject rate per rule).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bench.common import FIXTURES, Run, say
+from bench.face4k import iou
+from bench.faces import CALIBRATION_LABELS, IMAGENET_VAL
+from visionq.imaging import decode, probe
+
+GROUPS: dict[str, list[list[tuple[str, int]]]] = {
+    "obama": [
+        [("obama.jpg", 0), ("obama_partial_face.jpg", 0), ("obama_partial_face2.jpg", 0),
+         ("obama-240p.jpg", 0)],
+        [("obama2.jpg", 0)],
+        [("obama3.jpg", 0)],
+        [("two_people.jpg", 1)],
+        [("obama_and_biden.jpg", 1)],
+    ],
+    "biden": [
+        [("biden.jpg", 0), ("two_people.jpg", 0)],
+        [("biden2.jpg", 0)],
+        [("obama_and_biden.jpg", 0)],
+    ],
+}
+"""Fixture faces per person (``faces/expected.json`` face index), in photo groups: the
+partial faces are crops of obama.jpg, obama-240p is 0.13 from it, Biden in two_people is
+0.07 from biden.jpg.  Resized copies (obama_small, 32bit.png) are left out."""
+FIXTURE_STRANGERS = [("obama_and_biden.jpg", 2)]
+THRESHOLDS = tuple(round(0.30 + 0.01 * i, 2) for i in range(51))
+MARGINS = (0.05, 0.10, 0.15)
+SIZE_GATES = (40, 60, 80)
+SHARPNESS_GATES = (20.0, 50.0, 100.0)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", default="face_openset")
+    parser.add_argument("--enrol", type=int, default=2,
+                        help="photo groups enrolled per person (all combinations are run)")
+    parser.add_argument("--household", type=int, default=5,
+                        help="people enrolled in the household protocol: Obama, Biden and "
+                             "N-2 real ImageNet faces (one photo each)")
+    parser.add_argument("--draws", type=int, default=10,
+                        help="random household draws per fixture split")
+    parser.add_argument("--limit-images", type=int, default=0,
+                        help="only the first N imagenet_val photos (0: all 1,300)")
+
+
+@dataclass
+class Face:
+    who: str
+    source: str
+    encoding: np.ndarray
+    size_px: int
+    sharpness: float
+    group: int = -1
+    real: bool = True
+
+
+class Service:
+    """Faces as a ``task=face`` job with ``encodings: true`` gets them."""
+
+    def __init__(self) -> None:
+        from workers.plugins.face_recognition_model import FaceRecognitionModel
+
+        self.model = FaceRecognitionModel()
+        self.model.load()
+
+    def faces(self, data: bytes) -> list[dict[str, Any]]:
+        image = decode(data, max_side=self.model.max_side_for(probe(data)))
+        return self.model.predict([image], {"encodings": True, "landmarks": "none"})[0]["faces"]
+
+
+def _face(who: str, source: str, found: dict[str, Any], group: int = -1) -> Face:
+    return Face(who, source, np.asarray(found["encoding"], dtype=np.float64),
+                int(found["quality"]["size_px"]), float(found["quality"]["sharpness"]), group)
+
+
+def fixture_faces(service: Service) -> tuple[list[Face], list[Face], list[str]]:
+    """(genuine faces with their group, fixture strangers, sources not detected)."""
+    expected = json.loads((FIXTURES / "faces" / "expected.json").read_text())["images"]
+    cache: dict[str, list[dict[str, Any]]] = {}
+
+    def pick(name: str, index: int) -> dict[str, Any] | None:
+        if name not in cache:
+            cache[name] = service.faces((FIXTURES / "faces" / name).read_bytes())
+        top, right, bottom, left = expected[name]["faces"][index]["box_trbl"]
+        scored = [(iou((left, top, right, bottom),
+                       (f["x_min"], f["y_min"], f["x_max"], f["y_max"])), f)
+                  for f in cache[name]]
+        overlap, face = max(scored, key=lambda pair: pair[0], default=(0.0, None))
+        return face if face is not None and overlap >= 0.3 else None
+
+    genuine, strangers, missed = [], [], []
+    for who, groups in GROUPS.items():
+        for number, group in enumerate(groups):
+            for name, index in group:
+                found = pick(name, index)
+                if found is None:
+                    missed.append(f"{name}#{index}")
+                else:
+                    genuine.append(_face(who, f"{name}#{index}", found, number))
+    for name, index in FIXTURE_STRANGERS:
+        found = pick(name, index)
+        if found is None:
+            missed.append(f"{name}#{index}")
+        else:
+            strangers.append(_face("stranger", f"{name}#{index}", found))
+    return genuine, strangers, missed
+
+
+def imagenet_faces(service: Service, limit: int = 0) -> tuple[list[Face], int, int]:
+    """Every face found in imagenet_val, (faces, labelled true faces among them, photos)."""
+    labels = [r for r in json.loads(CALIBRATION_LABELS.read_text())["candidates"] if r["face"]]
+    paths = sorted(IMAGENET_VAL.iterdir())
+    if limit:
+        paths = paths[:limit]
+    faces, true_faces, started = [], 0, time.monotonic()
+    for number, path in enumerate(paths, 1):
+        for found in service.faces(path.read_bytes()):
+            box = (found["x_min"], found["y_min"], found["x_max"], found["y_max"])
+            labelled = any(r["image"] == path.name and iou(box, r["box_ltrb"]) >= 0.5
+                           for r in labels)
+            true_faces += labelled
+            face = _face("stranger", f"{path.name}{'' if labelled else ' (not a face)'}", found)
+            face.real = labelled
+            faces.append(face)
+        if number % 100 == 0 or number == len(paths):
+            say(f"imagenet_val: {number}/{len(paths)} photos, {len(faces)} faces found, "
+                f"{time.monotonic() - started:.0f} s")
+    return faces, true_faces, len(paths)
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    template: str = "nearest"  # or "mean"
+    margin: float = 0.0
+    min_size_px: int = 0
+    min_sharpness: float = 0.0
+
+    @property
+    def simplicity(self) -> int:
+        return (self.template != "nearest") + (self.margin > 0) + (self.min_size_px > 0) + (
+            self.min_sharpness > 0)
+
+
+def rules() -> list[Rule]:
+    out = [Rule("nearest"), Rule("mean", template="mean")]
+    out += [Rule(f"margin {m:.2f}", margin=m) for m in MARGINS]
+    out += [Rule(f"gate size {s}", min_size_px=s) for s in SIZE_GATES]
+    out += [Rule(f"gate sharp {b:g}", min_sharpness=b) for b in SHARPNESS_GATES]
+    out += [Rule("mean + margin 0.05", template="mean", margin=0.05)]
+    return out
+
+
+def person_distances(gallery: dict[str, np.ndarray], probes: np.ndarray,
+                     template: str) -> tuple[list[str], np.ndarray]:
+    """(people, distances probes x people): nearest enrolled encoding or the mean's."""
+    people = sorted(gallery)
+    columns = []
+    for who in people:
+        known = gallery[who]
+        if template == "mean":
+            columns.append(np.linalg.norm(probes - known.mean(axis=0), axis=1))
+        else:
+            columns.append(np.linalg.norm(probes[:, None, :] - known[None], axis=2).min(axis=1))
+    return people, np.stack(columns, axis=1)
+
+
+def decide(rule: Rule, gallery: dict[str, np.ndarray], faces: Sequence[Face],
+           encodings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(name given to each face at each threshold: thresholds x faces, -1 = unknown;
+    the people's order)."""
+    people, distances = person_distances(gallery, encodings, rule.template)
+    order = np.argsort(distances, axis=1)
+    rows = np.arange(len(faces))
+    best = distances[rows, order[:, 0]]
+    second = distances[rows, order[:, 1]] if len(people) > 1 else np.full(len(faces), np.inf)
+    passes = np.array([f.size_px >= rule.min_size_px and f.sharpness >= rule.min_sharpness
+                       for f in faces]) & (second - best >= rule.margin)
+    thresholds = np.asarray(THRESHOLDS)[:, None]
+    named = passes[None, :] & (best[None, :] <= thresholds)
+    return np.where(named, order[:, 0][None, :], -1), np.asarray(people)
+
+
+def splits(genuine: list[Face], enrol: int) -> list[tuple[dict[str, np.ndarray], list[Face]]]:
+    """Every gallery that enrols ``enrol`` groups per person: (gallery, held-out probes)."""
+    choices = [[(who, set(c)) for c in itertools.combinations(range(len(groups)),
+                                                              min(enrol, len(groups) - 1))]
+               for who, groups in GROUPS.items()]
+    out = []
+    for combo in itertools.product(*choices):
+        enrolled = dict(combo)
+        gallery = {who: np.stack([f.encoding for f in genuine
+                                  if f.who == who and f.group in groups])
+                   for who, groups in enrolled.items()}
+        probes = [f for f in genuine if f.group not in enrolled[f.who]]
+        out.append((gallery, probes))
+    return out
+
+
+def galleries(genuine: list[Face], strangers: list[Face], enrol: int, household: int,
+              draws: int, seed: int = 0) -> list[tuple[dict[str, np.ndarray], list[Face],
+                                                        list[int]]]:
+    """(gallery, genuine probes, indices of the strangers presented).  ``household`` > 2:
+    each fixture split also enrols ``household - 2`` real ImageNet faces (one photo each,
+    ``draws`` random draws), which are then not presented as strangers."""
+    rng = np.random.default_rng(seed)
+    real = [i for i, f in enumerate(strangers) if f.real]
+    out = []
+    for gallery, probes in splits(genuine, enrol):
+        extra = household - len(gallery)
+        if extra <= 0:
+            out.append((gallery, probes, list(range(len(strangers)))))
+            continue
+        for _ in range(draws):
+            members = set(rng.choice(real, size=extra, replace=False).tolist())
+            bigger = {**gallery, **{f"member_{i}": strangers[i].encoding[None]
+                                    for i in members}}
+            out.append((bigger, probes, [i for i in range(len(strangers))
+                                         if i not in members]))
+    return out
+
+
+def evaluate(genuine: list[Face], strangers: list[Face], enrol: int, household: int,
+             draws: int) -> dict[str, Any]:
+    cases = galleries(genuine, strangers, enrol, household, draws)
+    all_strangers = np.stack([f.encoding for f in strangers])
+    curves: dict[str, list[dict[str, Any]]] = {}
+    n = len(THRESHOLDS)
+    for rule in rules():
+        correct, wrong, rejected = np.zeros(n), np.zeros(n), np.zeros(n)
+        named, presented, genuine_total = np.zeros(n), 0, 0
+        ever = np.zeros((n, len(strangers)), dtype=bool)
+        for gallery, probes, presented_idx in cases:
+            answers, people = decide(rule, gallery, probes,
+                                     np.stack([f.encoding for f in probes]))
+            truth = np.array([list(people).index(f.who) for f in probes])
+            genuine_total += len(probes)
+            correct += (answers == truth[None, :]).sum(axis=1)
+            rejected += (answers == -1).sum(axis=1)
+            wrong += ((answers != -1) & (answers != truth[None, :])).sum(axis=1)
+            shown = [strangers[i] for i in presented_idx]
+            answers, _ = decide(rule, gallery, shown, all_strangers[presented_idx])
+            presented += len(shown)
+            named += (answers != -1).sum(axis=1)
+            ever[:, presented_idx] |= answers != -1
+        rows = []
+        for k, threshold in enumerate(THRESHOLDS):
+            sources = sorted(strangers[i].source for i in np.flatnonzero(ever[k]))
+            rows.append({"threshold": threshold,
+                         "genuine_correct": round(float(correct[k]) / genuine_total, 4),
+                         "genuine_wrong_name": round(float(wrong[k]) / genuine_total, 4),
+                         "genuine_rejected": round(float(rejected[k]) / genuine_total, 4),
+                         "far": round(float(named[k]) / presented, 5),
+                         "strangers_named": int(named[k]),
+                         "strangers_ever_named": len(sources),
+                         "ever_named": sources[:10]})
+        curves[rule.name] = rows
+    return {"galleries": len(cases), "stranger_presentations": presented,
+            "genuine_probes_per_gallery": round(genuine_total / len(cases), 2),
+            "curves": curves}
+
+
+def choose(curves: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per rule the safe interval: from the smallest threshold that names >= 95 % of the
+    genuine probes correctly to the largest at which no stranger is ever named.  The rule
+    with the widest interval wins (ties: the simplest), at the interval's middle, so that
+    both kinds of error keep the same distance margin on this small sample."""
+    by_name = {rule.name: rule for rule in rules()}
+    best: tuple[float, int, str, float, float] | None = None
+    for name, rows in curves.items():
+        low = min((r["threshold"] for r in rows if r["genuine_correct"] >= 0.95), default=None)
+        high = max((r["threshold"] for r in rows if r["strangers_ever_named"] == 0),
+                   default=None)
+        if low is None or high is None or high < low:
+            continue
+        key = (round(high - low, 2), -by_name[name].simplicity, name, low, high)
+        if best is None or key[:2] > best[:2]:
+            best = key
+    if best is None:
+        return {}
+    width, _, name, low, high = best
+    middle = round((low + high) / 2, 2)
+    row = min(curves[name], key=lambda r: abs(r["threshold"] - middle))
+    rule = by_name[name]
+    return {"rule": name, "safe_from": low, "safe_to": high, "threshold": row["threshold"],
+            "template": rule.template, "margin": rule.margin,
+            "min_size_px": rule.min_size_px, "min_sharpness": rule.min_sharpness, **row}
+
+
+def summary_rows(curves: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per rule: its safe interval (>= 95 % genuine named .. no stranger named) and the
+    figures at 0.5 and 0.6."""
+    out = []
+    for name, rows in curves.items():
+        low = min((r["threshold"] for r in rows if r["genuine_correct"] >= 0.95), default=None)
+        high = max((r["threshold"] for r in rows if r["strangers_ever_named"] == 0),
+                   default=None)
+        at = {r["threshold"]: r for r in rows}
+        out.append({"rule": name, "genuine_95_from": low, "no_stranger_up_to": high,
+                    **{f"{key}_at_{t}": at[t][key] for t in (0.5, 0.55, 0.6)
+                       for key in ("genuine_correct", "far", "strangers_ever_named")}})
+    return out
+
+
+def det_plot(path: Any, curves: dict[str, list[dict[str, Any]]], presentations: int,
+             protocol: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    floor = 0.3 / presentations
+    for name, rows in curves.items():
+        far = [max(r["far"], floor) for r in rows]
+        frr = [1.0 - r["genuine_correct"] for r in rows]
+        ax.plot(far, frr, marker=".", markersize=3, label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"false accept rate (stranger named; {presentations} presentations; "
+                  f"0 drawn at {floor:.0e})")
+    ax.set_ylabel("false reject + wrong name rate (enrolled people's other photos)")
+    ax.set_title(f"Open-set face recognition ({protocol}): DET per rule, threshold 0.30-0.80")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
+    results = Run(args.name, argv)
+    service = Service()
+    genuine, fixture_strangers, missed = fixture_faces(service)
+    say(f"gallery faces: {len(genuine)} ({', '.join(sorted({f.who for f in genuine}))}); "
+        f"not detected: {missed}")
+    found, true_faces, photos = imagenet_faces(service, args.limit_images)
+    strangers = found + fixture_strangers
+    say(f"strangers: {len(found)} faces found in {photos} imagenet_val photos "
+        f"({true_faces} of them labelled real faces, {len(found) - true_faces} HOG false "
+        f"positives) + {len(fixture_strangers)} fixture stranger")
+    protocols = {
+        "fixtures": evaluate(genuine, strangers, args.enrol, 2, 1),
+        "household": evaluate(genuine, strangers, args.enrol, args.household, args.draws)}
+    results.data.update({
+        "detector": service.model.version, "enrol_groups_per_person": args.enrol,
+        "household": args.household, "draws": args.draws,
+        "people": sorted(GROUPS), "genuine_faces": len(genuine),
+        "genuine_sources": [f"{f.who}:{f.source}" for f in genuine],
+        "not_detected": missed, "imagenet_photos": photos,
+        "imagenet_faces_found": len(found), "imagenet_true_faces_found": true_faces,
+        "strangers": len(strangers),
+        "stranger_quality": {
+            "size_px_median": float(np.median([f.size_px for f in strangers])),
+            "sharpness_median": float(np.median([f.sharpness for f in strangers]))},
+        "genuine_quality": {
+            "size_px_min": min(f.size_px for f in genuine),
+            "sharpness_min": min(f.sharpness for f in genuine)}})
+    for protocol, evaluated in protocols.items():
+        summary = summary_rows(evaluated["curves"])
+        chosen = choose(evaluated["curves"])
+        results.data[protocol] = {**{k: v for k, v in evaluated.items() if k != "curves"},
+                                  "summary": summary, "chosen": chosen,
+                                  "curves": evaluated["curves"]}
+        say(f"== {protocol}: {evaluated['galleries']} galleries, "
+            f"{evaluated['stranger_presentations']} stranger presentations, "
+            f"{evaluated['genuine_probes_per_gallery']} genuine probes per gallery")
+        say("rule | >=95% genuine from | no stranger up to | correct/FAR/ever named "
+            "@0.5 | @0.55 | @0.6")
+        for row in summary:
+            say(f"{row['rule']:<20} | {row['genuine_95_from']} | {row['no_stranger_up_to']} | "
+                + " | ".join(f"{row[f'genuine_correct_at_{t}']} {row[f'far_at_{t}']} "
+                             f"{row[f'strangers_ever_named_at_{t}']}" for t in (0.5, 0.55, 0.6)))
+        say(f"chosen ({protocol}): {json.dumps(chosen)}")
+        det_plot(results.plot_path(f"det_{protocol}"), evaluated["curves"],
+                 evaluated["stranger_presentations"], protocol)
+    results.data["chosen"] = results.data["household"]["chosen"]
+    results.finish()
+    return results.data
