@@ -16,12 +16,14 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
 from monitoring.settings import MonitoringSettings
+from visionq.mqtt.settings import MqttSettings
 from visionq.options import TASK_OPTIONS
 from visionq.settings import ClientSettings, Settings
 from workers import registry
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-CORE_CLASSES: list[type[BaseSettings]] = [Settings, ClientSettings, MonitoringSettings]
+CORE_CLASSES: list[type[BaseSettings]] = [Settings, ClientSettings, MonitoringSettings,
+                                           MqttSettings]
 
 
 def plugin_settings_classes() -> list[type[BaseSettings]]:
