@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from visionq.faces_registry import FaceRegistry
-from visionq.mqtt.broker import Broker
-from visionq.mqtt.publisher import MqttPublisher
 from visionq.mqtt.settings import MqttSettings
 from visionq.mqtt.topics import Topics
 from visionq.redis_conn import redis_client
@@ -48,13 +46,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not mqtt_settings.enabled:
         print("visionq mqtt: VISIONQ_MQTT_URL is not set: nothing to do", file=sys.stderr)
         return 2
+    try:
+        from visionq.mqtt.broker import Broker
+        from visionq.mqtt.publisher import MqttPublisher
+    except ImportError as exc:
+        print(f"visionq mqtt: {exc}: install the mqtt extra (pip install 'visionq[mqtt]')",
+              file=sys.stderr)
+        return 2
     settings = Settings()
     shards = shard_map(settings)
     queues = [q for q in args.queues.split(",") if q]
     topics = Topics(mqtt_settings.topic_prefix, mqtt_settings.discovery_prefix,
                     mqtt_settings.node_id)
     client_id = f"visionq-{mqtt_settings.node_id}-{os.getpid()}"
-    publisher_box: list[MqttPublisher] = []
+    publisher_box: list[MqttPublisher] = []  # the broker's connect hook calls it
     broker = Broker(mqtt_settings.target, topics.status, client_id,
                     on_connect=lambda: publisher_box and publisher_box[0].on_connect())
     publisher = MqttPublisher(
