@@ -350,8 +350,8 @@ def _custom_paths() -> dict[str, Any]:
                    "errors": {"type": "array", "items": {"type": "object"}}}), "OK"),
                    **_errors(401, 429)}}
     manifest = {key: {"type": "string"} for key in (
-        "name", "kind", "format", "labels", "input_size", "layout", "resize", "mean", "std",
-        "softmax", "score_threshold", "nms_iou", "max_detections", "version")}
+        "name", "kind", "format", "labels", "input_size", "layout", "resize", "channels",
+        "mean", "std", "softmax", "score_threshold", "nms_iou", "max_detections", "version")}
     return {
         "/v1/vision/custom/{name}": {"post": {
             "tags": ["Custom models"], "summary": "Run custom model <name> (DeepStack shape)",
