@@ -217,9 +217,12 @@ def status(job_id: str, url: str | None, wait_s: float) -> None:
 @click.option("--once", is_flag=True,
               help="Handle the objects there now (scan) or queued now (event), wait for their "
               "results, exit.")
+@click.option("--callback-url", default=None,
+              help="A signed webhook for every job (README \"Webhooks\"; sent by the "
+              "callbacks role, checked against VISIONQ_CALLBACK_ALLOW).")
 def watch(source: str, task: str, results: str | None, sqs_url: str | None,
           interval: float | None, options: str | None, metrics_port: int | None,
-          once: bool) -> None:
+          once: bool, callback_url: str | None) -> None:
     """Turn every new object under s3://BUCKET/PREFIX into a TASK job and write its result
     (or error) as JSON under the results prefix: <results prefix><key>.json.
 
@@ -255,6 +258,12 @@ def watch(source: str, task: str, results: str | None, sqs_url: str | None,
         parsed = TASK_OPTIONS[task].model_validate(raw_options)
     except (json.JSONDecodeError, ValidationError) as exc:
         raise click.BadParameter(f"--options: {exc}") from exc
+    if callback_url is not None:
+        from visionq.callbacks.destinations import AllowList, DestinationError, check_url
+        try:
+            check_url(callback_url, AllowList.parse(settings.callback_allow))
+        except DestinationError as exc:
+            raise click.BadParameter(f"--callback-url: {exc.message}") from exc
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s visionq watch %(levelname)s %(message)s")
     logging.getLogger("botocore").setLevel(logging.WARNING)
@@ -264,7 +273,7 @@ def watch(source: str, task: str, results: str | None, sqs_url: str | None,
         sqs_url=sqs_url, interval_s=interval or settings.watch_interval_s,
         dedupe_ttl_s=settings.watch_dedupe_ttl_s, max_bytes=settings.max_bytes,
         backlog_limit=settings.max_backlog_for(task), blob_ttl_s=settings.blob_ttl_s,
-        reread_backoff_s=settings.watch_reread_backoff_s)
+        reread_backoff_s=settings.watch_reread_backoff_s, callback_url=callback_url)
     port = settings.watch_metrics_port if metrics_port is None else metrics_port
     metrics = WatchMetrics(CollectorRegistry())
     if port:

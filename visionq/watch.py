@@ -115,6 +115,8 @@ class WatchConfig:
     reread_backoff_s: float = 30.0
     """Wait before a new job for an object its worker could not read (S3 away); doubled
     for each further one."""
+    callback_url: str | None = None
+    """A webhook for every job (``visionq.callbacks``; checked by ``visionq watch``)."""
 
     @property
     def id(self) -> str:
@@ -360,7 +362,7 @@ class Watcher:
             try:
                 self._jobs.admit(c.task, [(job_id, url, None)], c.options, queue=c.task,
                                  backlog_limit=c.backlog_limit, blob_ttl_s=c.blob_ttl_s,
-                                 blob_owned=False)
+                                 blob_owned=False, callback_url=c.callback_url)
                 return
             except QueueFullError as exc:
                 log.warning("%s; waiting %.0f s", exc, QUEUE_FULL_RETRY_S)
