@@ -78,7 +78,7 @@ def wait_http(url: str, process: subprocess.Popen, name: str, timeout_s: float =
 # session workers), 3 idle_redis_url, 5 test_openapi, 6 test_faults and the monitoring
 # stack (never at once), 7 the autoscaler end to end, 8 test_burst and test_reaper (one at
 # a time), 9 test_wire_security, 11 test_stream, 12 test_signatures, 13 and 14 test_watch,
-# 15 test_deepstack_detectors.
+# 15 test_deepstack_detectors, 4 the MQTT tests (tests/visionq/mqtt).
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[tuple[int, subprocess.Popen]]:
     port = free_port()

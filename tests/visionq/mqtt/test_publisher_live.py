@@ -1,5 +1,5 @@
 """The MQTT role against a real broker (mosquitto, started here) and a real stack (Redis
-DB 15, the API, a face worker): what a subscriber receives.
+DB 4, the API, a face worker): what a subscriber receives.
 
 - registering a face and recognising it publishes the person's topic and the Home
   Assistant discovery configs (checked against HA's documented fields);
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.skipif(mosquitto_binary() is None,
                                 "mosquitto; `make system-deps` installs it)")
 FACES = FIXTURES / "faces"
 TOPICS = Topics("visionq", "homeassistant", "visionq")
-DB = 15  # this module's own database of the session Redis (tests/conftest.py)
+DB = 4  # this module's own database of the session Redis (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
 @pytest.fixture(scope="module")
 def stack(redis_server: tuple[int, subprocess.Popen], broker: Mosquitto
           ) -> Iterator[tuple[str, str, Subscriber]]:
-    """(API URL, Redis URL, subscriber): the API and a face worker on DB 15, the MQTT role
+    """(API URL, Redis URL, subscriber): the API and a face worker on DB 4, the MQTT role
     publishing to ``broker``."""
     redis_url = f"redis://127.0.0.1:{redis_server[0]}/{DB}"
     redis.Redis.from_url(redis_url).flushdb()
