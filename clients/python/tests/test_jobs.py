@@ -43,3 +43,21 @@ def test_batch_of_a_folder_with_progress(client: Client, face_task: str, tmp_pat
     assert [j.result["width"] for j in jobs] == [20, 21, 22]
     assert all(j.succeeded for j in jobs)
     assert "3/3" in capsys.readouterr().err
+
+
+def test_the_async_client(api_url: str, api_key: str | None, face_task: str) -> None:
+    import asyncio
+
+    from visionq_client import AsyncClient
+
+    async def main() -> tuple[list[Job], list[str]]:
+        async with AsyncClient(api_url, api_key=api_key) as client:
+            jobs = await asyncio.gather(*(client.run(png(10 + i, 10), face_task, timeout_s=120)
+                                          for i in range(3)))
+            refs = [r.ref async for r in client.stream([("a", png(8, 8)), ("b", b"junk")],
+                                                       face_task)]
+            return list(jobs), refs
+
+    jobs, refs = asyncio.run(main())
+    assert [j.result["width"] for j in jobs] == [10, 11, 12] and all(j.succeeded for j in jobs)
+    assert sorted(refs) == ["a", "b"]

@@ -2,6 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from visionq_client.aio import AsyncClient
 from visionq_client.client import DEFAULT_URL, Client, image_files
 from visionq_client.errors import StreamClosedError, VisionqError
 from visionq_client.models import (
@@ -24,8 +25,8 @@ except PackageNotFoundError:  # imported from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
-    "DEFAULT_URL", "NO_RETRY", "Client", "FaceMatch", "FacePrediction", "Job", "Label",
-    "ObjectPrediction", "Progress", "Registration", "RetryPolicy", "StreamClosedError",
+    "DEFAULT_URL", "NO_RETRY", "AsyncClient", "Client", "FaceMatch", "FacePrediction", "Job",
+    "Label", "ObjectPrediction", "Progress", "Registration", "RetryPolicy", "StreamClosedError",
     "StreamResult", "Timings", "VisionqError", "connect_stream", "image_files",
     "stream_frames", "__version__",
 ]
