@@ -236,12 +236,12 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="A frame the client does not take within this many "
         "seconds (it stopped reading) ends the stream, freeing its thread.")
     sync_timeout_s: float = DEFAULT_SYNC_TIMEOUT_S
-    idempotency_ttl_s: int = Field(default=24 * 3600, description="How long an Idempotency-Key "
     deepstack_max_predictions: int = Field(
         default=300, ge=1, le=1000, description="/v1/vision/detection answers at most this "
         "many predictions (the most confident): DeepStack's own cap (max_det 300 in its NMS). "
         "Frigate reads at most 20 (more raise IndexError in its deepstack detector): set 20 "
         "for Frigate.")
+    idempotency_ttl_s: int = Field(default=24 * 3600, description="How long an Idempotency-Key "
                                    "maps to its job(s).")
     recent_jobs: int = DEFAULT_RECENT_JOBS
     face_tolerance: float = DEFAULT_FACE_TOLERANCE
