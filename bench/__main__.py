@@ -81,7 +81,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "scaleout", help="simulated workers (sleep model, netns nodes) vs one Redis + API: "
                          "jobs/s against ideal, Redis commands and CPU per job",
         description=scaleout.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
-    from bench import begin_cost, camera, stream
+    from bench import begin_cost, callbacks, camera, stream
+
+    callbacks.add_arguments(sub.add_parser(
+        "callbacks", help="jobs/s with and without a webhook per job (a slow receiver): "
+                          "the sender must not slow the workers",
+        description=callbacks.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
 
     camera.add_arguments(sub.add_parser(
         "camera", help="N Frigate-like cameras (keep-alive, 0.1 s timeout, open loop) on "
@@ -137,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         camera.run(args, argv)
     elif args.command == "begin-cost":
         begin_cost.run(args, argv)
+    elif args.command == "callbacks":
+        callbacks.run(args, argv)
     elif args.command == "client":
         netloss.client_main(args)
     elif args.command == "ready":
