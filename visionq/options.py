@@ -81,6 +81,13 @@ class DetectOptions(TaskOptions):
                                   description="Drop boxes scored below.")
     classes: CocoLabels | None = Field(
         None, description="Keep only these COCO labels, each once (default: all 80).")
+    input_size: int | None = Field(
+        None, ge=DETECT_INPUT_SIDE_STEP, le=DETECT_INPUT_SIDE_HIGHEST,
+        multiple_of=DETECT_INPUT_SIDE_STEP,
+        description="Detector input side in pixels (a multiple of 32, at most 1024; cost "
+        "~ its square): the image's longer side is scaled to it. Default: the image's own "
+        "longer side rounded up to 32, at least 320 and at most VISIONQ_DETECT_MAX_SIDE "
+        "(512).")
 
     @field_validator("classes")
     @classmethod
@@ -111,10 +118,3 @@ TASK_OPTIONS: dict[str, type[TaskOptions]] = {
     "custom": CustomOptions}
 """Task (queue) -> its option model; a plugin's ``options`` is this model or a subclass.
 ``custom`` is every custom model's (job task ``custom/<name>``)."""
-    input_size: int | None = Field(
-        None, ge=DETECT_INPUT_SIDE_STEP, le=DETECT_INPUT_SIDE_HIGHEST,
-        multiple_of=DETECT_INPUT_SIDE_STEP,
-        description="Detector input side in pixels (a multiple of 32, at most 1024; cost "
-        "~ its square): the image's longer side is scaled to it. Default: the image's own "
-        "longer side rounded up to 32, at least 320 and at most VISIONQ_DETECT_MAX_SIDE "
-        "(512).")
