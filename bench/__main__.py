@@ -64,18 +64,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "frigate", help="Frigate emulation: 320 px frames at 5/s to /v1/vision/detection, "
                         "timeout 0.1 s, a new connection each: %% timeouts, p50/p99",
         description=frigate.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
-    from bench import broker_ceiling, scaleout
-
-    broker_ceiling.add_arguments(sub.add_parser(
-        "broker-ceiling", help="jobs/s per Redis core with no HTTP: direct producers, no-op "
-                               "workers, persistence off / everysec / always",
-        description=broker_ceiling.__doc__,
     from bench import detect_eval
 
     detect_eval.add_arguments(sub.add_parser(
         "detect-eval", help="detector input side: recall / precision on coco8 at own size and "
                             "at 320x320, ms per side on a 320x320 frame",
         description=detect_eval.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    from bench import broker_ceiling, scaleout
+
+    broker_ceiling.add_arguments(sub.add_parser(
+        "broker-ceiling", help="jobs/s per Redis core with no HTTP: direct producers, no-op "
+                               "workers, persistence off / everysec / always",
+        description=broker_ceiling.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter))
     scaleout.add_arguments(sub.add_parser(
         "scaleout", help="simulated workers (sleep model, netns nodes) vs one Redis + API: "
@@ -132,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         detect_latency.run(args, argv)
     elif args.command == "frigate":
         frigate.run(args, argv)
+    elif args.command == "detect-eval":
+        detect_eval.run(args, argv)
     elif args.command == "scaleout":
         scaleout.run(args, argv)
     elif args.command == "broker-ceiling":
@@ -150,8 +152,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench.stack import check_ready
 
         check_ready(args.url, args.path, args.redis_url,
-    elif args.command == "detect-eval":
-        detect_eval.run(args, argv)
                     [t for t in args.tasks.split(",") if t], args.timeout)
     return 0
 
