@@ -69,3 +69,13 @@ def test_url_parsed_and_password_never_shown(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("VISIONQ_MQTT_URL", "http://u:pw@h")
     with pytest.raises(ValueError):
         MqttSettings()
+
+
+def test_role_names_a_bad_url_without_its_password(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from visionq.mqtt.__main__ import main
+
+    monkeypatch.setenv("VISIONQ_MQTT_URL", "http://user:hunter2-pw@broker:1883")
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert "VISIONQ_MQTT_URL" in err and "hunter2" not in err
