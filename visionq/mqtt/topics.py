@@ -1,8 +1,8 @@
 """Topic names.  What comes from users (a userid, a custom model's name) is sanitised:
 MQTT gives ``+`` and ``#`` (wildcards) and ``/`` (level separator) meanings, control
-characters and NUL have no place in a topic, and Home Assistant's discovery accepts only
-``[A-Za-z0-9_-]`` in node and object ids.  A name that had to change gets a short hash of
-the original appended, so two userids never share a topic."""
+characters, NUL and lone surrogates have no place in a topic, and Home Assistant's
+discovery accepts only ``[A-Za-z0-9_-]`` in node and object ids.  A name that had to
+change gets a short hash of the original appended, so two userids never share a topic."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import re
 
 SEGMENT_MAX = 64
 """Characters of a user-supplied name kept in a topic level (before the hash suffix)."""
-_UNSAFE_IN_TOPIC = re.compile(r"[+#/\x00-\x1f\x7f]")
+_UNSAFE_IN_TOPIC = re.compile(r"[+#/\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+"""Wildcards, the level separator, control characters (C0, DEL, C1; MQTT forbids NUL and
+advises against the rest) and lone surrogates (not encodable as the UTF-8 MQTT requires)."""
 _UNSAFE_IN_ID = re.compile(r"[^A-Za-z0-9_-]")
 
 

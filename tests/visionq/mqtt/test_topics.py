@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from visionq.mqtt.settings import MqttSettings, MqttTarget
 from visionq.mqtt.topics import SEGMENT_MAX, Topics, object_id, segment
 
-SAFE_LEVEL = re.compile(r"^[^+#/\x00-\x1f\x7f]+$")
+SAFE_LEVEL = re.compile(r"^[^+#/\x00-\x1f\x7f-\x9f]+$")
 HA_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 TOPICS = Topics("visionq", "homeassistant", "visionq")
 
@@ -23,7 +23,7 @@ def test_safe_userids_are_kept(userid: str) -> None:
 
 
 @pytest.mark.parametrize("userid", ["a/b", "a+b", "#", "+", "x\x00y", "new\nline", "", "$SYS",
-                                    "a" * 300, "\x7f"])
+                                    "a" * 300, "\x7f", "\x85", "\ud800"])
 def test_unsafe_userids_are_one_clean_level(userid: str) -> None:
     topic = TOPICS.person(userid)
     level = topic.removeprefix("visionq/face/")
@@ -42,6 +42,7 @@ def test_different_userids_different_topics(first: str, second: str) -> None:
 @given(st.text(max_size=80))
 def test_any_userid_gives_valid_levels(userid: str) -> None:
     assert SAFE_LEVEL.match(segment(userid))
+    segment(userid).encode("utf-8")  # MQTT topics are UTF-8: no lone surrogates
     assert HA_ID.match(object_id(userid))
 
 
