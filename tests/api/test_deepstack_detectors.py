@@ -20,6 +20,7 @@ from flask.testing import FlaskClient
 from PIL import Image
 
 from tests.api.conftest import AppFactory
+from tests.api.test_deepstack_frigate import frigate_labels, frigate_reads
 from tests.conftest import BIN, REPO, WorkerPool, service_env
 from tests.workers.custom_builders import yolo_onnx
 from tests.workers.detector_builders import (
@@ -28,6 +29,7 @@ from tests.workers.detector_builders import (
     detector_manifest,
     detector_onnx,
 )
+from visionq.labels import COCO_SYNONYMS, coco_name
 
 DB = 15
 """This module's database of the session Redis (tests/conftest.py lists the owners): its
@@ -103,6 +105,7 @@ def test_detection_serves_the_chosen_detector(client: FlaskClient, layout: str) 
     body = response.get_json()
     assert body["success"] is True
     assert len(body["predictions"]) == 1, body
+    assert frigate_reads(body["predictions"]) == body["predictions"]  # Frigate keeps it
     found = body["predictions"][0]
     assert found["confidence"] == pytest.approx(FRIGATE_ANSWER["confidence"], abs=0.01)
     assert {k: v for k, v in found.items() if k != "confidence"} == {
@@ -128,3 +131,12 @@ def test_a_worker_for_a_model_the_folder_lacks_does_not_start(db_url: str,
     output = out.stdout + out.stderr
     assert "cannot start a worker for queue 'detect'" in output
     assert "custom/absent cannot serve the detect queue" in output
+
+
+def test_every_mapped_spelling_is_a_frigate_label() -> None:
+    """Other detectors' spellings (``motorbike``, ``tvmonitor``, ``dining_table``, ...) come
+    out as names in Frigate's labelmap (``tests/api/frigate_labelmap.txt``)."""
+    known = frigate_labels()
+    for spelling in [*COCO_SYNONYMS, "Dining_Table", "TV", "potted-plant"]:
+        assert coco_name(spelling) in known, spelling
+    assert coco_name("package") == "package"  # not a COCO class: passed through
