@@ -19,9 +19,10 @@ class, IoU >= 0.5, greedy by confidence) and precision (true positives / boxes r
 zidane.jpg included) that the same image still gets at this side (same class, IoU >= 0.5).
 
 Speed: the plugin's ``predict`` on one 320x320 frame at each side in this one process
-(letterbox + inference + decoding), ``--runs`` calls per side interleaved round-robin,
-median and ratio to 512; the first call of each side (a new input shape for ONNX Runtime)
-is reported separately.  Timing on a shared machine is noisy; re-run on a quiet one.
+(letterbox + inference + decoding), ``--runs`` calls per side interleaved round-robin:
+median wall and CPU ms and their ratio to 512; the first call of each side (a new input
+shape for ONNX Runtime) is reported separately.  Wall time on a shared machine is noisy
+(CPU time less so, with ``--threads 1``); re-run on a quiet one.
 
 Writes ``bench/results/<name>.json``, ``<name>_recall.png`` and ``<name>_ms.png``.
 """
@@ -170,16 +171,24 @@ def timings(model: CenterNetMbv3, sides: list[int], runs: int) -> dict[str, Any]
     options = {key: {} if key == POLICY else {"input_size": int(key)} for key in keys}
     first: dict[str, float] = {}
     times: dict[str, list[float]] = {key: [] for key in keys}
+    cpu: dict[str, list[float]] = {key: [] for key in keys}
     for run in range(runs + 1):
         for key in keys:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             model.predict([image], options[key])
             elapsed = (time.perf_counter() - started) * 1000
-            (times[key].append(elapsed) if run else first.__setitem__(key, elapsed))
+            if run:
+                times[key].append(elapsed)
+                cpu[key].append((time.process_time() - cpu_started) * 1000)
+            else:
+                first[key] = elapsed
     base = statistics.median(times["512"]) if "512" in times else None
+    cpu_base = statistics.median(cpu["512"]) if "512" in cpu else None
     return {key: {"first_call_ms": round(first[key], 1),
                   "median_ms": round(statistics.median(times[key]), 1),
-                  "speedup_vs_512": ratio(base, statistics.median(times[key]))}
+                  "median_cpu_ms": round(statistics.median(cpu[key]), 1),
+                  "speedup_vs_512": ratio(base, statistics.median(times[key])),
+                  "cpu_ratio_512_to_this": ratio(cpu_base, statistics.median(cpu[key]))}
             for key in keys}
 
 
@@ -208,7 +217,8 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
                 f"agreement {row['agreement_with_512']}")
     for key, row in speed.items():
         say(f"320x320 frame at {key:>6s}: {row['median_ms']} ms (first {row['first_call_ms']})"
-            f", x{row['speedup_vs_512']} vs 512")
+            f", x{row['speedup_vs_512']} vs 512; CPU {row['median_cpu_ms']} ms, "
+            f"x{row['cpu_ratio_512_to_this']}")
     main = f"{thresholds[0]:g}"
     plots.bars(results.plot_path("recall"),
                {f"{condition} {what}": {key: row[main][what] or 0 for key, row in rows.items()}
@@ -216,6 +226,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
                f"coco8 at min_confidence {main}, by input side", "share")
     plots.bars(results.plot_path("ms"),
                {"median": {k: r["median_ms"] for k, r in speed.items()},
+                "median CPU": {k: r["median_cpu_ms"] for k, r in speed.items()},
                 "first call": {k: r["first_call_ms"] for k, r in speed.items()}},
                "detect predict() on a 320x320 frame, by input side (one process)", "ms")
     results.finish()
