@@ -116,11 +116,6 @@ def submit_jobs(task: str | None, images: list[bytes], options: dict[str, Any] |
     if opts.get("landmarks") == "yunet" and detector != "yunet":
         raise ApiError(400, "invalid_options", "invalid face options: landmarks 'yunet' needs "
                        f"face_detector 'yunet' (this server's default is {detector!r})")
-    detector = (opts.get("face_detector") or opts.get("model") or svc.settings.face_detector
-                if queue == "face" else "")
-    if opts.get("landmarks") == "yunet" and detector != "yunet":
-        raise ApiError(400, "invalid_options", "invalid face options: landmarks 'yunet' needs "
-                       f"face_detector 'yunet' (this server's default is {detector!r})")
     if len(images) > svc.settings.max_batch:
         raise ApiError(413, "batch_too_large",
                        f"{len(images)} images > limit of {svc.settings.max_batch} per request")

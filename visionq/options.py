@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from visionq.labels import COCO_LABELS
 
@@ -43,23 +43,51 @@ class TaskOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+FaceDetector = Literal["yunet", "hog", "cnn"]
+FACE_DETECTORS: tuple[str, ...] = ("yunet", "hog", "cnn")
+
+
 class FaceOptions(TaskOptions):
-    model: Literal["hog", "cnn"] = Field(
-        "hog", description="dlib detector: HOG (fast, CPU) or CNN (more accurate, ~50x the "
-        "CPU and ~85x the memory per pixel: its pixels count 64x against "
-        "VISIONQ_FACE_MAX_SCAN_PIXELS).")
+    face_detector: FaceDetector | None = Field(
+        None, description="Face detector: yunet (OpenCV Zoo's YuNet on ONNX Runtime: finds "
+        "tilted and profile faces HOG misses, ~1/4 of HOG's CPU at the default scale; its "
+        "pixels count 4x against VISIONQ_FACE_MAX_SCAN_PIXELS), hog (dlib's HOG) or cnn "
+        "(dlib's CNN, ~50x HOG's CPU and ~85x its memory per pixel: counts 64x). Default: "
+        "VISIONQ_FACE_DETECTOR.")
+    model: Literal["hog", "cnn"] | None = Field(
+        None, description="Older name of face_detector (hog or cnn only); if both are given "
+        "they must agree.")
     min_face_px: int | None = Field(
         None, ge=MIN_FACE_PX_LOWEST, le=MIN_FACE_PX_HIGHEST,
         description="Smallest face to find (box height, original pixels): sets how many "
         "pixels the detector scans (cost ~ 1/min_face_px^2). Default: max(40, "
-        "80 * sqrt(width * height / 1.6e6)) for HOG; for CNN the same with the pixels "
+        "80 * sqrt(width * height / 1.6e6)) for HOG and YuNet; for CNN the same with the pixels "
         "VISIONQ_FACE_MAX_SCAN_PIXELS allows at 64x (564,062 by default) for 1.6e6: about "
         "the same cost at every photo size.")
     upsample: int | None = Field(None, ge=0, le=3, description="Times to upsample before "
                                  "detecting, on the photo at full size (finds smaller faces, "
                                  "~4x cost each); overrides min_face_px. Default: chosen "
                                  "from min_face_px.")
-    landmarks: Literal["68", "5", "none"] = Field("68", description="Landmark model.")
+    landmarks: Literal["68", "5", "yunet", "none"] = Field(
+        "68", description="Landmark model: dlib's 68 or 5 points (on any detector's boxes), "
+        "or yunet: YuNet's own 5 points (right_eye, left_eye, nose_tip, mouth_right, "
+        "mouth_left; no extra model run, face_detector yunet only).")
+
+    @model_validator(mode="after")
+    def _one_detector(self) -> FaceOptions:
+        """``model`` (the older name) and ``face_detector`` agree; YuNet's landmarks need it."""
+        if self.model is not None and self.face_detector not in (None, self.model):
+            raise ValueError(f"model {self.model!r} and face_detector "
+                             f"{self.face_detector!r} disagree (model is the older name)")
+        explicit = self.face_detector or self.model
+        if self.landmarks == "yunet" and explicit not in (None, "yunet"):
+            raise ValueError(f"landmarks 'yunet' needs face_detector 'yunet', not {explicit!r}")
+        return self
+
+    def detector(self, default: str) -> str:
+        """The face detector this job runs: ``face_detector``, else ``model``, else
+        ``default`` (``VISIONQ_FACE_DETECTOR``)."""
+        return self.face_detector or self.model or default
     encodings: bool = Field(False, description="Add each face's 128-d encoding.")
     limit: int = Field(0, ge=0, le=MAX_FACE_LIMIT, description="CompreFace's `limit`: keep "
                        "only the N largest faces (by box area), before landmarks, encodings "

