@@ -156,3 +156,38 @@ def test_a_replaced_model_is_loaded_again(tmp_path: Path) -> None:
     result = model.predict([WHITE], {})[0]
     assert result["model_version"] == "cams:2"
     assert [p["label"] for p in result["predictions"]] == ["airplane"]
+
+
+@pytest.mark.parametrize(("resize", "size", "expected"), [
+    ("letterbox", (3840, 2160), 64),      # 4K into 64x64: the longer side to 64
+    ("stretch", (3840, 2160), 114),       # stretched: the shorter side must keep 64
+    ("letterbox", (2160, 3840), 64),
+    ("letterbox", (64, 48), None),        # not larger than the input: full size
+])
+def test_jpegs_decode_no_larger_than_the_input_needs(tmp_path: Path, resize: str,
+                                                     size: tuple[int, int],
+                                                     expected: int | None) -> None:
+    from visionq.imaging import ImageInfo
+
+    write_model(tmp_path, {**detector_manifest("cams", "yolox"), "resize": resize},
+                {"cams.onnx": detector_onnx("yolox")})
+    model = CustomModelPlugin(find(tmp_path, "cams"))
+    assert model.max_side_for(ImageInfo("JPEG", *size, 1)) == expected
+
+
+def test_a_reduced_decode_finds_the_same_box_in_original_pixels(tmp_path: Path) -> None:
+    from visionq.imaging import decode, probe
+
+    root = custom_root(tmp_path)
+    write_model(root, detector_manifest("cams", "detr"), {"cams.onnx": detector_onnx("detr")})
+    model = registry.create("custom/cams", settings(tmp_path))
+    model.load()
+    out = io.BytesIO()
+    Image.new("RGB", (1280, 1280), (255, 255, 255)).save(out, format="JPEG")
+    data = out.getvalue()
+    max_side = model.max_side_for(probe(data))
+    reduced = decode(data, max_side=max_side)
+    assert max_side == 64 and reduced.pixels.shape[0] < 1280  # decoded at 1/8 scale
+    boxes = [{k: p[k] for k in ("x_min", "y_min", "x_max", "y_max")}
+             for p in model.predict([reduced], {})[0]["predictions"]]
+    assert boxes == [{"x_min": 440, "y_min": 540, "x_max": 840, "y_max": 740}]

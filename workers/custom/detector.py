@@ -20,7 +20,7 @@ import threading
 from typing import Any
 
 from visionq.custom_models import CustomModel, ManifestError, custom_root, find, model_name
-from visionq.imaging import DecodedImage
+from visionq.imaging import DecodedImage, ImageInfo
 from visionq.labels import coco_name
 from visionq.options import DetectOptions
 from visionq.settings import Settings
@@ -71,6 +71,9 @@ class CustomDetector(ModelBase):
         log.info("detect queue serves custom model %s (%s, layout %s, %s)", self.model_name,
                  self.plugin.manifest.format, self.plugin.manifest.layout,
                  self.plugin.entry.model_path)
+
+    def max_side_for(self, info: ImageInfo) -> int | None:
+        return self.plugin.max_side_for(info)
 
     def predict(self, images: list[DecodedImage], options: dict[str, Any]) -> list[dict[str, Any]]:
         opts: DetectOptions = self.parse_options(options)

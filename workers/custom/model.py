@@ -7,12 +7,13 @@ original-image pixels for detectors; classifiers list the ``top_k`` labels, best
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from visionq.custom_models import CustomModel
-from visionq.imaging import DecodedImage
+from visionq.imaging import DecodedImage, ImageInfo
 from visionq.options import CustomOptions
 from visionq.settings import Settings
 from workers.custom import decode, preprocess
@@ -39,6 +40,17 @@ class CustomModelPlugin(ModelBase):
 
     def load(self) -> None:
         self.runtime = open_runtime(self.entry)
+
+    def max_side_for(self, info: ImageInfo) -> int | None:
+        """The longest side a JPEG needs to be decoded at (DCT-scaled, never below it) so
+        that fitting it to the input only shrinks: a 4K camera frame for a 640 input decodes
+        at a quarter of the pixels.  ``None``: the image is not larger than the input."""
+        width, height = self.manifest.size
+        ratios = (width / max(1, info.width), height / max(1, info.height))
+        scale = max(ratios) if self.manifest.fit == "stretch" else min(ratios)
+        if scale >= 1:
+            return None
+        return math.ceil(scale * max(info.width, info.height))
 
     def predict(self, images: list[DecodedImage], options: dict[str, Any]) -> list[dict[str, Any]]:
         opts: CustomOptions = self.parse_options(options)
