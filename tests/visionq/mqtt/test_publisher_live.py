@@ -10,10 +10,13 @@ DB 4, the API, a face worker): what a subscriber receives.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 import redis
@@ -44,25 +47,45 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     mosquitto.stop()
 
 
+@dataclass
+class Live:
+    api: str
+    redis_url: str
+    subscriber: Subscriber
+    broker: Mosquitto
+    role: subprocess.Popen | None = None
+
+    def start_role(self) -> None:
+        self.role = spawn("mqtt-role", [sys.executable, "-m", "visionq.mqtt", "--queues",
+                                        "face"],
+                          service_env(self.redis_url, VISIONQ_MQTT_URL=self.broker.url,
+                                      VISIONQ_MQTT_BACKLOG_INTERVAL_S="1"))
+
+    def kill_role(self) -> None:
+        """SIGKILL: no goodbye, whatever it held unacknowledged stays pending in Redis."""
+        assert self.role is not None
+        os.killpg(self.role.pid, signal.SIGKILL)
+        self.role.wait(30)
+
+
 @pytest.fixture(scope="module")
-def stack(redis_server: tuple[int, subprocess.Popen], broker: Mosquitto
-          ) -> Iterator[tuple[str, str, Subscriber]]:
-    """(API URL, Redis URL, subscriber): the API and a face worker on DB 4, the MQTT role
-    publishing to ``broker``."""
+def stack(redis_server: tuple[int, subprocess.Popen], broker: Mosquitto) -> Iterator[Live]:
+    """The API and a face worker on DB 4, the MQTT role publishing to ``broker``, and a
+    subscriber to everything there."""
     redis_url = f"redis://127.0.0.1:{redis_server[0]}/{DB}"
     redis.Redis.from_url(redis_url).flushdb()
     subscriber = Subscriber(broker, f"test-{uuid.uuid4().hex[:8]}")
     api, api_process = start_api(redis_url, "api-mqtt")
     workers = WorkerPool()
     workers.start(redis_url, "face", "mqttface")
-    role = spawn("mqtt-role", [sys.executable, "-m", "visionq.mqtt", "--queues", "face"],
-                 service_env(redis_url, VISIONQ_MQTT_URL=broker.url,
-                             VISIONQ_MQTT_BACKLOG_INTERVAL_S="1"))
+    live = Live(api, redis_url, subscriber, broker)
+    live.start_role()
     try:
         subscriber.wait_for(lambda r: r.topic == "visionq/status" and r.payload == b"online")
-        yield api, redis_url, subscriber
+        yield live
     finally:
-        stop_process(role)
+        if live.role is not None:
+            stop_process(live.role)
         stop_process(api_process)
         workers.stop_all()
         subscriber.close()
@@ -74,9 +97,9 @@ def _json(payload: bytes) -> dict:
     return json.loads(payload)
 
 
-def test_register_and_recognise_publish_person_and_discovery(
-        stack: tuple[str, str, Subscriber], broker: Mosquitto) -> None:
-    api, _redis_url, subscriber = stack
+def test_register_and_recognise_publish_person_and_discovery(stack: Live,
+                                                              broker: Mosquitto) -> None:
+    api, subscriber = stack.api, stack.subscriber
     userid = f"Barack/#+{uuid.uuid4().hex[:6]}"  # every character MQTT gives a meaning
     registered = requests.post(f"{api}/v1/vision/face/register", data={"userid": userid},
                                files={"image": (FACES / "obama.jpg").read_bytes()}, timeout=60)
@@ -138,9 +161,8 @@ def _wait_final(api: str, job_id: str) -> dict:
     raise AssertionError(f"job {job_id} not final: {job}")
 
 
-def test_broker_restart_loses_no_result(stack: tuple[str, str, Subscriber],
-                                        broker: Mosquitto) -> None:
-    api, redis_url, subscriber = stack
+def test_broker_restart_loses_no_result(stack: Live, broker: Mosquitto) -> None:
+    api, redis_url, subscriber = stack.api, stack.redis_url, stack.subscriber
     userid = f"obama-{uuid.uuid4().hex[:6]}"
     assert requests.post(f"{api}/v1/vision/face/register", data={"userid": userid},
                          files={"image": (FACES / "obama.jpg").read_bytes()},
@@ -170,3 +192,20 @@ def test_broker_restart_loses_no_result(stack: tuple[str, str, Subscriber],
                                  and _json(r.payload).get("job_id") in down, count=len(down))
     assert {_json(r.payload)["job_id"] for r in people} == set(down)
     requests.post(f"{api}/v1/vision/face/delete", data={"userid": userid}, timeout=30)
+
+
+def test_role_killed_while_the_broker_is_down_loses_no_result(stack: Live,
+                                                              broker: Mosquitto) -> None:
+    """The role dies (SIGKILL) with results waiting for the broker; a new role publishes
+    them once the broker is back."""
+    api, subscriber = stack.api, stack.subscriber
+    broker.stop()
+    down = [_submit(api, name) for name in ("obama2.jpg", "biden.jpg")]
+    for job_id in down:
+        assert _wait_final(api, job_id)["status"] == "succeeded"
+    stack.kill_role()
+    stack.start_role()
+    broker.start()
+    got = subscriber.wait_for(lambda r: r.topic == "visionq/face/succeeded"
+                              and _json(r.payload)["id"] in down, count=len(down))
+    assert {_json(r.payload)["id"] for r in got} == set(down)
