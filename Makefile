@@ -12,7 +12,7 @@ SYSTEM_TOOLS := chromium prometheus docker-compose
 # Debian packages whose binaries are not on PATH: package=glob of a file it installs.
 SYSTEM_PACKAGES := postgresql=/usr/lib/postgresql/*/bin/initdb mosquitto=/usr/sbin/mosquitto
 
-.PHONY: help install system-deps up test test-slow lint bench bench-compare audit clean
+.PHONY: help install system-deps up test test-slow lint bench bench-compare audit client-dist clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -69,6 +69,10 @@ audit: install ## bandit's checks (ruff S) over the product folders, then pip-au
 	$(BIN)/ruff check --select S $(PRODUCT_DIRS)
 	$(UV) pip install --python $(BIN)/python --quiet pip-audit
 	$(BIN)/python -m bench.audit
+
+client-dist: install ## Build visionq-client's wheel and sdist into clients/python/dist and twine-check them (make test does too)
+	$(BIN)/python -m build --sdist --wheel --outdir clients/python/dist clients/python
+	$(BIN)/twine check --strict clients/python/dist/*
 
 lint: install ## ruff
 	$(BIN)/ruff check .
