@@ -27,8 +27,11 @@ def audit(service: str) -> dict:
         requirements = Path(tmp) / "requirements.txt"
         report = Path(tmp) / "audit.json"
         exported = subprocess.run(
+            # visionq-client is this repository's own (clients/python, not on PyPI); its
+            # dependencies are in the export and audited.
             ["uv", "export", "--locked", "--no-hashes", "--all-extras", "--no-emit-project",
-             "-o", str(requirements)], cwd=REPO, capture_output=True, text=True)
+             "--no-emit-package", "visionq-client", "-o", str(requirements)],
+            cwd=REPO, capture_output=True, text=True)
         if exported.returncode:
             raise SystemExit(f"uv export failed:\n{exported.stderr}")
         pip_audit = shutil.which("pip-audit", path=str(Path(sys.executable).parent)) \
