@@ -26,13 +26,14 @@ from tasks.app import app
 from tasks.signatures import TASK_NAMES, enqueue, queue_of
 from visionq.custom_models import CUSTOM_QUEUE
 from visionq.jobs import ClaimRequest
-from visionq.settings import QUEUES, get_settings
+from visionq.settings import get_settings
 from workers import shard_check
 from workers.claim import START_WITHIN, Claimed, ack_commands, claim_request, give_back
 from workers.custom.hooks import CustomModelsScan
 from workers.hooks import Heartbeats, Hooks, ModelLoading, ScalingHints
 from workers.hooks_metrics import MetricsHook
 from workers.latency import LatencyClasses
+from workers.queues import consumed_queues
 from workers.request import JobRequest
 from workers.runner import JobOutcome, claim_host, queue_client, run_job
 
@@ -152,14 +153,6 @@ def custom(self: Task, job_id: str) -> JobOutcome:
 
 
 # -- Celery signals -> hook events ------------------------------------------------------
-
-def consumed_queues(worker: Any) -> list[str]:
-    """The visionq queues a worker consumes (``-Q``; the built-in ones without it, though such
-    a worker takes custom jobs too)."""
-    selected = worker.app.amqp.queues.consume_from
-    names = list(selected) if selected else list(QUEUES)
-    return [name for name in names if name in (*QUEUES, CUSTOM_QUEUE)]
-
 
 def _hostname(request: Any) -> str:
     return getattr(request, "hostname", None) or "unknown"

@@ -9,6 +9,7 @@ the worker then calls ``load()`` once, ``max_side_for()`` before decoding each i
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +17,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from visionq.imaging import DecodedImage, ImageInfo
 from visionq.options import TaskOptions
 from visionq.settings import Settings, get_settings
+
+LoadListener = Callable[[str, str, float], object]
+"""Told ``(task, model name, seconds)`` after a model is loaded and warmed up."""
 
 
 class PluginSettings(BaseSettings):

@@ -43,8 +43,8 @@ from visionq.redis_conn import min_replicas_ack, redis_client
 from visionq.settings import get_settings
 from visionq.shards import ShardMap, shard_map
 from workers.claim import Claimed
-from workers.model import ModelLoadError
-from workers.runtime import LoadListener, model_for
+from workers.model import LoadListener, ModelLoadError
+from workers.runtime import model_for
 
 log = logging.getLogger(f"visionq.{__name__}")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 
 import numpy as np
 
@@ -17,14 +16,13 @@ from visionq.custom_models import is_custom_task, model_name
 from visionq.imaging import DecodedImage
 from visionq.settings import QUEUES, get_settings
 from workers import registry
-from workers.model import Model
+from workers.custom import cache as custom_cache
+from workers.model import LoadListener, Model
 
 log = logging.getLogger(f"visionq.{__name__}")
 
 _models: dict[str, Model] = {}
 WARMUP_SIZE = 64
-LoadListener = Callable[[str, str, float], object]
-"""Told ``(task, model name, seconds)`` after a model is loaded and warmed up."""
 
 
 def load_model(task: str, on_loaded: LoadListener | None = None) -> Model:
@@ -50,9 +48,7 @@ def model_for(task: str, on_loaded: LoadListener | None = None) -> Model:
     """The loaded model for ``task``, loading it first if this process has none; a custom
     model's task (``custom/<name>``) is served from ``workers.custom.cache``."""
     if is_custom_task(task):
-        from workers.custom import cache
-
-        return cache.model_for(model_name(task), on_loaded)
+        return custom_cache.model_for(model_name(task), on_loaded)
     if task not in QUEUES:
         raise ValueError(f"unknown task {task!r}")
     return _models.get(task) or load_model(task, on_loaded)

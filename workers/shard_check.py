@@ -17,6 +17,7 @@ from celery import signals
 
 from visionq.settings import get_settings
 from visionq.shards import ShardMap, redact, shard_map
+from workers.queues import consumed_queues
 
 log = logging.getLogger("visionq.worker")
 
@@ -41,8 +42,6 @@ def broker_mismatch(shards: ShardMap, broker_url: str, queues: Sequence[str]) ->
 def check_worker_broker(sender: Any = None, **_: Any) -> None:
     """``worker_init`` handler: exit (status 1, one critical log line) on a mismatch.
     ``SystemExit`` is not an ``Exception``, so Celery's signal dispatch lets it through."""
-    from workers.app import consumed_queues
-
     shards = shard_map(get_settings())
     if not shards.sharded or sender is None:
         return

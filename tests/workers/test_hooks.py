@@ -223,7 +223,7 @@ def test_celery_signals_become_hook_events() -> None:
 
 
 def test_a_worker_without_queues_consumes_all_of_them() -> None:
-    from workers.app import consumed_queues
+    from workers.queues import consumed_queues
 
     worker = SimpleNamespace(app=SimpleNamespace(amqp=SimpleNamespace(
         queues=SimpleNamespace(consume_from=None))))

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from visionq.custom_models import CUSTOM_QUEUE, custom_root, find
 from visionq.settings import get_settings
 from workers.custom.model import CustomModelPlugin
-from workers.runtime import LoadListener
+from workers.model import LoadListener
 
 log = logging.getLogger(f"visionq.{__name__}")
 
