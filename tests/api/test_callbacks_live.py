@@ -25,10 +25,12 @@ from tests.api.conftest import AppFactory
 from tests.conftest import FIXTURES
 from tests.helpers import free_port
 from tests.visionq.test_callback_signing import readme_verifier
+from visionq.callbacks.__main__ import alive
 from visionq.callbacks.destinations import AllowList
 from visionq.callbacks.sender import CallbackSender
 from visionq.callbacks.signing import DELIVERY_HEADER, CallbackSecrets
 from visionq.keys import CALLBACK_DUE_KEY, CALLBACK_PENDING_KEY
+from visionq.settings import Settings
 
 DEADLINE_S = 120
 CAT = (FIXTURES / "classify" / "caffe_cat.jpg").read_bytes()
@@ -205,3 +207,12 @@ def test_the_global_url_gets_every_job_signed_with_the_global_secret(
     [(headers, body)] = receiver.deliveries(f"{job_id}:global")
     assert verify(secrets.global_secret, headers, body)
     assert not verify(secret_of(api, ALICE), headers, body)
+
+
+def test_the_health_check_sees_a_reading_sender_only(
+        redis_url: str, start_sender: Callable[..., CallbackSender]) -> None:
+    settings = Settings(redis_url=redis_url)
+    sender = start_sender()
+    wait_for(lambda: alive(settings), "the sender's first read")
+    sender.stop()  # leaves the group (it holds nothing pending)
+    assert not alive(settings)

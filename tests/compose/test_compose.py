@@ -262,8 +262,23 @@ def test_autoscaler_command_runs_a_dry_tick(compose: dict[str, Any], redis_url: 
     assert "[dry-run]" in result.stderr, result.stderr
 
 
+def test_callbacks_command_is_the_role_and_shares_the_apis_secret(
+        compose: dict[str, Any]) -> None:
+    service = compose["services"]["callbacks"]
+    assert service["command"] == ["python", "-m", "visionq.callbacks"]
+    result = subprocess.run([str(BIN / "python"), "-m", "visionq.callbacks", "--help"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    api = compose["services"]["api"]
+    state = [v for v in api["volumes"] if v.endswith("/state")]
+    assert state and state[0] in service["volumes"], "the API's secret file is not shared"
+    for name in ("VISIONQ_SECRET_KEY", "VISIONQ_CALLBACK_SECRET", "VISIONQ_CALLBACK_ALLOW"):
+        assert service["environment"][name] == api["environment"][name], name
+
+
 def test_every_visionq_service_command_is_checked(compose: dict[str, Any]) -> None:
-    checked = {"api", "flower", "exporter", "autoscaler", *(f"worker-{q}" for q in QUEUES)}
+    checked = {"api", "flower", "exporter", "autoscaler", "callbacks",
+               *(f"worker-{q}" for q in QUEUES)}
     assert set(our_services(compose)) == checked
 
 

@@ -6,12 +6,16 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import sys
 from types import FrameType
 
+import redis
+
 from visionq.callbacks.destinations import AllowList
-from visionq.callbacks.sender import CallbackSender
+from visionq.callbacks.sender import GROUP, CallbackSender
 from visionq.callbacks.signing import CallbackSecrets
+from visionq.keys import HISTORY_STREAM_KEY
 from visionq.settings import Settings
 from visionq.shards import shard_map
 
@@ -32,6 +36,28 @@ def build(settings: Settings) -> CallbackSender:
         log_ttl_s=int(max(settings.result_ttl_s, settings.callback_retry_s)) + 3600)
 
 
+ALIVE_IDLE_MS = 30_000
+"""A reader blocks at most ``BLOCK_MS`` per read: idle longer, it is stuck or gone."""
+
+
+def alive(settings: Settings) -> bool:
+    """A sender of this host (its consumer names start with the host name) read the main
+    Redis's stream within ``ALIVE_IDLE_MS``."""
+    shards = shard_map(settings)
+    client = shards.clients()[shards.main]
+    host = socket.gethostname()
+    try:
+        consumers = client.xinfo_consumers(HISTORY_STREAM_KEY, GROUP)
+    except redis.RedisError:
+        return False
+    for consumer in consumers:
+        name = consumer["name"]
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        if name.startswith(f"{host}-") and int(consumer["idle"]) < ALIVE_IDLE_MS:
+            return True
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m visionq.callbacks",
@@ -41,7 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         "for VISIONQ_CALLBACK_RETRY_S; destinations are checked against "
         "VISIONQ_CALLBACK_ALLOW. Configured by the VISIONQ_* environment (README, "
         "\"Webhooks\"); several may run at once.")
-    parser.parse_args(argv)
+    parser.add_argument("--check", action="store_true",
+                        help="Health check: exit 0 if a sender on this host read the stream "
+                        "in the last 30 s, else 1 (a container's or pod's probe).")
+    args = parser.parse_args(argv)
+    if args.check:
+        return 0 if alive(Settings()) else 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s")
     settings = Settings()

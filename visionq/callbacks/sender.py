@@ -169,6 +169,19 @@ class CallbackSender:
         for thread in self._threads:
             thread.join(timeout_s)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._forget_consumer()
+
+    def _forget_consumer(self) -> None:
+        """Remove this consumer from the group unless it holds pending entries (those stay
+        with it, for another sender to claim): restarts do not pile up consumers, and the
+        health check (``python -m visionq.callbacks --check``) stops seeing it."""
+        for client in self._streams:
+            try:
+                if not client.xpending_range(HISTORY_STREAM_KEY, GROUP, "-", "+", 1,
+                                             consumername=self.consumer):
+                    client.xgroup_delconsumer(HISTORY_STREAM_KEY, GROUP, self.consumer)
+            except redis.RedisError as exc:
+                log.warning("webhooks: could not leave the consumer group: %s", exc)
 
     def wait_stopped(self) -> None:
         while not self._stop.wait(1.0):
