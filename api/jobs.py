@@ -457,6 +457,8 @@ def get_job(job_id: str) -> Response:
     body = job_json(job)
     svc = services()
     attempts = read_log(svc.redis, job.id)  # kept longer than a job in Redis may be
-    if attempts or job.callback_url or svc.settings.callback_url:
+    if not current_caller().admin:  # VISIONQ_CALLBACK_URL is the operator's, not a tenant's
+        attempts = [each for each in attempts if each.get("target") != "global"]
+    if attempts or job.callback_url:
         body["callbacks"] = attempts
     return jsonify(body)

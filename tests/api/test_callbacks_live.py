@@ -207,6 +207,9 @@ def test_the_global_url_gets_every_job_signed_with_the_global_secret(
     [(headers, body)] = receiver.deliveries(f"{job_id}:global")
     assert verify(secrets.global_secret, headers, body)
     assert not verify(secret_of(api, ALICE), headers, body)
+    # the operator's URL's attempts are not the tenant's to see
+    shown = wait_for(lambda: attempts(api, ALICE, job_id), "the job's attempts")
+    assert {each["target"] for each in shown} == {"job"}
 
 
 def test_the_health_check_sees_a_reading_sender_only(

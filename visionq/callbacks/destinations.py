@@ -135,6 +135,7 @@ def check_url(url: str, allow: AllowList, *, resolve_s: float = SUBMIT_RESOLVE_S
     try:
         addresses = future.result(timeout=resolve_s)
     except (OSError, concurrent.futures.TimeoutError):
+        future.cancel()  # not started yet (a queue of slow lookups): not worth doing later
         return url  # unknown now: the sender resolves it and checks it at each attempt
     if addresses and not any(allow.allows(each) for each in addresses):
         raise _refused(host, addresses[0])
