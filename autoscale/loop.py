@@ -27,7 +27,7 @@ from autoscale.policy import (
     decide,
 )
 from autoscale.rates import ArrivalRates
-from visionq.broker import in_flight, queue_length
+from visionq.kombu_redis import in_flight, queue_length
 from visionq.settings import DEFAULT_REDIS_URL, QUEUES, Settings
 from visionq.shards import shard_map
 

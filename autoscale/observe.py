@@ -1,7 +1,7 @@
 """The autoscaler's view of the broker: everything for one poll in one snapshot.
 
-The readers (kombu's Redis layout, service times, busy marks) live in ``visionq.broker``,
-shared with the metrics collector and the workers that write the hints.
+The readers live in ``visionq.kombu_redis`` (kombu's Redis layout) and ``visionq.broker``
+(service times, busy marks), shared with the metrics collector and the workers that write the hints.
 """
 
 from __future__ import annotations
@@ -12,15 +12,9 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from visionq.broker import (
-    PRIORITY_STEPS,
-    SERVICE_SAMPLES,
-    as_text,
-    in_flight,
-    mean_recent,
-    priority_keys,
-)
+from visionq.broker import SERVICE_SAMPLES, as_text, mean_recent
 from visionq.keys import BUSY_KEY, DONE_KEY, SERVICE_KEY
+from visionq.kombu_redis import in_flight, length_commands
 
 
 @dataclass(frozen=True)
@@ -37,18 +31,21 @@ def snapshot(conn: Redis, queues: Iterable[str], now: float | None = None) -> Br
     names = list(queues)
     now = time.time() if now is None else now
     pipe = conn.pipeline(transaction=False)
+    lengths = {q: length_commands(q) for q in names}
     for q in names:
-        for key in priority_keys(q):
-            pipe.llen(key)
+        for command in lengths[q]:
+            pipe.execute_command(*command)
         pipe.lrange(SERVICE_KEY.format(queue=q), 0, SERVICE_SAMPLES - 1)
         pipe.get(DONE_KEY.format(queue=q))
     pipe.zrangebyscore(BUSY_KEY, now, "+inf")
     results = pipe.execute()
     backlog, service, done = {}, {}, {}
-    step = len(PRIORITY_STEPS) + 2
-    for i, q in enumerate(names):
-        chunk = results[i * step:(i + 1) * step]
-        backlog[q] = sum(int(n) for n in chunk[: len(PRIORITY_STEPS)])
+    at = 0
+    for q in names:
+        step = len(lengths[q]) + 2
+        chunk = results[at:at + step]
+        at += step
+        backlog[q] = sum(int(n) for n in chunk[: len(lengths[q])])
         service[q] = mean_recent(chunk[-2], now)
         done[q] = int(chunk[-1] or 0)
     busy = frozenset(as_text(m).split("/", 1)[0] for m in results[-1])

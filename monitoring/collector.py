@@ -4,12 +4,11 @@ the job history's dead-letter list.
 
 Read on demand rather than polled, so the numbers are as fresh as the scrape and an idle
 exporter costs nothing.  Queue length and in-flight reuse the autoscaler's broker functions
-(``visionq.broker``), so both see the same numbers.
+(``visionq.kombu_redis``), so both see the same numbers.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -19,9 +18,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from monitoring import metrics as names
-from visionq.broker import in_flight, priority_keys, queue_length, workers_by_queue
+from visionq.broker import workers_by_queue
 from visionq.history import DEAD_LETTER_KEY
 from visionq.jobs import JobStore
+from visionq.kombu_redis import in_flight, oldest_message_ids, queue_length
 
 log = logging.getLogger(f"visionq.{__name__}")
 
@@ -29,15 +29,11 @@ log = logging.getLogger(f"visionq.{__name__}")
 def oldest_age(conn: redis.Redis, queue: str, now: float | None = None) -> float:
     """Seconds the oldest waiting job of ``queue`` has been queued (0 when empty).
 
-    kombu publishes with LPUSH and consumes with BRPOP, so the oldest message is the
-    list's last element; its ``headers.id`` is the job id, whose record holds
-    ``queued_at``.
+    The oldest message's id (``kombu_redis.oldest_message_ids``) is the job id, whose
+    record holds ``queued_at``.
     """
     now = time.time() if now is None else now
-    pipe = conn.pipeline(transaction=False)
-    for key in priority_keys(queue):
-        pipe.lindex(key, -1)
-    ids = [i for i in (_message_id(raw) for raw in pipe.execute() if raw) if i]
+    ids = oldest_message_ids(conn, queue)
     if not ids:
         return 0.0
     pipe = conn.pipeline(transaction=False)
@@ -45,14 +41,6 @@ def oldest_age(conn: redis.Redis, queue: str, now: float | None = None) -> float
         pipe.hget(JobStore.key(job_id), "queued_at")
     stamps = [float(v) for v in pipe.execute() if v]
     return max(0.0, now - min(stamps)) if stamps else 0.0
-
-
-def _message_id(raw: bytes | str) -> str | None:
-    try:
-        message = json.loads(raw)
-        return str(message["headers"]["id"])
-    except (ValueError, TypeError, KeyError):
-        return None
 
 
 class BrokerCollector(Collector):
@@ -98,7 +86,7 @@ class BrokerCollector(Collector):
         return sum(int(conn.llen(DEAD_LETTER_KEY)) for conn in conns.values())
 
     def _in_flight(self) -> dict[str, int]:
-        """In-flight per queue, each read from its queue's Redis (kombu's unacked hash)."""
+        """In-flight per queue, each read from its queue's Redis (``kombu_redis.in_flight``)."""
         by_conn: dict[int, tuple[redis.Redis, list[str]]] = {}
         for queue in self._queues:
             conn = self._queue_conns.get(queue, self._conn)

@@ -7,6 +7,7 @@ import os
 from kombu import Exchange, Queue
 
 from tasks.signatures import SENTINEL_TRANSPORT, TASK_NAMES
+from visionq import kombu_redis
 from visionq.custom_models import CUSTOM_QUEUE
 from visionq.redis_conn import is_sentinel_url
 from visionq.settings import QUEUES, Settings
@@ -18,13 +19,11 @@ producer.  ``workers.app`` registers the task implementations and the worker hoo
 
 
 def celery_config(settings: Settings) -> dict[str, object]:
-    transport = {
-        # Redis has no acks: an unacked message comes back after this long.  See
-        # DEFAULT_VISIBILITY_TIMEOUT_S for why it must exceed the hard time limit.
-        "visibility_timeout": settings.visibility_timeout_s,
-        # Sweep for messages of vanished workers every 5 s (kombu's default is ~100 s).
-        "unacked_restore_interval": 5,
-        "unacked_restore_throttle": 1,
+    transport: dict[str, object] = {
+        # Redis has no acks: a message not acknowledged comes back after this long, swept
+        # every few seconds.  See DEFAULT_VISIBILITY_TIMEOUT_S for why it must exceed the
+        # hard time limit.
+        **kombu_redis.transport_options(settings.visibility_timeout_s),
         "socket_connect_timeout": 5,
         "health_check_interval": 10,
     }

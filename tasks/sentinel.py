@@ -2,11 +2,11 @@
 
 kombu 5.7's ``SentinelChannel`` drops its connection pool when the connection breaks (to
 close its sentinel connections, celery/kombu#1108); closing the channel afterwards restores
-unacked messages through ``pool``, which rebuilds the pool from ``connection.client`` —
+unacknowledged messages through ``pool``, which rebuilds the pool from ``connection.client`` —
 ``None`` by then — and the ``AttributeError`` is "unrecoverable": the worker's main process
 exits in the middle of a failover (seen in ``tests/test_sentinel_failover.py``).  Here a
 closed connection is a connection error instead, which kombu's close path ignores and its
-reconnect loop retries; the unacked messages come back through the visibility timeout as
+reconnect loop retries; the unacknowledged messages come back through the visibility timeout as
 after any lost connection.
 """
 

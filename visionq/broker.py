@@ -1,19 +1,7 @@
-"""The broker as visionq sees it: kombu's Redis layout, worker heartbeats, scaling hints.
+"""The broker's hints as visionq keeps them: worker heartbeats, service times, busy marks.
 
-Layout of kombu's Redis transport (``kombu/transport/redis.py``, kombu 5.x, checked
-against 5.7.0):
-
-* A queue is a Redis list named after it (``LPUSH`` on publish, ``BRPOP`` on consume).
-* With priorities configured, messages of priority step ``p`` (``priority_steps =
-  [0, 3, 6, 9]``) go to ``f"{queue}\\x06\\x16{p}"`` (``Channel.sep``); step 0 is the
-  bare name. ``Channel._size`` sums ``LLEN`` over all four; so do we.
-* Delivered but not yet acknowledged messages (ack emulation, the default) are in the
-  hash ``unacked`` (field: delivery tag, value: JSON ``[raw_message, exchange,
-  routing_key]``) indexed by the sorted set ``unacked_index`` (score: delivery time).
-  Celery acks when a task *starts* unless ``task_acks_late=True``, so ``unacked`` holds
-  prefetched tasks and, with late acks, the running ones too.
-* Bindings: the set ``_kombu.binding.<exchange>`` holds
-  ``"<routing_key>\\x06\\x16<pattern>\\x06\\x16<queue>"`` members.
+kombu's own Redis layout (queues, priorities, delivered messages, bindings) is in
+``visionq.kombu_redis``, the one module that knows it.
 
 The ``visionq:autoscale:*`` and ``visionq:worker:*`` keys below are ours (``visionq.keys``):
 workers write them (``record_service_time``, ``mark_busy``, ``beat``); the API's
@@ -25,18 +13,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from redis import Redis
 
 from visionq.keys import BUSY_KEY, DONE_KEY, SERVICE_KEY, WORKER_KEY_PREFIX
-
-SEP = "\x06\x16"
-PRIORITY_STEPS = (0, 3, 6, 9)
-UNACKED_KEY = "unacked"
-UNACKED_INDEX_KEY = "unacked_index"
-BINDING_PREFIX = "_kombu.binding."
 
 #: How many service-time samples per queue we keep (enough for a stable mean, small
 #: enough that reading them all costs microseconds).
@@ -48,81 +30,8 @@ SERVICE_MAX_AGE_SECONDS = 900.0
 DEFAULT_BUSY_TTL_SECONDS = 3600.0
 
 
-def priority_keys(queue: str) -> list[str]:
-    """All Redis lists that hold ``queue``'s messages, bare name first."""
-    return [queue if p == 0 else f"{queue}{SEP}{p}" for p in PRIORITY_STEPS]
-
-
-def queue_length(conn: Redis, queue: str) -> int:
-    """Messages waiting in ``queue`` (all priority sub-queues)."""
-    pipe = conn.pipeline(transaction=False)
-    for key in priority_keys(queue):
-        pipe.llen(key)
-    return sum(int(n) for n in pipe.execute())
-
-
 def as_text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def bindings(conn: Redis, exchanges: Iterable[str]) -> dict[tuple[str, str], str]:
-    """``(exchange, routing_key) -> queue`` from kombu's binding sets."""
-    out: dict[tuple[str, str], str] = {}
-    for exchange in set(exchanges):
-        for member in conn.smembers(BINDING_PREFIX + exchange):
-            parts = as_text(member).split(SEP)
-            if len(parts) == 3:
-                out[(exchange, parts[0])] = parts[2]
-    return out
-
-
-def attribute(
-    exchange: str, routing_key: str, queues: Iterable[str],
-    bound: Mapping[tuple[str, str], str] | None = None,
-) -> str | None:
-    """Which of ``queues`` an unacked message came from, or ``None``.
-
-    Celery's default per-queue exchange has the queue's name and routing key; the
-    default direct exchange ``""`` routes by queue name; anything else is resolved
-    through kombu's bindings.
-    """
-    names = set(queues)
-    if bound and (exchange, routing_key) in bound and bound[(exchange, routing_key)] in names:
-        return bound[(exchange, routing_key)]
-    if routing_key in names:
-        return routing_key
-    if exchange in names:
-        return exchange
-    return None
-
-
-def _routing(payload: bytes | str) -> tuple[str, str] | None:
-    try:
-        raw: Any = json.loads(payload)
-        exchange, routing_key = raw[1], raw[2]
-    except (ValueError, TypeError, IndexError, KeyError):
-        return None
-    return str(exchange or ""), str(routing_key or "")
-
-
-def in_flight(conn: Redis, queues: Iterable[str] | None = None) -> dict[str, int]:
-    """Unacknowledged messages per queue.
-
-    With ``queues`` given, every one appears (0 if none) and messages for other queues
-    are counted under ``"?"`` only if any; without, the routing key is taken as the name.
-    """
-    wanted = list(queues) if queues is not None else None
-    routes = [r for r in (_routing(v) for v in conn.hvals(UNACKED_KEY)) if r is not None]
-    bound = bindings(conn, {ex for ex, _ in routes if ex}) if wanted is not None else None
-    counts: dict[str, int] = dict.fromkeys(wanted or [], 0)
-    for exchange, routing_key in routes:
-        if wanted is None:
-            name: str | None = routing_key or exchange
-        else:
-            name = attribute(exchange, routing_key, wanted, bound)
-        key = name if name is not None else "?"
-        counts[key] = counts.get(key, 0) + 1
-    return counts
 
 
 # -- service times: written by workers, read by the autoscaler -----------------------

@@ -17,7 +17,8 @@ from typing import Any
 
 import redis
 
-from visionq.broker import UNACKED_INDEX_KEY, UNACKED_KEY, Command
+from visionq import kombu_redis
+from visionq.broker import Command
 from visionq.keys import (
     COUNTS_KEY,
     DONE_CHANNEL_PREFIX,
@@ -74,58 +75,6 @@ if KEYS[5] and redis.call('HGET', KEYS[1], 'blob_owned') ~= '0' then
 end
 """ + _HISTORY_XADD + """redis.call('PUBLISH', KEYS[3], ARGV[3])
 return 1
-"""
-
-# Claim the next of the queue's messages for this delivery (``workers.claim``), riding on
-# the finish of the job before it, and only if that finish was recorded: KEYS[1] the job
-# just finished, whose ``finished_at`` must be ARGV[1] (the finish script did not run — a
-# flushed script cache — or another delivery finished the job: no claim, so a re-sent
-# pipeline cannot claim twice); KEYS[2] the queue's list (priority 0: the bare name),
-# KEYS[3] and KEYS[4] kombu's unacked hash and index, KEYS[5] the delivery's ledger, KEYS[6]
-# (optional) the autoscaler's busy set.  ARGV[2] most to claim, ARGV[3] the worker's pool
-# processes, ARGV[4] the task name a message must carry, ARGV[5] the ledger's TTL, ARGV[6]
-# now, ARGV[7] the member marking the host busy while it holds claimed jobs, ARGV[8] its
-# expiry.  Claims min(most, queue length // processes) from the end BRPOP takes next: each
-# goes into kombu's unacked hash and index (the entry kombu's QoS.append writes, built from
-# the message's own bytes) and into the ledger.  A message that is not a plain job of this
-# task (another task, an ETA, not JSON) is pushed back where it was and ends the claim.
-# Returns {tag, job id, ...}.
-_CLAIM_SCRIPT = """
-local claimed = {}
-if redis.call('HGET', KEYS[1], 'finished_at') == ARGV[1] then
-  local n = math.min(tonumber(ARGV[2]),
-                     math.floor(redis.call('LLEN', KEYS[2]) / tonumber(ARGV[3])))
-  for _ = 1, n do
-    local raw = redis.call('RPOP', KEYS[2])
-    if not raw then break end
-    local ok, msg = pcall(cjson.decode, raw)
-    local headers = ok and type(msg) == 'table' and msg.headers or nil
-    local props = ok and type(msg) == 'table' and msg.properties or nil
-    local info = type(props) == 'table' and props.delivery_info or nil
-    if type(headers) ~= 'table' or type(props) ~= 'table' or type(info) ~= 'table'
-        or headers.task ~= ARGV[4] or type(headers.id) ~= 'string'
-        or type(props.delivery_tag) ~= 'string'
-        or (headers.eta ~= nil and headers.eta ~= cjson.null) then
-      redis.call('RPUSH', KEYS[2], raw)
-      break
-    end
-    local exchange = type(info.exchange) == 'string' and info.exchange or ''
-    local routing_key = type(info.routing_key) == 'string' and info.routing_key or ''
-    local tag = props.delivery_tag
-    redis.call('HSET', KEYS[3], tag, '[' .. raw .. ', ' .. cjson.encode(exchange) .. ', '
-               .. cjson.encode(routing_key) .. ']')
-    redis.call('ZADD', KEYS[4], ARGV[6], tag)
-    redis.call('HSET', KEYS[5], tag, raw)
-    claimed[#claimed + 1] = tag
-    claimed[#claimed + 1] = headers.id
-  end
-  if #claimed > 0 then redis.call('EXPIRE', KEYS[5], tonumber(ARGV[5])) end
-end
-if KEYS[6] then
-  if #claimed > 0 then redis.call('ZADD', KEYS[6], ARGV[8], ARGV[7])
-  else redis.call('ZREM', KEYS[6], ARGV[7]) end
-end
-return claimed
 """
 
 # Mark running unless final and, in the same round trip, read the record: {attempt,
@@ -212,11 +161,11 @@ NO_BACKLOG_LIMIT = 2**53 - 1
 @dataclass(frozen=True)
 class ClaimRequest:
     """What a job's finish claims along (``workers.claim``): up to ``most`` messages of
-    ``task_name`` from the list ``queue_key``, only if the queue holds ``concurrency`` per
-    claimed one (the other pool processes' share), noted in ``ledger_key`` (TTL
-    ``ttl_s``)."""
+    ``task_name`` from ``queue`` (``visionq.kombu_redis.claim_command``), only if the
+    queue holds ``concurrency`` per claimed one (the other pool processes' share), noted
+    in ``ledger_key`` (TTL ``ttl_s``)."""
 
-    queue_key: str
+    queue: str
     ledger_key: str
     task_name: str
     most: int
@@ -233,15 +182,10 @@ class ClaimRequest:
 
     def command(self, job_key: str, finished_at: str) -> Command:
         """The claim, for the pipeline of the finish that writes ``finished_at`` to
-        ``job_key`` (``EVAL``, not ``EVALSHA``: a script missing from Redis's cache could
-        not be loaded and retried there)."""
-        keys = [job_key, self.queue_key, UNACKED_KEY, UNACKED_INDEX_KEY, self.ledger_key]
-        args = [finished_at, str(self.most), str(max(1, self.concurrency)), self.task_name,
-                str(max(1, self.ttl_s)), repr(time.time())]
-        if self.busy is not None:
-            keys.append(self.busy[0])
-            args += [self.busy[1], repr(self.busy[2])]
-        return ("EVAL", _CLAIM_SCRIPT, str(len(keys)), *keys, *args)
+        ``job_key``."""
+        return kombu_redis.claim_command(job_key, finished_at, self.queue, self.ledger_key,
+                                         self.task_name, self.most, self.concurrency,
+                                         self.ttl_s, time.time(), self.busy)
 
 
 class QueueFullError(Exception):

@@ -1,7 +1,7 @@
 """Every Redis key and channel visionq writes, in one place.
 
-Celery's own keys (queues, ``unacked``, ``_kombu.binding.*``) belong to kombu's Redis
-transport and are described in ``visionq.broker``.  Everything of ours starts with
+Celery's own keys (queues, delivered messages, bindings) belong to kombu's Redis
+transport and are known to ``visionq.kombu_redis`` only.  Everything of ours starts with
 ``visionq:`` so that ``SCAN visionq:*`` shows exactly what the service keeps.
 """
 

@@ -3,7 +3,7 @@
 Celery cannot use Redis Cluster, so the way past one Redis is one Redis per queue:
 ``VISIONQ_REDIS_URL_<QUEUE>`` (``_FACE``, ``_DETECT``, ``_CLASSIFY``, ``_CUSTOM``; unset: the
 main ``REDIS_URL``).  A queue's Redis holds its Celery messages (the list, kombu's
-unacked records) *and* its jobs' records and images: the admit, begin and finish scripts
+records of delivered ones) *and* its jobs' records and images: the admit, begin and finish scripts
 touch a record, its image and the queue's list atomically, so they must share a server.
 What those scripts write beside the record stays with it on the queue's Redis too: the
 recent-jobs index, the per-task counters, the history stream and the done-channel

@@ -1,8 +1,8 @@
 """Claiming: a worker process runs up to N of its queue's jobs per Celery delivery.
 
 Every Celery delivery costs the worker ≈ 1 ms of CPU besides the job itself: kombu's
-``BRPOP``, its unacked record (a ``MULTI``), Celery's request and the prefork pipe both ways,
-the ack (another ``MULTI``), two log lines.  When a queue is deep, the round trip that
+``BRPOP``, its record of the delivery (a ``MULTI``), Celery's request and the prefork pipe
+both ways, the ack (another ``MULTI``), two log lines.  When a queue is deep, the round trip that
 finishes a job also claims the next message of its queue for the same process (``claim_
 request``, carried out next to ``JobStore.succeed``/``fail``'s script), which then runs that
 job at once, and so on, up to ``VISIONQ_CLAIM_MAX`` jobs per delivery.  A claimed job's ack
@@ -15,11 +15,11 @@ model still sees one image per call: batched interpreter calls measured no faste
 Nothing accepted can be lost by it, because a claimed message is kept exactly as kombu keeps
 a delivered one:
 
-- The claim moves the message from the queue into kombu's ``unacked`` hash and
-  ``unacked_index`` (the entry kombu's ``QoS.append`` writes, byte for byte the original
-  message).  So the autoscaler and ``/v1/stats`` still count it as in flight, and if the
-  whole worker dies, kombu's visibility-timeout sweep (any worker's) puts it back on the
-  queue.
+- The claim moves the message from the queue into kombu's record of delivered messages
+  (the entry kombu's ``QoS.append`` writes, byte for byte the original message:
+  ``visionq.kombu_redis.claim_command``).  So the autoscaler and ``/v1/stats`` still
+  count it as in flight, and if the whole worker dies, kombu's visibility-timeout sweep
+  (any worker's) puts it back on the queue.
 - The same script notes it in a ledger (``visionq:claimed:<delivering job id>``, with the
   visibility timeout as TTL).  When the pool process dies (a hard time limit, OOM,
   ``kill -9``), the worker's main process gives the ledger's messages back at once
@@ -48,13 +48,8 @@ from dataclasses import dataclass
 
 import redis
 
-from visionq.broker import (
-    DEFAULT_BUSY_TTL_SECONDS,
-    UNACKED_INDEX_KEY,
-    UNACKED_KEY,
-    Command,
-    priority_keys,
-)
+from visionq import kombu_redis
+from visionq.broker import DEFAULT_BUSY_TTL_SECONDS, Command
 from visionq.jobs import ClaimRequest
 from visionq.keys import BUSY_KEY, CLAIM_LEDGER_PREFIX
 
@@ -63,33 +58,6 @@ log = logging.getLogger(f"visionq.{__name__}")
 START_WITHIN = 0.5
 """Claims are made only while their delivery has used less than this share of its soft
 time limit."""
-
-# KEYS: the queue's list, kombu's unacked hash and index, the ledger, the autoscaler's busy
-# set.  ARGV[1]: the busy member of the claim ('' none), then the tags to give back, in
-# claim order (none: all the ledger holds).  Each goes back to the end of the queue that is
-# taken next (so the first claimed runs first), unless it is no longer unacked (acked, or
-# already restored by kombu's sweep).  Returns how many went back.
-_GIVE_BACK_SCRIPT = """
-if ARGV[1] ~= '' then redis.call('ZREM', KEYS[5], ARGV[1]) end
-local tags = {}
-for i = 2, #ARGV do tags[#tags + 1] = ARGV[i] end
-if #tags == 0 then tags = redis.call('HKEYS', KEYS[4]) end
-local back = 0
-for i = #tags, 1, -1 do
-  local raw = redis.call('HGET', KEYS[4], tags[i])
-  if raw then
-    redis.call('HDEL', KEYS[4], tags[i])
-    redis.call('ZREM', KEYS[3], tags[i])
-    if redis.call('HDEL', KEYS[2], tags[i]) == 1 then
-      redis.call('RPUSH', KEYS[1], raw)
-      back = back + 1
-    end
-  end
-end
-if redis.call('HLEN', KEYS[4]) == 0 then redis.call('DEL', KEYS[4]) end
-return back
-"""
-
 
 @dataclass(frozen=True)
 class Claimed:
@@ -102,11 +70,6 @@ class Claimed:
 def ledger_key(delivery_id: str) -> str:
     """The ledger of the jobs claimed by the delivery of job ``delivery_id``."""
     return f"{CLAIM_LEDGER_PREFIX}{delivery_id}"
-
-
-def _keys(queue: str, delivery_id: str) -> list[str]:
-    return [priority_keys(queue)[0], UNACKED_KEY, UNACKED_INDEX_KEY, ledger_key(delivery_id),
-            BUSY_KEY]
 
 
 def busy_member(host: str, delivery_id: str) -> str:
@@ -126,7 +89,7 @@ def claim_request(queue: str, task_name: str, delivery_id: str, most: int,
     if host is not None:
         now = time.time() if now is None else now
         busy = (BUSY_KEY, busy_member(host, delivery_id), now + DEFAULT_BUSY_TTL_SECONDS)
-    return ClaimRequest(priority_keys(queue)[0], ledger_key(delivery_id), task_name, most,
+    return ClaimRequest(queue, ledger_key(delivery_id), task_name, most,
                         concurrency, ttl_s, busy)
 
 
@@ -134,8 +97,7 @@ def ack_commands(delivery_id: str, tag: str) -> list[Command]:
     """What acknowledges a claimed message (kombu's ``QoS.ack``) and strikes it from the
     ledger: pipelined with its job's finishing script.  The last job a delivery runs (no
     claim rides on its finish) adds ``ClaimRequest.end_commands`` (the host's busy mark)."""
-    return [("ZREM", UNACKED_INDEX_KEY, tag), ("HDEL", UNACKED_KEY, tag),
-            ("HDEL", ledger_key(delivery_id), tag)]
+    return [*kombu_redis.ack_commands(tag), ("HDEL", ledger_key(delivery_id), tag)]
 
 
 def give_back(client: redis.Redis, queue: str, delivery_id: str,
@@ -144,4 +106,5 @@ def give_back(client: redis.Redis, queue: str, delivery_id: str,
     ledger of ``delivery_id`` holds) and end ``host``'s busy mark for them; idempotent.
     How many went back."""
     member = busy_member(host, delivery_id) if host is not None else ""
-    return int(client.eval(_GIVE_BACK_SCRIPT, 5, *_keys(queue, delivery_id), member, *tags))
+    return kombu_redis.give_back(client, queue, ledger_key(delivery_id), BUSY_KEY, member,
+                                 tags)

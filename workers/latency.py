@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 from redis import Redis, RedisError
 
-from visionq.broker import queue_length
+from visionq.kombu_redis import queue_length
 from visionq.settings import Settings, get_settings
 from workers.hooks import WorkerHook
 

@@ -26,8 +26,8 @@ from monitoring.metrics import (
 )
 from monitoring.record import record_job, record_submit
 from monitoring.settings import MonitoringSettings, parse_duration
-from visionq.broker import UNACKED_KEY
 from visionq.jobs import JobStore
+from visionq.kombu_redis import UNACKED_KEY
 
 MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
 

@@ -1,5 +1,5 @@
-"""``visionq.broker`` (and the autoscaler's snapshot) against a real valkey server, with
-messages from real kombu/Celery."""
+"""``visionq.broker``, ``visionq.kombu_redis`` (and the autoscaler's snapshot) against a real
+valkey server, with messages from real kombu/Celery."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from kombu import Connection, Exchange, Producer, Queue
 
 from autoscale import observe
 from autoscale.rates import ArrivalRates
-from visionq import broker
+from visionq import broker, kombu_redis
 
 
 @pytest.fixture()
@@ -41,15 +41,15 @@ def publish(url: str, queue: str, n: int, priority: int | None = None) -> None:
 
 
 def test_queue_length_counts_every_priority_list(scaler_redis_url: str, rconn: redis.Redis) -> None:
-    assert broker.queue_length(rconn, "face") == 0
+    assert kombu_redis.queue_length(rconn, "face") == 0
     publish(scaler_redis_url, "face", 3)
     publish(scaler_redis_url, "face", 2, priority=9)
     publish(scaler_redis_url, "detect", 4)
     assert rconn.llen("face") == 3
     assert rconn.llen("face\x06\x169") == 2  # kombu's sub-queue for priority step 9
-    assert broker.queue_length(rconn, "face") == 5
-    assert broker.queue_length(rconn, "detect") == 4
-    assert broker.queue_length(rconn, "classify") == 0
+    assert kombu_redis.queue_length(rconn, "face") == 5
+    assert kombu_redis.queue_length(rconn, "detect") == 4
+    assert kombu_redis.queue_length(rconn, "classify") == 0
 
 
 def reserve(conn: Connection, queue: str | Queue):
@@ -68,16 +68,16 @@ def test_in_flight_attributes_unacked_messages_to_their_queue(
     with Connection(scaler_redis_url) as conn:
         held = [reserve(conn, "face"), reserve(conn, "face"), reserve(conn, "detect")]
         assert rconn.hlen("unacked") == 3 and rconn.zcard("unacked_index") == 3
-        assert broker.in_flight(rconn, ["face", "detect", "classify"]) == {
+        assert kombu_redis.in_flight(rconn, ["face", "detect", "classify"]) == {
             "face": 2, "detect": 1, "classify": 0}
-        assert broker.in_flight(rconn) == {"face": 2, "detect": 1}
-        assert broker.queue_length(rconn, "face") == 1
+        assert kombu_redis.in_flight(rconn) == {"face": 2, "detect": 1}
+        assert kombu_redis.queue_length(rconn, "face") == 1
         held[2].ack()
-        assert broker.in_flight(rconn, ["face"]) == {"face": 2}
-        assert broker.in_flight(rconn, ["detect"]) == {"detect": 0, "?": 2}
+        assert kombu_redis.in_flight(rconn, ["face"]) == {"face": 2}
+        assert kombu_redis.in_flight(rconn, ["detect"]) == {"detect": 0, "?": 2}
         for m in held[:2]:
             m.ack()
-    assert broker.in_flight(rconn, ["face", "detect"]) == {"face": 0, "detect": 0}
+    assert kombu_redis.in_flight(rconn, ["face", "detect"]) == {"face": 0, "detect": 0}
 
 
 def test_celery_producer_messages_are_seen(scaler_redis_url: str, rconn: redis.Redis) -> None:
@@ -85,12 +85,12 @@ def test_celery_producer_messages_are_seen(scaler_redis_url: str, rconn: redis.R
     for _ in range(4):
         app.send_task("tasks.face.detect", args=("blob-key",), queue="face")
     app.send_task("tasks.face.detect", queue="face", priority=6)
-    assert broker.queue_length(rconn, "face") == 5
+    assert kombu_redis.queue_length(rconn, "face") == 5
     with Connection(scaler_redis_url) as conn:
         msg = reserve(conn, "face")
         assert msg.headers["task"] == "tasks.face.detect"
-        assert broker.in_flight(rconn, ["face"]) == {"face": 1}
-        assert broker.queue_length(rconn, "face") == 4
+        assert kombu_redis.in_flight(rconn, ["face"]) == {"face": 1}
+        assert kombu_redis.queue_length(rconn, "face") == 4
         msg.ack()
 
 
@@ -105,7 +105,7 @@ def test_celery_producer_messages_are_seen(scaler_redis_url: str, rconn: redis.R
     ],
 )
 def test_attribute(exchange: str, routing_key: str, bound, expected) -> None:
-    assert broker.attribute(exchange, routing_key, ["face", "detect"], bound) == expected
+    assert kombu_redis.attribute(exchange, routing_key, ["face", "detect"], bound) == expected
 
 
 def test_in_flight_resolves_custom_exchanges_through_bindings(
@@ -116,13 +116,13 @@ def test_in_flight_resolves_custom_exchanges_through_bindings(
     with Connection(scaler_redis_url) as conn:
         Producer(conn).publish({}, exchange=ex, routing_key="objects", declare=[q])
         msg = reserve(conn, q)
-        assert broker.in_flight(rconn, ["face", "detect"]) == {"face": 0, "detect": 1}
+        assert kombu_redis.in_flight(rconn, ["face", "detect"]) == {"face": 0, "detect": 1}
         msg.ack()
 
 
 def test_garbage_in_unacked_is_ignored(rconn: redis.Redis) -> None:
     rconn.hset("unacked", mapping={"a": "not json", "b": "[1]", "c": '[{}, "face", "face"]'})
-    assert broker.in_flight(rconn, ["face"]) == {"face": 1}
+    assert kombu_redis.in_flight(rconn, ["face"]) == {"face": 1}
 
 
 def test_service_time_round_trip(rconn: redis.Redis) -> None:

@@ -20,8 +20,9 @@ from tasks.signatures import TASK_NAMES
 from tests.workers.conftest import SLEEPY, WorkerEnv
 from tests.workers.sleepy_model import image_bytes
 from visionq.blobstore import RedisBlobStore
-from visionq.broker import UNACKED_INDEX_KEY, UNACKED_KEY, busy_workers, in_flight
+from visionq.broker import busy_workers
 from visionq.jobs import JobStore
+from visionq.kombu_redis import UNACKED_INDEX_KEY, UNACKED_KEY, in_flight
 from visionq.settings import Settings
 from workers import runtime
 from workers.claim import Claimed, ack_commands, claim_request, give_back, ledger_key

@@ -17,7 +17,7 @@ import redis
 
 from tests.conftest import WorkerFactory
 from tests.workers.conftest import SLEEPY
-from visionq.broker import priority_keys
+from visionq.kombu_redis import priority_keys
 from workers.latency import is_heavy, waiting_in, yield_while
 
 DB = 13

@@ -28,9 +28,9 @@ from collections.abc import Mapping, Sequence
 
 import redis
 
-from visionq.broker import queue_length
 from visionq.faces_registry import FaceRegistry
 from visionq.keys import HISTORY_STREAM_KEY
+from visionq.kombu_redis import queue_length
 from visionq.mqtt import discovery, payloads
 from visionq.mqtt.broker import Broker, Message
 from visionq.mqtt.settings import MqttSettings

@@ -1,0 +1,73 @@
+"""``visionq.kombu_redis``: the one product module that knows kombu's Redis layout.
+
+Its pieces are tested against kombu's own code where they are used: queue lengths, in-flight
+counts and bindings in ``tests/visionq/test_broker.py``, the envelope in
+``tests/tasks/test_message.py``, claim/ack/give-back in ``tests/workers/test_claim.py``,
+the exporter's reads in ``tests/monitoring/test_metrics.py``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from visionq import kombu_redis
+
+ROOT = Path(__file__).resolve().parents[2]
+PRODUCT = ("api", "tasks", "workers", "autoscale", "monitoring", "visionq")
+ADAPTER = ROOT / "visionq" / "kombu_redis"
+KOMBU_NAMES = re.compile(
+    r"unacked|_kombu\.|\\x06\\x16|\x06\x16|delivery_tag|body_encoding|global_keyprefix",
+    re.IGNORECASE)
+"""kombu's Redis keys (``unacked``, ``unacked_index``, ``_kombu.binding.*``), its
+priority separator, its envelope's own fields and its key prefix option."""
+
+
+def _product_files() -> list[Path]:
+    return [path for folder in PRODUCT for path in sorted((ROOT / folder).rglob("*"))
+            if path.is_file() and path.suffix in {".py", ".lua"}
+            and "__pycache__" not in path.parts]
+
+
+def test_only_the_adapter_names_kombus_keys() -> None:
+    files = _product_files()
+    assert len(files) > 100 and ADAPTER / "__init__.py" in files
+    found = [f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+             for path in files if ADAPTER not in path.parents
+             for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+             if KOMBU_NAMES.search(line)]
+    assert found == [], "kombu's Redis layout outside visionq/kombu_redis:\n" + "\n".join(found)
+
+
+def test_the_adapter_does_name_them() -> None:
+    """The pattern above matches what the adapter really writes (so the test above can
+    fail)."""
+    text = "\n".join(p.read_text() for p in ADAPTER.iterdir() if p.is_file())
+    for name in ("unacked", "unacked_index", "_kombu.binding.", "\\x06\\x16", "delivery_tag"):
+        assert KOMBU_NAMES.search(name) and name in text
+
+
+def test_lua_is_loaded_from_the_files_beside_it() -> None:
+    assert (ADAPTER / "claim.lua").read_text() == kombu_redis.CLAIM_SCRIPT
+    assert (ADAPTER / "give_back.lua").read_text() == kombu_redis.GIVE_BACK_SCRIPT
+    assert "redis.call('HSET', KEYS[3], tag" in kombu_redis.CLAIM_SCRIPT
+
+
+def test_keys() -> None:
+    assert kombu_redis.priority_keys("face") == [
+        "face", "face\x06\x163", "face\x06\x166", "face\x06\x169"]
+    assert kombu_redis.publish_key("face") == "face"
+    assert kombu_redis.ack_commands("t1") == [("ZREM", "unacked_index", "t1"),
+                                              ("HDEL", "unacked", "t1")]
+
+
+@pytest.mark.parametrize("options", [None, {}, {"global_keyprefix": ""},
+                                     {"visibility_timeout": 5}])
+def test_no_key_prefix_is_accepted(options: dict | None) -> None:
+    kombu_redis.check_transport_options(options)
+
+
+def test_a_key_prefix_is_refused() -> None:
+    with pytest.raises(kombu_redis.UnsupportedBrokerError, match="global_keyprefix='vq:'"):
+        kombu_redis.check_transport_options({"global_keyprefix": "vq:"})
