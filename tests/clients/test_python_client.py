@@ -15,8 +15,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import redis
 
-from tests.conftest import ARTIFACTS, FIXTURES, REPO
+from tests.conftest import ARTIFACTS, FIXTURES, REPO, WorkerFactory
+from visionq.keys import WORKER_KEY_PREFIX
 
 CLIENT = REPO / "clients" / "python"
 DIST = CLIENT / "dist"
@@ -112,8 +114,24 @@ def test_a_fresh_venv_gets_only_the_light_dependencies(venv: Path) -> None:
         assert gone.returncode != 0, module
 
 
+@pytest.fixture(scope="module")
+def task_workers(start_worker: WorkerFactory, redis_url: str,
+                 face_worker: subprocess.Popen) -> None:
+    """A worker for every built-in task behind ``api_url``: the session's own when an
+    earlier test started it (tests/api does in a full run), else started here."""
+    from tests.api.test_deepstack import _detect_model_ready
+
+    reason = _detect_model_ready()
+    if reason:
+        pytest.skip(reason)
+    client = redis.Redis.from_url(redis_url)
+    for queue in ("classify", "detect"):
+        if not client.exists(f"{WORKER_KEY_PREFIX}{queue}@testhost"):
+            start_worker(redis_url, queue, queue)
+
+
 def test_its_tests_pass_in_the_venv_against_a_live_stack(
-        venv: Path, api_url: str, face_worker: subprocess.Popen) -> None:
+        venv: Path, api_url: str, task_workers: None) -> None:
     python = venv / "bin" / "python"
     run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
          "pytest>=8"])

@@ -38,16 +38,35 @@ def workers(api_url: str) -> dict[str, int]:
     return {task: int(n) for task, n in (body.get("workers") or {}).items()}
 
 
+def need_worker(workers: dict[str, int], task: str) -> str:
+    if not workers.get(task):
+        pytest.skip(f"no {task} worker behind this API")
+    return task
+
+
 @pytest.fixture(scope="session")
 def face_task(workers: dict[str, int]) -> str:
-    if not workers.get("face"):
-        pytest.skip("no face worker behind this API")
-    return "face"
+    return need_worker(workers, "face")
 
 
 @pytest.fixture(scope="session")
-def faces() -> Path:
+def detect_task(workers: dict[str, int]) -> str:
+    return need_worker(workers, "detect")
+
+
+@pytest.fixture(scope="session")
+def classify_task(workers: dict[str, int]) -> str:
+    return need_worker(workers, "classify")
+
+
+@pytest.fixture(scope="session")
+def fixtures() -> Path:
     root = os.environ.get("VISIONQ_CLIENT_FIXTURES")
     if not root or not (Path(root) / "faces" / "obama.jpg").is_file():
-        pytest.skip("VISIONQ_CLIENT_FIXTURES (visionq's tests/fixtures folder) is not set")
-    return Path(root) / "faces"
+        pytest.skip("VISIONQ_CLIENT_FIXTURES (visionq's test fixtures folder) is not set")
+    return Path(root)
+
+
+@pytest.fixture(scope="session")
+def faces(fixtures: Path) -> Path:
+    return fixtures / "faces"
