@@ -93,7 +93,7 @@ def _iso(timestamp: float) -> str:
 
 def job_body(fields: dict[str, str]) -> bytes:
     """The webhook's body: the finished job as ``GET /v1/jobs/<id>`` shows it."""
-    from api.jobs import job_json  # the API's own rendering: one shape for both
+    from api.jobs.render import job_json  # the API's own rendering: one shape for both
 
     row = record_from_fields(fields)
     job = Job(id=row["id"], task=row["task"], status=row["status"], blob=row["blob"] or "",
