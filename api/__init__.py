@@ -14,6 +14,7 @@ from api.metrics import init_app as init_monitoring
 from api.multipart import VisionqRequest
 from api.services import EXTENSION_KEY, build_services
 from tasks import make_celery
+from visionq import kombu_redis
 from visionq.history import HistoryWriter
 from visionq.settings import Settings
 
@@ -31,6 +32,9 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_bytes * 4 // 3 + MULTIPART_OVERHEAD_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
     celery = make_celery(settings)  # this app's producer, on this app's Redis
+    # kombu's Redis layout is written by hand (visionq.kombu_redis): refuse an unverified
+    # kombu/Celery or a key prefix before anything is queued.
+    kombu_redis.check_installed(celery.conf.broker_transport_options)
     app.extensions["celery"] = celery
     svc = app.extensions[EXTENSION_KEY] = build_services(settings, celery)
     if settings.history_writer:  # drains finished jobs into the history (visionq.history)

@@ -27,7 +27,7 @@ from tasks.signatures import TASK_NAMES, enqueue, queue_of
 from visionq.custom_models import CUSTOM_QUEUE
 from visionq.jobs import ClaimRequest
 from visionq.settings import get_settings
-from workers import shard_check
+from workers import broker_check, shard_check
 from workers.claim import START_WITHIN, Claimed, ack_commands, claim_request, give_back
 from workers.custom.hooks import CustomModelsScan
 from workers.hooks import Heartbeats, Hooks, ModelLoading, ScalingHints
@@ -247,6 +247,7 @@ class SignalBridge:
                                        _hostname(request))
 
 
-shard_check.connect()  # first: a worker on the wrong Redis stops before loading models
+broker_check.connect()  # first: kombu/Celery outside the verified range stop the worker
+shard_check.connect()  # then: a worker on the wrong Redis stops before loading models
 bridge = SignalBridge(hooks)
 bridge.connect()

@@ -8,6 +8,7 @@ the exporter's reads in ``tests/monitoring/test_metrics.py``."""
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,40 @@ def test_no_key_prefix_is_accepted(options: dict | None) -> None:
 def test_a_key_prefix_is_refused() -> None:
     with pytest.raises(kombu_redis.UnsupportedBrokerError, match="global_keyprefix='vq:'"):
         kombu_redis.check_transport_options({"global_keyprefix": "vq:"})
+
+
+@pytest.mark.parametrize(("kombu_version", "celery_version", "refused"), [
+    ("5.7.0", "5.7.0", None),
+    ("5.7", "5.7.3", None),
+    ("5.7.12", "5.7.0.post1", None),
+    ("5.7.0+local", "5.7.0", None),
+    ("5.8.0", "5.7.0", "kombu '5.8.0'"),
+    ("5.9.0", "5.7.0", "kombu '5.9.0'"),
+    ("5.10.0", "5.7.0", "kombu '5.10.0'"),  # not a string comparison
+    ("6.0.0", "5.7.0", "kombu '6.0.0'"),
+    ("5.6.9", "5.7.0", "kombu '5.6.9'"),
+    ("5.7.0rc1", "5.7.0", "kombu '5.7.0rc1'"),  # before 5.7.0
+    ("5.8.0a1", "5.7.0", "kombu '5.8.0a1'"),  # 5.8's pre-release: outside <5.8
+    ("not-a-version", "5.7.0", "kombu 'not-a-version'"),
+    ("", "5.7.0", "kombu ''"),
+    ("5.7.0", "5.8.1", "celery '5.8.1'"),
+    ("5.7.0", "5.5.0", "celery '5.5.0'"),
+    ("5.9.0", "6.0.0", "kombu '5.9.0'.*; celery '6.0.0'"),
+])
+def test_versions(kombu_version: str, celery_version: str, refused: str | None) -> None:
+    if refused is None:
+        kombu_redis.check_versions(kombu_version, celery_version)
+        return
+    with pytest.raises(kombu_redis.UnsupportedBrokerError, match=refused) as info:
+        kombu_redis.check_versions(kombu_version, celery_version)
+    assert "verified against" in str(info.value) and ">=5.7,<5.8" in str(info.value)
+
+
+def test_installed_versions_are_the_verified_ones() -> None:
+    kombu_redis.check_installed({"visibility_timeout": 60})
+
+
+def test_pyproject_pins_the_verified_range() -> None:
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert f"kombu{kombu_redis.VERIFIED_KOMBU}" in dependencies
+    assert f"celery[redis]{kombu_redis.VERIFIED_CELERY}" in dependencies

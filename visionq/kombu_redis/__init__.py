@@ -34,16 +34,17 @@ from typing import Any, Protocol
 
 import celery
 import kombu
+from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 from redis import Redis
 
 from visionq.broker import Command
 
-VERIFIED_KOMBU = ("5.7", "5.8")
-"""kombu versions this layout was verified against: ``>= [0], < [1]`` (pyproject pins
-the same range; ``tests/visionq/test_kombu_redis.py`` checks they agree)."""
-VERIFIED_CELERY = ("5.7", "5.8")
-"""Celery versions (task protocol 2 as ``envelope`` wraps it), ``>= [0], < [1]``."""
+VERIFIED_KOMBU = ">=5.7,<5.8"
+"""kombu versions this layout was verified against (pyproject pins the same range;
+``tests/visionq/test_kombu_redis.py`` checks they agree)."""
+VERIFIED_CELERY = ">=5.7,<5.8"
+"""Celery versions (its task protocol 2, as ``envelope`` wraps it)."""
 
 KEY_PREFIX = ""
 """kombu's ``global_keyprefix``: none (``check_transport_options`` refuses one)."""
@@ -69,17 +70,19 @@ class UnsupportedBrokerError(RuntimeError):
 # -- versions and options: checked when a worker or the API starts ----------------------
 
 
-def _in_range(name: str, version: str, verified: tuple[str, str]) -> str | None:
-    low, high = verified
+def _in_range(name: str, version: str, verified: str) -> str | None:
+    """Why ``version`` of ``name`` is refused (``None``: in range).  A pre-release counts
+    as its release's (5.8.0rc1 is outside ``<5.8``, as PEP 440 has it)."""
     try:
-        ok = Version(low) <= Version(version) < Version(high)
+        ok = Version(version) in SpecifierSet(verified, prereleases=True)
     except InvalidVersion:
         ok = False
     if ok:
         return None
-    return (f"{name} {version} is installed, but visionq's broker adapter (visionq.kombu_redis) "
-            f"was verified against {name} >={low},<{high}: install a version in that range "
-            f"(pyproject.toml pins it), or re-verify the adapter against {name} {version}")
+    return (f"{name} {version!r} is installed, but visionq's broker adapter "
+            f"(visionq.kombu_redis, which writes kombu's Redis keys itself) was verified "
+            f"against {name}{verified} only: install a version in that range (pyproject.toml "
+            f"pins it), or re-verify the adapter against {name} {version}")
 
 
 def check_versions(kombu_version: str, celery_version: str) -> None:
