@@ -17,7 +17,7 @@ from api.options import MAX_OPTIONS_BYTES, OPTION_MODELS
 from visionq import __version__
 from visionq.callbacks.destinations import MAX_URL_LENGTH
 from visionq.jobs import STATUSES
-from visionq.options import DEFAULT_TOP_K
+from visionq.options import DEFAULT_TOP_K, MAX_FACE_LIMIT, MAX_PREDICTION_COUNT
 from visionq.settings import QUEUES
 
 ERROR_TEXT = {
@@ -142,7 +142,17 @@ def _schemas() -> dict[str, Any]:
                 "confidence": {"type": "number"}, **BOX}}}}),
         "Recognition": _deepstack({"predictions": {"type": "array", "items": {
             "type": "object", "required": ["userid", "confidence", *BOX], "properties": {
-                "userid": {"type": "string"}, "confidence": {"type": "number"}, **BOX}}}}),
+                "userid": {"type": "string"}, "confidence": {"type": "number"}, **BOX,
+                "distance": {"type": ["number", "null"], "description": "Euclidean distance "
+                             "to the nearest registered person (null: nobody registered)."},
+                "quality": {"type": "object", "properties": {
+                    "size_px": {"type": "integer"}, "sharpness": {"type": "number"}}},
+                "subjects": {"type": "array", "description": "With prediction_count: the "
+                             "nearest registered people (CompreFace's shape).", "items": {
+                                 "type": "object", "properties": {
+                                     "subject": {"type": "string"},
+                                     "similarity": {"type": "number"},
+                                     "distance": {"type": "number"}}}}}}}}),
         "Registered": _deepstack({"message": {"type": "string"}, "userid": {"type": "string"},
                                   "encodings": {"type": "integer"},
                                   "skipped": {"type": "integer"}}),
@@ -273,8 +283,18 @@ def _paths() -> dict[str, Any]:
         "/v1/vision/detection": _sync("Objects (COCO-80)", "Detection",
                                       image_form(DETECTION_MIN_CONFIDENCE)),
         "/v1/vision/face": _sync("Face boxes", "Faces", image_form(DETECTION_MIN_CONFIDENCE)),
-        "/v1/vision/face/recognize": _sync("Who is in the image", "Recognition",
-                                           image_form(RECOGNITION_MIN_CONFIDENCE)),
+        "/v1/vision/face/recognize": _sync("Who is in the image", "Recognition", _form({
+            "image": BINARY, "min_confidence": _min_confidence(RECOGNITION_MIN_CONFIDENCE),
+            "limit": {"type": "integer", "minimum": 0, "maximum": MAX_FACE_LIMIT,
+                      "default": 0, "description": "CompreFace: only the N largest faces "
+                      "(0: all)."},
+            "det_prob_threshold": {"type": "number", "minimum": 0, "maximum": 1,
+                                   "description": "CompreFace: drop faces whose detection "
+                                   "confidence is below it (default: keep all)."},
+            "prediction_count": {"type": "integer", "minimum": 1,
+                                 "maximum": MAX_PREDICTION_COUNT, "description": "CompreFace: "
+                                 "add `subjects`, the N nearest registered people per face."}},
+            ["image"])),
         "/v1/vision/face/register": _sync(
             "Register a userid's faces (largest face per image, any file field names; "
             "replaces, or appends with append=true)", "Registered",

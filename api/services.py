@@ -11,7 +11,7 @@ from flask import current_app
 from tasks.signatures import enqueue
 from visionq.blobstore import BlobStore, RedisBlobStore, blob_store_from_url
 from visionq.custom_models import queue_of_task
-from visionq.faces_registry import FaceRegistry
+from visionq.faces_registry import FaceRegistry, policy_from
 from visionq.history import HistoryStore
 from visionq.imaging import ImageLimits
 from visionq.jobs import JobStore
@@ -94,7 +94,7 @@ def build_services(settings: Settings, celery: Celery) -> Services:
         blobs=blobs,
         limits=ImageLimits(settings.max_bytes, settings.max_pixels),
         celery=celery,
-        faces=FaceRegistry(client, settings.face_tolerance),
+        faces=FaceRegistry(client, policy=policy_from(settings)),
         history=HistoryStore(settings.history_store_url),  # connects on first use
         shards=shards,
     )

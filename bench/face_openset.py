@@ -70,6 +70,12 @@ FIXTURE_STRANGERS = [("obama_and_biden.jpg", 2)]
 THRESHOLDS = tuple(round(0.30 + 0.01 * i, 2) for i in range(51))
 MARGINS = (0.05, 0.10, 0.15)
 SIZE_GATES = (40, 60, 80)
+MEMBER_MIN_PX = 60
+"""Household members are enrolled from ImageNet faces at least this high (a household
+enrols good photos; strangers come at any size)."""
+WIDER_BY = 0.02
+"""A rule with more parts must widen the safe interval by more than this (two sweep steps)
+to be chosen over a simpler one."""
 SHARPNESS_GATES = (20.0, 50.0, 100.0)
 
 
@@ -247,7 +253,7 @@ def galleries(genuine: list[Face], strangers: list[Face], enrol: int, household:
     each fixture split also enrols ``household - 2`` real ImageNet faces (one photo each,
     ``draws`` random draws), which are then not presented as strangers."""
     rng = np.random.default_rng(seed)
-    real = [i for i, f in enumerate(strangers) if f.real]
+    real = [i for i, f in enumerate(strangers) if f.real and f.size_px >= MEMBER_MIN_PX]
     out = []
     for gallery, probes in splits(genuine, enrol):
         extra = household - len(gallery)
@@ -306,8 +312,9 @@ def evaluate(genuine: list[Face], strangers: list[Face], enrol: int, household: 
 def choose(curves: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """Per rule the safe interval: from the smallest threshold that names >= 95 % of the
     genuine probes correctly to the largest at which no stranger is ever named.  The rule
-    with the widest interval wins (ties: the simplest), at the interval's middle, so that
-    both kinds of error keep the same distance margin on this small sample."""
+    with the widest interval wins (a rule with more parts only if wider by more than
+    ``WIDER_BY``), at the interval's middle, so that both kinds of error keep the same
+    distance margin on this small sample."""
     by_name = {rule.name: rule for rule in rules()}
     best: tuple[float, int, str, float, float] | None = None
     for name, rows in curves.items():
@@ -317,7 +324,13 @@ def choose(curves: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         if low is None or high is None or high < low:
             continue
         key = (round(high - low, 2), -by_name[name].simplicity, name, low, high)
-        if best is None or key[:2] > best[:2]:
+        if best is None:
+            best = key
+            continue
+        simpler = key[1] > best[1]
+        wider = key[0] - best[0]
+        if (wider > WIDER_BY or (wider > 0 and not key[1] < best[1])
+                or (simpler and wider >= -WIDER_BY)):
             best = key
     if best is None:
         return {}
@@ -347,26 +360,36 @@ def summary_rows(curves: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]
 
 def det_plot(path: Any, curves: dict[str, list[dict[str, Any]]], presentations: int,
              protocol: str) -> None:
+    """Left: DET (false accept rate, log, vs false reject + wrong name rate) per rule.
+    Right: both rates against the threshold, where the safe interval shows."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    fig, (det, sweep) = plt.subplots(1, 2, figsize=(13, 5.5))
     floor = 0.3 / presentations
     for name, rows in curves.items():
         far = [max(r["far"], floor) for r in rows]
         frr = [1.0 - r["genuine_correct"] for r in rows]
-        ax.plot(far, frr, marker=".", markersize=3, label=name)
-    ax.set_xscale("log")
-    ax.set_xlabel(f"false accept rate (stranger named; {presentations} presentations; "
-                  f"0 drawn at {floor:.0e})")
-    ax.set_ylabel("false reject + wrong name rate (enrolled people's other photos)")
-    ax.set_title(f"Open-set face recognition ({protocol}): DET per rule, threshold 0.30-0.80")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+        det.plot(far, frr, marker=".", markersize=3, label=name)
+        line, = sweep.plot([r["threshold"] for r in rows], far, label=f"{name}: FAR")
+        sweep.plot([r["threshold"] for r in rows], [max(v, floor) for v in frr], linestyle=":",
+                   color=line.get_color())
+    det.set_xscale("log")
+    det.set_xlabel(f"false accept rate (stranger named; {presentations} presentations; "
+                   f"0 drawn at {floor:.0e})")
+    det.set_ylabel("false reject + wrong name rate (enrolled people's other photos)")
+    det.set_title(f"DET per rule ({protocol}), threshold 0.30-0.80")
+    sweep.set_yscale("log")
+    sweep.set_xlabel("distance threshold")
+    sweep.set_ylabel("rate (solid: false accept; dotted: false reject + wrong name)")
+    sweep.set_title("Rates by threshold")
+    for axis in (det, sweep):
+        axis.grid(True, which="both", alpha=0.3)
+    det.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
@@ -378,6 +401,8 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         f"not detected: {missed}")
     found, true_faces, photos = imagenet_faces(service, args.limit_images)
     strangers = found + fixture_strangers
+    members = sum(f.real and f.size_px >= MEMBER_MIN_PX for f in strangers)
+    say(f"household members drawn from {members} real faces >= {MEMBER_MIN_PX} px")
     say(f"strangers: {len(found)} faces found in {photos} imagenet_val photos "
         f"({true_faces} of them labelled real faces, {len(found) - true_faces} HOG false "
         f"positives) + {len(fixture_strangers)} fixture stranger")
@@ -391,7 +416,8 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         "genuine_sources": [f"{f.who}:{f.source}" for f in genuine],
         "not_detected": missed, "imagenet_photos": photos,
         "imagenet_faces_found": len(found), "imagenet_true_faces_found": true_faces,
-        "strangers": len(strangers),
+        "strangers": len(strangers), "member_candidates": members,
+        "stranger_sizes_px": sorted(f.size_px for f in strangers),
         "stranger_quality": {
             "size_px_median": float(np.median([f.size_px for f in strangers])),
             "sharpness_median": float(np.median([f.sharpness for f in strangers]))},

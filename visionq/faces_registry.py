@@ -2,14 +2,18 @@
 
 Only encodings are stored (never photos), in one hash with no expiry, so registered faces
 survive API and Redis restarts (with persistence on, as in ``visionq up``).  Matching is
-face_recognition's: Euclidean distance between encodings, a match when the distance is at
-most the tolerance (0.6 by default).
+face_recognition's: Euclidean distance between encodings (a person's distance: their
+nearest encoding), decided by a ``Policy``: a match when the distance is at most the
+tolerance, and optionally a margin to the second-nearest person and a face size/sharpness
+gate.  ``Policy()`` is face_recognition's own rule (0.6, nothing else); the service's
+defaults (``VISIONQ_FACE_TOLERANCE`` 0.47, ``VISIONQ_FACE_MIN_SIZE_PX`` 60) come from
+``python -m bench face-openset`` (README "Face recognition threshold").
 
 Confidence from a distance follows the mapping in face_recognition's wiki
 ("Calculating Accuracy as a Percentage"): linear below and above the tolerance, bent so
 that ``distance == tolerance`` gives 0.5 and distances a little below it already give
-~0.7.  With tolerance 0.6, DeepStack's default ``min_confidence`` of 0.67 accepts distances
-up to ~0.597, i.e. nearly the same decisions as face_recognition's ``compare_faces``.
+~0.7.  DeepStack's default ``min_confidence`` of 0.67 accepts distances up to ~0.995 of the
+tolerance (~0.597 at 0.6, ~0.468 at 0.47): nearly the policy's own decisions.
 """
 
 from __future__ import annotations
@@ -171,10 +175,12 @@ class FaceRegistry:
                 rows.append(encoding)
         return names, np.asarray(rows, dtype=np.float64).reshape(-1, ENCODING_SIZE)
 
-    def identify(self, encodings: list[list[float]]) -> list[Match | None]:
+    def identify(self, encodings: list[list[float]],
+                 qualities: list[dict[str, Any] | None] | None = None) -> list[Match | None]:
         """The nearest registered user for each encoding, or None if the policy does not
-        accept it (or nobody is registered)."""
-        return [found.match for found in self.recognize(encodings)]
+        accept it (or nobody is registered); ``qualities``: the faces' ``quality``, for the
+        policy's size/sharpness gate (without them it is not applied)."""
+        return [found.match for found in self.recognize(encodings, qualities)]
 
     def recognize(self, encodings: list[list[float]],
                   qualities: list[dict[str, Any] | None] | None = None,

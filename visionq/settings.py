@@ -67,8 +67,14 @@ DEFAULT_SYNC_TIMEOUT_S = 30.0
 """How long a DeepStack-style synchronous endpoint waits for its job before a 504."""
 DEFAULT_RECENT_JOBS = 10_000
 """Job ids kept in the recent-jobs index (``GET /v1/jobs``); older ones drop off."""
-DEFAULT_FACE_TOLERANCE = 0.6
-"""face_recognition's own match threshold on the Euclidean distance of encodings."""
+DEFAULT_FACE_TOLERANCE = 0.47
+"""Largest encoding distance at which a face is named (face_recognition's own is 0.6): with
+``DEFAULT_FACE_MIN_SIZE_PX``, the middle of the interval where ``python -m bench
+face-openset`` names no stranger and every held-out photo of the enrolled people (README
+"Face recognition threshold")."""
+DEFAULT_FACE_MIN_SIZE_PX = 60
+"""Faces less high than this are answered "unknown": most strangers named at 0.5-0.6 are
+small faces (``python -m bench face-openset``)."""
 DEFAULT_MODELS = {
     "face": "face_recognition",
     "detect": "centernet_mbv3",
@@ -255,8 +261,8 @@ class Settings(BaseSettings):
         "person must be at least this much farther than the nearest, else \"unknown\" "
         "(0: off; `python -m bench face-openset`).")
     face_min_size_px: int = Field(
-        default=0, ge=0, le=10_000, description="Recognition: faces less high than this "
-        "(original px) are answered \"unknown\" (0: off).")
+        default=DEFAULT_FACE_MIN_SIZE_PX, ge=0, le=10_000, description="Recognition: faces "
+        "less high than this (original px) are answered \"unknown\" (0: off).")
     face_min_sharpness: float = Field(
         default=0.0, ge=0, description="Recognition: faces whose `quality.sharpness` "
         "(variance of the Laplacian at 64 px) is below this are answered \"unknown\" (0: off).")

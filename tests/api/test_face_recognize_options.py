@@ -92,3 +92,16 @@ def test_job_api_recognize(client: FlaskClient) -> None:
     assert sorted(f["userid"] for f in faces) == ["biden", "obama", "unknown"]
     for found in faces:
         assert len(found["subjects"]) == 2 and found["distance"] > 0 and "quality" in found
+
+
+def test_openapi_documents_the_recognize_fields(idle_redis_url: str,
+                                                make_client: AppFactory) -> None:
+    document = make_client(idle_redis_url).get("/openapi.json").get_json()
+    form = document["paths"]["/v1/vision/face/recognize"]["post"]["requestBody"]["content"][
+        "multipart/form-data"]["schema"]["properties"]
+    assert (form["limit"]["minimum"], form["limit"]["maximum"]) == (0, 1000)
+    assert (form["det_prob_threshold"]["minimum"], form["det_prob_threshold"]["maximum"]) == (
+        0, 1)
+    assert (form["prediction_count"]["minimum"], form["prediction_count"]["maximum"]) == (1, 100)
+    face_options = json.dumps(document).count("prediction_count")
+    assert face_options >= 2  # the face job options' schema too
