@@ -35,7 +35,9 @@ from __future__ import annotations
 import argparse
 import io
 import random
+import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -406,6 +408,8 @@ def plot_p99(path: Path, systems: dict[str, dict[str, Any]], title: str) -> None
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
+    # SIGTERM (kill, timeout) unwinds like Ctrl-C: the stacks started here are stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results = Run(args.name, argv)
     data = results.data
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]

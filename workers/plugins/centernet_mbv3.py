@@ -70,6 +70,10 @@ class DetectSettings(PluginSettings):
         None, ge=0, validation_alias="VISIONQ_DETECT_THREADS",
         description="ONNX Runtime intra-op threads per detect process, 0: the default.",
         json_schema_extra={"default_text": "CPUs of the process"})
+    spin: bool = Field(
+        False, description="ONNX Runtime's intra-op threads spin-wait for work between "
+        "parallel sections (`session.intra_op.allow_spinning`); off: they sleep, which "
+        "measured ~2x faster per frame when the cores are shared (bench camera, issue 26).")
     max_batch: int = Field(
         1, ge=1, description="Images per inference call (results do not depend on it; on 2 "
         "cores batching measured slower: 26 img/s at 1, 21 at 4, bench/models_detect.py).")
@@ -191,6 +195,8 @@ class CenterNetMbv3(ModelBase):
         session_options = onnxruntime.SessionOptions()
         session_options.intra_op_num_threads = self.config.num_threads or process_cpu_count()
         session_options.inter_op_num_threads = 1
+        session_options.add_session_config_entry("session.intra_op.allow_spinning",
+                                                 "1" if self.config.spin else "0")
         try:
             self._session = onnxruntime.InferenceSession(
                 str(target / weights_detect.ONNX_FILE), session_options,
