@@ -62,12 +62,14 @@ def revoke_job(job_id: str) -> Response:
 
 
 def get_job(job_id: str) -> Response:
-    """The job; with a webhook (``callback_url`` or ``VISIONQ_CALLBACK_URL``), its delivery
-    attempts as ``callbacks`` (``visionq.callbacks.sender``)."""
+    """The job; with a webhook (``callback_url``), its delivery attempts as ``callbacks``
+    (``visionq.callbacks.sender``; ``VISIONQ_CALLBACK_URL``'s to admin keys only)."""
     job = _visible_job(job_id, wait_arg())
     body = job_json(job)
     svc = services()
     attempts = read_log(svc.redis, job.id)  # kept longer than a job in Redis may be
-    if attempts or job.callback_url or svc.settings.callback_url:
+    if not current_caller().admin:  # VISIONQ_CALLBACK_URL is the operator's, not a tenant's
+        attempts = [each for each in attempts if each.get("target") != "global"]
+    if attempts or job.callback_url:
         body["callbacks"] = attempts
     return jsonify(body)
