@@ -28,6 +28,9 @@ CALLBACK_DUE_KEY = "visionq:callbacks:due"
 is due (Unix time); an attempt in flight is pushed ahead by its lease."""
 CALLBACK_PENDING_KEY = "visionq:callbacks:pending"
 """Hash delivery id -> JSON (URL, body, submitter, first attempt, attempts so far)."""
+CALLBACK_SINCE_KEY = "visionq:callbacks:since"
+"""When the first sender started (Unix time): ``VISIONQ_CALLBACK_URL`` gets only jobs that
+finished after it."""
 CALLBACK_LOG_PREFIX = "visionq:callbacks:log:"
 """List per job id of its delivery attempts (JSON, oldest first, capped; ``callbacks`` in
 ``GET /v1/jobs/<id>``)."""

@@ -49,6 +49,7 @@ from visionq.keys import (
     CALLBACK_DUE_KEY,
     CALLBACK_LOG_PREFIX,
     CALLBACK_PENDING_KEY,
+    CALLBACK_SINCE_KEY,
     HISTORY_STREAM_KEY,
 )
 
@@ -144,6 +145,7 @@ class CallbackSender:
         self._lock = threading.Lock()
         self._state = {id(client): {"own_pending": True, "group": False, "next_claim": 0.0}
                        for client in self._streams}
+        self._since = 0.0
         self.scheduled = 0
         self.delivered = 0
         self.given_up = 0
@@ -203,12 +205,16 @@ class CallbackSender:
         state = self._state[id(client)]
         if state["group"]:
             return
+        # The first sender ever marks when webhooks began: the global URL gets no job that
+        # finished before (a first start must not replay the stream's past to it).
+        self._main.set(CALLBACK_SINCE_KEY, repr(time.time()), nx=True)
         try:  # from the start: jobs that finished while no sender ran (old ones skipped)
             client.xgroup_create(HISTORY_STREAM_KEY, GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
         state["group"] = True
+        self._since = float(self._main.get(CALLBACK_SINCE_KEY) or 0)
 
     def _read(self, client: redis.Redis, start: str, block: bool) -> list[Any]:
         try:
@@ -254,7 +260,7 @@ class CallbackSender:
             targets = []
             if fields.get("callback_url"):
                 targets.append((JOB_TARGET, fields["callback_url"]))
-            if self._global_url:
+            if self._global_url and float(fields.get("finished_at") or now) >= self._since:
                 targets.append((GLOBAL_TARGET, self._global_url))
             if not targets or "id" not in fields:
                 continue
