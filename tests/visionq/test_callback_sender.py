@@ -43,3 +43,29 @@ def test_what_gets_scheduled(idle_redis_url: str) -> None:
     assert {m.decode() for m in client.zrange(CALLBACK_DUE_KEY, 0, -1)} == set(pending)
     # every entry is acknowledged: nothing left pending in the group
     assert client.xpending(HISTORY_STREAM_KEY, "callbacks")["pending"] == 0
+
+
+def test_an_attempt_of_a_sender_that_died_is_made_by_another(idle_redis_url: str) -> None:
+    """Sender A claims a delivery and dies before recording anything; once A's lease runs
+    out, sender B makes the attempt: delivered at least once."""
+    from tests.api.test_callbacks_live import Receiver, wait_for
+
+    client = redis.Redis.from_url(idle_redis_url)
+    receiver = Receiver().start()
+    try:
+        secrets, allow = CallbackSecrets("", b"s" * 32), AllowList.parse("127.0.0.1")
+        dead = CallbackSender(client, secrets, allow, lease_s=1.0)
+        finished(client, "orphan", time.time(), receiver.url)
+        assert dead.schedule_once(client, block=False) == 1
+        claimed = dead._claim(keys=[CALLBACK_DUE_KEY, CALLBACK_PENDING_KEY],
+                              args=[repr(time.time()), repr(time.time() + 1.0), 10])
+        assert claimed[0] == b"orphan:job"  # ... and A dies here, its attempt never made
+        other = CallbackSender(client, secrets, allow, lease_s=1.0)
+        assert other.dispatch_once(wait=True) == 0  # still A's
+        wait_for(lambda: other.dispatch_once(wait=True), "A's lease to run out")
+        assert len(receiver.deliveries("orphan:job")) == 1
+        assert client.zcard(CALLBACK_DUE_KEY) == 0 and client.hlen(CALLBACK_PENDING_KEY) == 0
+        other.stop()
+        dead.stop()
+    finally:
+        receiver.stop()

@@ -121,8 +121,10 @@ class CallbackSender:
                  retry_s: float = 6 * 3600.0, timeout_s: float = 10.0, concurrency: int = 16,
                  log_ttl_s: int = 30 * 3600, backoff_first_s: float = BACKOFF_FIRST_S,
                  backoff_max_s: float = BACKOFF_MAX_S, block_ms: int = BLOCK_MS,
-                 claim_idle_ms: int = CLAIM_IDLE_MS,
+                 claim_idle_ms: int = CLAIM_IDLE_MS, lease_s: float | None = None,
                  send: Callable[..., Outcome] = post) -> None:
+        """``lease_s``: how long a claimed attempt is this sender's (default: the attempt's
+        time limit + 30 s); a sender that dies mid-attempt leaves it due again after that."""
         self._main = main
         self._streams = streams or [main]
         self._secrets, self._allow = secrets, allow
@@ -133,7 +135,7 @@ class CallbackSender:
         self._backoff = (backoff_first_s, backoff_max_s)
         self._block_ms, self._claim_idle_ms = block_ms, claim_idle_ms
         self._send = send
-        self._lease_s = timeout_s + 30.0
+        self._lease_s = lease_s if lease_s is not None else timeout_s + 30.0
         self._claim = main.register_script(_CLAIM_SCRIPT)
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._stop = threading.Event()
