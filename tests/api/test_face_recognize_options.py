@@ -105,3 +105,26 @@ def test_openapi_documents_the_recognize_fields(idle_redis_url: str,
     assert (form["prediction_count"]["minimum"], form["prediction_count"]["maximum"]) == (1, 100)
     face_options = json.dumps(document).count("prediction_count")
     assert face_options >= 2  # the face job options' schema too
+
+
+def small_obama() -> bytes:
+    """obama.jpg at 20 %: the face is ~52 px high, below VISIONQ_FACE_MIN_SIZE_PX (60)."""
+    from PIL import Image
+
+    photo = Image.open(io.BytesIO(face("obama.jpg")))
+    photo = photo.resize((round(photo.width * 0.2), round(photo.height * 0.2)))
+    out = io.BytesIO()
+    photo.save(out, "JPEG", quality=95)
+    return out.getvalue()
+
+
+def test_small_faces_are_unknown_by_default(client: FlaskClient, redis_url: str,
+                                             make_client: AppFactory) -> None:
+    [gated] = client.post("/v1/vision/face/recognize",
+                          data=files(image=small_obama())).get_json()["predictions"]
+    assert gated["quality"]["size_px"] < 60 and gated["distance"] < 0.47
+    assert (gated["userid"], gated["confidence"]) == ("unknown", 0.0)
+    ungated = make_client(redis_url, face_min_size_px=0)
+    [named] = ungated.post("/v1/vision/face/recognize",
+                           data=files(image=small_obama())).get_json()["predictions"]
+    assert named["userid"] == "obama"
