@@ -25,7 +25,9 @@ Systems, measured one after the other in the same run (``--systems``):
 
 Per point: timeouts at ``--timeout``, other errors, p50/p99 of the answered frames, frames/s
 answered, and CPU-ms per frame sent (the whole stack's process trees from /proc; with a
-background, the detect worker's alone too).  ``--sweep-fps 1,5,10``: one camera of the
+background, the detect worker's alone too).  ``--rounds R``: every system up at once, each
+point measured in R blocks, systems alternating (on a busy machine the others' load then
+falls on every system alike).  ``--sweep-fps 1,5,10``: one camera of the
 first size at each rate, idle (a 1 frame/s camera shows the first frame after an idle
 second).  Writes ``bench/results/<name>.json`` and ``<name>_p99.png`` / ``<name>_cdf.png``.
 """
@@ -42,7 +44,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +91,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(repeatable), e.g. no-nice:VISIONQ_HEAVY_NICE=0")
     parser.add_argument("--sweep-fps", default="",
                         help="idle sweep, one camera of the first size, e.g. 1,5,10")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="1: each system alone, one after the other; R > 1: every "
+                             "system up at once and each point measured in R blocks of "
+                             "duration/R, systems alternating (fairer on a busy machine)")
     parser.add_argument("--baseline-threads", type=int, default=8,
                         help="the baseline's gunicorn threads (8)")
     parser.add_argument("--api-key", default="", help="sent as the api_key form field")
@@ -305,38 +311,64 @@ def start_system(system: str, env: dict[str, str], args: argparse.Namespace
                       [pids["worker-detect"]], setup)
 
 
-def measure_point(running: Running, frames: list[list[bytes]], fps: float,
-                  args: argparse.Namespace, background: Background | None,
-                  label: str) -> tuple[dict[str, Any], list[float]]:
+@dataclass
+class Tally:
+    """One point of one system, summed over its blocks (``--rounds``)."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    cpu_s: float = 0.0
+    detect_cpu_s: float = 0.0
+    background: list[tuple[float, str]] = field(default_factory=list)
+    clients: int = 0
+
+    def summary(self, args: argparse.Namespace, has_detect: bool) -> dict[str, Any]:
+        summary = summarise(self.records, self.seconds, args.timeout)
+        sent = sum(r["outcome"] != "skipped" for r in self.records) or 1
+        summary["seconds"] = round(self.seconds, 1)
+        summary["stack_cpu_ms_per_frame"] = round(self.cpu_s * 1000 / sent, 1)
+        if has_detect:
+            summary["detect_worker_cpu_ms_per_frame"] = round(self.detect_cpu_s * 1000 / sent,
+                                                              1)
+        if self.clients:
+            ok = [sec for sec, kind in self.background if kind == "ok"]
+            summary["background"] = {
+                "clients": self.clients, "photos_done": len(ok),
+                "photos_per_s": round(len(ok) / self.seconds, 2),
+                "errors": dict(Counter(kind for _, kind in self.background if kind != "ok")),
+                "latency": latency_summary(ok)}
+        return summary
+
+
+def measure_block(running: Running, frames: list[list[bytes]], fps: float, seconds: float,
+                  args: argparse.Namespace, background: Background | None, label: str,
+                  tally: Tally) -> None:
+    """Drive the cameras for ``seconds`` and add what happened to ``tally``."""
     endpoint = running.url + DETECTION_PATH
-    with requests.Session() as session:  # warm-up: every size's first frames, unhurried
+    with requests.Session() as session:  # warm-up: the first frames, unhurried
         for jpeg in frames[0][:WARMUP_FRAMES]:
             post_frame(session, endpoint, jpeg, 10.0, args.api_key)
     time.sleep(1)
-    say(f"camera: {label}: {len(frames)} camera(s) at {fps:g} frames/s for "
-        f"{args.duration:g} s")
+    say(f"camera: {label}: {len(frames)} camera(s) at {fps:g} frames/s for {seconds:g} s")
     cpu0 = tree_cpu_s(running.roots)
     detect0 = tree_cpu_s(running.detect_roots) if running.detect_roots else 0.0
     done0 = len(background.done) if background else 0
     started = time.monotonic()
-    records = drive_cameras(endpoint, frames, fps, args.timeout, args.duration,
-                            args.api_key, args.seed)
-    seconds = time.monotonic() - started
-    summary = summarise(records, args.duration, args.timeout)
-    sent = sum(r["outcome"] != "skipped" for r in records) or 1
-    cpu = tree_cpu_s(running.roots) - cpu0
-    summary["stack_cpu_ms_per_frame"] = round(cpu * 1000 / sent, 1)
+    records = drive_cameras(endpoint, frames, fps, args.timeout, seconds, args.api_key,
+                            args.seed + len(tally.records))
+    tally.seconds += time.monotonic() - started
+    tally.cpu_s += tree_cpu_s(running.roots) - cpu0
     if running.detect_roots:
-        summary["detect_worker_cpu_ms_per_frame"] = round(
-            (tree_cpu_s(running.detect_roots) - detect0) * 1000 / sent, 1)
+        tally.detect_cpu_s += tree_cpu_s(running.detect_roots) - detect0
     if background is not None:
-        summary["background"] = background.summary(done0, seconds)
-    lat = summary["latency_ok"]
-    say(f"camera: {label}: timeouts {summary['timeouts']}/{summary['frames']} "
-        f"({summary['timeout_pct']} %), p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms, "
-        f"{summary['answered_fps']} frames/s answered, "
-        f"{summary['stack_cpu_ms_per_frame']} CPU-ms/frame")
-    return summary, sorted(r["latency_s"] for r in records if r["outcome"] == "ok")
+        tally.background += background.done[done0:]
+        tally.clients = background.clients
+    tally.records += records
+    block = summarise(records, seconds, args.timeout)
+    lat = block["latency_ok"]
+    say(f"camera: {label}: timeouts {block['timeouts']}/{block['frames']} "
+        f"({block['timeout_pct']} %), p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms, "
+        f"{block['answered_fps']} frames/s answered")
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
@@ -351,38 +383,34 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     return name.strip(), env
 
 
-def run_system(system: str, env: dict[str, str], args: argparse.Namespace,
-               sizes: list[tuple[int, int]], photos: list[bytes],
-               cdfs: dict[str, list[float]]) -> dict[str, Any]:
-    result: dict[str, Any] = {"env": env, "points": {}}
-    with start_system(system, env, args) as running:
-        result["setup"] = running.setup
-        loads = ["idle"] + (["face4k"] if args.background == "face4k" else [])
-        for load in loads:
-            for size in sizes:
-                key = f"{load}_{size[0]}x{size[1]}"
-                frames = [make_frames(DISTINCT_FRAMES, size, args.seed + k)
-                          for k in range(args.cameras)]
-                label = f"{system} {key}"
-                if load == "idle":
-                    summary, ok = measure_point(running, frames, args.fps, args, None, label)
-                else:
-                    with Background(running.url, running.face_path, photos,
-                                    args.workers) as background:
-                        time.sleep(SETTLE_S)
-                        summary, ok = measure_point(running, frames, args.fps, args,
-                                                    background, label)
-                    say(f"camera: {label}: background drained")
-                result["points"][key] = summary
-                cdfs[f"{system} {key}"] = ok
-        if args.sweep_fps:
-            size = sizes[0]
-            frames = [make_frames(DISTINCT_FRAMES, size, args.seed)]
-            for fps in (float(v) for v in args.sweep_fps.split(",")):
-                key = f"sweep_{fps:g}fps_1cam_{size[0]}x{size[1]}"
-                result["points"][key], _ = measure_point(running, frames, fps, args, None,
-                                                         f"{system} {key}")
-    return result
+def points(args: argparse.Namespace, sizes: list[tuple[int, int]]
+           ) -> list[tuple[str, str, list[list[bytes]], float]]:
+    """(key, load, frames per camera, fps) of every point, in the order they run."""
+    found = []
+    for load in ["idle"] + (["face4k"] if args.background == "face4k" else []):
+        for size in sizes:
+            found.append((f"{load}_{size[0]}x{size[1]}", load,
+                          [make_frames(DISTINCT_FRAMES, size, args.seed + k)
+                           for k in range(args.cameras)], args.fps))
+    for fps in (float(v) for v in args.sweep_fps.split(",") if v.strip()):
+        size = sizes[0]
+        found.append((f"sweep_{fps:g}fps_1cam_{size[0]}x{size[1]}", "idle",
+                      [make_frames(DISTINCT_FRAMES, size, args.seed)], fps))
+    return found
+
+
+def run_block(name: str, running: Running, point: tuple[str, str, list[list[bytes]], float],
+              seconds: float, args: argparse.Namespace, photos: list[bytes],
+              tally: Tally) -> None:
+    key, load, frames, fps = point
+    label = f"{name} {key}"
+    if load == "idle":
+        measure_block(running, frames, fps, seconds, args, None, label, tally)
+        return
+    with Background(running.url, running.face_path, photos, args.workers) as background:
+        time.sleep(SETTLE_S)
+        measure_block(running, frames, fps, seconds, args, background, label, tally)
+    say(f"camera: {label}: background drained")
 
 
 def table(systems: dict[str, dict[str, Any]]) -> list[str]:
@@ -426,13 +454,47 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
                       "how": "requests.Session per camera (keep-alive), open loop, "
                              "multipart image + api_key, frame dropped when late"}
     photos = face4k_photos() if args.background == "face4k" else []
-    cdfs: dict[str, list[float]] = {}
-    data["systems"] = {}
-    for name, system, env in plan:
-        say(f"camera: system {name} ({system}{', ' + str(env) if env else ''})")
-        data["systems"][name] = run_system(system, env, args, sizes, photos, cdfs)
+    todo = points(args, sizes)
+    tallies = {name: {key: Tally() for key, *_ in todo} for name, *_ in plan}
+    data["systems"] = {name: {"env": env, "points": {}} for name, _, env in plan}
+
+    def record(name: str) -> None:
+        data["systems"][name]["points"] = {
+            key: tally.summary(args, system != "baseline")
+            for key, tally in tallies[name].items() if tally.records}
         data["table"] = table(data["systems"])
-        results.finish()  # a partial file survives if a later system fails
+        results.finish()  # a partial file survives if a later part fails
+
+    block_s = args.duration / args.rounds
+    if args.rounds == 1:  # one system after the other, each alone on the machine
+        for name, system, env in plan:
+            say(f"camera: system {name} ({system}{', ' + str(env) if env else ''})")
+            with start_system(system, env, args) as running:
+                data["systems"][name]["setup"] = running.setup
+                for point in todo:
+                    run_block(name, running, point, block_s, args, photos,
+                              tallies[name][point[0]])
+            record(name)
+    else:  # every system up at once, idle but one: blocks alternate, drift cancels out
+        with ExitStack() as stack:
+            running = {}
+            for name, system, env in plan:
+                say(f"camera: starting system {name} ({system}"
+                    f"{', ' + str(env) if env else ''})")
+                running[name] = stack.enter_context(start_system(system, env, args))
+                data["systems"][name]["setup"] = running[name].setup
+            for round_no in range(args.rounds):
+                say(f"camera: round {round_no + 1}/{args.rounds}")
+                for point in todo:
+                    for name, *_ in plan:
+                        run_block(name, running[name], point, block_s, args, photos,
+                                  tallies[name][point[0]])
+                for name, *_ in plan:
+                    record(name)
+    cdfs = {f"{name} {key}": sorted(r["latency_s"] for r in tally.records
+                                    if r["outcome"] == "ok")
+            for name, by_key in tallies.items() for key, tally in by_key.items()
+            if not key.startswith("sweep")}
     plot_p99(results.plot_path("p99"), data["systems"],
              f"{args.cameras} cameras x {args.fps:g} frames/s, timeout "
              f"{args.timeout * 1000:g} ms")
