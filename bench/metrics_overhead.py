@@ -45,10 +45,10 @@ from bench.common import FIXTURES, Run, say
 from bench.http import Target, multipart, request
 from bench.procstat import tree_cpu_s
 from bench.stack import HUGE_BACKLOG, VisionqStack
+from launcher.up import Service
 from tasks.config import celery_config
 from visionq.jobs import JobStore
 from visionq.settings import Settings
-from visionq.up import Service
 
 GOAL = 0.03
 SOURCE_IMAGE = FIXTURES / "classify" / "coco_000000000034_zebra.jpg"

@@ -1,7 +1,7 @@
 """The systems under test, started and stopped by the benchmark itself.
 
 ``VisionqStack``: a throw-away Redis (the embedded valkey binary, no AOF/RDB, data in a temp
-dir), the API under gunicorn and one Celery worker per task, planned by ``visionq.up.Stack``
+dir), the API under gunicorn and one Celery worker per task, planned by ``launcher.up.Stack``
 exactly as ``visionq up`` plans them (minus Flower, Prometheus and the exporter, which cost
 CPU a benchmark should not pay for).  ``SyncBaseline``: ``bench/baselines/sync_flask.py``
 under gunicorn, one sync worker per core.  Both accept a command prefix
@@ -23,10 +23,10 @@ import redis
 import requests
 
 from bench.common import REPO, cores, free_port, say, stop_process
+from launcher.up import Service, Stack
 from visionq.embedded_redis import server_command, wait_ready
 from visionq.keys import WORKER_KEY_PREFIX
 from visionq.settings import Settings
-from visionq.up import Service, Stack
 
 LOGS = REPO / "bench" / "results" / "logs"
 HUGE_BACKLOG = 10_000_000

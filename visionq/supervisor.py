@@ -115,7 +115,7 @@ def describe_exit(returncode: int) -> str:
 
 
 class Child(Protocol):
-    """What the supervisor needs of a role (``visionq.up.Service`` is one)."""
+    """What the supervisor needs of a role (``launcher.up.Service`` is one)."""
 
     name: str
     critical: bool

@@ -9,11 +9,11 @@ import redis
 from click.testing import CliRunner
 from flask.testing import FlaskClient
 
+from launcher.up import bind_refusal
 from tests.api.conftest import AppFactory, face, files
 from tests.conftest import FIXTURES
 from visionq.cli import main
 from visionq.settings import Settings
-from visionq.up import bind_refusal
 
 OBAMA = face("obama_small.jpg")
 KEYS = {"api_keys": "user-key,other-key", "admin_keys": "admin-key"}

@@ -16,6 +16,7 @@ import pytest
 import requests
 import yaml
 
+from launcher.up import Stack as UpStack
 from monitoring import metrics as declared
 from tests.conftest import free_port, log_tail, spawn, stop_process
 from tests.monitoring.conftest import Stack
@@ -30,7 +31,6 @@ from tests.monitoring.live import (
 )
 from visionq.settings import Settings
 from visionq.supervisor import Snapshot
-from visionq.up import Stack as UpStack
 
 MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
 DASHBOARD = MONITORING / "grafana" / "dashboards" / "visionq.json"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from launcher.up import make_stack
 from visionq.cli import _client
 from visionq.settings import DEFAULT_API_URL, ClientSettings, Settings
-from visionq.up import make_stack
 from workers import weights_detect
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from visionq.cli import broker_env
+from launcher.up import Stack
 from visionq.settings import Settings
 from visionq.shards import ShardMap, redact, shard_map, unknown_variables
-from visionq.up import Stack
+from workers.commands import broker_env
 from workers.shard_check import broker_mismatch
 
 MAIN = "redis://10.0.0.1:6379/0"

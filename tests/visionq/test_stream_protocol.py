@@ -92,8 +92,8 @@ def test_gate_limits_in_total_and_per_key() -> None:
 def test_default_streams_leave_threads_for_rest() -> None:
     """Each open stream holds a gunicorn thread: under ``visionq up``'s threads per API
     process, the default stream limit leaves some for REST requests."""
+    from launcher.up import Stack
     from visionq.settings import Settings
-    from visionq.up import Stack
 
     threads = Stack.__dataclass_fields__["api_threads"].default
     assert 0 < Settings().max_streams <= threads - 4

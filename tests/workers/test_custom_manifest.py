@@ -144,8 +144,8 @@ def test_a_savedmodel_upload_is_a_zip_of_its_folder(tmp_path: Path) -> None:
 
 
 def test_visionq_up_starts_a_custom_worker_only_with_models(tmp_path: Path) -> None:
+    from launcher.up import Stack
     from visionq.settings import Settings
-    from visionq.up import Stack
 
     def workers() -> list[str]:
         settings = Settings(models_dir=tmp_path / "models", state_dir=tmp_path / "state")

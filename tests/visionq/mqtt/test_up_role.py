@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from launcher.up import Stack
 from visionq.settings import Settings
-from visionq.up import Stack
 
 
 def _names(tmp_path: Path) -> dict[str, list[str]]:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from launcher.up import Service, Stack
 from visionq.settings import Settings
-from visionq.up import Service, Stack
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("flower") is None,
                                 reason="the flower extra is not installed")

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from launcher.up import Stack
 from visionq.settings import Settings
-from visionq.up import Stack
 
 
 def test_up_plans_a_callbacks_role(tmp_path: Path) -> None:
