@@ -21,6 +21,7 @@ from monitoring import metrics as names
 from visionq.broker import workers_by_queue
 from visionq.history import DEAD_LETTER_KEY
 from visionq.jobs import JobStore
+from visionq.keys import CALLBACK_DUE_KEY, CALLBACK_PENDING_KEY
 from visionq.kombu_redis import in_flight, oldest_message_ids, queue_length
 
 log = logging.getLogger(f"visionq.{__name__}")
@@ -59,7 +60,7 @@ class BrokerCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         families = self._families()
-        length, flight, workers, age, slo, up, dead = families
+        length, flight, workers, age, slo, up, dead, hooks, overdue = families
         try:
             online = workers_by_queue(self._conn)
             flying = self._in_flight()
@@ -70,6 +71,9 @@ class BrokerCollector(Collector):
                 workers.add_metric([queue], len(online.get(queue, [])))
                 age.add_metric([queue], oldest_age(conn, queue))
             dead.add_metric([], self._dead_letters())
+            pending, late = self._webhooks()
+            hooks.add_metric([], pending)
+            overdue.add_metric([], late)
             up.add_metric([], 1)
         except redis.RedisError as exc:
             log.warning("broker metrics unavailable: %s", exc)
@@ -84,6 +88,15 @@ class BrokerCollector(Collector):
         stream a writer drains (the main one and each queue's own)."""
         conns = {id(conn): conn for conn in (self._conn, *self._queue_conns.values())}
         return sum(int(conn.llen(DEAD_LETTER_KEY)) for conn in conns.values())
+
+    def _webhooks(self) -> tuple[int, float]:
+        """(deliveries pending, seconds the earliest due one is overdue), on the main Redis."""
+        pipe = self._conn.pipeline(transaction=False)
+        pipe.hlen(CALLBACK_PENDING_KEY)
+        pipe.zrange(CALLBACK_DUE_KEY, 0, 0, withscores=True)
+        pending, first = pipe.execute()
+        late = max(0.0, time.time() - float(first[0][1])) if first else 0.0
+        return int(pending), late
 
     def _in_flight(self) -> dict[str, int]:
         """In-flight per queue, each read from its queue's Redis (``kombu_redis.in_flight``)."""
@@ -116,4 +129,8 @@ class BrokerCollector(Collector):
             GaugeMetricFamily(names.HISTORY_DEAD_LETTER_LENGTH,
                               "Job history rows the store refused, waiting in the "
                               "dead-letter list visionq:history:dead for an operator."),
+            GaugeMetricFamily(names.WEBHOOKS_PENDING, "Webhook deliveries not yet delivered "
+                              "nor given up (retrying, or waiting for the sender)."),
+            GaugeMetricFamily(names.WEBHOOKS_OVERDUE, "Seconds the earliest due webhook "
+                              "attempt is late (0: the sender keeps up)."),
         ]

@@ -64,6 +64,11 @@ SLO_SECONDS = "visionq_slo_seconds"
 REDIS_UP = "visionq_redis_up"
 HISTORY_DEAD_LETTER_LENGTH = "visionq_history_dead_letter_length"
 """Length of the history's dead-letter list (``visionq.history.DEAD_LETTER_KEY``)."""
+WEBHOOKS_PENDING = "visionq_webhooks_pending"
+"""Webhook deliveries not yet delivered nor given up (``visionq.callbacks.sender``)."""
+WEBHOOKS_OVERDUE = "visionq_webhooks_overdue_seconds"
+"""How far behind its schedule the webhook sender is: now minus the earliest due time (0
+when nothing is due): grows while no sender runs or all its attempts are busy."""
 
 # Published by the autoscaler (``autoscaler_metrics``), read by the dashboard.
 AUTOSCALE_DESIRED = "visionq_autoscale_workers_desired"
