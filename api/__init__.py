@@ -10,8 +10,8 @@ from typing import Any
 from flask import Flask
 
 from api.errors import register_error_handlers
+from api.metrics import count_dead_letters
 from api.metrics import init_app as init_monitoring
-from api.multipart import VisionqRequest
 from api.services import EXTENSION_KEY, build_services
 from tasks import make_celery
 from visionq import kombu_redis
@@ -28,7 +28,6 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     ``overrides`` (field names of ``visionq.settings.Settings``)."""
     settings = Settings(**dict(overrides or {}))
     app = Flask(__name__)
-    app.request_class = VisionqRequest  # multipart without two regex compilations per upload
     app.config["MAX_CONTENT_LENGTH"] = settings.max_bytes * 4 // 3 + MULTIPART_OVERHEAD_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
     celery = make_celery(settings)  # this app's producer, on this app's Redis
@@ -40,11 +39,13 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     if settings.history_writer:  # drains finished jobs into the history (visionq.history)
         app.extensions[HISTORY_WRITER_KEY] = HistoryWriter(
             svc.redis, svc.history, max_age_s=settings.history_days * 86400 or None,
-            max_rows=settings.history_max_rows or None).start()
+            max_rows=settings.history_max_rows or None,
+            on_dead_letter=count_dead_letters).start()
         # Sharded by queue, jobs finish on their queue's Redis: one more writer per shard
         # (retention is applied once, by the main Redis's writer above).
         app.extensions[SHARD_HISTORY_WRITERS_KEY] = [
-            HistoryWriter(store.client, svc.history).start() for store in svc.jobs.stores[1:]]
+            HistoryWriter(store.client, svc.history, on_dead_letter=count_dead_letters).start()
+            for store in svc.jobs.stores[1:]]
     register_error_handlers(app)
     init_monitoring(app)  # /metrics, request timings
 

@@ -92,6 +92,16 @@ def _on_publish(sender: str | None = None, **_: Any) -> None:
         record_submit(sender.rpartition(".")[2])
 
 
+def count_dead_letters(n: int) -> None:
+    """Add ``n`` to this process's ``visionq_history_dead_letters_total`` (never raises):
+    the API's history writers' ``on_dead_letter`` (``visionq.history.HistoryWriter``)."""
+    try:
+        if metrics_enabled():
+            metrics().history_dead_letters.inc(n)
+    except Exception:  # noqa: BLE001 - a metrics problem must not stop the history stream
+        log.exception("could not count %d dead-lettered history rows", n)
+
+
 def init_app(app: Flask) -> None:
     """Time every request, count published jobs and serve ``/metrics``; with
     ``VISIONQ_METRICS=0`` none of it (no per-request cost, ``/metrics`` is a 404)."""

@@ -313,18 +313,6 @@ class HistoryStore:
         self.engine.dispose()
 
 
-def count_dead_letters(n: int) -> None:
-    """Add ``n`` to this process's ``visionq_history_dead_letters_total`` (never raises)."""
-    try:
-        from monitoring.metrics import metrics
-        from monitoring.settings import metrics_enabled
-
-        if metrics_enabled():
-            metrics().history_dead_letters.inc(n)
-    except Exception:  # noqa: BLE001 - a metrics problem must not stop the history stream
-        log.exception("could not count %d dead-lettered history rows", n)
-
-
 def group_name(url: str) -> str:
     """One consumer group per store: every store gets every record, and the API processes
     writing to the same store share the work without duplicates."""
@@ -352,8 +340,9 @@ class HistoryWriter:
                  prune_interval_s: float = PRUNE_INTERVAL_S,
                  gather_s: float = GATHER_S,
                  on_dead_letter: Callable[[int], None] | None = None) -> None:
-        """``on_dead_letter(n)``: ``n`` rows were set aside (default: the process's
-        ``visionq_history_dead_letters_total`` counter)."""
+        """``on_dead_letter(n)``: ``n`` rows were set aside (the API passes its
+        ``visionq_history_dead_letters_total`` counter, ``api.metrics.count_dead_letters``;
+        default: only ``dead_letters`` counts them)."""
         self._client = client
         self.store = store
         self.group = group_name(store.url)
@@ -374,7 +363,7 @@ class HistoryWriter:
         """Entries written and acknowledged by this writer (tests, logs)."""
         self.dead_letters = 0
         """Entries the store refused, set aside in ``DEAD_LETTER_KEY`` by this writer."""
-        self._on_dead_letter = on_dead_letter or count_dead_letters
+        self._on_dead_letter = on_dead_letter or (lambda n: None)
 
     # -- the loop ----------------------------------------------------------------------
     def start(self) -> HistoryWriter:
