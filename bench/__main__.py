@@ -81,6 +81,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "scaleout", help="simulated workers (sleep model, netns nodes) vs one Redis + API: "
                          "jobs/s against ideal, Redis commands and CPU per job",
         description=scaleout.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    from bench import keep_or_drop
+
+    keep_or_drop.add_arguments(sub.add_parser(
+        "keep-or-drop", help="what claiming and the multipart fork still earn, each on its "
+                             "headline figure, sides alternating in one run",
+        description=keep_or_drop.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     from bench import begin_cost, callbacks, camera, stream
 
     callbacks.add_arguments(sub.add_parser(
@@ -138,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         scaleout.run(args, argv)
     elif args.command == "broker-ceiling":
         broker_ceiling.run(args, argv)
+    elif args.command == "keep-or-drop":
+        keep_or_drop.run(args, argv[1:])
     elif args.command == "stream":
         stream.run(args, argv)
     elif args.command == "camera":
