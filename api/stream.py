@@ -43,11 +43,11 @@ from flask import Flask, Response, current_app, request
 from simple_websocket import ConnectionClosed, Server
 
 from api.errors import ApiError, error_response
-from api.jobs.render import job_json
 from api.security import Caller, authenticate, check_host_and_origin, rate_limit
 from api.services import Services, services
 from api.submission import submit_jobs
 from visionq.imaging import ImageError
+from visionq.job_json import job_json
 from visionq.jobs import FINAL_STATUSES
 from visionq.stream_protocol import (
     CLOSE_CREDIT_EXCEEDED,

@@ -9,10 +9,11 @@ from flask import Response, jsonify
 
 from api.errors import ApiError
 from api.jobs.args import wait_arg
-from api.jobs.render import history_unavailable, job_json
+from api.jobs.render import history_unavailable
 from api.security import admin_key_required, current_caller
 from api.services import services
 from visionq.callbacks.sender import read_log
+from visionq.job_json import job_json
 from visionq.jobs import REVOKE_FINAL, REVOKE_TOO_LATE, REVOKE_UNKNOWN, Job
 
 

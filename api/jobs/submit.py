@@ -13,11 +13,11 @@ from flask import Response, jsonify, request, url_for
 
 from api.errors import ApiError
 from api.jobs.args import wait_arg
-from api.jobs.render import job_json
 from api.options import check_options_text
 from api.security import current_caller
 from api.services import services
 from api.submission import submit_jobs
+from visionq.job_json import job_json
 from visionq.jobs import FINAL_STATUSES, Job
 
 

@@ -44,6 +44,7 @@ from visionq.callbacks.delivery import Outcome, post
 from visionq.callbacks.destinations import AllowList
 from visionq.callbacks.signing import CallbackSecrets, headers
 from visionq.history import record_from_fields
+from visionq.job_json import job_json  # GET /v1/jobs/<id>: one shape for both
 from visionq.jobs import Job
 from visionq.keys import (
     CALLBACK_DUE_KEY,
@@ -94,8 +95,6 @@ def _iso(timestamp: float) -> str:
 
 def job_body(fields: dict[str, str]) -> bytes:
     """The webhook's body: the finished job as ``GET /v1/jobs/<id>`` shows it."""
-    from api.jobs.render import job_json  # the API's own rendering: one shape for both
-
     row = record_from_fields(fields)
     job = Job(id=row["id"], task=row["task"], status=row["status"], blob=row["blob"] or "",
               options=json.loads(row["options"]) if row["options"] else {},
