@@ -12,7 +12,7 @@ SYSTEM_TOOLS := chromium prometheus docker-compose
 # Debian packages whose binaries are not on PATH: package=glob of a file it installs.
 SYSTEM_PACKAGES := postgresql=/usr/lib/postgresql/*/bin/initdb mosquitto=/usr/sbin/mosquitto
 
-.PHONY: help install system-deps up test test-slow lint bench bench-compare audit client-dist clean
+.PHONY: help install system-deps up test test-slow lint docs bench bench-compare audit client-dist clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -73,6 +73,9 @@ audit: install ## bandit's checks (ruff S) over the product folders, then pip-au
 client-dist: install ## Build visionq-client's wheel and sdist into clients/python/dist and twine-check them (make test does too)
 	$(BIN)/python -m build --sdist --wheel --outdir clients/python/dist clients/python
 	$(BIN)/twine check --strict clients/python/dist/*
+
+docs: install ## Serve the docs site (docs/, mkdocs.yml) at http://127.0.0.1:8001 with live reload; make test builds it --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8001
 
 lint: install ## ruff
 	$(BIN)/ruff check .
