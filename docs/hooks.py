@@ -14,6 +14,16 @@ from mkdocs.structure.files import File, Files, InclusionLevel
 LINK = re.compile(r"\]\(([^)\s#]+)(?:#[^)\s]*)?\)")
 
 
+class RepositoryFile(File):
+    """A repository file outside docs/, copied as it is (a ``README.md`` is not a page)."""
+
+    def is_documentation_page(self) -> bool:
+        return False
+
+    def is_static_page(self) -> bool:
+        return False
+
+
 def outside_targets(docs_dir: Path) -> set[str]:
     """``../…`` link targets of every page, as paths relative to ``docs_dir``."""
     targets = set()
@@ -32,8 +42,8 @@ def on_files(files: Files, config: Any) -> Files:
     docs_dir = Path(config["docs_dir"])
     for target in sorted(outside_targets(docs_dir)):
         if (docs_dir / target).resolve().is_file():
-            files.append(File(target, str(docs_dir), config["site_dir"],
-                              config["use_directory_urls"],
-                              dest_uri="repo/" + target.removeprefix("../"),
-                              inclusion=InclusionLevel.NOT_IN_NAV))
+            files.append(RepositoryFile(target, str(docs_dir), config["site_dir"],
+                                        config["use_directory_urls"],
+                                        dest_uri="repo/" + target.removeprefix("../"),
+                                        inclusion=InclusionLevel.NOT_IN_NAV))
     return files
