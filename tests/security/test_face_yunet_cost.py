@@ -138,6 +138,7 @@ def test_a_yunet_job_end_to_end(yunet_installed: None, face_worker: subprocess.P
                                "encodings": True})})
     job = response.get_json()
     assert job["status"] == "succeeded", job
+    assert job["result"]["face_detector"] == "yunet"
     faces = job["result"]["faces"]
     expected = [face["box_trbl"] for face in EXPECTED["two_people.jpg"]["faces"]]
     assert len(faces) == len(expected)

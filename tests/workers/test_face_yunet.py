@@ -63,6 +63,7 @@ def test_fixture_faces_match_at_iou_half(model: FaceRecognitionModel, name: str)
     """At the default scale, every fixture face (HOG's box) is found at IoU >= 0.5 with
     YuNet's box, nothing else on these photos, with YuNet's confidence."""
     result = run(model, name, {**YUNET, "landmarks": "none"})
+    assert result["face_detector"] == "yunet"
     expected = [face["box_trbl"] for face in EXPECTED[name]["faces"]]
     found = [trbl(face) for face in result["faces"]]
     for box in expected:
@@ -117,10 +118,13 @@ def test_setting_chooses_the_default_detector(settings: Settings) -> None:
     decode follows YuNet's scale, and an explicit ``hog`` still runs HOG."""
     chosen = FaceRecognitionModel(settings.model_copy(update={"face_detector": "yunet"}))
     chosen.load()
-    plain = FaceRecognitionModel(settings)
+    plain = FaceRecognitionModel(settings.model_copy(update={"face_detector": "hog"}))
+    plain.load()
     info = probe((FACES / "obama3.jpg").read_bytes())  # 1434x2333: 3.3 MP
     assert chosen.max_side_for(info) < (plain.max_side_for(info) or max(info.width,
                                                                          info.height))
+    assert run(plain, "obama_small.jpg", {"landmarks": "none"})["face_detector"] == "hog"
+    assert run(chosen, "obama_small.jpg", {"landmarks": "none"})["face_detector"] == "yunet"
     by_default = run(chosen, "obama.jpg", {"landmarks": "yunet"})["faces"]
     assert list(by_default[0]["landmarks"]) == list(yunet.LANDMARK_NAMES)
     hog = run(chosen, "obama.jpg", {"face_detector": "hog", "landmarks": "none"})["faces"]

@@ -290,7 +290,8 @@ class FaceRecognitionModel(ModelBase):
             faces.append(face)
         if opts.recognize and faces:
             self._recognize(faces, encodings, opts.prediction_count)
-        return {"model": self.name, "model_version": self.version, "width": image.width,
+        return {"model": self.name, "model_version": self.version,
+                "face_detector": self.detector(opts), "width": image.width,
                 "height": image.height, "faces": faces}
 
 
