@@ -21,7 +21,9 @@ from visionq.options import TASK_OPTIONS
 from visionq.settings import ClientSettings, Settings
 from workers import registry
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+REPO = Path(__file__).resolve().parents[2]
+README = REPO / "README.md"
+API_PAGE = REPO / "docs" / "api.md"
 CORE_CLASSES: list[type[BaseSettings]] = [Settings, ClientSettings, MonitoringSettings,
                                            MqttSettings]
 
@@ -35,8 +37,8 @@ def plugin_settings_classes() -> list[type[BaseSettings]]:
     return classes
 
 
-def section(title: str) -> str:
-    text = README.read_text()
+def section(title: str, page: Path = README) -> str:
+    text = page.read_text()
     start = text.index(f"\n{title}\n")
     end = text.find("\n## ", start + 1)
     return text[start:end if end != -1 else None]
@@ -140,7 +142,7 @@ def test_no_two_classes_share_a_prefix_field() -> None:
 def documented_options() -> dict[tuple[str, str], str]:
     return {(task, re.sub(r"`", "", option)): default
             for task, option, _values, default, _meaning
-            in table_rows(section("### Job API"), "task")}
+            in table_rows(section("## Job API", API_PAGE), "task")}
 
 
 def test_job_options_table_is_the_option_models() -> None:
