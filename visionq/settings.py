@@ -269,7 +269,8 @@ class Settings(BaseSettings):
     face_max_scan_pixels: int = Field(
         default=DEFAULT_FACE_MAX_SCAN_PIXELS, ge=1_000_000,
         description="Most pixels a face job's `upsample` / `min_face_px` may make the detector "
-        "scan (pixels x 4^upsample, or pixels x (80 / min_face_px)^2), checked at submit "
+        "scan (pixels x 4^upsample, or pixels x (80 / min_face_px)^2; YuNet: 32 for 80, x 4; "
+        "CNN: x 64), checked at submit "
         "(400 `face_cost_too_high`) and by the worker. Default 40 MP: ~4 CPU-s and ~0.5 GB "
         "of HOG, measured (visionq/face_budget.py).")
     claim_max: int = Field(
