@@ -20,7 +20,7 @@ def kombu_shim(folder: Path, version: str) -> str:
     would) before Celery starts; returns the ``PYTHONPATH`` that loads it."""
     (folder / "sitecustomize.py").write_text(
         f"import kombu\nkombu.__version__ = {version!r}\n")
-    return str(folder)
+    return f"{folder}:{REPO}"
 
 
 def test_a_kombu_outside_the_range_stops_the_worker(idle_redis_url: str, tmp_path: Path) -> None:
