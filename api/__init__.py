@@ -9,10 +9,20 @@ from typing import Any
 
 from flask import Flask
 
+from api.backup import bp as backup_bp
+from api.callbacks import bp as callbacks_bp
+from api.custom import bp as custom_bp
+from api.deepstack import bp as deepstack_bp
+from api.docs import bp as docs_bp
 from api.errors import register_error_handlers
+from api.health import bp as health_bp
+from api.jobs import bp as jobs_bp
 from api.metrics import count_dead_letters
 from api.metrics import init_app as init_monitoring
+from api.security import init_security
 from api.services import EXTENSION_KEY, build_services
+from api.stream import init_stream
+from api.web import bp as web_bp
 from tasks import make_celery
 from visionq import kombu_redis
 from visionq.history import HistoryWriter
@@ -48,17 +58,6 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
             for store in svc.jobs.stores[1:]]
     register_error_handlers(app)
     init_monitoring(app)  # /metrics, request timings
-
-    from api.backup import bp as backup_bp
-    from api.callbacks import bp as callbacks_bp
-    from api.custom import bp as custom_bp
-    from api.deepstack import bp as deepstack_bp
-    from api.docs import bp as docs_bp
-    from api.health import bp as health_bp
-    from api.jobs import bp as jobs_bp
-    from api.security import init_security
-    from api.stream import init_stream
-    from api.web import bp as web_bp
 
     init_security(app, settings)
     for blueprint in (health_bp, jobs_bp, deepstack_bp, custom_bp, backup_bp, docs_bp, web_bp,

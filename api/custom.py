@@ -188,7 +188,9 @@ def _check_model_bytes(fmt: str, data: bytes) -> None:
 
 def _check_onnx(data: bytes) -> None:
     try:
-        import onnx
+        # Lazy on purpose: ONNX (optional, visionq[detect]) loads only when an ONNX model is
+        # uploaded, not in every API process.
+        import onnx  # noqa: PLC0415
     except ImportError:  # the API host may lack visionq[detect]; the worker will judge
         return
     try:

@@ -15,8 +15,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from prometheus_client import CollectorRegistry, start_http_server
+
 from autoscale import observe
 from autoscale.backends import Backend, Drains
+from autoscale.backends.ec2 import EC2Backend, make_client
+from autoscale.backends.local import DEFAULT_COMMAND, LocalBackend
 from autoscale.policy import (
     Decision,
     Observation,
@@ -27,7 +31,9 @@ from autoscale.policy import (
     decide,
 )
 from autoscale.rates import ArrivalRates
+from monitoring.metrics import AutoscalerMetrics
 from visionq.kombu_redis import in_flight, queue_length
+from visionq.redis_conn import redis_client
 from visionq.settings import DEFAULT_REDIS_URL, QUEUES, Settings
 from visionq.shards import shard_map
 
@@ -41,10 +47,6 @@ DEFAULT_METRICS_PORT = 9809
 
 def publish_metrics(port: int) -> Callable[[Decision, Observation], None]:
     """Serve the desired/current worker gauges on ``port`` and return the updater."""
-    from prometheus_client import CollectorRegistry, start_http_server
-
-    from monitoring.metrics import AutoscalerMetrics
-
     gauges = AutoscalerMetrics(CollectorRegistry())
     start_http_server(port, addr="127.0.0.1", registry=gauges.registry)
 
@@ -203,8 +205,6 @@ def build_policy(args: argparse.Namespace) -> Policy:
 
 def build_backend(args: argparse.Namespace, queues: Sequence[str]) -> Backend:
     if args.backend == "ec2":
-        from autoscale.backends.ec2 import EC2Backend, make_client
-
         groups = {q: DEFAULT_ASG_TEMPLATE.format(queue=q) for q in queues}
         for item in args.asg:
             queue, _, group = item.partition("=")
@@ -215,8 +215,6 @@ def build_backend(args: argparse.Namespace, queues: Sequence[str]) -> Backend:
         if args.lifecycle_hook and not args.dry_run:
             ec2.ensure_lifecycle_hooks()
         return ec2
-    from autoscale.backends.local import DEFAULT_COMMAND, LocalBackend
-
     command = shlex.split(args.worker_command) if args.worker_command else DEFAULT_COMMAND
     return LocalBackend(queues, command=command)
 
@@ -228,8 +226,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     if not queues:
         raise SystemExit("--queues: at least one queue")
-    from visionq.redis_conn import redis_client
-
     try:
         policy = build_policy(args)
     except ValueError as exc:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import boto3
 from botocore.exceptions import ClientError
 
 from autoscale.backends import Capacity
@@ -41,8 +42,6 @@ TERMINATING_WAIT = "Terminating:Wait"
 
 
 def make_client(region: str | None = None, endpoint_url: str | None = None) -> Any:
-    import boto3
-
     return boto3.client("autoscaling", region_name=region, endpoint_url=endpoint_url)
 
 
