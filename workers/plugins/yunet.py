@@ -156,7 +156,9 @@ def postprocess(outputs: dict[str, np.ndarray], width: int, height: int,
 
 class YuNet:
     """The network in one ONNX Runtime session (one thread: like dlib's HOG, one image
-    uses one core; a worker runs several processes)."""
+    uses one core; a worker runs several processes).  No memory arena: input sizes vary
+    with every photo, and the arena kept the largest run's memory (a 10 MP scan: 527 MB of
+    RSS after it, against 237 MB without the arena; ~1 ms more per 0.25 MP run)."""
 
     def __init__(self, onnx_path: Path, threads: int = 1) -> None:
         import onnxruntime
@@ -164,6 +166,7 @@ class YuNet:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        options.enable_cpu_mem_arena = False
         self.session = onnxruntime.InferenceSession(str(onnx_path), options,
                                                     providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
