@@ -1,7 +1,7 @@
 """Redis restarted while a job runs: the worker cannot record the outcome at that moment,
-and before the fix in workers/runner.py the task raised, Celery acked the message and the
-job stayed ``running`` for good (found by bench/soak.py).  Now the worker waits for Redis
-(``workers.runner.REDIS_RETRY_S``) and the job ends ``succeeded``, exactly once."""
+and before the fix now in workers/stores.py the task raised, Celery acked the message and
+the job stayed ``running`` for good (found by bench/soak.py).  Now the worker waits for
+Redis (``workers.stores.REDIS_RETRY_S``) and the job ends ``succeeded``, exactly once."""
 
 from __future__ import annotations
 

@@ -5,12 +5,25 @@ and other producers never do).  It registers the task implementations on ``tasks
 and connects Celery's signals, once, to the worker hooks (``workers.hooks``): model
 loading, heartbeats, scaling hints and, unless ``VISIONQ_METRICS=0``, metrics.
 
-One job's path: a task below -> ``workers.runner.run_job`` (returns a ``JobOutcome``) ->
-``task_postrun`` -> ``Hooks.after_task`` -> each hook.  Jobs the delivery claimed from a
-deep queue (``workers.claim``) run next in the same task, each with its own
-``before_task``/``after_task``.
-"""
+One job's walk through the worker, each step calling down into the next file, never back:
 
+1. Celery runs a task below in a pool process (``task_prerun`` -> ``Hooks.before_task``);
+   the task calls ``workers.delivery.run_delivery``, which decides whether this delivery
+   may claim more of its queue's jobs (``workers.claim.claim_request``).
+2. ``workers.runner.run_job`` runs the job: ``JobStore.begin`` on the queue's Redis
+   (``workers.stores``: mark running, read the record and the image, one round trip),
+   then ``_work`` (decode; ``workers.runtime.model_for`` -> ``predict``) comes to a
+   ``Verdict``.
+3. ``run_job`` builds one ``workers.finish.Finish`` (the verdict, the blob to delete, the
+   scaling hints, and the delivery's ``Rides``: a claimed job's ack, the next claim) and
+   ``workers.finish.apply`` sends it once (``JobStore.succeed``/``fail``, one round trip);
+   ``run_job`` returns a ``JobOutcome`` with the jobs that finish claimed.
+4. ``run_delivery`` runs each claimed job through steps 2-3 in turn, as a task of its own
+   for the hooks, its ack riding on its finish (``workers.claim.ack_commands``); what
+   cannot run here is given back (``workers.claim.give_back``).
+5. The task returns the delivered job's ``JobOutcome``: ``task_postrun`` ->
+   ``Hooks.after_task`` -> each hook.
+"""
 from __future__ import annotations
 
 import logging
@@ -19,23 +32,20 @@ import time
 from typing import Any
 
 from celery import Task, signals
-from celery.exceptions import SoftTimeLimitExceeded
 
 from monitoring.settings import metrics_enabled
 from tasks.app import app
 from tasks.signatures import TASK_NAMES, enqueue, queue_of
 from visionq.custom_models import CUSTOM_QUEUE
-from visionq.jobs import ClaimRequest
-from visionq.settings import get_settings
 from workers import broker_check, shard_check
-from workers.claim import START_WITHIN, Claimed, ack_commands, claim_request, give_back
 from workers.custom.hooks import CustomModelsScan
+from workers.delivery import ClaimBudget, run_delivery
 from workers.hooks import Heartbeats, Hooks, ModelLoading, ScalingHints
 from workers.hooks_metrics import MetricsHook
 from workers.latency import LatencyClasses
 from workers.queues import consumed_queues
 from workers.request import JobRequest
-from workers.runner import JobOutcome, claim_host, queue_client, run_job
+from workers.runner import JobOutcome
 
 log = logging.getLogger("visionq.worker")
 
@@ -56,6 +66,8 @@ def build_hooks() -> Hooks:
 
 
 hooks = build_hooks()
+budget = ClaimBudget()
+"""This pool process's room for claiming (``workers.delivery``), kept by ``SignalBridge``."""
 
 
 # -- the tasks: one per queue, each runs one job -----------------------------------------
@@ -67,68 +79,7 @@ class JobTask(Task):
 
 
 def _run(task: Task, queue: str, job_id: str) -> JobOutcome:
-    started = time.monotonic()
-    hostname = task.request.hostname or "unknown"
-    settings = get_settings()
-    bridge.jobs_run += 1
-    if settings.claim_max <= 1 or not bridge.may_claim(settings.worker_max_tasks_per_child):
-        return run_job(queue, job_id, hostname, hooks.on_model_loaded)
-    host = claim_host(queue)
-    claim = claim_request(queue, TASK_NAMES[queue], job_id, 1, bridge.concurrency,
-                          settings.visibility_timeout_s, host)
-    outcome = run_job(queue, job_id, hostname, hooks.on_model_loaded, claim=claim)
-    if outcome.claimed:
-        run_claimed(queue, job_id, hostname, list(outcome.claimed), claim, host,
-                    settings.claim_max - 1,
-                    started + START_WITHIN * settings.soft_time_limit_s)
-    return outcome
-
-
-def run_claimed(queue: str, delivery_id: str, hostname: str, claimed: list[Claimed],
-                claim: ClaimRequest, host: str | None, most: int,
-                claim_before: float) -> None:
-    """Run the jobs the delivery of ``delivery_id`` claims, one after another, each as a
-    task of its own for the hooks: each one's finish claims the next while fewer than
-    ``most`` were run and the clock is before ``claim_before`` (``workers.claim``).  What
-    cannot run here is given back."""
-    runs = 0
-    current = None
-    limit = get_settings().worker_max_tasks_per_child
-    try:
-        while claimed:
-            current = claimed[0]
-            runs += 1
-            bridge.jobs_run += 1
-            more = (runs < most and time.monotonic() < claim_before
-                    and bridge.may_claim(limit))
-            hooks.before_task(queue, current.job_id, hostname)
-            ack = [*ack_commands(delivery_id, current.tag),
-                   *([] if more else claim.end_commands())]
-            outcome = run_job(queue, current.job_id, hostname, hooks.on_model_loaded,
-                              claim=claim if more else None, ack=ack, claimed=True)
-            claimed.pop(0)
-            claimed += outcome.claimed
-            hooks.after_task(queue, current.job_id, hostname, outcome, outcome.seconds)
-    except SoftTimeLimitExceeded:
-        log.warning("job %s: its delivery's soft time limit came first; giving it back to "
-                    "run under a limit of its own", current and current.job_id)
-    except Exception:  # noqa: BLE001 - e.g. Redis gone for good: the rest goes back
-        log.exception("job %s: a claimed job could not run; giving the rest back",
-                      current and current.job_id)
-    if claimed:
-        _give_back(queue, delivery_id, claimed, host)
-    log.info("job %s: its delivery also ran %d claimed %s job(s)", delivery_id,
-             runs - len(claimed), queue)
-
-
-def _give_back(queue: str, delivery_id: str, claimed: list[Claimed], host: str | None) -> None:
-    try:
-        back = give_back(queue_client(queue), queue, delivery_id,
-                         [item.tag for item in claimed], host)
-        log.info("job %s: gave %d claimed job(s) back to %s", delivery_id, back, queue)
-    except Exception:  # noqa: BLE001 - kombu restores them after the visibility timeout
-        log.exception("job %s: could not give claimed jobs back; they return after the "
-                      "visibility timeout", delivery_id)
+    return run_delivery(queue, job_id, task.request.hostname or "unknown", hooks, budget)
 
 
 @app.task(name=TASK_NAMES["face"], bind=True, base=JobTask)
@@ -163,13 +114,12 @@ class SignalBridge:
     times each task (prerun -> postrun) and names tasks by their queue.  Signals about
     tasks that are not visionq's are ignored."""
 
-    def __init__(self, hooks: Hooks) -> None:
+    def __init__(self, hooks: Hooks, budget: ClaimBudget | None = None) -> None:
         self.hooks = hooks
+        self.budget = budget if budget is not None else ClaimBudget()
+        """This pool process's room for claiming: its worker's pool processes, the jobs it
+        ran."""
         self.queues: list[str] = []
-        self.concurrency = 1
-        """The worker's pool processes (``-c``): claiming leaves the others their share."""
-        self.jobs_run = 0
-        """Jobs this pool process ran (claimed ones included)."""
         self.started: dict[str, float] = {}
         """Task id -> ``perf_counter`` at prerun, in this process."""
 
@@ -190,18 +140,12 @@ class SignalBridge:
 
     def worker_init(self, sender: Any = None, **_: Any) -> None:
         self.queues = consumed_queues(sender)
-        self.concurrency = int(getattr(sender, "concurrency", None) or 1)
+        self.budget.concurrency = int(getattr(sender, "concurrency", None) or 1)
         self.hooks.on_worker_init(list(self.queues))
-
-    def may_claim(self, max_tasks_per_child: int | None) -> bool:
-        """Whether this pool process may claim another job: Celery replaces it after
-        ``max_tasks_per_child`` deliveries, so one that has run that many jobs claims no
-        more (it runs fewer than twice as many before it is replaced)."""
-        return not max_tasks_per_child or self.jobs_run < max_tasks_per_child
 
     def worker_process_init(self, **_: Any) -> None:
         self.started.clear()  # a fresh pool process: forget the parent's bookkeeping
-        self.jobs_run = 0
+        self.budget.jobs_run = 0
         self.hooks.on_child_init()
 
     def worker_process_shutdown(self, pid: int | None = None, **_: Any) -> None:
@@ -249,5 +193,5 @@ class SignalBridge:
 
 broker_check.connect()  # first: kombu/Celery outside the verified range stop the worker
 shard_check.connect()  # then: a worker on the wrong Redis stops before loading models
-bridge = SignalBridge(hooks)
+bridge = SignalBridge(hooks, budget)
 bridge.connect()

@@ -28,7 +28,7 @@ from visionq.shards import shard_map
 from workers import runtime
 from workers.heartbeat import Heartbeat
 from workers.reaper import maybe_sweep
-from workers.runner import hints_ride_along
+from workers.stores import hints_ride_along
 
 if TYPE_CHECKING:
     from workers.runner import JobOutcome
@@ -194,7 +194,7 @@ class ScalingHints(WorkerHook):
     running a job (scale-in protection) and each queue's recent service times.
 
     When the queue's jobs live on the main Redis (always, unless it is sharded elsewhere)
-    the runner's begin and finish round trips carry these (``runner.hints_ride_along``);
+    the runner's begin and finish round trips carry these (``workers.stores.hints_ride_along``);
     this hook then writes only what a run that ended early left (a duplicate, an expired
     job, a task that raised: the busy mark to clear)."""
 

@@ -24,7 +24,7 @@ from visionq.redis_conn import redis_client
 from visionq.settings import get_settings
 from visionq.shards import shard_map
 from workers.claim import give_back
-from workers.runner import claim_host, queue_client
+from workers.stores import claim_host, queue_client
 
 log = logging.getLogger(f"visionq.{__name__}")
 

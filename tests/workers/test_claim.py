@@ -26,6 +26,7 @@ from visionq.kombu_redis import UNACKED_INDEX_KEY, UNACKED_KEY, in_flight
 from visionq.settings import Settings
 from workers import runtime
 from workers.claim import Claimed, ack_commands, claim_request, give_back, ledger_key
+from workers.finish import Rides
 from workers.runner import run_job
 
 QUEUE = "classify"
@@ -205,17 +206,17 @@ def test_run_job_claims_the_next_job_at_each_finish(client, publish) -> None:
     first = client.rpop(QUEUE)  # the delivery Celery made
     assert json.loads(first)["headers"]["id"] == ids[0]
     request = claim_request(QUEUE, TASK_NAMES[QUEUE], ids[0], 1, 1, 90, "i-1")
-    outcome = run_job(QUEUE, ids[0], "w1", claim=request)
+    outcome = run_job(QUEUE, ids[0], "w1", rides=Rides(claim=request))
     assert outcome.outcome == "succeeded"
     ran = []
-    while outcome.claimed:  # as workers.app.run_claimed does, 3 claimed jobs at most
+    while outcome.claimed:  # as workers.delivery does, 3 claimed jobs at most
         [item] = outcome.claimed
         assert busy_workers(client) == {"i-1"}
         assert JobStore(client, 600).get(item.job_id).status == "queued"
         more = len(ran) < 2
-        ack = [*ack_commands(ids[0], item.tag), *([] if more else request.end_commands())]
-        outcome = run_job(QUEUE, item.job_id, "w1", claim=request if more else None,
-                          ack=ack, claimed=True)
+        ack = (*ack_commands(ids[0], item.tag), *([] if more else request.end_commands()))
+        outcome = run_job(QUEUE, item.job_id, "w1",
+                          rides=Rides(ack=ack, claim=request if more else None))
         assert outcome.outcome == "succeeded"
         ran.append(item.job_id)
     assert ran == ids[1:4]
@@ -230,7 +231,7 @@ def test_a_claimed_duplicate_is_acked_too(client, publish) -> None:
     run_job(QUEUE, job_id, "w1")
     publish(job_id)  # delivered again
     [item] = claim(client, most=1, delivery="d2")
-    outcome = run_job(QUEUE, job_id, "w1", ack=ack_commands("d2", item.tag), claimed=True)
+    outcome = run_job(QUEUE, job_id, "w1", rides=Rides(ack=tuple(ack_commands("d2", item.tag))))
     assert outcome.outcome == "duplicate"
     assert client.hlen(UNACKED_KEY) == 0 and not client.exists(ledger_key("d2"))
 
@@ -246,7 +247,7 @@ def test_a_claimed_job_at_its_deliverys_soft_limit_is_not_failed(client, publish
 
     monkeypatch.setattr(model, "predict", out_of_time)
     with pytest.raises(SoftTimeLimitExceeded):
-        run_job(QUEUE, job_id, "w1", ack=ack_commands("d1", item.tag), claimed=True)
+        run_job(QUEUE, job_id, "w1", rides=Rides(ack=tuple(ack_commands("d1", item.tag))))
     assert JobStore(client, 600).get(job_id).status == "running"  # not failed
     assert give_back(client, QUEUE, "d1") == 1
     monkeypatch.undo()
