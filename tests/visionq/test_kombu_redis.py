@@ -3,7 +3,9 @@
 Its pieces are tested against kombu's own code where they are used: queue lengths, in-flight
 counts and bindings in ``tests/visionq/test_broker.py``, the envelope in
 ``tests/tasks/test_message.py``, claim/ack/give-back in ``tests/workers/test_claim.py``,
-the exporter's reads in ``tests/monitoring/test_metrics.py``."""
+the exporter's reads in ``tests/monitoring/test_metrics.py``; and here, queue lengths,
+in-flight counts and bindings against a real valkey server with messages from real
+kombu/Celery."""
 
 from __future__ import annotations
 
@@ -12,6 +14,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import redis
+from celery import Celery
+from kombu import Connection, Exchange, Producer, Queue
 
 from visionq import kombu_redis
 
@@ -109,3 +114,98 @@ def test_pyproject_pins_the_verified_range() -> None:
     dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert f"kombu{kombu_redis.VERIFIED_KOMBU}" in dependencies
     assert f"celery[redis]{kombu_redis.VERIFIED_CELERY}" in dependencies
+
+
+def publish(url: str, queue: str, n: int, priority: int | None = None) -> None:
+    q = Queue(queue, Exchange(queue, type="direct"), routing_key=queue,
+              queue_arguments={"x-max-priority": 9} if priority is not None else None)
+    with Connection(url) as conn:
+        producer = Producer(conn)
+        for i in range(n):
+            producer.publish({"i": i}, exchange=q.exchange, routing_key=queue, declare=[q],
+                             priority=priority)
+
+
+def test_queue_length_counts_every_priority_list(scaler_redis_url: str, rconn: redis.Redis) -> None:
+    assert kombu_redis.queue_length(rconn, "face") == 0
+    publish(scaler_redis_url, "face", 3)
+    publish(scaler_redis_url, "face", 2, priority=9)
+    publish(scaler_redis_url, "detect", 4)
+    assert rconn.llen("face") == 3
+    assert rconn.llen("face\x06\x169") == 2  # kombu's sub-queue for priority step 9
+    assert kombu_redis.queue_length(rconn, "face") == 5
+    assert kombu_redis.queue_length(rconn, "detect") == 4
+    assert kombu_redis.queue_length(rconn, "classify") == 0
+
+
+def reserve(conn: Connection, queue: str | Queue):
+    """Take one message without acking it (``basic_get``: no prefetch), like a worker does."""
+    q = queue if isinstance(queue, Queue) else Queue(queue, Exchange(queue), routing_key=queue)
+    msg = q(conn.default_channel).get(no_ack=False)
+    assert msg is not None
+    return msg
+
+
+def test_in_flight_attributes_unacked_messages_to_their_queue(
+    scaler_redis_url: str, rconn: redis.Redis
+) -> None:
+    publish(scaler_redis_url, "face", 3)
+    publish(scaler_redis_url, "detect", 2)
+    with Connection(scaler_redis_url) as conn:
+        held = [reserve(conn, "face"), reserve(conn, "face"), reserve(conn, "detect")]
+        assert rconn.hlen("unacked") == 3 and rconn.zcard("unacked_index") == 3
+        assert kombu_redis.in_flight(rconn, ["face", "detect", "classify"]) == {
+            "face": 2, "detect": 1, "classify": 0}
+        assert kombu_redis.in_flight(rconn) == {"face": 2, "detect": 1}
+        assert kombu_redis.queue_length(rconn, "face") == 1
+        held[2].ack()
+        assert kombu_redis.in_flight(rconn, ["face"]) == {"face": 2}
+        assert kombu_redis.in_flight(rconn, ["detect"]) == {"detect": 0, "?": 2}
+        for m in held[:2]:
+            m.ack()
+    assert kombu_redis.in_flight(rconn, ["face", "detect"]) == {"face": 0, "detect": 0}
+
+
+def test_celery_producer_messages_are_seen(scaler_redis_url: str, rconn: redis.Redis) -> None:
+    app = Celery("probe", broker=scaler_redis_url)
+    for _ in range(4):
+        app.send_task("tasks.face.detect", args=("blob-key",), queue="face")
+    app.send_task("tasks.face.detect", queue="face", priority=6)
+    assert kombu_redis.queue_length(rconn, "face") == 5
+    with Connection(scaler_redis_url) as conn:
+        msg = reserve(conn, "face")
+        assert msg.headers["task"] == "tasks.face.detect"
+        assert kombu_redis.in_flight(rconn, ["face"]) == {"face": 1}
+        assert kombu_redis.queue_length(rconn, "face") == 4
+        msg.ack()
+
+
+@pytest.mark.parametrize(
+    ("exchange", "routing_key", "bound", "expected"),
+    [
+        ("face", "face", {}, "face"),
+        ("", "face", {}, "face"),  # default direct exchange routes by queue name
+        ("face", "", {}, "face"),
+        ("images", "hi", {("images", "hi"): "detect"}, "detect"),
+        ("images", "hi", {}, None),
+    ],
+)
+def test_attribute(exchange: str, routing_key: str, bound, expected) -> None:
+    assert kombu_redis.attribute(exchange, routing_key, ["face", "detect"], bound) == expected
+
+
+def test_in_flight_resolves_custom_exchanges_through_bindings(
+    scaler_redis_url: str, rconn: redis.Redis
+) -> None:
+    ex = Exchange("images", type="direct")
+    q = Queue("detect", ex, routing_key="objects")
+    with Connection(scaler_redis_url) as conn:
+        Producer(conn).publish({}, exchange=ex, routing_key="objects", declare=[q])
+        msg = reserve(conn, q)
+        assert kombu_redis.in_flight(rconn, ["face", "detect"]) == {"face": 0, "detect": 1}
+        msg.ack()
+
+
+def test_garbage_in_unacked_is_ignored(rconn: redis.Redis) -> None:
+    rconn.hset("unacked", mapping={"a": "not json", "b": "[1]", "c": '[{}, "face", "face"]'})
+    assert kombu_redis.in_flight(rconn, ["face"]) == {"face": 1}
