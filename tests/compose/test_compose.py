@@ -98,8 +98,8 @@ def documented_env() -> set[str]:
     names = {"REDIS_URL"}
     for model in (Settings, MonitoringSettings):
         names |= {f"VISIONQ_{field.upper()}" for field in model.model_fields}
-    readme = (REPO / "README.md").read_text()
-    names |= set(re.findall(r"`(VISIONQ_[A-Z0-9_]+)`", readme))
+    for page in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]:
+        names |= set(re.findall(r"`(VISIONQ_[A-Z0-9_]+)`", page.read_text()))
     return names | set(THIRD_PARTY_ENV)
 
 
