@@ -229,7 +229,7 @@ def _scale(unit: str, peak: float) -> tuple[float, str]:
 
 
 def draw_panel(ax: Any, data: PanelData, span: tuple[float, float]) -> None:
-    import matplotlib.dates as mdates
+    import matplotlib.dates as mdates  # noqa: PLC0415 - optional and heavy (pyplot())
 
     panel = data.panel
     ax.set_title(panel.title, fontsize=9)

@@ -18,12 +18,15 @@ def say(message: str) -> None:
 
 
 def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend.  Imported here, lazily on purpose: matplotlib
+    is optional (visionq[bench]) and heavy, and ``visionq report --help`` or a report that
+    fails before drawing should not need it."""
     try:
-        import matplotlib
+        import matplotlib  # noqa: PLC0415 - optional and heavy: only when drawing
     except ImportError as exc:
         raise ReportError("matplotlib is needed for charts: pip install 'visionq[bench]' "
                           "(or uv pip install matplotlib)") from exc
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415 - after use("Agg"); optional, heavy
 
     return plt

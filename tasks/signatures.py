@@ -16,6 +16,7 @@ from kombu.pools import ProducerPool
 from visionq.custom_models import CUSTOM_QUEUE, queue_of_task
 from visionq.redis_conn import is_sentinel_url
 from visionq.settings import QUEUES, get_settings
+from visionq.shards import shard_map
 
 SENTINEL_TRANSPORT = "tasks.sentinel:Transport"
 """kombu's Sentinel transport with a failover bug guarded (``tasks.sentinel``)."""
@@ -59,8 +60,6 @@ def enqueue(celery: Celery, task: str, job_id: str, broker_url: str | None = Non
 
 def _configured_url(queue: str) -> str | None:
     """``VISIONQ_REDIS_URL_<QUEUE>``'s URL when sharding is configured, else ``None``."""
-    from visionq.shards import shard_map  # visionq.shards imports the job store
-
     shards = shard_map(get_settings())
     return shards.url_for(queue) if shards.sharded else None
 
