@@ -6,7 +6,7 @@ on the coco8 fixtures per threshold, single-image latency and batched throughput
 Writes ``bench/results/detect_model.json``.  Latency and throughput are measured on images as
 the worker sees them (decoded with the model's ``input_size`` JPEG draft) and include
 letterboxing and decoding of the heads; image decoding is timed separately.  Needs the
-converted weights (``python -m workers.weights_detect``).
+converted weights (``python -m workers.install.detect``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from typing import Any
 
 from bench.model_timing import decode_ms, latency, throughput
 from visionq.imaging import DecodedImage, decode
-from workers import weights_detect
+from workers import weights
+from workers.install import detect as install_detect
 from workers.plugins.centernet_mbv3 import DEFAULT_MIN_CONFIDENCE, CenterNetMbv3
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,9 +108,9 @@ def main() -> None:
 
     report: dict[str, Any] = {
         "model": model.name, "model_version": model.version,
-        "weights": {"package": f"{weights_detect.NPM_PACKAGE}@{weights_detect.NPM_VERSION}",
-                    "license": weights_detect.PACKAGE_LICENSE,
-                    "centernet_bin_sha256": weights_detect.WEIGHTS_SHA256},
+        "weights": {"package": f"{install_detect.NPM_PACKAGE}@{install_detect.NPM_VERSION}",
+                    "license": install_detect.PACKAGE_LICENSE,
+                    "centernet_bin_sha256": weights.DETECT_WEIGHTS_SHA256},
         "input_size": model.input_size, "environment": environment(threads),
         "accuracy_coco8_draft_decode": accuracy(model, model.input_size),
         "accuracy_coco8_full_decode": accuracy(model, None),

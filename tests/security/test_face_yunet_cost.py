@@ -27,7 +27,8 @@ from visionq.face_budget import (
 )
 from visionq.imaging import DecodedImage
 from visionq.settings import Settings
-from workers import weights_yunet
+from workers import weights
+from workers.install import yunet as install_yunet
 from workers.plugins.face_recognition_model import FaceRecognitionModel
 
 WIDTH, HEIGHT = 4000, 3000
@@ -44,8 +45,8 @@ def black_png() -> bytes:
 @pytest.fixture(scope="module")
 def yunet_installed() -> None:
     base = Settings().models_dir
-    if weights_yunet.installed_manifest(weights_yunet.model_dir(base)) is None:
-        weights_yunet.install(base)
+    if weights.YUNET.installed_manifest(weights.YUNET.model_dir(base)) is None:
+        install_yunet.install(base)
 
 
 def _submit(client: FlaskClient, image: bytes, options: dict[str, Any]) -> Any:

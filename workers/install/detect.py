@@ -12,16 +12,16 @@ by the npm package ``@vladmandic/human@3.3.6`` (MIT): ``models/centernet.json`` 
    pixels); the graph's own top-100 decoding is left out and done in numpy by the plugin,
 4. writes ``centernet.onnx`` and ``manifest.json`` under ``<models dir>/centernet_mbv3/``.
 
-It runs at install time (``python -m workers.weights_detect``, or ``visionq install-models``),
+It runs at install time (``python -m workers.install.detect``, or ``visionq install-models``),
 never at job time.  The models dir is ``Settings.models_dir`` (``VISIONQ_MODELS_DIR``,
-default ``~/.cache/visionq/models``).
+default ``~/.cache/visionq/models``); where the files go and their pins are
+``workers.weights.DETECT``, which the worker reads when it loads the model.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
 import json
 import logging
 import shutil
@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from visionq.settings import Settings
+from workers.weights import DETECT, DETECT_SOURCE_FILES, MANIFEST_FILE, sha256_of
 
 log = logging.getLogger(f"visionq.{__name__}")
 
@@ -42,15 +42,6 @@ NPM_VERSION = "3.3.6"
 PACKAGE_LICENSE = "MIT"
 TARBALL_SHA256 = "425e9c51dbbca0c8934362b170cb0d54c2529c11c654b3c03092b16e9d6ad3f7"
 """Of the registry tarball as fetched on 2026-11; informational (the files are what count)."""
-SOURCE_FILES = {
-    "centernet.json": "bfb942eaacc5becf738d536663bc4580a0ae9e560722306e6d4dd7fe4a09de05",
-    "centernet.bin": "1b635a15009071f506f9f2b3519b31c072c534888989f30d269ffd44734ef7ef",
-}
-WEIGHTS_SHA256 = SOURCE_FILES["centernet.bin"]
-MODEL_DIR_NAME = "centernet_mbv3"
-ONNX_FILE = "centernet.onnx"
-MANIFEST_FILE = "manifest.json"
-CONVERTER_VERSION = 1
 OUTPUTS = ("tower_0/keypoints", "tower_0/wh")
 OPSET = 18
 
@@ -59,16 +50,6 @@ _NHWC_TO_NCHW_AXIS = {0: 0, 1: 2, 2: 3, 3: 1, -1: 1}
 
 class WeightsError(RuntimeError):
     """The package could not be fetched, or its files are not the pinned ones."""
-
-
-def model_dir(models_dir: Path | None = None) -> Path:
-    """This model's folder under ``models_dir`` (default: ``Settings().models_dir``,
-    ``VISIONQ_MODELS_DIR``)."""
-    return Path(models_dir or Settings().models_dir) / MODEL_DIR_NAME
-
-
-def sha256_of(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def fetch_tarball(dest: Path) -> Path:
@@ -91,7 +72,7 @@ def read_source_files(tarball: Path) -> dict[str, bytes]:
     """The two model files out of the package tarball, sha256-checked (no extraction to disk)."""
     files: dict[str, bytes] = {}
     with tarfile.open(tarball, "r:gz") as archive:
-        for name, expected in SOURCE_FILES.items():
+        for name, expected in DETECT_SOURCE_FILES.items():
             try:
                 member = archive.extractfile(f"package/models/{name}")
             except KeyError:
@@ -241,7 +222,7 @@ def convert(graph_json: bytes, weights_bin: bytes) -> bytes:
         initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="visionq.workers.weights_detect",
-                              producer_version=str(CONVERTER_VERSION))
+                              producer_version=str(DETECT.converter_version))
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model.SerializeToString()
@@ -249,12 +230,12 @@ def convert(graph_json: bytes, weights_bin: bytes) -> bytes:
 
 def install(models_dir: Path | None = None, tarball: Path | None = None,
             force: bool = False) -> Path:
-    """Fetch (unless ``tarball``), verify and convert into ``model_dir(models_dir)``; returns
-    the ONNX path.  Idempotent: an existing conversion with a matching manifest is kept
+    """Fetch (unless ``tarball``), verify and convert into ``DETECT.model_dir(models_dir)``;
+    returns the ONNX path.  Idempotent: an existing conversion with a matching manifest is kept
     unless ``force``."""
-    target = model_dir(models_dir)
-    onnx_path = target / ONNX_FILE
-    if not force and installed_manifest(target) is not None:
+    target = DETECT.model_dir(models_dir)
+    onnx_path = target / DETECT.onnx_file
+    if not force and DETECT.installed_manifest(target) is not None:
         log.info("detect weights already installed in %s", target)
         return onnx_path
     with tempfile.TemporaryDirectory(prefix="visionq-detect-") as tmp:
@@ -268,27 +249,12 @@ def install(models_dir: Path | None = None, tarball: Path | None = None,
     partial.replace(onnx_path)
     manifest = {
         "package": f"{NPM_PACKAGE}@{NPM_VERSION}", "license": PACKAGE_LICENSE,
-        "tarball_sha256": tarball_sha256, "source_files": SOURCE_FILES,
-        "converter_version": CONVERTER_VERSION, "onnx_sha256": sha256_of(onnx_bytes),
+        "tarball_sha256": tarball_sha256, "source_files": DETECT_SOURCE_FILES,
+        "converter_version": DETECT.converter_version, "onnx_sha256": sha256_of(onnx_bytes),
     }
     (target / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
     log.info("detect weights converted to %s (%d bytes)", onnx_path, len(onnx_bytes))
     return onnx_path
-
-
-def installed_manifest(target: Path) -> dict[str, Any] | None:
-    """The manifest when ``target`` holds a conversion of the pinned weights whose ONNX file
-    still has the recorded hash, else ``None``."""
-    try:
-        manifest = json.loads((target / MANIFEST_FILE).read_text())
-        onnx_bytes = (target / ONNX_FILE).read_bytes()
-    except (OSError, ValueError):
-        return None
-    if (manifest.get("source_files") != SOURCE_FILES
-            or manifest.get("converter_version") != CONVERTER_VERSION
-            or manifest.get("onnx_sha256") != sha256_of(onnx_bytes)):
-        return None
-    return manifest
 
 
 def main(argv: list[str] | None = None) -> int:
