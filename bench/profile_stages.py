@@ -142,7 +142,7 @@ RULES: tuple[Rule, ...] = (
                             r"|dlib|face_recognition)/",),
          why="model plugins and inference runtimes"),
     Rule("decode", requires=(r"\(visionq/imaging\.py",), why="probe / decode"),
-    Rule("result_write", requires=(r"^JobStore\.(succeed|fail|_finish_with) \(",),
+    Rule("result_write", requires=(r"^JobStore\.(succeed|fail|finish|_finish_with) \(",),
          why="the finish script"),
     Rule("wakeup", requires=(r"^JobStore\.(wait|_wait_\w+) \(|\(visionq/wakeup\.py",),
          why="long-poll: JobStore.wait, and the per-process DoneListener once there is one"),

@@ -458,26 +458,28 @@ class JobStore:
         return attempt, job, data
 
     def succeed(self, job_id: str, result: Any, blob: str | None = None, *,
-                also: Sequence[Command] = (), claim: ClaimRequest | None = None,
-                claimed: list[tuple[str, str]] | None = None) -> bool:
+                also: Sequence[Command] = ()) -> bool:
         """Record the result; ``blob``: a key in this Redis deleted in the same script;
-        ``also``: commands pipelined with it (the worker's scaling hints, a claimed job's
-        ack).  ``claim``: if this call records the result, claim the next of the queue's
-        messages in the same round trip (``workers.claim``); ``claimed`` receives their
-        ``(delivery tag, job id)``."""
-        return self._finish_with(job_id, blob, also, claim, claimed, status="succeeded",
-                                 result=json.dumps(result))
+        ``also``: commands pipelined with it.  ``False``: the job was final already (the
+        first finish wins)."""
+        return self.finish(job_id, result=result, blob=blob, also=also)[0]
 
     def fail(self, job_id: str, code: str, error: str, blob: str | None = None, *,
-             also: Sequence[Command] = (), claim: ClaimRequest | None = None,
-             claimed: list[tuple[str, str]] | None = None) -> bool:
-        return self._finish_with(job_id, blob, also, claim, claimed, status="failed",
-                                 code=code, error=error)
+             also: Sequence[Command] = ()) -> bool:
+        return self.finish(job_id, code=code, error=error, blob=blob, also=also)[0]
 
-    def _finish_with(self, job_id: str, blob: str | None, also: Sequence[Command] = (),
-                     claim: ClaimRequest | None = None,
-                     claimed: list[tuple[str, str]] | None = None, **fields: str) -> bool:
-        """``status`` must be the first field: the script counts ARGV[3]."""
+    def finish(self, job_id: str, *, result: Any = None, code: str | None = None,
+               error: str = "", blob: str | None = None, also: Sequence[Command] = (),
+               claim: ClaimRequest | None = None) -> tuple[bool, tuple[tuple[str, str], ...]]:
+        """Record the job's end in one round trip: ``succeeded`` with ``result``, or, with a
+        ``code``, ``failed`` with ``error``; ``blob``: a key in this Redis deleted in the
+        same script; ``also``: commands pipelined with it (the worker's scaling hints, a
+        claimed job's ack).  ``claim``: if this call records the end, claim the next of the
+        queue's messages in the same round trip (``workers.claim``).  Returns whether it
+        was recorded (the first finish wins) and the ``(delivery tag, job id)`` claimed."""
+        fields = ({"status": "succeeded", "result": json.dumps(result)} if code is None else
+                  {"status": "failed", "code": code, "error": error})
+        # ``status`` must be the first field: the script counts ARGV[3].
         fields["finished_at"] = repr(time.time())
         args: list[Any] = [self._ttl_s]
         for name, value in fields.items():
@@ -486,16 +488,13 @@ class JobStore:
         if blob:
             keys.append(blob)
         if claim is None:
-            return int(self._run(self._finish, keys, args, also=also)) == 1
+            return int(self._run(self._finish, keys, args, also=also)) == 1, ()
         reply, extra = self._run(self._finish, keys, args,
                                  also=[*also, claim.command(self.key(job_id),
                                                             fields["finished_at"])],
                                  also_replies=True)
-        if claimed is not None:
-            pairs = [item.decode() if isinstance(item, bytes) else str(item)
-                     for item in extra[-1]]
-            claimed.extend(zip(pairs[0::2], pairs[1::2], strict=True))
-        return int(reply) == 1
+        items = [item.decode() if isinstance(item, bytes) else str(item) for item in extra[-1]]
+        return int(reply) == 1, tuple(zip(items[0::2], items[1::2], strict=True))
 
     def _run(self, script: Any, keys: list[str], args: list[Any],
              writes: list[tuple[str, bytes, int]] | None = None, *,

@@ -77,15 +77,10 @@ class Finished:
 def apply(jobs: JobStore, finish: Finish) -> Finished:
     """Send ``finish`` in one round trip (the record, its hints, ack and claim)."""
     verdict, rides = finish.verdict, finish.rides
-    also = (*finish.hints, *rides.ack)
-    pairs: list[tuple[str, str]] = []  # JobStore's reply slot for the claim
-    if verdict.code is None:
-        recorded = jobs.succeed(finish.job_id, verdict.result, finish.blob, also=also,
-                                claim=rides.claim, claimed=pairs)
-    else:
-        recorded = jobs.fail(finish.job_id, verdict.code, verdict.error, finish.blob,
-                             also=also, claim=rides.claim, claimed=pairs)
-    return Finished(recorded, tuple(Claimed(tag, job_id) for tag, job_id in pairs))
+    recorded, claimed = jobs.finish(finish.job_id, result=verdict.result, code=verdict.code,
+                                    error=verdict.error, blob=finish.blob,
+                                    also=(*finish.hints, *rides.ack), claim=rides.claim)
+    return Finished(recorded, tuple(Claimed(tag, job_id) for tag, job_id in claimed))
 
 
 def let_go(jobs: JobStore, rides: Rides) -> None:

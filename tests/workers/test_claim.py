@@ -58,9 +58,9 @@ def claim(client: redis.Redis, most: int = 3, concurrency: int = 1,
     store = JobStore(client, 600)
     carrier = store.create("other", "visionq:blob:none").id
     assert store.begin(carrier, "w")[0] == 1
-    pairs: list[tuple[str, str]] = []
     request = claim_request(QUEUE, TASK_NAMES[QUEUE], delivery, most, concurrency, 90, host)
-    assert store.succeed(carrier, {}, claim=request, claimed=pairs)
+    recorded, pairs = store.finish(carrier, result={}, claim=request)
+    assert recorded
     return [Claimed(tag, job_id) for tag, job_id in pairs]
 
 
@@ -71,12 +71,13 @@ def test_only_a_recorded_finish_claims(client, publish) -> None:
     carrier = store.create("other", "visionq:blob:none").id
     store.begin(carrier, "w")
     request = claim_request(QUEUE, TASK_NAMES[QUEUE], "d1", 1, 1, 90)
-    pairs: list[tuple[str, str]] = []
-    assert store.succeed(carrier, {}, claim=request, claimed=pairs)
+    recorded, pairs = store.finish(carrier, result={}, claim=request)
+    assert recorded
     assert [job_id for _, job_id in pairs] == ["j0"]
-    again: list[tuple[str, str]] = []  # a second finish (another delivery's) is refused
-    assert not store.fail(carrier, "x", "y", claim=request, claimed=again)
-    assert again == [] and client.llen(QUEUE) == 2
+    # a second finish (another delivery's) is refused
+    recorded, again = store.finish(carrier, code="x", error="y", claim=request)
+    assert not recorded
+    assert again == () and client.llen(QUEUE) == 2
 
 
 def test_claims_the_next_messages_as_kombu_would_deliver_them(client, publish) -> None:
