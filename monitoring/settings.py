@@ -53,9 +53,12 @@ class MonitoringSettings(BaseSettings):
     metrics: bool = Field(
         default=True, description="Record metrics (0: no request/task hooks, no recording, "
         "no API /metrics; for measuring their overhead or running without Prometheus).")
-    slo_face: Duration = DEFAULT_SLO_S["face"]
-    slo_detect: Duration = DEFAULT_SLO_S["detect"]
-    slo_classify: Duration = DEFAULT_SLO_S["classify"]
+    slo_face: Duration = Field(default=DEFAULT_SLO_S["face"], description=(
+        "Per-task SLO for the goodput metric."))
+    slo_detect: Duration = Field(default=DEFAULT_SLO_S["detect"], description=(
+        "Per-task SLO for the goodput metric."))
+    slo_classify: Duration = Field(default=DEFAULT_SLO_S["classify"], description=(
+        "Per-task SLO for the goodput metric."))
     exporter_host: str = Field(default=DEFAULT_EXPORTER_HOST,
                                description="Workers' exporter bind address.")
     exporter_port: int = Field(default=DEFAULT_EXPORTER_PORT,

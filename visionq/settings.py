@@ -4,9 +4,10 @@ prefix (``REDIS_URL`` also without it), defaults as named constants.
 ``Settings`` is the service's (API, workers, ``visionq up``, autoscaler), ``ClientSettings``
 the command-line client's; monitoring has ``monitoring.settings.MonitoringSettings`` and
 each model plugin its own (``workers.model.PluginSettings``, e.g. ``VISIONQ_FACE_*``).
-Every field of all of them is listed in the README's configuration table, with the same
-default (``tests/visionq/test_settings_docs.py``).  A default computed at run time states
-how the README words it in ``json_schema_extra={"default_text": ...}``.
+Every field of all of them, with its description and default, is a row of the generated
+``docs/configuration.md`` (``python docs/gen_config.py``; ``tests/visionq/test_settings_docs.py``
+checks the page is up to date): a new field needs a ``description``.  A default computed at
+run time states how the page words it in ``json_schema_extra={"default_text": ...}``.
 
 Sharding by queue: ``VISIONQ_REDIS_URL_<QUEUE>`` (``_FACE``, ``_DETECT``, ``_CLASSIFY``,
 ``_CUSTOM``) puts one queue's Celery messages, job records and images on a Redis of its own
@@ -121,7 +122,13 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         default=DEFAULT_REDIS_URL,
         validation_alias=AliasChoices("REDIS_URL", "VISIONQ_REDIS_URL"),
-        description="Broker, job store and default blob store (redis://, rediss://).",
+        description=(
+            "Broker, job records and default blob store; `redis://:password@host:port/db` "
+            "(tested), or TLS with `rediss://:password@host:6380/0?ssl_cert_reqs=required` "
+            "(kombu insists on `ssl_cert_reqs`), or Redis Sentinel with "
+            "`sentinel://host1:26379/0;sentinel://host2:26379/0` (tested with a failover, see "
+            "\"Redis Sentinel\"). When unset, `visionq up` starts the embedded Redis on this "
+            "address."),
     )
     redis_url_face: str | None = Field(
         default=None, description="Redis of the face queue: its Celery messages, job records "
@@ -143,50 +150,75 @@ class Settings(BaseSettings):
     redis_port: int = Field(default=DEFAULT_REDIS_PORT,
                             description="Port of the embedded Redis (when REDIS_URL is unset).")
     state_dir: Path = Field(default=Path(".visionq"),
-                            description="Embedded Redis data, logs, model cache.")
+                            description=(
+            "Embedded Redis data (AOF, `appendfsync everysec`) and other state."))
     blob_url: str = Field(default="redis://",
-                          description="Uploads: redis:// (the broker) or s3://bucket/prefix.")
+                          description=(
+            "Where uploads are stored: `redis://` (the broker, with a TTL) or "
+            "`s3://bucket/prefix`."))
     s3_endpoint_url: str | None = Field(default=None,
-                                        description="S3-compatible endpoint (MinIO, moto).")
-    blob_ttl_s: int = DEFAULT_BLOB_TTL_S
-    result_ttl_s: int = DEFAULT_RESULT_TTL_S
-    max_bytes: int = DEFAULT_MAX_BYTES
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    soft_time_limit_s: int = DEFAULT_SOFT_TIME_LIMIT_S
-    hard_time_limit_s: int = DEFAULT_HARD_TIME_LIMIT_S
-    visibility_timeout_s: int = DEFAULT_VISIBILITY_TIMEOUT_S
+                                        description=(
+            "S3-compatible endpoint (MinIO, moto); AWS credentials come from the usual boto3 "
+            "chain."))
+    blob_ttl_s: int = Field(default=DEFAULT_BLOB_TTL_S, description=(
+        "How long an unprocessed upload is kept."))
+    result_ttl_s: int = Field(default=DEFAULT_RESULT_TTL_S, description=(
+        "How long job records and results are kept."))
+    max_bytes: int = Field(default=DEFAULT_MAX_BYTES, description="Largest upload (20 MiB).")
+    max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, description="Largest image (50 MP).")
+    soft_time_limit_s: int = Field(default=DEFAULT_SOFT_TIME_LIMIT_S, description=(
+        "A job running longer fails with `timeout`."))
+    hard_time_limit_s: int = Field(default=DEFAULT_HARD_TIME_LIMIT_S, description=(
+        "The worker child is replaced after this long."))
+    visibility_timeout_s: int = Field(default=DEFAULT_VISIBILITY_TIMEOUT_S, description=(
+        "An unacknowledged job held by a vanished worker is redelivered after this long (must "
+        "exceed the hard limit; checked at start)."))
     reaper_grace_s: float = Field(
         default=60.0, ge=0,
-        description="A job still queued this long after the visibility timeout is re-published.")
-    worker_max_tasks_per_child: int = DEFAULT_MAX_TASKS_PER_CHILD
-    worker_max_memory_per_child_kb: int = DEFAULT_MAX_MEMORY_PER_CHILD_KB
-    model_face: str = DEFAULT_MODELS["face"]
+        description=(
+            "A job still queued this long after the visibility timeout is re-published (its "
+            "message was lost in delivery)."))
+    worker_max_tasks_per_child: int = Field(
+        default=DEFAULT_MAX_TASKS_PER_CHILD, description=(
+            "A pool child is replaced (after its job) past this many Celery deliveries; one that "
+            "has run this many jobs claims no more, so it runs fewer than twice as many jobs."))
+    worker_max_memory_per_child_kb: int = Field(
+        default=DEFAULT_MAX_MEMORY_PER_CHILD_KB, description=(
+            "A pool child is replaced (after its job) past this resident memory, in KiB."))
+    model_face: str = Field(default=DEFAULT_MODELS["face"], description=(
+        "Registry name (or `module:Class`) of the model the face queue runs."))
     model_detect: str = Field(
         default=DEFAULT_MODELS["detect"],
         validation_alias=AliasChoices("VISIONQ_MODEL_DETECT", "VISIONQ_DETECT_MODEL"),
         description="The detect queue's model: a registry name, or `custom/<name>` for a "
         "detector from the custom models folder (workers.custom.detector).")
-    model_classify: str = DEFAULT_MODELS["classify"]
+    model_classify: str = Field(default=DEFAULT_MODELS["classify"], description=(
+        "Registry name (or `module:Class`) of the model the classify queue runs."))
     models_dir: Path = Field(
         default_factory=default_models_dir,
-        description="Where `visionq install-models` puts converted weights (detect); custom "
-        "models live in its `custom/` folder.",
+        description=(
+            "Where `visionq install-models` puts converted weights (detect); "
+            "`$XDG_CACHE_HOME/visionq/models` when `XDG_CACHE_HOME` is set; custom models live "
+            "in its `custom/` folder."),
         json_schema_extra={"default_text": "`~/.cache/visionq/models`"})
     custom_models_loaded: int = Field(
         default=4, ge=1, description="Custom models a `custom` worker process keeps loaded "
         "(least recently used dropped).")
     model_max_bytes: int = Field(
-        default=DEFAULT_MODEL_MAX_BYTES, ge=1, description="Largest custom model `addmodel` "
-        "accepts, in bytes: the file, or a SavedModel .zip's uncompressed total (checked "
-        "from the zip's directory before extracting, and while extracting).")
+        default=DEFAULT_MODEL_MAX_BYTES, ge=1, description=(
+            "Largest custom model `addmodel` accepts: the file, or a SavedModel `.zip`'s "
+            "uncompressed total (also at most 1000 entries), checked from the zip's directory "
+            "before extracting and again while extracting; 413 `model_too_large` past it."))
     instance_id: str = Field(
         default_factory=socket.gethostname,
         description="This worker host's id in the busy marks the autoscaler reads for "
         "scale-in protection (the EC2 instance id, set by autoscale/user-data.sh).",
         json_schema_extra={"default_text": "host name"})
-    api_host: str = DEFAULT_API_HOST
-    api_port: int = DEFAULT_API_PORT
-    flower_port: int = 5555
+    api_host: str = Field(default=DEFAULT_API_HOST, description=(
+        "Address `visionq up` binds the API to."))
+    api_port: int = Field(default=DEFAULT_API_PORT, description=(
+        "Port `visionq up` binds the API to."))
+    flower_port: int = Field(default=5555, description="Flower's port.")
     flower_basic_auth: str = Field(
         default="", description="Flower's basic auth, user:password (comma-separate several); "
         "when set, `visionq up` binds Flower to the API's host, else Flower stays on loopback.")
@@ -212,10 +244,14 @@ class Settings(BaseSettings):
     rate_limit: int = Field(default=0, ge=0, description="Requests per key per rate window; "
                             "0 = unlimited.")
     rate_window_s: int = Field(default=60, ge=1, description="Rate-limit window in seconds.")
-    max_backlog_face: int = DEFAULT_MAX_BACKLOG
-    max_backlog_detect: int = DEFAULT_MAX_BACKLOG
-    max_backlog_classify: int = DEFAULT_MAX_BACKLOG
-    max_backlog_custom: int = DEFAULT_MAX_BACKLOG
+    max_backlog_face: int = Field(default=DEFAULT_MAX_BACKLOG, description=(
+        "Length of the face queue beyond which new jobs get 503 `queue_full`."))
+    max_backlog_detect: int = Field(default=DEFAULT_MAX_BACKLOG, description=(
+        "Length of the detect queue beyond which new jobs get 503 `queue_full`."))
+    max_backlog_classify: int = Field(default=DEFAULT_MAX_BACKLOG, description=(
+        "Length of the classify queue beyond which new jobs get 503 `queue_full`."))
+    max_backlog_custom: int = Field(default=DEFAULT_MAX_BACKLOG, description=(
+        "Length of the custom queue beyond which new jobs get 503 `queue_full`."))
     max_batch: int = Field(default=64, ge=1, description="Images per batch submit.")
     max_streams: int = Field(
         default=DEFAULT_MAX_STREAMS, ge=0,
@@ -242,7 +278,8 @@ class Settings(BaseSettings):
     stream_send_timeout_s: float = Field(
         default=10.0, gt=0, description="A frame the client does not take within this many "
         "seconds (it stopped reading) ends the stream, freeing its thread.")
-    sync_timeout_s: float = DEFAULT_SYNC_TIMEOUT_S
+    sync_timeout_s: float = Field(default=DEFAULT_SYNC_TIMEOUT_S, description=(
+        "How long DeepStack endpoints wait for the job."))
     deepstack_max_predictions: int = Field(
         default=300, ge=1, le=1000, description="/v1/vision/detection answers at most this "
         "many predictions (the most confident): DeepStack's own cap (max_det 300 in its NMS). "
@@ -250,29 +287,39 @@ class Settings(BaseSettings):
         "for Frigate.")
     idempotency_ttl_s: int = Field(default=24 * 3600, description="How long an Idempotency-Key "
                                    "maps to its job(s).")
-    recent_jobs: int = DEFAULT_RECENT_JOBS
+    recent_jobs: int = Field(default=DEFAULT_RECENT_JOBS, description=(
+        "How many job ids `GET /v1/jobs` can list from Redis (older ones come from the history)."))
     face_detector: FaceDetector = Field(
-        default="hog", description="Face detector of face jobs that do not name one "
-        "(`face_detector` option): hog, yunet or cnn (README \"Face detection cost and "
-        "recall\": why hog stays the default).")
-    face_tolerance: float = DEFAULT_FACE_TOLERANCE
+        default="hog", description=(
+            "Face: the detector of face jobs that do not choose one (`face_detector` option): "
+            "`hog`, `yunet` (OpenCV Zoo's YuNet on ONNX Runtime, weights from `visionq "
+            "install-models`) or `cnn` (cost and recall per detector)."))
+    face_tolerance: float = Field(default=DEFAULT_FACE_TOLERANCE, description=(
+        "Face recognition distance threshold: a face matches a registered person at or below it "
+        "(`face_recognition`'s own is 0.6; lower: fewer strangers named, more \"unknown\" for "
+        "registered people; open-set evaluation)."))
     face_min_margin: float = Field(
         default=0.0, ge=0, le=1, description="Recognition: the second-nearest registered "
         "person must be at least this much farther than the nearest, else \"unknown\" "
         "(0: off; `python -m bench face-openset`).")
     face_min_size_px: int = Field(
-        default=DEFAULT_FACE_MIN_SIZE_PX, ge=0, le=10_000, description="Recognition: faces "
-        "less high than this (original px) are answered \"unknown\" (0: off).")
+        default=DEFAULT_FACE_MIN_SIZE_PX, ge=0, le=10_000, description=(
+            "Recognition: faces less high than this (original px, `quality.size_px`) are "
+            "answered \"unknown\" (`0`: off; small faces are most of the strangers named, open-set "
+            "evaluation)."))
     face_min_sharpness: float = Field(
         default=0.0, ge=0, description="Recognition: faces whose `quality.sharpness` "
         "(variance of the Laplacian at 64 px) is below this are answered \"unknown\" (0: off).")
     face_max_scan_pixels: int = Field(
         default=DEFAULT_FACE_MAX_SCAN_PIXELS, ge=1_000_000,
-        description="Most pixels a face job's `upsample` / `min_face_px` may make the detector "
-        "scan (pixels x 4^upsample, or pixels x (80 / min_face_px)^2; YuNet: 32 for 80, x 4; "
-        "CNN: x 64), checked at submit "
-        "(400 `face_cost_too_high`) and by the worker. Default 40 MP: ~4 CPU-s and ~0.5 GB "
-        "of HOG, measured (visionq/face_budget.py).")
+        description=(
+            "Face: most pixels a job's `upsample` / `min_face_px` may make the detector scan "
+            "(pixels × 4^upsample, or pixels × (80 / `min_face_px`)²; × 64 with the CNN; YuNet: "
+            "pixels × 4^upsample or × (32 / `min_face_px`)², × 4); more is refused at submit "
+            "(400 `face_cost_too_high`) and failed by the worker without detecting. 40 MP ≈ 4 "
+            "CPU-s and 0.5 GB of HOG, or 0.625 MP of CNN ≈ 3.5 CPU-s and 0.8 GB, on this machine "
+            "(`visionq/face_budget.py`). It also caps the CNN's default scale (at most budget / "
+            "64 pixels scanned)."))
     claim_max: int = Field(
         default=DEFAULT_CLAIM_MAX, ge=1, le=64,
         description="Jobs a worker process may run per Celery delivery when its queue is "
@@ -292,14 +339,15 @@ class Settings(BaseSettings):
         default=False, description="Workers publish Celery task events from the start (Flower "
         "turns them on by itself when it runs; off saves several Redis publishes per job).")
     watch_interval_s: float = Field(default=DEFAULT_WATCH_INTERVAL_S, gt=0,
-                                    description="`visionq watch` scan mode: seconds between "
-                                    "listings of the watched prefix.")
+                                    description=(
+            "`visionq watch` scan mode: seconds between listings of the watched prefix "
+            "(`--interval` overrides)."))
     watch_dedupe_ttl_s: int = Field(default=DEFAULT_WATCH_DEDUPE_TTL_S, ge=60,
                                     description="`visionq watch`: how long an object version "
                                     "(bucket/key/ETag) is remembered as handled.")
     watch_metrics_port: int = Field(default=DEFAULT_WATCH_METRICS_PORT, ge=0,
-                                    description="`visionq watch`: Prometheus metrics port "
-                                    "(0: none).")
+                                    description=(
+            "`visionq watch`: Prometheus metrics port (`0`: none; `--metrics-port` overrides)."))
     watch_reread_backoff_s: float = Field(
         default=DEFAULT_WATCH_REREAD_BACKOFF_S, gt=0,
         description="`visionq watch`: seconds before a new job for an object whose worker "
@@ -333,8 +381,9 @@ class Settings(BaseSettings):
         "beats every 5 s) for this many seconds is killed and restarted like a crashed one "
         "(0: off).")
     history_writer: bool = Field(default=True,
-                                 description="The API process drains finished jobs into the "
-                                 "history store (and applies its retention).")
+                                 description=(
+            "The API process drains finished jobs from Redis into the history (and applies "
+            "retention); `false` in API processes that should only read it."))
     callback_url: str = Field(
         default="", description="Webhook receiving every finished job (as a job's "
         "callback_url does, signed with the global secret); empty: none.")

