@@ -67,7 +67,8 @@ def queue_stores(task: str) -> QueueStores:
     shards = shard_map(settings)
     jobs, blobs = _stores(shards.url_for(task), settings.result_ttl_s, settings.blob_url,
                           settings.blob_ttl_s, settings.s3_endpoint_url)
-    return QueueStores(jobs, blobs, claim_host(task))
+    return QueueStores(jobs, blobs,
+                       settings.instance_id if hints_ride_along(shards, task) else None)
 
 
 def queue_client(task: str) -> redis.Redis:
