@@ -1,6 +1,6 @@
 """Webhooks end to end with real parts: the API, a classify worker, the sender
 (``visionq.callbacks.sender``, in a thread) and a real HTTP receiver on loopback (allowed by
-``VISIONQ_CALLBACK_ALLOW``).  The receiver checks each delivery with the README's verifier;
+``VISIONQ_CALLBACK_ALLOW``).  The receiver checks each delivery with docs/webhooks.md's verifier;
 a receiver that is down gets the job once it is back; a destination the sender's allow list
 refuses is never contacted."""
 

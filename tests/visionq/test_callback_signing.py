@@ -1,5 +1,5 @@
-"""Webhook signatures (``visionq.callbacks.signing``) checked by the README's verifier, taken
-from the README and run verbatim; per-key secrets differ per tenant."""
+"""Webhook signatures (``visionq.callbacks.signing``) checked by the docs' verifier, taken
+from docs/webhooks.md and run verbatim; per-key secrets differ per tenant."""
 
 from __future__ import annotations
 
@@ -19,20 +19,19 @@ from visionq.callbacks.signing import (
 )
 from visionq.secret import SecretError
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+WEBHOOKS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"
 SERVER = b"0123456789abcdef0123456789abcdef"
 
 
 def readme_verifier() -> Callable[..., bool]:
-    """``verify`` from the first Python block of the README's "Webhooks" section."""
-    text = README.read_text()
-    start = text.index("\n### Webhooks\n")
-    section = text[start:text.index("\n## ", start + 1)]
-    code = re.search(r"```python\n(.*?)```", section, re.S)
-    assert code is not None, "no Python verifier in the README's Webhooks section"
+    """``verify`` from the first Python block of docs/webhooks.md."""
+    text = WEBHOOKS_PAGE.read_text()
+    assert text.startswith("# Webhooks\n")
+    code = re.search(r"```python\n(.*?)```", text, re.S)
+    assert code is not None, "no Python verifier in docs/webhooks.md"
     assert len(code.group(1).strip().splitlines()) <= 12, "the verifier should stay short"
     namespace: dict[str, object] = {}
-    exec(compile(code.group(1), "README.md (Webhooks)", "exec"), namespace)  # noqa: S102
+    exec(compile(code.group(1), "docs/webhooks.md", "exec"), namespace)  # noqa: S102
     return namespace["verify"]  # type: ignore[return-value]
 
 
