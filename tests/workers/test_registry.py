@@ -147,9 +147,9 @@ def test_every_built_in_loads_and_runs_with_default_options(name: str) -> None:
 
 def test_the_readme_example_plugin_keeps_the_contract(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    source = re.search(r"```python\n# my_package/red_detector.py\n(.*?)```", readme, re.S)
-    assert source, "the README's worked example is gone"
+    page = (Path(__file__).resolve().parents[2] / "docs" / "models.md").read_text()
+    source = re.search(r"```python\n# my_package/red_detector.py\n(.*?)```", page, re.S)
+    assert source, "docs/models.md's worked example is gone"
     (tmp_path / "readme_red_detector.py").write_text(source.group(1))
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("VISIONQ_RED_MIN_RED", "150")
