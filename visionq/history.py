@@ -39,6 +39,8 @@ from typing import Any
 
 import redis
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
 from visionq.jobs import Job
@@ -207,9 +209,9 @@ class HistoryStore:
         self._ensure()
         dialect = self.engine.dialect.name
         if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
+            insert = postgresql_insert
         elif dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
+            insert = sqlite_insert
         else:  # pragma: no cover - other databases: plain insert of the new ids
             with self.engine.begin() as conn:
                 ids = [row["id"] for row in rows]

@@ -31,6 +31,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from visionq.model_errors import CheckerMissing, ModelTooLargeError, UnsafeModelError
+from visionq.savedmodel_scan import ProtosMissing, check_saved_model
+
 log = logging.getLogger(f"visionq.{__name__}")
 
 DEFAULT_MODEL_MAX_BYTES = 256 * 1024 * 1024
@@ -42,18 +45,6 @@ assets); a ``.keras`` file three."""
 ONNX_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
 UNSAFE_KERAS_LAYERS = frozenset({"Lambda", "TFSMLayer"})
 KERAS_CONFIG_MAX_BYTES = 64 * 1024 * 1024
-
-
-class UnsafeModelError(ValueError):
-    """The model would run more than inference; the message names what and where."""
-
-
-class ModelTooLargeError(ValueError):
-    """An upload or zip past ``VISIONQ_MODEL_MAX_BYTES`` or ``MAX_ZIP_ENTRIES``."""
-
-
-class CheckerMissing(ImportError):
-    """The library that parses this format is not installed in this process."""
 
 
 def check_model(fmt: str, path: Path, *, max_bytes: int, required: bool) -> None:
@@ -83,8 +74,6 @@ def check_zip_directory(archive: zipfile.ZipFile, max_bytes: int) -> None:
 
 
 def _check_saved_model(folder: Path, max_bytes: int) -> None:
-    from visionq.savedmodel_scan import ProtosMissing, check_saved_model
-
     try:
         check_saved_model(folder)
     except ProtosMissing as exc:
@@ -104,7 +93,7 @@ def _check_keras(path: Path, max_bytes: int) -> None:
             raw = archive.read(info)
     else:
         try:
-            import h5py
+            import h5py  # noqa: PLC0415 - optional (TensorFlow's), only for an .h5 upload
         except ImportError as exc:
             raise CheckerMissing("an .h5 Keras model needs h5py to be read") from exc
         try:
@@ -138,7 +127,7 @@ def _keras_classes(config: Any) -> Iterator[str]:
 
 def _check_onnx(path: Path, max_bytes: int) -> None:
     try:
-        import onnx
+        import onnx  # noqa: PLC0415 - optional (visionq[detect]), heavy: only for ONNX
     except ImportError as exc:
         raise CheckerMissing("onnx models need the onnx package: pip install "
                              "'visionq[detect]'") from exc
@@ -209,7 +198,8 @@ def _check_tflite(path: Path, max_bytes: int) -> None:
 
 def _tflite_schema() -> Any:
     try:
-        from ai_edge_litert import schema_py_generated
+        # Optional (visionq[classify]): only when a TFLite model is checked.
+        from ai_edge_litert import schema_py_generated  # noqa: PLC0415
     except ImportError as exc:
         raise CheckerMissing("tflite models need ai-edge-litert: pip install "
                              "'visionq[classify]'") from exc

@@ -19,6 +19,8 @@ from urllib.parse import unquote, urlsplit
 import redis
 from redis.sentinel import Sentinel
 
+from visionq.settings import get_settings
+
 SENTINEL_SCHEME = "sentinel"
 TIMEOUTS = {"socket_connect_timeout": 2, "socket_timeout": 5}
 """Short timeouts so a down Redis turns into a quick 503, not a hang."""
@@ -61,16 +63,12 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
 
 
 def sentinel_master_name() -> str:
-    from visionq.settings import get_settings
-
     return get_settings().redis_sentinel_master
 
 
 def min_replicas_ack(url: str) -> int:
     """Replicas a write must reach before we acknowledge it (``VISIONQ_REDIS_MIN_REPLICAS_ACK``;
     by default 1 behind Sentinel — a failover then loses no acknowledged job — else 0)."""
-    from visionq.settings import get_settings
-
     configured = get_settings().redis_min_replicas_ack
     if configured is not None:
         return configured

@@ -199,8 +199,10 @@ def is_transient_error(exc: BaseException) -> bool:
     """Whether an S3 call that raised ``exc`` may succeed if tried again: no answer
     (connection refused or reset, a timeout, a body cut short), a 5xx or 429 answer, or a
     throttling code.  A 4xx such as 403 or 404 is an answer: trying again changes nothing."""
-    from botocore import exceptions as boto  # imported where S3 is used anyway
-    from urllib3.exceptions import HTTPError as Urllib3Error
+    # Lazy on purpose: this module's parsers run where boto3 never does (the workers import
+    # it through visionq.blobstore); botocore loads where S3 is actually called.
+    from botocore import exceptions as boto  # noqa: PLC0415
+    from urllib3.exceptions import HTTPError as Urllib3Error  # noqa: PLC0415
 
     if isinstance(exc, boto.ClientError):
         error = exc.response.get("Error", {}) or {}

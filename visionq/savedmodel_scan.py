@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from visionq.model_errors import UnsafeModelError
+
 SAVED_MODEL_CLI_DENYLIST = frozenset({"WriteFile", "ReadFile", "PrintV2"})
 """``saved_model_cli scan``'s default list (``tensorflow/python/tools/saved_model_cli.py``)."""
 PYTHON_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
@@ -97,7 +99,9 @@ def saved_model_pb2() -> types.ModuleType:
         if _protos is not None:
             return _protos
         if "tensorflow" in sys.modules:
-            from tensorflow.core.protobuf import saved_model_pb2 as module
+            # Lazy on purpose: TensorFlow is optional (visionq[tensorflow], ~1.3 GB) and
+            # only its protobuf module is wanted, only when a SavedModel is checked.
+            from tensorflow.core.protobuf import saved_model_pb2 as module  # noqa: PLC0415
             _protos = module
             return module
         spec = importlib.util.find_spec("tensorflow")
@@ -107,8 +111,8 @@ def saved_model_pb2() -> types.ModuleType:
         stand_in = types.ModuleType("tensorflow")
         stand_in.__path__ = list(spec.submodule_search_locations)
         sys.modules["tensorflow"] = stand_in
-        try:
-            from tensorflow.core.protobuf import saved_model_pb2 as module
+        try:  # the stand-in above lends the package's path: protobuf only, no TensorFlow
+            from tensorflow.core.protobuf import saved_model_pb2 as module  # noqa: PLC0415
         finally:
             for name in [n for n in sys.modules if n == "tensorflow" or
                          n.startswith("tensorflow.")]:
@@ -120,8 +124,6 @@ def saved_model_pb2() -> types.ModuleType:
 def check_saved_model(folder: Path) -> None:
     """Raise ``UnsafeModelError`` (``visionq.model_scan``) naming the first op outside
     inference and where it is; ``ValueError`` when ``saved_model.pb`` does not parse."""
-    from visionq.model_scan import UnsafeModelError
-
     saved_model = saved_model_pb2().SavedModel()
     try:
         saved_model.ParseFromString((folder / "saved_model.pb").read_bytes())

@@ -12,7 +12,7 @@ from types import FrameType
 
 import redis
 
-from visionq.callbacks.destinations import AllowList
+from visionq.callbacks.destinations import AllowList, DestinationError, parse_url
 from visionq.callbacks.sender import GROUP, CallbackSender
 from visionq.callbacks.signing import CallbackSecrets
 from visionq.keys import HISTORY_STREAM_KEY
@@ -77,7 +77,6 @@ def main(argv: list[str] | None = None) -> int:
                         "%(message)s")
     settings = Settings()
     if settings.callback_url:
-        from visionq.callbacks.destinations import DestinationError, parse_url
         try:
             parse_url(settings.callback_url)
         except DestinationError as exc:

@@ -21,6 +21,14 @@ from visionq.redis_conn import redis_client
 from visionq.settings import QUEUES, Settings
 from visionq.shards import shard_map
 
+try:  # paho-mqtt, the mqtt extra: main() says so when it is missing
+    from visionq.mqtt.broker import Broker
+    from visionq.mqtt.publisher import MqttPublisher
+except ImportError as exc:
+    MISSING_EXTRA: ImportError | None = exc
+else:
+    MISSING_EXTRA = None
+
 log = logging.getLogger("visionq.mqtt")
 
 
@@ -46,12 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not mqtt_settings.enabled:
         print("visionq mqtt: VISIONQ_MQTT_URL is not set: nothing to do", file=sys.stderr)
         return 2
-    try:
-        from visionq.mqtt.broker import Broker
-        from visionq.mqtt.publisher import MqttPublisher
-    except ImportError as exc:
-        print(f"visionq mqtt: {exc}: install the mqtt extra (pip install 'visionq[mqtt]')",
-              file=sys.stderr)
+    if MISSING_EXTRA is not None:
+        print(f"visionq mqtt: {MISSING_EXTRA}: install the mqtt extra "
+              "(pip install 'visionq[mqtt]')", file=sys.stderr)
         return 2
     settings = Settings()
     shards = shard_map(settings)
