@@ -25,7 +25,9 @@ from bench.broker_ceiling import _image
 from bench.common import Run, free_port, say, stop_process
 from visionq.blobstore import RedisBlobStore
 from visionq.embedded_redis import server_command, wait_ready
-from visionq.jobs import _BEGIN_SCRIPT, COUNTS_KEY, JobStore
+from visionq.jobs import JobStore
+from visionq.jobs.scripts import BEGIN as _BEGIN_SCRIPT
+from visionq.keys import COUNTS_KEY
 
 WAYS = ("lua", "get")
 THROUGH_LUA = _BEGIN_SCRIPT.replace(
@@ -34,7 +36,7 @@ THROUGH_LUA = _BEGIN_SCRIPT.replace(
     "return {attempt, redis.call('HGETALL', KEYS[1]), key and redis.call('GET', key)}")
 """The begin script as it was: the image read inside it and returned through Lua."""
 if THROUGH_LUA == _BEGIN_SCRIPT:
-    raise ImportError("visionq.jobs' begin script changed: update THROUGH_LUA")
+    raise ImportError("visionq.jobs' begin script (begin.lua) changed: update THROUGH_LUA")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

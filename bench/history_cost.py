@@ -41,10 +41,9 @@ from typing import Any
 import redis
 
 from bench.common import Run, free_port, percentile, say, stop_process
-from visionq import jobs as jobs_module
 from visionq.embedded_redis import server_command, wait_ready
 from visionq.history import Filters, HistoryStore, HistoryWriter, jobs_table, record_from_fields
-from visionq.jobs import JobStore
+from visionq.jobs import JobStore, scripts
 from visionq.keys import HISTORY_STREAM_KEY
 
 RESULT = {"model": "efficientnet_lite0", "model_version": "efficientnet_lite0-3b1f0c9e2d7a",
@@ -117,7 +116,7 @@ class NoHistoryJobStore(JobStore):
     def __init__(self, client: redis.Redis, ttl_s: int) -> None:
         super().__init__(client, ttl_s)
         self._finish = client.register_script(
-            jobs_module._FINISH_SCRIPT.replace(jobs_module._HISTORY_XADD, ""))
+            scripts.FINISH.replace(scripts.HISTORY_XADD, ""))
 
 
 def _run_jobs(store: JobStore, n: int, tag: str) -> list[float]:

@@ -62,7 +62,8 @@ import requests
 
 from bench.common import FIXTURES, REPO, cpu_model, free_port, load_average
 from bench.procstat import children, rss_kb
-from visionq.jobs import FINAL_STATUSES, JOB_KEY_PREFIX
+from visionq.jobs import FINAL_STATUSES
+from visionq.keys import JOB_KEY_PREFIX
 
 IMAGES = {
     "face": FIXTURES / "faces" / "obama_small.jpg",

@@ -32,8 +32,8 @@ from tests.conftest import spawn
 from tests.helpers import children, free_port, rss_kb, stop_process
 from visionq.blobstore import BLOB_KEY_PREFIX
 from visionq.embedded_redis import server_command, wait_ready
-from visionq.jobs import FINAL_STATUSES, JOB_KEY_PREFIX, JobStore
-from visionq.keys import COUNTS_KEY, HISTORY_STREAM_KEY, RECENT_KEY
+from visionq.jobs import FINAL_STATUSES, JobStore
+from visionq.keys import COUNTS_KEY, HISTORY_STREAM_KEY, JOB_KEY_PREFIX, RECENT_KEY
 
 SLEEPY = {"VISIONQ_MODEL_CLASSIFY": "tests.workers.sleepy_model:SleepyModel"}
 BLOB_BYTES_MIN = 250_000

@@ -61,9 +61,9 @@ def test_wait_returns_when_finished(idle_redis_url: str) -> None:
 def test_wait_is_woken_by_the_finish_announcement(idle_redis_url: str, monkeypatch) -> None:
     """With the periodic re-read pushed out to 30 s, only the pub/sub announcement can end
     the wait early: each of many finishes racing the subscription must be seen."""
-    import visionq.jobs as jobs_module
+    import visionq.jobs.waiting as waiting_module
 
-    monkeypatch.setattr(jobs_module, "WAIT_RECHECK_S", 30.0)
+    monkeypatch.setattr(waiting_module, "WAIT_RECHECK_S", 30.0)
     store = JobStore(redis.Redis.from_url(idle_redis_url), ttl_s=60)
     for delay in (0.0, 0.001, 0.005, 0.02, 0.05) * 4:
         job = store.create("face", "k")
@@ -86,10 +86,10 @@ def test_revoke_wakes_a_waiter(idle_redis_url: str) -> None:
 def test_shared_listener_wakes_many_waiters(idle_redis_url: str, monkeypatch) -> None:
     """One process-wide subscription wakes every waiting thread; with the periodic re-read
     pushed out to 30 s only the announcement can end each wait early."""
-    import visionq.jobs as jobs_module
+    import visionq.jobs.waiting as waiting_module
     from visionq.wakeup import DoneListener
 
-    monkeypatch.setattr(jobs_module, "WAIT_RECHECK_S", 30.0)
+    monkeypatch.setattr(waiting_module, "WAIT_RECHECK_S", 30.0)
     client = redis.Redis.from_url(idle_redis_url)
     listener = DoneListener(client)
     store = JobStore(client, ttl_s=60, listener=listener)
@@ -216,7 +216,7 @@ def test_replica_acks_are_not_awaited_from_a_primary_without_replicas(redis_url:
 
     store = JobStore(redis_lib.Redis.from_url(redis_url), 60, replicas=1,
                      replica_timeout_ms=60_000)
-    assert store._wanted_replicas() == 0
+    assert store._replica_wait.wanted() == 0
     job = store.create("classify", "visionq:blob:none")
     store.confirm_published([job.id])
     assert store.get(job.id).status == "queued"

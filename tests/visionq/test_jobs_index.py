@@ -5,13 +5,13 @@ from __future__ import annotations
 import redis
 
 from visionq.jobs import (
-    RECENT_KEY,
     REVOKE_FINAL,
     REVOKE_TOO_LATE,
     REVOKE_UNKNOWN,
     REVOKED,
     JobStore,
 )
+from visionq.keys import RECENT_KEY
 
 
 def test_recent_is_newest_first_capped_filtered_and_paged(idle_redis_url: str) -> None:

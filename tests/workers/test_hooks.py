@@ -14,7 +14,8 @@ from celery.exceptions import TimeLimitExceeded
 from tests.workers.conftest import SLEEPY, WorkerEnv
 from tests.workers.sleepy_model import SleepyModel
 from visionq.broker import busy_workers, completed, recent_service_time, workers_by_queue
-from visionq.jobs import RECENT_KEY, JobStore
+from visionq.jobs import JobStore
+from visionq.keys import RECENT_KEY
 from workers import runtime
 from workers.hooks import Heartbeats, Hooks, ModelLoading, ScalingHints, WorkerHook
 from workers.runner import JobOutcome

@@ -9,7 +9,8 @@ import redis
 
 from tests.workers.sleepy_model import image_bytes
 from visionq.blobstore import RedisBlobStore
-from visionq.jobs import RECENT_KEY, JobStore
+from visionq.jobs import JobStore
+from visionq.keys import RECENT_KEY
 from workers.reaper import LOCK_KEY, maybe_sweep, sweep
 
 
