@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from visionq.faces_registry import FaceRegistry
+from visionq.faces_registry import FaceRegistry, policy_from
 from visionq.mqtt.settings import MqttSettings
 from visionq.mqtt.topics import Topics
 from visionq.redis_conn import redis_client
@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     on_connect=lambda: publisher_box and publisher_box[0].on_connect())
     publisher = MqttPublisher(
         mqtt_settings, broker, [redis_client(url) for url in shards.urls],
-        FaceRegistry(redis_client(shards.main), settings.face_tolerance),
+        FaceRegistry(redis_client(shards.main), policy=policy_from(settings)),
         {queue: shards.client_for(queue) for queue in queues})
     publisher_box.append(publisher)
     stop = threading.Event()

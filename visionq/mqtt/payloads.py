@@ -17,9 +17,9 @@ TIME_FIELDS = ("queued_at", "started_at", "finished_at")
 ERROR_MAX = 1000
 """Characters of a failed job's error message published."""
 
-Identify = Callable[[Sequence[Sequence[float]]], Sequence[Any]]
-"""``FaceRegistry.identify``: for each encoding, a match (``userid``, ``confidence``) or
-None."""
+Identify = Callable[[Sequence[Sequence[float]], Sequence[Any]], Sequence[Any]]
+"""``FaceRegistry.identify(encodings, qualities)``: for each encoding (and the face's
+``quality``, for the size/sharpness gate), a match (``userid``, ``confidence``) or None."""
 
 
 def iso(ts: float | None) -> str | None:
@@ -103,7 +103,9 @@ def sightings(fields: Mapping[str, str], identify: Identify,
         return {}
     seen: dict[str, dict[str, Any]] = {}
     finished = _float(fields.get("finished_at"))
-    for face, match in zip(found, identify([f["encoding"] for f in found]), strict=True):
+    for face, match in zip(found, identify([f["encoding"] for f in found],
+                                                  [f.get("quality") for f in found]),
+                           strict=True):
         if match is None or match.confidence < min_confidence:
             continue
         confidence = round(float(match.confidence), 4)

@@ -55,7 +55,7 @@ def test_error_is_bounded() -> None:
 
 def test_sightings_keep_the_surest_face_per_person_above_the_threshold() -> None:
     matches = [Match("alice", 0.7), Match("alice", 0.9), Match("bob", 0.5)]
-    seen = sightings(face_fields(), lambda encodings: matches[:len(encodings)], 0.67)
+    seen = sightings(face_fields(), lambda encodings, qualities: matches[:len(encodings)], 0.67)
     assert list(seen) == ["alice"]
     alice = seen["alice"]
     assert alice["confidence"] == 0.9 and alice["box"]["x_min"] == 50
@@ -64,10 +64,24 @@ def test_sightings_keep_the_surest_face_per_person_above_the_threshold() -> None
 
 
 def test_no_sightings_without_encodings_or_success() -> None:
-    def identify(encodings: list) -> list:
+    def identify(encodings: list, qualities: list) -> list:
         return [Match("alice", 1.0)] * len(encodings)
 
     assert sightings(face_fields(status="failed"), identify, 0.5) == {}
     assert sightings(face_fields(task="detect"), identify, 0.5) == {}
     plain = json.dumps({"faces": [{"x_min": 1, "y_min": 1, "x_max": 2, "y_max": 2}]})
     assert sightings(face_fields(result=plain), identify, 0.5) == {}
+
+
+def test_sightings_pass_each_faces_quality_to_the_registry() -> None:
+    """The registry's size/sharpness gate (VISIONQ_FACE_MIN_SIZE_PX) needs the quality."""
+    given: list = []
+
+    def identify(encodings: list, qualities: list) -> list:
+        given.extend(qualities)
+        return [None] * len(encodings)
+
+    faces = [{"encoding": [0.0] * 128, "quality": {"size_px": 40, "sharpness": 80.0}},
+             {"encoding": [0.0] * 128}]
+    assert sightings(face_fields(result=json.dumps({"faces": faces})), identify, 0.5) == {}
+    assert given == [{"size_px": 40, "sharpness": 80.0}, None]
