@@ -327,14 +327,10 @@ class Settings(BaseSettings):
         "round trip (saves Celery's per-message work; 1: off).")
     latency_queues: str = Field(
         default="detect", description="Comma-separated latency-critical queues: workers of "
-        "every other queue run at `VISIONQ_HEAVY_NICE` and wait between jobs while one of "
-        "these has jobs waiting (`VISIONQ_HEAVY_YIELD_S`); empty: no latency classes.")
+        "every other queue run at `VISIONQ_HEAVY_NICE`; empty: no latency classes.")
     heavy_nice: int = Field(
         default=10, ge=0, le=19, description="Nice value of the workers of queues that are not "
         "latency-critical (0: the default priority).")
-    heavy_yield_s: float = Field(
-        default=0.5, ge=0, le=10, description="Longest wait of a worker of a heavy queue, "
-        "between two jobs, while a latency-critical queue has jobs waiting (0: no wait).")
     task_events: bool = Field(
         default=False, description="Workers publish Celery task events from the start (Flower "
         "turns them on by itself when it runs; off saves several Redis publishes per job).")

@@ -1,14 +1,10 @@
 """Latency classes (``workers.latency``): a heavy queue's worker really runs at the lower
-nice value (every thread of its pool process), a latency-critical queue's worker does not,
-and a heavy worker's wait between jobs lasts while a critical queue has jobs, up to its
-bound."""
+nice value (every thread of its pool process), a latency-critical queue's worker does not."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +13,7 @@ import redis
 
 from tests.conftest import WorkerFactory
 from tests.workers.conftest import SLEEPY
-from visionq.kombu_redis import priority_keys
-from workers.latency import is_heavy, waiting_in, yield_while
+from workers.latency import is_heavy
 
 DB = 13
 """No other test uses this Redis database: these workers take nobody's jobs."""
@@ -72,47 +67,3 @@ def test_a_heavy_queues_worker_runs_at_the_lower_nice_value(
         assert thread_nices(worker.pid) == {expected}
         for child in children:  # the process that runs the jobs, every thread of it
             assert thread_nices(child) == {expected}
-
-
-def test_the_wait_lasts_while_the_critical_queue_has_jobs_and_ends_when_it_empties(
-        db_url: str) -> None:
-    client = redis.Redis.from_url(db_url)
-    client.rpush(priority_keys("detect")[1], b"a job")  # any priority level counts
-    client.rpush("detect", b"a job")
-    polls = []
-    count = waiting_in([(client, "detect")])
-
-    def waiting() -> int:
-        polls.append(1)
-        return count()
-
-    result: list[float] = []
-    waiter = threading.Thread(target=lambda: result.append(yield_while(waiting, 60.0)))
-    waiter.start()
-    deadline = time.monotonic() + 30
-    while len(polls) < 5:  # it looked again and again: still waiting
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    assert waiter.is_alive()
-    client.delete(*priority_keys("detect"))
-    waiter.join(30)
-    assert not waiter.is_alive() and result[0] < 60
-
-
-def test_the_wait_stops_at_its_bound_and_does_not_start_on_an_empty_queue() -> None:
-    now = [0.0]
-
-    def sleep(seconds: float) -> None:
-        now[0] += seconds
-
-    waited = yield_while(lambda: 3, 0.5, poll_s=0.01, clock=lambda: now[0], sleep=sleep)
-    assert waited == pytest.approx(0.5)
-    slept: list[float] = []
-    assert yield_while(lambda: 0, 0.5, clock=lambda: now[0], sleep=slept.append) == 0
-    assert slept == []
-    assert yield_while(lambda: 3, 0, clock=lambda: now[0], sleep=slept.append) == 0
-
-
-def test_a_redis_error_never_blocks_the_worker() -> None:
-    gone = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
-    assert waiting_in([(gone, "detect")])() == 0
