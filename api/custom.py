@@ -117,7 +117,7 @@ def add_model() -> Response:
         raise ApiError(413, "model_too_large", str(exc)) from exc
     except UnsafeModelError as exc:
         raise ApiError(400, "unsafe_model", f"{exc}; custom models may only compute "
-                       f"(README: Custom models)") from exc
+                       f"(docs/custom-models.md)") from exc
     except (ManifestError, ValueError) as exc:
         raise ApiError(400, "invalid_model", str(exc)) from exc
     return _ok(started, message="model added", model=model.describe())

@@ -44,7 +44,7 @@ SYNC_ERRORS = (*SUBMIT_ERRORS, 409, 500, 504)
 
 
 CALLBACK_URL = {"type": "string", "maxLength": MAX_URL_LENGTH, "description":
-                "Webhook: the finished job is POSTed here, signed (README, \"Webhooks\"). "
+                "Webhook: the finished job is POSTed here, signed (docs/webhooks.md). "
                 "http(s) only; loopback, link-local and private addresses are refused "
                 "(400 callback_refused) unless VISIONQ_CALLBACK_ALLOW lists them."}
 

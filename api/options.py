@@ -2,7 +2,7 @@
 else), and the source of the option schemas in ``/openapi.json``.
 
 The models themselves live in the core (``visionq.options``): the model plugins declare and
-parse with the same ones, so the API, the OpenAPI document, the README and the workers
+parse with the same ones, so the API, the OpenAPI document, docs/api.md and the workers
 agree on every option and default.  Workers validate again (a job can be created by other
 clients of the queue), but a bad option must be a 400 at submit time, not a failed job a
 minute later.  Options are small: at most ``MAX_OPTIONS_BYTES`` of JSON (checked on the

@@ -189,7 +189,7 @@ def init_security(app: Flask, settings: Settings) -> None:
             settings.api_host):
         log.warning("the API is configured for %s with no API keys: anyone who can reach it "
                     "can submit jobs and read every job; set VISIONQ_API_KEYS and "
-                    "VISIONQ_ADMIN_KEYS (see the README's security model)", settings.api_host)
+                    "VISIONQ_ADMIN_KEYS (see docs/security.md)", settings.api_host)
 
     @app.before_request
     def _guard() -> None:

@@ -40,8 +40,8 @@ def up(queues: str, port: int | None, api_workers: int, concurrency: int, no_flo
     if bind_refusal(settings, insecure=False):  # --insecure: say once what it means
         click.echo(f"warning: the API listens on {settings.api_host} with no API keys "
                    "(--insecure): anyone on the network can submit jobs and read every "
-                   "job; set VISIONQ_API_KEYS and VISIONQ_ADMIN_KEYS (README, Security "
-                   "model)", err=True)
+                   "job; set VISIONQ_API_KEYS and VISIONQ_ADMIN_KEYS (docs/security.md)",
+                   err=True)
     stack = make_stack(settings, parse_queues(queues), api_workers=api_workers,
                        worker_concurrency=concurrency, flower=not no_flower,
                        prometheus=not no_prometheus)

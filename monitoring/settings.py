@@ -2,7 +2,7 @@
 (``VISIONQ_SLO_FACE=2s``) and the workers' exporter.
 
 Durations accept ``250ms``, ``2s``, ``1.5``, ``1m`` so the same spelling works in the
-environment, the README and Prometheus-style configs.
+environment, docs/configuration.md and Prometheus-style configs.
 """
 
 from __future__ import annotations

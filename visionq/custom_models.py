@@ -66,7 +66,7 @@ class ManifestError(ValueError):
 
 
 class Manifest(BaseModel):
-    """What a user writes in ``manifest.json`` (README "Custom models")."""
+    """What a user writes in ``manifest.json`` (docs/custom-models.md)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -7,7 +7,7 @@ nearest encoding), decided by a ``Policy``: a match when the distance is at most
 tolerance, and optionally a margin to the second-nearest person and a face size/sharpness
 gate.  ``Policy()`` is face_recognition's own rule (0.6, nothing else); the service's
 defaults (``VISIONQ_FACE_TOLERANCE`` 0.47, ``VISIONQ_FACE_MIN_SIZE_PX`` 60) come from
-``python -m bench face-openset`` (README "Face recognition threshold").
+``python -m bench face-openset`` (docs/models.md, "Face recognition threshold").
 
 Confidence from a distance follows the mapping in face_recognition's wiki
 ("Calculating Accuracy as a Percentage"): linear below and above the tolerance, bent so
@@ -60,7 +60,7 @@ class Match:
 @dataclass(frozen=True)
 class Policy:
     """When the nearest registered person is accepted as the face's name (the defaults and
-    why: README "Face recognition threshold", ``python -m bench face-openset``)."""
+    why: docs/models.md, "Face recognition threshold", ``python -m bench face-openset``)."""
 
     tolerance: float = 0.6
     """Largest distance to the person's nearest registered encoding."""

@@ -3,7 +3,7 @@
 The API validates a job's options with these models before accepting it (400 on anything
 else; ``api/options.py``), ``/openapi.json`` publishes their JSON schemas, and every model
 plugin declares the model of its task (``options = DetectOptions``) and parses a job's
-options with it, so the defaults below are the ones a job runs with.  The README's option
+options with it, so the defaults below are the ones a job runs with.  docs/api.md's option
 table is tested against them (``tests/visionq/test_settings_docs.py``).
 """
 
@@ -22,7 +22,7 @@ CocoLabels = Annotated[list[CocoLabel], Field(  # type: ignore[valid-type]
 
 DEFAULT_MIN_CONFIDENCE = 0.3
 """Where the detector balances recall and false positives on the coco8 fixtures
-(``bench/models_detect.py``; README "Models")."""
+(``bench/models_detect.py``; docs/models.md)."""
 DEFAULT_TOP_K = 5
 DETECT_INPUT_SIDE_STEP, DETECT_INPUT_SIDE_HIGHEST = 32, 1024
 """``input_size`` of detect jobs: the detector's graph takes multiples of 32; 1024 costs 4x

@@ -26,7 +26,7 @@ class PluginSettings(BaseSettings):
     """Base of a plugin's own settings: environment variables under the plugin's prefix
     (``model_config = SettingsConfigDict(env_prefix="VISIONQ_FACE_")``), overridden by
     keyword arguments to the plugin's constructor (tests, benchmarks).  Every field is
-    listed in the README's configuration table like ``Settings``' own."""
+    listed in docs/configuration.md like ``Settings``' own."""
 
     model_config = SettingsConfigDict(extra="forbid", populate_by_name=True)
 

@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         "callback_url, and every job when VISIONQ_CALLBACK_URL is set. Reads the "
         "visionq:history stream with a consumer group of its own; retries with back-off "
         "for VISIONQ_CALLBACK_RETRY_S; destinations are checked against "
-        "VISIONQ_CALLBACK_ALLOW. Configured by the VISIONQ_* environment (README, "
-        "\"Webhooks\"); several may run at once.")
+        "VISIONQ_CALLBACK_ALLOW. Configured by the VISIONQ_* environment (docs/webhooks.md); "
+        "several may run at once.")
     parser.add_argument("--check", action="store_true",
                         help="Health check: exit 0 if a sender on this host read the stream "
                         "in the last 30 s, else 1 (a container's or pod's probe).")

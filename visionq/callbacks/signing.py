@@ -4,7 +4,7 @@ A delivery carries ``X-Visionq-Timestamp`` (Unix seconds) and ``X-Visionq-Signat
 sha256=<hex>``, the HMAC-SHA256 of ``<timestamp>.<body>`` (the timestamp's ASCII digits, a
 dot, the raw body bytes) keyed with the secret's UTF-8 bytes.  A receiver recomputes it,
 compares in constant time and refuses a timestamp far from its clock (a replay); the
-README's "Webhooks" section has a verifier, run verbatim by the tests.
+docs/webhooks.md has a verifier, run verbatim by the tests.
 
 Secrets: a job submitted with an API key is signed with that key's own secret,
 ``HMAC-SHA256(base, "visionq-callback:" + <the key's fingerprint>)`` in hex, where ``base``

@@ -41,7 +41,7 @@ def _settings_error(exc: ValidationError) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m visionq.mqtt", description=(__doc__ or "").split("\n\n")[0],
-        epilog="Configured by VISIONQ_MQTT_* (README: MQTT and Home Assistant).")
+        epilog="Configured by VISIONQ_MQTT_* (docs/mqtt.md).")
     parser.add_argument("--queues", default=",".join(QUEUES),
                         help="queues whose backlog is published (default: %(default)s)")
     args = parser.parse_args(argv)

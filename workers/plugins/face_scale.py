@@ -46,7 +46,7 @@ FLOOR_MIN_FACE_PX = DETECTION_FACE_PX // 2
 """Smallest default ``min_face_px``: full size with one upsample, face_recognition's default."""
 DEFAULT_PIXEL_BUDGET = 1_600_000
 """Pixels HOG scans per photo by default: ~0.14 CPU-s of HOG, leaving room for decode and
-landmarks within 0.25 CPU-s per image (README "Face detection cost and recall")."""
+landmarks within 0.25 CPU-s per image (docs/models.md, "Face detection cost")."""
 MAX_UPSAMPLE = 3
 RESIZE_TOLERANCE = 0.05
 """Scale factors within 5% of 1 keep the pixels as they are (no resize)."""
