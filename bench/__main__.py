@@ -87,7 +87,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "keep-or-drop", help="what claiming and the multipart fork still earn, each on its "
                              "headline figure, sides alternating in one run",
         description=keep_or_drop.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
-    from bench import begin_cost, callbacks, camera, stream
+    from bench import begin_cost, callbacks, camera, detect_warm, stream
+
+    detect_warm.add_arguments(sub.add_parser(
+        "detect-warm", help="detector in process: a frame after an idle second vs back to "
+                            "back, keep-warm, ONNX Runtime threads and spinning",
+        description=detect_warm.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
 
     callbacks.add_arguments(sub.add_parser(
         "callbacks", help="jobs/s with and without a webhook per job (a slow receiver): "
@@ -150,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream.run(args, argv)
     elif args.command == "camera":
         camera.run(args, argv)
+    elif args.command == "detect-warm":
+        detect_warm.run(args, argv)
     elif args.command == "begin-cost":
         begin_cost.run(args, argv)
     elif args.command == "callbacks":
