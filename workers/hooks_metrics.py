@@ -15,6 +15,8 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
+from prometheus_client import multiprocess
+
 from monitoring.metrics import Metrics, metrics, multiprocess_dir
 from monitoring.record import record_job
 from tasks.signatures import TASK_NAMES
@@ -85,6 +87,4 @@ def _mark_dead(pid: int) -> None:
     """Drop this process's ``live*`` gauge files (``celery_worker_tasks_active``);
     counters and histograms stay, so totals survive a child's exit."""
     if multiprocess_dir():
-        from prometheus_client import multiprocess
-
         multiprocess.mark_process_dead(pid)

@@ -24,6 +24,7 @@ from typing import Any
 from visionq.custom_models import is_custom_task
 from visionq.options import TASK_OPTIONS
 from visionq.settings import Settings, get_settings
+from workers.custom.detector import CustomDetector  # its runtimes load on demand
 from workers.model import Model, ModelLoadError
 
 log = logging.getLogger(f"visionq.{__name__}")
@@ -65,8 +66,6 @@ def create(name: str, settings: Settings | None = None, **overrides: Any) -> Mod
     """Instantiate (not load) the model registered under ``name`` with the service's
     ``settings`` (default: the environment's) and plugin-settings ``overrides``."""
     if is_custom_task(name):
-        from workers.custom.detector import CustomDetector  # its runtimes load on demand
-
         model: Model = CustomDetector(settings if settings is not None else get_settings(),
                                       task=name)
         check(model, name)

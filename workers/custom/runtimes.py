@@ -37,7 +37,7 @@ class OnnxRuntime:
 
     def __init__(self, path: Path, size: tuple[int, int] = (0, 0)) -> None:
         try:
-            import onnxruntime as ort
+            import onnxruntime as ort  # noqa: PLC0415 - optional extra, only for an ONNX model
         except ImportError as exc:
             raise ModelLoadError("onnx models need onnxruntime: pip install "
                                  "'visionq[detect]'") from exc
@@ -76,7 +76,8 @@ def _size_input(spec: object, size: tuple[int, int], path: Path) -> np.ndarray:
 class TfliteRuntime:
     def __init__(self, path: Path) -> None:
         try:
-            from ai_edge_litert.interpreter import Interpreter
+            # Optional extra (visionq[classify]): only when a TFLite custom model loads.
+            from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
         except ImportError as exc:
             raise ModelLoadError("tflite models need ai-edge-litert: pip install "
                                  "'visionq[classify]'") from exc
@@ -102,7 +103,7 @@ class TfliteRuntime:
 
 def _tensorflow():  # type: ignore[no-untyped-def]
     try:
-        import tensorflow as tf
+        import tensorflow as tf  # noqa: PLC0415 - ~1.3 GB, optional: only for its models
     except ImportError as exc:
         raise ModelLoadError("savedmodel and keras models need TensorFlow: pip install "
                              "'visionq[tensorflow]'") from exc

@@ -114,8 +114,10 @@ def load_weights(manifest: list[dict[str, Any]], data: bytes) -> dict[str, np.nd
 def convert(graph_json: bytes, weights_bin: bytes) -> bytes:
     """TFJS graph (NHWC) -> serialized ONNX (NCHW) with input ``input_nhwc`` float32
     [N, H, W, 3] (RGB 0..255, H and W multiples of 32) and the two head outputs."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    # Lazy on purpose: ONNX is optional (visionq[detect]) and only this converter needs it;
+    # `visionq --help` imports this module through the install-models command.
+    import onnx  # noqa: PLC0415
+    from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
 
     spec = json.loads(graph_json)
     weights = load_weights(spec["weightsManifest"], weights_bin)

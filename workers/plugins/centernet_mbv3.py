@@ -188,7 +188,9 @@ class CenterNetMbv3(ModelBase):
                 f"{KEY}: weights not installed (or not the pinned ones) in {target}; run "
                 "`visionq install-models` or `python -m workers.install.detect` at install time")
         try:
-            import onnxruntime
+            # Optional extra (visionq[detect]), loaded with the model: the plugin class is
+            # imported wherever the registry lists it.
+            import onnxruntime  # noqa: PLC0415
         except ImportError as exc:
             raise ModelLoadError(f"{KEY}: runtime onnxruntime is missing ({exc}); "
                                  "install the extra: pip install 'visionq[detect]'") from exc

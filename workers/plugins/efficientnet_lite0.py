@@ -246,7 +246,9 @@ def _embedded_labels(path: Path) -> list[str]:
 
 def _interpreter(path: Path, num_threads: int) -> Any:
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        # Optional extra (visionq[classify]), loaded with the model: the plugin class is
+        # imported wherever the registry lists it.
+        from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
     except ImportError as exc:
         raise ModelLoadError(f"{KEY}: runtime ai-edge-litert is missing ({exc}); "
                              "install the extra: pip install 'visionq[classify]'") from exc

@@ -104,8 +104,10 @@ class FaceRecognitionModel(ModelBase):
 
     def load(self) -> None:
         try:
-            import face_recognition
-            import face_recognition_models
+            # Optional extra (visionq[face]; dlib, ~100 MB of models), loaded with the model:
+            # the plugin class is imported wherever the registry lists it.
+            import face_recognition  # noqa: PLC0415
+            import face_recognition_models  # noqa: PLC0415
         except ImportError as exc:
             raise ModelLoadError(
                 f"face_recognition is not installed ({exc}); pip install 'visionq[face]'"

@@ -161,7 +161,7 @@ class YuNet:
     RSS after it, against 237 MB without the arena; ~1 ms more per 0.25 MP run)."""
 
     def __init__(self, onnx_path: Path, threads: int = 1) -> None:
-        import onnxruntime
+        import onnxruntime  # noqa: PLC0415 - optional extra, loaded with the model (as dlib's)
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
