@@ -45,7 +45,7 @@ FEW = settings(PROPERTY, max_examples=12)
 
 OBAMA = (FIXTURES / "faces" / "obama_small.jpg").read_bytes()
 DOCUMENTED_4XX = {400, 401, 404, 405, 409, 413, 415}
-"""The client errors the API documents (README / openapi.json)."""
+"""The client errors the API documents (docs/api.md / openapi.json)."""
 
 
 def _encode(fmt: str) -> bytes:
