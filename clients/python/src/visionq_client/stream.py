@@ -14,6 +14,9 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from simple_websocket import Client as WebSocket
+from simple_websocket import ConnectionClosed
+
 from visionq_client.errors import StreamClosedError
 
 STREAM_PATH = "/v1/stream"
@@ -56,8 +59,6 @@ def connect_stream(url: str, headers: dict[str, str] | None = None) -> Any:
     """A ``simple_websocket.Client`` on ``url`` that also keeps the frames the server sent
     in the same packet as its handshake reply: the stock client leaves them in the
     protocol buffer until more bytes arrive (a first ``{"credit"}`` frame went unseen)."""
-    from simple_websocket import Client as WebSocket
-
     class _Client(WebSocket):  # type: ignore[misc]
         def handshake(self) -> None:
             # A header frame and its image go out back to back: no Nagle delay between them.
@@ -78,8 +79,6 @@ def stream_frames(url: str, images: Iterable[tuple[str, ImageInput]], task: str,
     yield each image's final frame as it arrives; ``on_frame`` sees every frame (credits,
     ``queued`` acknowledgements with the job ids).  ``idempotent``: each ref is an
     idempotency key (the same ref again, same API key, is the same job)."""
-    from simple_websocket import ConnectionClosed
-
     ws = connect_stream(url, headers)
     source = iter(images)
     credits = in_flight = 0
