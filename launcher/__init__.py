@@ -1,6 +1,6 @@
 """The processes that wire several roles together: ``visionq up`` (every role on one
-machine, supervised: ``launcher.up``) and ``visionq watch`` (the core's S3 watcher with the
-tasks' ``enqueue`` and monitoring's metrics: ``launcher.watch``).
+machine, supervised: ``launcher.up``) and ``visionq watch`` (the S3 watcher, ``api.watch``,
+with the tasks' ``enqueue`` and monitoring's metrics: ``launcher.watch``).
 
 Why a folder of its own: ``up`` starts the API, the workers, the exporter and the rest, so
 it knows every role; in the core (``visionq/``) it made the core import its own roles, and

@@ -1,5 +1,5 @@
-"""``visionq watch`` (entry point ``watch`` of ``visionq.commands``): the core's S3 watcher
-(``visionq.watch``) wired to the tasks' ``enqueue`` and monitoring's ``WatchMetrics``."""
+"""``visionq watch`` (entry point ``watch`` of ``visionq.commands``): the S3 watcher
+(``api.watch``) wired to the tasks' ``enqueue`` and monitoring's ``WatchMetrics``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import click
 from prometheus_client import CollectorRegistry, start_http_server
 from pydantic import ValidationError
 
+from api.watch.config import WatchConfig
+from api.watch.watcher import Watcher
 from monitoring.metrics import WatchMetrics
 from tasks.app import make_celery
 from tasks.signatures import enqueue
@@ -22,7 +24,6 @@ from visionq.redis_conn import redis_client
 from visionq.s3events import parse_s3_url, results_location
 from visionq.settings import QUEUES, Settings
 from visionq.shards import shard_map
-from visionq.watch import WatchConfig, Watcher
 
 
 @click.command()

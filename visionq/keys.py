@@ -72,7 +72,7 @@ DONE_KEY = "visionq:autoscale:done:{queue}"
 BUSY_KEY = "visionq:autoscale:busy"
 """Sorted set ``<worker>/<task id>`` scored by expiry: which hosts hold a running task."""
 
-# -- bucket watcher (visionq.watch), per watch id (bucket, prefix, task, results) ---------
+# -- bucket watcher (api.watch), per watch id (bucket, prefix, task, results) -------------
 WATCH_KEY_PREFIX = "visionq:watch:"
 """``visionq:watch:<watch id>:seen:<digest>`` (String, TTL): the claim of one object version
 (bucket/key/ETag) -> its job id, the duplicate filter;

@@ -1,5 +1,5 @@
 """S3 event notifications, bucket locations and S3 error classes as pure functions (no
-I/O), for ``visionq watch`` (``visionq.watch``) and the workers' reads of watched objects
+I/O), for ``visionq watch`` (``api.watch``) and the workers' reads of watched objects
 (``visionq.blobstore.S3ObjectReader``).
 
 AWS delivers a bucket's notifications to SQS at least once, possibly late and out of order,

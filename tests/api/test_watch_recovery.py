@@ -1,4 +1,4 @@
-"""The crash windows of ``visionq.watch.Watcher``, one by one, in this process: a real Redis
+"""The crash windows of ``api.watch.watcher.Watcher``, one by one, in this process: a real Redis
 (the idle database: no worker), moto_server for S3, publishing recorded instead of sent.
 A watcher that dies after claiming, after creating or after writing a result is replaced by
 a new one on the same state: every object ends with exactly one job and one result."""
@@ -14,11 +14,12 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
+from api.watch.config import WatchConfig
+from api.watch.watcher import CLAIMED, CREATED, QUEUED, Watcher
 from monitoring.metrics import WatchMetrics
 from tests.workers.sleepy_model import image_bytes
 from visionq.jobs import JobStore
 from visionq.s3events import ObjectRef
-from visionq.watch import CLAIMED, CREATED, QUEUED, WatchConfig, Watcher
 
 
 class Crash(Exception):

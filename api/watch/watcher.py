@@ -1,45 +1,6 @@
-"""``visionq watch``: one job per new object under ``s3://bucket/prefix``, its result (or
-error) written back as JSON under the results prefix.
-
-Two ways to learn of new objects:
-
-- **event mode** (``sqs_url``): the bucket's ``s3:ObjectCreated:*`` notifications, read from
-  SQS (``visionq.s3events`` parses them).  A message is deleted only after every object in
-  it is handled (its job created, or its error file written), so a watcher that dies
-  mid-message gets it again;
-- **scan mode**: the prefix is listed every ``interval_s``; the ETag of each key handled is
-  kept in Redis (the cursor), so a restart lists everything but handles only what changed.
-
-The image is not copied: the job's blob is the object itself, ``s3://bucket/key``, marked
-borrowed (``Job.blob_owned`` false): a worker reads it in place and never deletes it.
-
-Exactly one job per object version, across duplicate deliveries and restarts:
-
-1. **claim** (one Lua script): ``SET seen:<bucket/key/ETag digest> <job id> NX EX ttl`` and,
-   only if that succeeded, record the job id in the ``pending`` hash (state ``claimed``).
-   A second delivery of the same version fails the ``SET``: a duplicate, skipped;
-2. **create**: HEAD the object (gone: an ``object_not_found`` error file; bigger than
-   ``max_bytes`` (``VISIONQ_MAX_BYTES``): a ``payload_too_large`` error file, never read;
-   overwritten since: skipped, the newer version has its own event), ``JobStore.admit``
-   under that job id (``created``), publish (``queued``);
-3. **finish**: a second thread polls the records of ``queued`` jobs and, when one is final,
-   writes ``<results prefix><key below the prefix>.json`` and then drops the pending entry.
-
-S3 hiccups are retried, never turned into results: a HEAD that meets a transient error
-(``visionq.s3events.is_transient_error``: no connection, 5xx, throttling) is tried
-``HEAD_ATTEMPTS`` times with back-off, then left for the next round.  The worker reads the
-object itself (``visionq.blobstore.S3ObjectReader``: at most ``max_bytes``, retried with
-back-off); a job that still could not read it ends ``source_unavailable``, and the watcher
-then makes a new job for the object after ``reread_backoff_s``
-(``VISIONQ_WATCH_REREAD_BACKOFF_S``, doubling), up to ``REREAD_ROUNDS`` times before writing
-that error as the result.
-
-A watcher killed anywhere resumes from ``pending`` when restarted: a ``claimed`` entry is
-created (unless its record exists), a ``created`` one published again (a duplicate message
-is dropped by the worker), a ``queued`` one waited for; a result written but not yet
-dropped from ``pending`` is written again with the same name and content.  Nothing is lost
-and no object gets a second job.  Run one watcher per watched prefix.
-"""
+"""``Watcher``: the loop of ``visionq watch`` (the protocol is in ``api.watch``'s
+docstring): intake (a listing or SQS), claim (``claim.lua``), create and publish, and a
+second thread that writes the results of finished jobs."""
 
 from __future__ import annotations
 
@@ -50,13 +11,15 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import redis
 
+from api.watch.config import WatchConfig
+from api.watch.documents import error_document, job_document
 from visionq.blobstore import SOURCE_UNAVAILABLE
-from visionq.jobs import FINAL_STATUSES, Job, JobStore, QueueFullError
+from visionq.jobs import FINAL_STATUSES, JobStore, QueueFullError
 from visionq.keys import WATCH_KEY_PREFIX
 from visionq.s3events import (
     MalformedMessage,
@@ -67,12 +30,12 @@ from visionq.s3events import (
     result_key,
     retry_transient,
     skip_reason,
-    watch_id,
 )
 
 log = logging.getLogger("visionq.watch")
 
 CLAIMED, CREATED, QUEUED = "claimed", "created", "queued"
+"""The states of a ``pending`` entry."""
 SQS_WAIT_S = 5
 """SQS long-poll length: an idle watcher makes one request per 5 s and stops within 5 s."""
 RESULTS_POLL_S = 0.5
@@ -88,44 +51,7 @@ REREAD_ROUNDS = 3
 """New jobs made for an object whose job ended ``source_unavailable``, before that error
 is written as its result."""
 
-# KEYS[1] the version's seen key, KEYS[2] the pending hash; ARGV: ttl, job id, entry JSON.
-_CLAIM_SCRIPT = """
-if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', tonumber(ARGV[1])) then
-  redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-  return 1
-end
-return 0
-"""
-
-
-@dataclass(frozen=True)
-class WatchConfig:
-    bucket: str
-    prefix: str
-    task: str
-    results_bucket: str
-    results_prefix: str
-    options: dict[str, Any] = field(default_factory=dict)
-    sqs_url: str | None = None
-    interval_s: float = 10.0
-    dedupe_ttl_s: int = 14 * 24 * 3600
-    max_bytes: int = 20 * 1024 * 1024
-    backlog_limit: int = 1000
-    blob_ttl_s: int = 3600
-    reread_backoff_s: float = 30.0
-    """Wait before a new job for an object its worker could not read (S3 away); doubled
-    for each further one."""
-    callback_url: str | None = None
-    """A webhook for every job (``visionq.callbacks``; checked by ``visionq watch``)."""
-
-    @property
-    def id(self) -> str:
-        return watch_id(self.bucket, self.prefix, self.task, self.results_bucket,
-                        self.results_prefix)
-
-    @property
-    def mode(self) -> str:
-        return "event" if self.sqs_url else "scan"
+CLAIM_SCRIPT = (Path(__file__).parent / "claim.lua").read_text()
 
 
 class Watcher:
@@ -145,7 +71,7 @@ class Watcher:
         self._seen_prefix = f"{base}:seen:"
         self._pending_key = f"{base}:pending"
         self._scanned_key = f"{base}:scanned"
-        self._claim = client.register_script(_CLAIM_SCRIPT)
+        self._claim = client.register_script(CLAIM_SCRIPT)
         self._stop = threading.Event()
         self._retry: set[str] = set()  # job ids to (re)create: the intake thread does it
         self._retry_lock = threading.Lock()
@@ -307,7 +233,7 @@ class Watcher:
                     log.info("skipped %s (ETag %s): overwritten since, the newer version is "
                              "handled on its own", url, entry["etag"])
                     return "superseded"
-                self._write(job_id, entry, _error_document(entry, c.task, *problem))
+                self._write(job_id, entry, error_document(entry, c.task, *problem))
                 self.counts["errors"] += 1
                 return "error"
             self._admit(job_id, url)
@@ -439,7 +365,7 @@ class Watcher:
             if job.code == SOURCE_UNAVAILABLE and entry.get("rereads", 0) < REREAD_ROUNDS:
                 self._read_again_later(job_id, entry, job.error or "")
                 continue
-            self._write(job_id, entry, _job_document(entry, job))
+            self._write(job_id, entry, job_document(entry, job))
             written += 1
         return written
 
@@ -474,31 +400,3 @@ class Watcher:
                                                           or entry["claimed_at"])))
         log.info("result %s: s3://%s/%s%s", document["status"], c.results_bucket, name,
                  f" [{document['code']}]" if document.get("code") else "")
-
-
-def _source(entry: dict[str, Any], task: str) -> dict[str, Any]:
-    return {"bucket": entry["bucket"], "key": entry["key"], "etag": entry["etag"],
-            "task": task}
-
-
-def _job_document(entry: dict[str, Any], job: Job) -> dict[str, Any]:
-    """The result file of a finished job: the source, the job id and status, the result
-    (or the error and its code) and the timings."""
-    document = _source(entry, job.task)
-    document.update({"job_id": job.id, "status": job.status})
-    if job.status == "succeeded":
-        document["result"] = job.result
-    else:
-        document.update({"code": job.code, "error": job.error})
-    document["timings"] = {"queued_at": job.queued_at, "started_at": job.started_at,
-                           "finished_at": job.finished_at, "queue_wait_ms": job.queue_wait_ms,
-                           "inference_ms": job.inference_ms, "total_ms": job.total_ms}
-    return document
-
-
-def _error_document(entry: dict[str, Any], task: str, code: str,
-                    message: str) -> dict[str, Any]:
-    """The result file of an object that never became a job."""
-    document = _source(entry, task)
-    document.update({"job_id": None, "status": "failed", "code": code, "error": message})
-    return document

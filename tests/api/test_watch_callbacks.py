@@ -12,12 +12,13 @@ import redis
 from click.testing import CliRunner
 from prometheus_client import CollectorRegistry
 
+from api.watch.config import WatchConfig
+from api.watch.watcher import Watcher
 from monitoring.metrics import WatchMetrics
 from tests.workers.sleepy_model import image_bytes
 from visionq.cli import main
 from visionq.jobs import JobStore
 from visionq.s3events import ObjectRef
-from visionq.watch import WatchConfig, Watcher
 
 
 def test_the_watchers_jobs_carry_its_callback_url(moto_url: str, aws_env: dict[str, str],
