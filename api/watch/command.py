@@ -1,5 +1,6 @@
 """``visionq watch`` (entry point ``watch`` of ``visionq.commands``): the S3 watcher
-(``api.watch``) wired to the tasks' ``enqueue`` and monitoring's ``WatchMetrics``."""
+(``api.watch.watcher``) wired to the tasks' ``enqueue`` and monitoring's ``WatchMetrics``,
+as the API wires its routes to them."""
 
 from __future__ import annotations
 
