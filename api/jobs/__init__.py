@@ -9,31 +9,29 @@ One module per concern; this one is the blueprint and its route table:
 - ``export``: the history as CSV / JSON lines;
 - ``job``: one job, read or revoked;
 - ``args``: the query arguments those share (``?wait=``, the filters);
-- ``render``: a job as JSON (also the webhook's and the stream's shape).
+- ``history``: the ``503`` those answer when the history's store is down (a job as JSON
+  is the core's ``visionq.job_json``).
 """
 
 from __future__ import annotations
 
 from flask import Blueprint
 
-from api.jobs.export import export_jobs
-from api.jobs.job import get_job, revoke_job
-from api.jobs.listing import list_jobs
-from api.jobs.submit import submit, submit_batch
+from api.jobs import export, job, listing, submit
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
 # (rule, view, methods), in the order they were declared with decorators; each endpoint is
 # "jobs.<view name>" (url_for("jobs.get_job", ...)).
 ROUTES = (
-    ("", submit, ["POST"]),
-    ("/", submit, ["POST"]),
-    ("/batch", submit_batch, ["POST"]),
-    ("", list_jobs, ["GET"]),
-    ("/", list_jobs, ["GET"]),
-    ("/export", export_jobs, ["GET"]),
-    ("/<job_id>", revoke_job, ["DELETE"]),
-    ("/<job_id>", get_job, ["GET"]),
+    ("", submit.submit, ["POST"]),
+    ("/", submit.submit, ["POST"]),
+    ("/batch", submit.submit_batch, ["POST"]),
+    ("", listing.list_jobs, ["GET"]),
+    ("/", listing.list_jobs, ["GET"]),
+    ("/export", export.export_jobs, ["GET"]),
+    ("/<job_id>", job.revoke_job, ["DELETE"]),
+    ("/<job_id>", job.get_job, ["GET"]),
 )
 for rule, view, methods in ROUTES:
     bp.add_url_rule(rule, view_func=view, methods=methods)

@@ -13,7 +13,7 @@ from flask import Response, request, stream_with_context
 
 from api.errors import ApiError
 from api.jobs.args import filters as read_filters
-from api.jobs.render import history_unavailable
+from api.jobs.history import history_unavailable
 from api.services import services
 from visionq.job_json import iso
 from visionq.jobs import FINAL_STATUSES, Job

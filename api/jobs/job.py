@@ -9,7 +9,7 @@ from flask import Response, jsonify
 
 from api.errors import ApiError
 from api.jobs.args import wait_arg
-from api.jobs.render import history_unavailable
+from api.jobs.history import history_unavailable
 from api.security import admin_key_required, current_caller
 from api.services import services
 from visionq.callbacks.sender import read_log

@@ -11,7 +11,7 @@ from flask import Response, jsonify, request, url_for
 
 from api.errors import ApiError
 from api.jobs.args import filters as read_filters
-from api.jobs.render import history_unavailable
+from api.jobs.history import history_unavailable
 from api.services import services
 from visionq.history import Filters
 from visionq.job_json import job_json

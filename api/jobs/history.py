@@ -1,5 +1,5 @@
-"""The job routes' ``503`` when the durable history's store is down (a job as JSON is the
-core's ``visionq.job_json``: the webhook's body too)."""
+"""The job routes' ``503`` when the durable history's store is down (list, export and a
+job whose Redis record expired read it)."""
 
 from __future__ import annotations
 
