@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "client":
         netloss.client_main(args)
     elif args.command == "ready":
-        from bench.stack import check_ready
+        from bench.harness.stack import check_ready
 
         check_ready(args.url, args.path, args.redis_url,
                     [t for t in args.tasks.split(",") if t], args.timeout)

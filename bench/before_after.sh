@@ -35,13 +35,20 @@ if [ -n "${VISIONQ_AFTER_REF:-}" ]; then
 fi
 if [ "${VISIONQ_BENCH_HARNESS:-}" = current ]; then
   for dir in "$WT" "$AFTER_DIR"; do
-    [ "$dir" = "$ROOT" ] || cp "$ROOT"/bench/*.py "$dir/bench/"
+    [ "$dir" = "$ROOT" ] || { cp "$ROOT"/bench/*.py "$dir/bench/"; cp -r "$ROOT/bench/harness" "$dir/bench/"; }
   done
 else
   # The base commit's own harness runs its code (its bench/ imports its modules); only
-  # the command it lacks, frigate, is copied in.
-  cp "$ROOT/bench/frigate.py" "$ROOT/bench/__main__.py" "$WT/bench/"
+  # the command it lacks, frigate, is copied in (its harness was bench/*.py, not
+  # bench/harness/) and started without the base's __main__, which does not know it.
+  [ -d "$WT/bench/harness" ] || sed -e 's/bench\.harness\./bench./; s/from bench\.harness import/from bench import/' \
+    "$ROOT/bench/frigate.py" > "$WT/bench/frigate.py"
 fi
+FRIGATE_MAIN='import argparse, sys
+from bench import frigate
+parser = argparse.ArgumentParser(prog="frigate")
+frigate.add_arguments(parser)
+frigate.run(parser.parse_args(sys.argv[1:]), ["frigate", *sys.argv[1:]])'
 
 args_for() {
   case $1 in
@@ -61,8 +68,12 @@ for bench in "${BENCHES[@]}"; do
     if [ "$side" = before ]; then dir=$WT; else dir=$AFTER_DIR; fi
     name="$(name_of "$bench")_$side"
     echo "== $bench ($side: $(git -C "$dir" rev-parse --short HEAD)) load: $(cut -d' ' -f1-3 /proc/loadavg)"
-    # shellcheck disable=SC2046
-    (cd "$dir" && PYTHONPATH=$dir "$PY" -m bench $(args_for "$bench") --name "$name")
+    if [ "$bench" = frigate ] && [ ! -d "$dir/bench/harness" ]; then
+      (cd "$dir" && PYTHONPATH=$dir "$PY" -c "$FRIGATE_MAIN" --name "$name")
+    else
+      # shellcheck disable=SC2046
+      (cd "$dir" && PYTHONPATH=$dir "$PY" -m bench $(args_for "$bench") --name "$name")
+    fi
     mv "$dir/bench/results/$name".* "$OUT/" 2>/dev/null || true
     mv "$dir/bench/results/$name"_*.png "$OUT/" 2>/dev/null || true
   done

@@ -22,7 +22,7 @@ from typing import Any
 import redis
 
 from bench.broker_ceiling import _image
-from bench.common import Run, free_port, say, stop_process
+from bench.harness.common import Run, free_port, say, stop_process
 from visionq.blobstore import RedisBlobStore
 from visionq.embedded_redis import server_command, wait_ready
 from visionq.jobs import JobStore

@@ -2,7 +2,7 @@
 
 Producers admit jobs exactly as the API does (``JobStore.admit``: backlog check, image,
 record and the Celery message in one script) but in-process, from
-``--producers`` processes; no-op workers (``bench.sleep_model`` at 0 ms, thread pool)
+``--producers`` processes; no-op workers (``bench.harness.sleep_model`` at 0 ms, thread pool)
 consume them through the real task path (begin, decode, finish, wake-up, history).  Run
 once per Redis persistence mode: off, ``appendonly yes`` + ``appendfsync everysec``, and
 ``appendfsync always``.
@@ -32,10 +32,10 @@ from typing import Any
 
 import redis
 
-from bench.common import REPO, Run, free_port, say, stop_process
-from bench.procstat import tree_cpu_s
-from bench.redis_stats import RedisStats
-from bench.stack import wait_for_workers
+from bench.harness.common import REPO, Run, free_port, say, stop_process
+from bench.harness.procstat import tree_cpu_s
+from bench.harness.redis_stats import RedisStats
+from bench.harness.stack import LOGS, wait_for_workers
 from visionq.embedded_redis import server_command, wait_ready
 
 QUEUE = "classify"
@@ -114,7 +114,7 @@ def measure_mode(mode: str, args: argparse.Namespace, log_dir: Path) -> dict[str
     log_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "REDIS_URL": url, "C_FORCE_ROOT": "1", "VISIONQ_METRICS": "0",
            "VISIONQ_TASK_EVENTS": "0", "VISIONQ_STATE_DIR": tmp.name,
-           "VISIONQ_MODEL_CLASSIFY": "bench.sleep_model:SleepModel", "SLEEP_MODEL_MS": "0"}
+           "VISIONQ_MODEL_CLASSIFY": "bench.harness.sleep_model:SleepModel", "SLEEP_MODEL_MS": "0"}
     others: list[str] = []
     if args.redis_cpu is not None:  # Redis alone on one core, everything else on the rest
         command = ["taskset", "-c", str(args.redis_cpu), *command]
@@ -231,7 +231,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> None:
     bench_run = Run(args.name, ["broker-ceiling", *argv])
     bench_run.data.update(jobs=args.jobs, producers=args.producers, workers=args.workers,
                           threads=args.threads, redis_cpu=args.redis_cpu, points=[])
-    log_dir = REPO / "bench" / "results" / "logs" / args.name
+    log_dir = LOGS / args.name
     try:
         for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
             if mode not in MODES:

@@ -30,10 +30,10 @@ from typing import Any
 import redis
 import requests
 
-from bench.common import Run, cores, latency_summary, say
 from bench.face4k import build_photo
-from bench.procstat import children, rss_kb
-from bench.stack import VisionqStack
+from bench.harness.common import Run, cores, latency_summary, say
+from bench.harness.procstat import children, rss_kb
+from bench.harness.stack import VisionqStack
 from visionq.jobs import JobStore
 
 SAMPLE_S = 0.2
@@ -152,7 +152,7 @@ def wait_final(store: JobStore, ids: list[str]) -> dict[str, Any]:
 
 
 def plot_rss(path: Any, timeline: list[dict[str, Any]], burst_end_s: float) -> None:
-    from bench.plots import plt
+    from bench.harness.plots import plt
 
     labels = sorted({k for row in timeline for k in row if k != "t_s"})
     fig, ax = plt.subplots(figsize=(8, 4.5))

@@ -32,8 +32,8 @@ from typing import Any
 import redis
 import requests
 
-from bench.common import TASK_IMAGES, Run, ratio, say, stop_process
-from bench.stack import LOGS, VisionqStack
+from bench.harness.common import TASK_IMAGES, Run, ratio, say, stop_process
+from bench.harness.stack import LOGS, VisionqStack
 from visionq.keys import JOB_KEY_PREFIX
 
 VARIANTS = ("none", "callback")
@@ -180,7 +180,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> None:
         "webhooks": {"expected": callback_jobs, "received_when_last_job_finished": at_last_job,
                      "received": receiver.count, "drain_s": round(drained_s, 1)},
         "note": "shared 2-core machine: noisy; re-run on a quiet one with the command above"})
-    from bench.plots import bars
+    from bench.harness.plots import bars
 
     bars(out.plot_path("jobs_per_s"), {f"round {r}": {
         v: next(x["jobs_per_s"] for x in rounds if x["round"] == r and x["variant"] == v)

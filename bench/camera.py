@@ -20,7 +20,7 @@ Systems, measured one after the other in the same run (``--systems``):
   harness): detection letterboxed to 512, no latency classes;
 - ``after``: this checkout, as ``make up`` runs it (one worker per queue, ``-c 1``);
 - ``baseline``: the DeepStack design, one gunicorn process (gthread) running both models
-  in its request threads (``bench/baselines/sync_flask.py`` with ``detect,face``);
+  in its request threads (``bench/harness/sync_flask.py`` with ``detect,face``);
 - ``--variant NAME:K=V,...``: this checkout with extra environment (e.g. a mechanism off).
 
 Per point: timeouts at ``--timeout``, other errors, p50/p99 of the answered frames, frames/s
@@ -52,10 +52,10 @@ from typing import Any
 import requests
 from PIL import Image
 
-from bench import plots
-from bench.common import REPO, TASK_IMAGES, Run, latency_summary, say
-from bench.procstat import tree_cpu_s
-from bench.stack import SyncBaseline, VisionqStack
+from bench.harness import plots
+from bench.harness.common import REPO, TASK_IMAGES, Run, latency_summary, say
+from bench.harness.procstat import tree_cpu_s
+from bench.harness.stack import SyncBaseline, VisionqStack
 
 DETECTION_PATH = "/v1/vision/detection"
 DEFAULT_BEFORE_REF = "230c27e"

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from bench import plots
-from bench.common import FIXTURES, Run, say
+from bench.harness import plots
+from bench.harness.common import FIXTURES, Run, say
 from visionq.imaging import decode, probe
 from workers.plugins.efficientnet_lite0 import (
     DEFAULT_PREPROCESSING,

@@ -18,9 +18,9 @@ from typing import Any
 import redis
 import requests
 
-from bench import ceiling, plots
-from bench.common import TASK_IMAGES, Run, cores, ratio
-from bench.loadgen import (
+from bench.harness import ceiling, plots
+from bench.harness.common import TASK_IMAGES, Run, cores, ratio
+from bench.harness.loadgen import (
     DEEPSTACK_PATHS,
     Bodies,
     Call,
@@ -30,8 +30,8 @@ from bench.loadgen import (
     submit_wait_call,
     sweep,
 )
-from bench.procstat import tree_cpu_s
-from bench.stack import SyncBaseline, VisionqStack
+from bench.harness.procstat import tree_cpu_s
+from bench.harness.stack import SyncBaseline, VisionqStack
 
 SYSTEMS = ("jobs", "jobs-wait", "deepstack", "sync")
 """visionq's job API (submit + long-poll), visionq's DeepStack endpoint, the sync baseline."""

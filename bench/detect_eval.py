@@ -39,8 +39,8 @@ from typing import Any
 
 from PIL import Image
 
-from bench import plots
-from bench.common import FIXTURES, Run, ratio, say
+from bench.harness import plots
+from bench.harness.common import FIXTURES, Run, ratio, say
 from visionq.imaging import DecodedImage, decode, probe
 from workers.plugins.centernet_mbv3 import CenterNetMbv3
 

@@ -22,11 +22,11 @@ from typing import Any
 
 import redis
 
-from bench import plots
-from bench.baselines.sync_flask import infer
-from bench.common import TASK_IMAGES, Run, cores, say
-from bench.loadgen import DEEPSTACK_PATHS, Bodies, jobs_call, post_call, run_point
-from bench.stack import VisionqStack
+from bench.harness import plots
+from bench.harness.common import TASK_IMAGES, Run, cores, say
+from bench.harness.loadgen import DEEPSTACK_PATHS, Bodies, jobs_call, post_call, run_point
+from bench.harness.stack import VisionqStack
+from bench.harness.sync_flask import infer
 from visionq.imaging import decode
 
 

@@ -17,9 +17,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from bench import plots
 from bench.camera import make_frames
-from bench.common import Run, say
+from bench.harness import plots
+from bench.harness.common import Run, say
 from visionq.imaging import decode
 
 CONDITIONS = ("back_to_back", "after_idle", "after_idle_keepwarm")

@@ -27,11 +27,11 @@ from typing import Any
 
 from PIL import Image
 
-from bench import plots
-from bench.common import FIXTURES, RESULTS, Run, cores, say
-from bench.loadgen import Bodies, jobs_call, run_point
-from bench.procstat import tree_cpu_s
-from bench.stack import VisionqStack
+from bench.harness import plots
+from bench.harness.common import FIXTURES, RESULTS, Run, cores, say
+from bench.harness.loadgen import Bodies, jobs_call, run_point
+from bench.harness.procstat import tree_cpu_s
+from bench.harness.stack import VisionqStack
 from visionq.imaging import decode, probe
 
 WIDTH, HEIGHT = 3840, 2160

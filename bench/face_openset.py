@@ -47,9 +47,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import FIXTURES, Run, say
 from bench.face4k import iou
 from bench.faces import CALIBRATION_LABELS, IMAGENET_VAL
+from bench.harness.common import FIXTURES, Run, say
 from visionq.imaging import decode, probe
 
 GROUPS: dict[str, list[list[tuple[str, int]]]] = {

@@ -38,10 +38,10 @@ from typing import Any
 import requests
 from PIL import Image
 
-from bench import plots
-from bench.common import TASK_IMAGES, Run, latency_summary, percentile, say
-from bench.procstat import tree_cpu_s
-from bench.stack import VisionqStack
+from bench.harness import plots
+from bench.harness.common import TASK_IMAGES, Run, latency_summary, percentile, say
+from bench.harness.procstat import tree_cpu_s
+from bench.harness.stack import VisionqStack
 
 DETECTION_PATH = "/v1/vision/detection"
 WARMUP_FRAMES = 5
@@ -174,7 +174,7 @@ def summarise(records: Sequence[dict[str, Any]], timeout_s: float) -> dict[str, 
 def plot(path: Path, records: Sequence[dict[str, Any]], timeout_s: float, title: str) -> None:
     """CDF of every frame's latency (timed-out frames at the moment requests gave up) and
     of the answered frames, with the timeout as a vertical line."""
-    plt = plots.plt  # matplotlib with the Agg backend chosen by bench.plots
+    plt = plots.plt  # matplotlib with the Agg backend chosen by bench.harness.plots
     fig, ax = plt.subplots(figsize=(7, 4.5))
     series = {"every frame (timeouts at give-up)": [r["latency_s"] for r in records],
               "answered frames": [r["latency_s"] for r in records if r["outcome"] == "ok"]}

@@ -40,7 +40,7 @@ from typing import Any
 
 import redis
 
-from bench.common import Run, free_port, percentile, say, stop_process
+from bench.harness.common import Run, free_port, percentile, say, stop_process
 from visionq.embedded_redis import server_command, wait_ready
 from visionq.history import Filters, HistoryStore, HistoryWriter, jobs_table, record_from_fields
 from visionq.jobs import JobStore, scripts

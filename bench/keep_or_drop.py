@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import broker_ceiling
-from bench.common import REPO, Run, free_port, say, stop_process
-from bench.procstat import tree_cpu_s
+from bench.harness.common import REPO, Run, free_port, say, stop_process
+from bench.harness.procstat import tree_cpu_s
+from bench.harness.stack import LOGS
 
 
 def _jpeg_about(kb: int) -> bytes:
@@ -45,7 +46,7 @@ def claiming(args: argparse.Namespace) -> dict[str, Any]:
     """Alternate claiming off/on for ``args.rounds`` rounds of the broker ceiling bench."""
     ceiling = argparse.Namespace(jobs=args.jobs, producers=2, workers=2, threads=8,
                                  timeout=600, redis_cpu=None, image_kb=0)
-    log_dir = REPO / "bench" / "results" / "logs" / "keep_or_drop"
+    log_dir = LOGS / "keep_or_drop"
     rates: dict[str, list[float]] = {"off": [], "on": []}
     cpu: dict[str, list[float]] = {"off": [], "on": []}
     for _ in range(args.rounds):
@@ -67,7 +68,7 @@ def claiming(args: argparse.Namespace) -> dict[str, Any]:
 def _uploads(image: bytes, count: int) -> list[tuple[bytes, str]]:
     """``count`` bodies of the same image, each with a fresh boundary as every client
     draws one (the same boundary again would hit Python's pattern cache)."""
-    from bench.http import multipart as encode
+    from bench.harness.http import multipart as encode
 
     return [encode({"image": image}, "image.jpg") for _ in range(count)]
 

@@ -41,10 +41,10 @@ import requests
 from celery import Celery
 from PIL import Image
 
-from bench.common import FIXTURES, Run, say
-from bench.http import Target, multipart, request
-from bench.procstat import tree_cpu_s
-from bench.stack import HUGE_BACKLOG, VisionqStack
+from bench.harness.common import FIXTURES, Run, say
+from bench.harness.http import Target, multipart, request
+from bench.harness.procstat import tree_cpu_s
+from bench.harness.stack import HUGE_BACKLOG, VisionqStack
 from launcher.up import Service
 from tasks.config import celery_config
 from visionq.jobs import JobStore

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.model_timing import decode_ms, latency, throughput
+from bench.harness.model_timing import decode_ms, latency, throughput
 from visionq.imaging import DecodedImage, decode
 from workers.plugins.efficientnet_lite0 import (
     CROP_FRACTION,

@@ -19,7 +19,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench.model_timing import decode_ms, latency, throughput
+from bench.harness.model_timing import decode_ms, latency, throughput
 from visionq.imaging import DecodedImage, decode
 from workers import weights
 from workers.install import detect as install_detect

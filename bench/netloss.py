@@ -31,10 +31,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from bench import plots
-from bench.common import REPO, TASK_IMAGES, Run, cores, free_port, say
-from bench.loadgen import Bodies, post_call, resilient_call, run_point, summarise
-from bench.stack import SyncBaseline, VisionqStack
+from bench.harness import plots
+from bench.harness.common import REPO, TASK_IMAGES, Run, cores, free_port, say
+from bench.harness.loadgen import Bodies, post_call, resilient_call, run_point, summarise
+from bench.harness.stack import SyncBaseline, VisionqStack
 
 SUBNET = "10.231.9"
 CLIENT_IP, SERVER_IP = f"{SUBNET}.1", f"{SUBNET}.2"

@@ -1,5 +1,5 @@
 """``python -m bench.profile_record``: py-spy profiles of the stack under load (issue 14,
-step 1), for ``bench/profile_stages.py`` to turn into CPU-ms per job by stage.
+step 1): flame graphs, and collapsed stacks with the jobs done while they were recorded.
 
 Scenarios (each starts its own throw-away stack, like every bench):
 
@@ -27,9 +27,9 @@ root frame is ``process <pid>:"<command line>"``).  py-spy must be installed
 (``uv pip install --python .venv/bin/python py-spy``) and may need root (ptrace).
 
 Writes ``<out-dir>/<scenario>.json`` (phases), ``<scenario>_<process>.txt`` (collapsed)
-and ``<scenario>_<process>.svg``.  Then::
-
-    python -m bench.profile_stages <out-dir>   # -> <out-dir>/stages.json
+and ``<scenario>_<process>.svg``, by default under ``bench/results/raw/profiles`` (not
+committed).  The stage analysis of issue 14 (``bench.profile_stages``, ``bench.stage_costs``)
+is in git history before issue 27 (``git show 8b2ae5f:bench/profile_stages.py``).
 """
 
 from __future__ import annotations
@@ -47,10 +47,10 @@ from typing import Any
 
 import redis
 
-from bench.common import FIXTURES, REPO, TASK_IMAGES, load_average, machine_facts, say
-from bench.loadgen import DEEPSTACK_PATHS, Bodies, Call, jobs_call, post_call, run_point
-from bench.procstat import tree_cpu_s
-from bench.stack import HUGE_BACKLOG, VisionqStack
+from bench.harness.common import FIXTURES, RAW, TASK_IMAGES, load_average, machine_facts, say
+from bench.harness.loadgen import DEEPSTACK_PATHS, Bodies, Call, jobs_call, post_call, run_point
+from bench.harness.procstat import tree_cpu_s
+from bench.harness.stack import HUGE_BACKLOG, VisionqStack
 
 SCENARIOS = ("api_submit", "worker_classify", "deepstack_detect", "deepstack_classify")
 SUBMIT_IMAGE = FIXTURES / "detect" / "images" / "000000000061.jpg"
@@ -58,7 +58,7 @@ SUBMIT_IMAGE = FIXTURES / "detect" / "images" / "000000000061.jpg"
 PHASES = ("idle", "plain", "raw", "svg")
 IDLE_S = 10.0
 """Length of the idle phase (the stack's background CPU per second)."""
-DEFAULT_OUT = REPO / "bench" / "results" / "profiles" / "before"
+DEFAULT_OUT = RAW / "profiles"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

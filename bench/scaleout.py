@@ -2,7 +2,7 @@
 
 Simulated nodes: worker processes in their own network namespaces (``tests/deploy/netns``,
 as the multi-node test builds them), each ``celery -A tasks worker -Q classify --pool
-threads`` running ``bench.sleep_model`` — "inference" that sleeps ``--service-ms`` and uses
+threads`` running ``bench.harness.sleep_model`` — "inference" that sleeps ``--service-ms`` and uses
 no CPU — so 50 or 100 workers fit on two cores.  Redis (the embedded valkey binary) and the
 API (gunicorn, as ``visionq up`` plans it) run in a "hub" namespace; so does this process,
 which generates the load: a closed loop of ``2 × N`` clients (POST ``/v1/jobs`` then
@@ -32,11 +32,20 @@ from typing import Any
 
 import redis
 
-from bench.common import REPO, Run, cores, free_port, latency_summary, ratio, say, stop_process
-from bench.http import HttpError, Target, multipart, request
-from bench.procstat import tree_cpu_s
-from bench.redis_stats import RedisStats
-from bench.stack import wait_for_workers
+from bench.harness.common import (
+    REPO,
+    Run,
+    cores,
+    free_port,
+    latency_summary,
+    ratio,
+    say,
+    stop_process,
+)
+from bench.harness.http import HttpError, Target, multipart, request
+from bench.harness.procstat import tree_cpu_s
+from bench.harness.redis_stats import RedisStats
+from bench.harness.stack import LOGS, wait_for_workers
 from visionq.embedded_redis import server_command, wait_ready
 
 QUEUE = "classify"
@@ -197,7 +206,7 @@ def measure_point(fabric: Any, hub: Hub, total: int, args: argparse.Namespace,
                   label: str) -> dict[str, Any]:
     """Start ``total`` simulated workers on up to ``args.nodes`` nodes, drive them, stop."""
     env = {**hub.env(), "PROMETHEUS_MULTIPROC_DIR": hub.workers_multiproc(),
-           "VISIONQ_MODEL_CLASSIFY": "bench.sleep_model:SleepModel",
+           "VISIONQ_MODEL_CLASSIFY": "bench.harness.sleep_model:SleepModel",
            "SLEEP_MODEL_MS": str(args.service_ms), "VISIONQ_TASK_EVENTS": "0"}
     processes, hostnames = [], set()
     for index, threads in enumerate(split(total, args.nodes)):
@@ -343,7 +352,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> None:
     bench_run.data.update(service_ms=args.service_ms, nodes=args.nodes,
                           duration_s=args.duration, api_workers=args.api_workers,
                           api_threads=args.api_threads, points=[])
-    log_dir = REPO / "bench" / "results" / "logs" / args.name
+    log_dir = LOGS / args.name
     fabric = Fabric(f"vqs{os.getpid() % 10000}", log_dir).open()
     hub_node = fabric.add_node("hub", HUB_HOST)
     for index in range(args.nodes):

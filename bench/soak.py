@@ -60,8 +60,8 @@ from typing import Any
 import redis
 import requests
 
-from bench.common import FIXTURES, REPO, cpu_model, free_port, load_average
-from bench.procstat import children, rss_kb
+from bench.harness.common import FIXTURES, REPO, cpu_model, free_port, load_average
+from bench.harness.procstat import children, rss_kb
 from visionq.jobs import FINAL_STATUSES
 from visionq.keys import JOB_KEY_PREFIX
 

@@ -29,9 +29,9 @@ from typing import Any
 
 import requests
 
-from bench.common import FIXTURES, REPO, Run, latency_summary, ratio, say
-from bench.procstat import children, rss_kb, tree_cpu_s
-from bench.stack import VisionqStack
+from bench.harness.common import FIXTURES, REPO, Run, latency_summary, ratio, say
+from bench.harness.procstat import children, rss_kb, tree_cpu_s
+from bench.harness.stack import VisionqStack
 from visionq.client import StreamClient, connect_stream
 from visionq.imaging import DecodedImage
 from visionq.options import TASK_OPTIONS
@@ -297,7 +297,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
 
 
 def _plots(results: Run, points: dict[str, Any]) -> None:
-    from bench import plots
+    from bench.harness import plots
 
     plots.bars(results.plot_path("throughput"),
                {size: {"REST": p["rest"]["images_per_s"], "stream": p["stream"]["images_per_s"]}

@@ -14,10 +14,10 @@ from typing import Any
 
 import redis
 
-from bench import plots
-from bench.common import FIXTURES, Run, cores
-from bench.loadgen import Bodies, post_call, sweep
-from bench.stack import HUGE_BACKLOG, VisionqStack
+from bench.harness import plots
+from bench.harness.common import FIXTURES, Run, cores
+from bench.harness.loadgen import Bodies, post_call, sweep
+from bench.harness.stack import HUGE_BACKLOG, VisionqStack
 
 DEFAULT_IMAGE = FIXTURES / "faces" / "obama_small.jpg"
 

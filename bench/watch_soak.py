@@ -30,7 +30,7 @@ separately), the watcher's own metrics per run.  Elapsed time (first upload to l
 file) and images/s.
 
 Writes ``bench/results/watch_soak.json`` and ``bench/results/watch_soak_timeline.png``;
-logs go to ``bench/results/logs/watch_soak/``.
+logs go to ``bench/results/raw/logs/watch_soak/``.
 
     .venv/bin/python -m bench.watch_soak --images 1000 --task classify
 
@@ -64,23 +64,23 @@ import redis
 import requests
 from botocore.config import Config
 
-from bench.common import (
+from bench.harness.common import (
     FIXTURES,
+    RAW,
     REPO,
-    RESULTS,
     TASK_IMAGES,
     Run,
     free_port,
     say,
     stop_process,
 )
-from bench.procstat import children
+from bench.harness.procstat import children
 from visionq.embedded_redis import server_command, wait_ready
 from visionq.keys import JOB_KEY_PREFIX, WATCH_KEY_PREFIX, WORKER_KEY_PREFIX
 from visionq.s3events import result_key
 
 BIN = Path(sys.executable).parent
-LOGS = RESULTS / "logs" / "watch_soak"
+LOGS = RAW / "logs" / "watch_soak"
 AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
        "AWS_DEFAULT_REGION": "us-east-1"}
 LIMITS = {"VISIONQ_SOFT_TIME_LIMIT_S": "20", "VISIONQ_HARD_TIME_LIMIT_S": "25",

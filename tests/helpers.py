@@ -1,6 +1,7 @@
 """Ports and processes for the tests: the plain functions the fixtures in ``conftest.py``
 files and the tests themselves share (one copy each; ``bench/`` has its own in
-``bench/common.py`` and ``bench/procstat.py``, as the two trees do not import each other)."""
+``bench/harness/common.py`` and ``bench/harness/procstat.py``, as the two trees do not
+import each other)."""
 
 from __future__ import annotations
 

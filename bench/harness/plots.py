@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+from PIL import Image
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
+
+
+def save(fig: Any, path: Path, dpi: int = 110) -> None:
+    """Write ``fig`` as a 256-colour palette PNG (a third of the size, same look) and close it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi)
+    plt.close(fig)
+    buffer.seek(0)
+    Image.open(buffer).convert("RGB").quantize(256).save(path, optimize=True)
 
 
 def goodput_curve(path: Path, series: Mapping[str, Sequence[Mapping[str, Any]]], title: str,
@@ -34,8 +45,7 @@ def goodput_curve(path: Path, series: Mapping[str, Sequence[Mapping[str, Any]]],
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def latency_cdf(path: Path, series: Mapping[str, Sequence[float]], title: str,
@@ -56,8 +66,7 @@ def latency_cdf(path: Path, series: Mapping[str, Sequence[float]], title: str,
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def bars(path: Path, groups: Mapping[str, Mapping[str, float]], title: str, ylabel: str,
@@ -82,5 +91,4 @@ def bars(path: Path, groups: Mapping[str, Mapping[str, float]], title: str, ylab
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)

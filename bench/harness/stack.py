@@ -3,7 +3,7 @@
 ``VisionqStack``: a throw-away Redis (the embedded valkey binary, no AOF/RDB, data in a temp
 dir), the API under gunicorn and one Celery worker per task, planned by ``launcher.up.Stack``
 exactly as ``visionq up`` plans them (minus Flower, Prometheus and the exporter, which cost
-CPU a benchmark should not pay for).  ``SyncBaseline``: ``bench/baselines/sync_flask.py``
+CPU a benchmark should not pay for).  ``SyncBaseline``: ``bench/harness/sync_flask.py``
 under gunicorn, one sync worker per core.  Both accept a command prefix
 (``ip netns exec <ns>``) so the network experiment can run them in their own namespace.
 """
@@ -22,13 +22,13 @@ from typing import Any
 import redis
 import requests
 
-from bench.common import REPO, cores, free_port, say, stop_process
+from bench.harness.common import RAW, REPO, cores, free_port, say, stop_process
 from launcher.up import Service, Stack
 from visionq.embedded_redis import server_command, wait_ready
 from visionq.keys import WORKER_KEY_PREFIX
 from visionq.settings import Settings
 
-LOGS = REPO / "bench" / "results" / "logs"
+LOGS = RAW / "logs"
 HUGE_BACKLOG = 10_000_000
 
 
@@ -165,7 +165,7 @@ class VisionqStack:
 
 class SyncBaseline:
     """The classic design: Flask + inference in the request handler, gunicorn sync
-    workers, one per core (``bench/baselines/sync_flask.py``)."""
+    workers, one per core (``bench/harness/sync_flask.py``)."""
 
     def __init__(self, task: str, *, workers: int | None = None, host: str = "127.0.0.1",
                  port: int | None = None, prefix: Sequence[str] = (),
@@ -199,7 +199,7 @@ class SyncBaseline:
             [*self.prefix, sys.executable, "-m", "gunicorn", "--workers", str(self.workers),
              "--threads", str(self.threads),
              "--bind", f"{self.host}:{self.port}", "--timeout", "60", "--backlog", "2048",
-             "bench.baselines.sync_flask:create_app()"],
+             "bench.harness.sync_flask:create_app()"],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         say(f"synchronous baseline starting: {self.describe()}")

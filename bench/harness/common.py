@@ -19,9 +19,12 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO.parent / "shared" / "fixtures"
-RESULTS = REPO / "bench" / "results"
+RESULTS = Path(os.environ.get("VISIONQ_BENCH_RESULTS") or REPO / "bench" / "results")
+"""Where JSON and PNG go; ``VISIONQ_BENCH_RESULTS=/tmp/x`` for a trial run."""
+RAW = RESULTS / "raw"
+"""Logs, profiler dumps and raw samples: never committed (bench/results/.gitignore)."""
 PACKAGES = ("celery", "kombu", "redis", "flask", "gunicorn", "numpy", "pillow", "onnxruntime",
             "ai-edge-litert", "face-recognition", "dlib-bin", "matplotlib", "requests")
 TASK_IMAGES = {
@@ -109,7 +112,7 @@ class Run:
 
     def plot_path(self, what: str) -> Path:
         path = self.out_dir / f"{self.name}_{what}.png"
-        self.data["plots"].append(str(path.relative_to(REPO)))
+        self.data["plots"].append(shown(path))
         return path
 
     def finish(self) -> Path:
@@ -117,8 +120,13 @@ class Run:
         self.data["duration_s"] = round(time.time() - self.started, 1)
         path = self.out_dir / f"{self.name}.json"
         path.write_text(json.dumps(self.data, indent=1, default=_jsonable) + "\n")
-        say(f"wrote {path.relative_to(REPO)}")
+        say(f"wrote {shown(path)}")
         return path
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it."""
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,7 +1,7 @@
 """The classic design: a synchronous Flask app that runs inference inside the request
 handler, served by gunicorn with one sync worker per core (what the seeds' services did).
 
-    BENCH_SYNC_TASK=classify gunicorn --workers 2 'bench.baselines.sync_flask:create_app()'
+    BENCH_SYNC_TASK=classify gunicorn --workers 2 'bench.harness.sync_flask:create_app()'
 
 ``BENCH_SYNC_TASK=detect,face`` serves several tasks from each process (DeepStack's design:
 one server, every model in it); ``BENCH_SYNC_MODEL_THREADS`` sets the models' threads (1).

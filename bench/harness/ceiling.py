@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.baselines.sync_flask import build_model, infer
-from bench.common import cores, say
+from bench.harness.common import cores, say
+from bench.harness.sync_flask import build_model, infer
 from visionq.imaging import decode, probe
 
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import latency_summary, percentile, say
-from bench.http import HttpError, Target, multipart, request
+from bench.harness.common import latency_summary, percentile, say
+from bench.harness.http import HttpError, Target, multipart, request
 
 FINAL = ("succeeded", "failed")
 DEEPSTACK_PATHS = {"classify": "/v1/vision/classify", "detect": "/v1/vision/detection",

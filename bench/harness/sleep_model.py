@@ -2,7 +2,7 @@
 sleeps a fixed service time and uses no CPU, so that many workers can be simulated on two
 cores (``bench scaleout``).  Select it per queue, like any plugin override::
 
-    VISIONQ_MODEL_CLASSIFY=bench.sleep_model:SleepModel SLEEP_MODEL_MS=100
+    VISIONQ_MODEL_CLASSIFY=bench.harness.sleep_model:SleepModel SLEEP_MODEL_MS=100
 
 It also asks for the smallest decode (``max_side_for``), so a worker spends its CPU on the
 queue's own work: fetching, recording, waking the waiter.

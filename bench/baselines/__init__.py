@@ -1,1 +1,0 @@
-"""The classic designs visionq is compared against, run by the benchmark itself."""
