@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from importlib.metadata import EntryPoint
 
 import click
+import pytest
 from click.testing import CliRunner
 
+from visionq import cli
 from visionq.cli import COMMANDS_GROUP, main, role_commands
 
 ROLE_COMMANDS = {"up", "watch", "worker", "install-models", "autoscale", "report"}
@@ -53,3 +56,20 @@ def test_a_core_subcommand_loads_no_role() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]", out
+
+
+def test_a_role_that_cannot_be_imported_is_said_not_fatal(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An entry point whose module is missing (an extra not installed): ``--help`` still
+    lists every subcommand, and running that one says why, exit status 1."""
+    installed = role_commands()
+    broken = EntryPoint(name="broken", value="no_such_visionq_role.commands:cmd",
+                        group=COMMANDS_GROUP)
+    monkeypatch.setattr(cli, "role_commands", lambda: {**installed, "broken": broken})
+    listing = CliRunner().invoke(main, ["--help"])
+    assert listing.exit_code == 0, listing.output
+    assert "broken" in listing.output and "unavailable" in listing.output
+    assert "submit" in listing.output and "up" in listing.output
+    result = CliRunner().invoke(main, ["broken", "--anything"])
+    assert result.exit_code == 1
+    assert "no_such_visionq_role" in result.output
