@@ -268,7 +268,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> None:
-    bench_run = Run(args.name, ["keep-or-drop", *argv])
+    bench_run = Run(args.name, argv)
     pieces = {p.strip() for p in args.pieces.split(",")}
     try:
         if "multipart" in pieces:
