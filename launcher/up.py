@@ -3,12 +3,12 @@
 Starts the embedded Redis (unless ``REDIS_URL`` points elsewhere), the API under
 gunicorn, one Celery worker per queue and Flower; prefixes every line of their output
 with the process name; prints the URLs once the API answers.  Every child is supervised
-(``visionq.supervisor``): one that exits unexpectedly is restarted with backoff, and given up
+(``launcher.supervisor``): one that exits unexpectedly is restarted with backoff, and given up
 after repeated fast failures; one that stops answering its liveness check
-(``visionq.liveness``) is killed and restarted the same way; restarts and give-ups are
+(``launcher.liveness``) is killed and restarted the same way; restarts and give-ups are
 recorded in Redis for ``/readyz`` and the exporter.  The children die with ``visionq up``
 however it ends (``PR_SET_PDEATHSIG``), and what a previous run left is killed at start
-(``visionq.children``).
+(``launcher.children``).
 """
 
 from __future__ import annotations
@@ -28,13 +28,8 @@ from pathlib import Path
 import redis
 import requests
 
-from monitoring.metrics import clean_multiprocess_dir
-from monitoring.settings import PROMETHEUS_PORT, get_monitoring_settings
-from visionq.children import AnotherUp, ChildrenFile, die_with_parent, port_holder
-from visionq.custom_models import custom_queue_if_models
-from visionq.embedded_redis import server_command, wait_ready
-from visionq.keys import SUPERVISOR_GAVE_UP_KEY, SUPERVISOR_RESTARTS_KEY
-from visionq.liveness import (
+from launcher.children import AnotherUp, ChildrenFile, die_with_parent, port_holder
+from launcher.liveness import (
     Liveness,
     Probe,
     heartbeat_probe,
@@ -42,11 +37,16 @@ from visionq.liveness import (
     probe_timeout,
     redis_probe,
 )
+from launcher.supervisor import RestartPolicy, Snapshot, Supervisor, kill_group
+from monitoring.metrics import clean_multiprocess_dir
+from monitoring.settings import PROMETHEUS_PORT, get_monitoring_settings
+from visionq.custom_models import custom_queue_if_models
+from visionq.embedded_redis import server_command, wait_ready
+from visionq.keys import SUPERVISOR_GAVE_UP_KEY, SUPERVISOR_RESTARTS_KEY
 from visionq.mqtt.settings import mqtt_enabled
 from visionq.redis_conn import redis_client
 from visionq.settings import QUEUES, Settings, is_loopback
 from visionq.shards import redact, shard_map
-from visionq.supervisor import RestartPolicy, Snapshot, Supervisor, kill_group
 
 PROMETHEUS_CONFIG = Path(__file__).resolve().parents[1] / "monitoring" / "prometheus.yml"
 STOP_TIMEOUT_S = 30.0
@@ -269,7 +269,7 @@ class Stack:
         return True
 
     def supervise(self) -> None:
-        """One supervision pass (see ``visionq.supervisor``)."""
+        """One supervision pass (see ``launcher.supervisor``)."""
         if self.supervisor is not None:
             self.supervisor.poll()
 

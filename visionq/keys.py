@@ -80,7 +80,7 @@ WATCH_KEY_PREFIX = "visionq:watch:"
 and whose result JSON is not written yet (what a restarted watcher finishes);
 ``visionq:watch:<watch id>:scanned`` (Hash key -> ETag): the scan mode's cursor."""
 
-# -- visionq up's supervisor (visionq.supervisor) ---------------------------------------
+# -- visionq up's supervisor (launcher.supervisor) ---------------------------------------
 SUPERVISOR_RESTARTS_KEY = "visionq:supervisor:restarts"
 """Hash role -> times ``visionq up`` restarted it since it started (the exporter's
 ``visionq_process_restarts_total``)."""

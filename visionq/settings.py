@@ -34,13 +34,14 @@ from visionq.face_budget import DEFAULT_FACE_MAX_SCAN_PIXELS
 from visionq.imaging import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from visionq.model_scan import DEFAULT_MODEL_MAX_BYTES
 from visionq.options import FaceDetector
-from visionq.supervisor import (
-    DEFAULT_BACKOFF_INITIAL_S,
-    DEFAULT_BACKOFF_MAX_S,
-    DEFAULT_GIVE_UP_AFTER,
-    DEFAULT_WINDOW_S,
-)
 
+DEFAULT_BACKOFF_INITIAL_S = 1.0
+"""``visionq up``'s supervisor (``launcher.supervisor``): first wait before a restart."""
+DEFAULT_BACKOFF_MAX_S = 30.0
+DEFAULT_GIVE_UP_AFTER = 5
+"""Short runs within the window before a role is given up: at 1, 2, 4, 8 s of backoff the
+fifth comes ~15 s plus five start-ups after the first, well inside the window."""
+DEFAULT_WINDOW_S = 120.0
 DEFAULT_REDIS_PORT = 6379
 DEFAULT_REDIS_URL = f"redis://127.0.0.1:{DEFAULT_REDIS_PORT}/0"
 DEFAULT_BLOB_TTL_S = 3600

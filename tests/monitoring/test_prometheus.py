@@ -16,6 +16,7 @@ import pytest
 import requests
 import yaml
 
+from launcher.supervisor import Snapshot
 from launcher.up import Stack as UpStack
 from monitoring import metrics as declared
 from tests.conftest import free_port, log_tail, spawn, stop_process
@@ -30,7 +31,6 @@ from tests.monitoring.live import (
     wait_final,
 )
 from visionq.settings import Settings
-from visionq.supervisor import Snapshot
 
 MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
 DASHBOARD = MONITORING / "grafana" / "dashboards" / "visionq.json"

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from launcher.children import start_time
 from tests.conftest import free_port
 from tests.monitoring.live import until
 from tests.test_supervised_up import WAIT_S, Up
-from visionq.children import start_time
 
 LIVENESS_S = 10
 """The hung-child test's VISIONQ_LIVENESS_TIMEOUT_S (a worker beats every 5 s)."""

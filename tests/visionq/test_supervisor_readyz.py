@@ -13,11 +13,11 @@ import redis
 from flask.testing import FlaskClient
 
 from api import create_app
+from launcher.supervisor import GaveUp, Snapshot
 from launcher.up import Stack
 from monitoring.exporter import build_registry
 from visionq.broker import beat, forget_worker
 from visionq.settings import QUEUES, Settings
-from visionq.supervisor import GaveUp, Snapshot
 
 HOST = "readyz-test@host"
 

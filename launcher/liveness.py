@@ -7,7 +7,7 @@ thread of its own.  ``Liveness.hung`` tells the supervisor when the role's curre
 not answered for ``timeout_s`` (or, before its first answer, for ``STARTUP_GRACE_S``: a
 worker loading its model); the supervisor then kills it and restarts it like one that
 crashed.  The probes only read: they start no process (``PR_SET_PDEATHSIG`` is tied to the
-thread that forks, see ``visionq.children``).
+thread that forks, see ``launcher.children``).
 """
 
 from __future__ import annotations

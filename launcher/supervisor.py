@@ -8,10 +8,10 @@ Two parts:
   given up: a crash loop (a port in use, a model that cannot load) is reported once instead
   of being retried for ever.  A run of at least ``stable_s`` resets both the backoff and that
   count.  The clock is an argument, so the policy is tested without processes
-  (tests/visionq/test_supervisor.py).
+  (tests/launcher/test_supervisor.py).
 - ``Supervisor``: the thin part that polls the children (``Popen.poll()``), says why one
   exited (exit code or signal name), kills what is left of its process group (and kills a
-  child that ``hung`` reports as not answering, ``visionq.liveness``), restarts it
+  child that ``hung`` reports as not answering, ``launcher.liveness``), restarts it
   when its backoff has passed, and hands the restart counts and given-up roles to a
   ``record`` callable (``visionq up`` writes them to Redis for ``/readyz`` and the
   exporter's ``visionq_process_restarts_total``).  It runs in the caller's loop: no thread.
@@ -34,12 +34,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-DEFAULT_BACKOFF_INITIAL_S = 1.0
-DEFAULT_BACKOFF_MAX_S = 30.0
-DEFAULT_GIVE_UP_AFTER = 5
-"""Short runs within the window before a role is given up: at 1, 2, 4, 8 s of backoff the
-fifth comes ~15 s plus five start-ups after the first, well inside the window."""
-DEFAULT_WINDOW_S = 120.0
+from visionq.settings import (  # the VISIONQ_SUPERVISOR_* defaults
+    DEFAULT_BACKOFF_INITIAL_S,
+    DEFAULT_BACKOFF_MAX_S,
+    DEFAULT_GIVE_UP_AFTER,
+    DEFAULT_WINDOW_S,
+)
+
 KILL_WAIT_S = 5.0
 """How long a hung child killed with SIGKILL is waited for (reaped) before moving on."""
 DEFAULT_STABLE_S = 30.0

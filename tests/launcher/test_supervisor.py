@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from visionq.supervisor import (
+from launcher.supervisor import (
     RestartPolicy,
     RestartTracker,
     Snapshot,
