@@ -52,6 +52,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                            "process, 503 not OOM, nothing lost"),
     "metrics-overhead": ("metrics_overhead", "submit and job round trip with metrics on vs "
                                              "off"),
+    "soak": ("soak", "minutes of mixed load under `visionq up` with a fault a minute: "
+                     "nothing lost or run twice, latency per window, RSS"),
+    "watch-soak": ("watch_soak", "a bucket watcher (moto S3 + SQS) over N uploads while "
+                                 "watcher and workers are killed: every result once"),
 }
 """command: (module under bench/, one-line help)."""
 

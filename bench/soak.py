@@ -28,9 +28,7 @@ retried), p50/p99 latency per 30 s, RSS of every process every few seconds, Redi
 
     .venv/bin/python -m bench.soak --minutes 10
 
-Not part of ``make test`` (it takes minutes and all the CPU).  Run it as a module
-(``-m bench.soak``): ``bench/http.py`` would shadow the standard library's ``http`` if the
-file were run as a script.
+Not part of ``make test`` (it takes minutes and all the CPU); also ``python -m bench soak``.
 """
 
 from __future__ import annotations
@@ -51,7 +49,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +58,19 @@ from typing import Any
 import redis
 import requests
 
-from bench.harness.common import FIXTURES, REPO, cpu_model, free_port, load_average
+from bench.harness import plots
+from bench.harness.common import (
+    FIXTURES,
+    REPO,
+    RESULTS,
+    Run,
+    free_port,
+    load_average,
+    percentile,
+    say,
+    shown,
+    until,
+)
 from bench.harness.procstat import children, rss_kb
 from visionq.jobs import FINAL_STATUSES
 from visionq.keys import JOB_KEY_PREFIX
@@ -89,10 +99,6 @@ BUSY_WAIT_S = 20.0
 """A worker fault waits this long at most for the worker to be running a job."""
 
 
-def say(message: str) -> None:
-    print(f"[soak {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
 def cmdline(pid: int) -> list[str]:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -113,18 +119,6 @@ def role_of(argv: list[str]) -> str | None:
         return f"worker-{argv[argv.index('-Q') + 1]}"
     if "monitoring.exporter" in argv:
         return "exporter"
-    return None
-
-
-def until(condition: Callable[[], Any], timeout_s: float = BACK_TIMEOUT_S,
-          every_s: float = 0.1) -> Any:
-    """The first truthy value of ``condition()``, or None after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            if value := condition():
-                return value
-        time.sleep(every_s)
     return None
 
 
@@ -474,11 +468,9 @@ class Sampler(threading.Thread):
                 return
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+def p(values: list[float], q: float) -> float:
+    """The ``q`` percentile (0..100) in seconds, 0 when there are none."""
+    return round(percentile(sorted(values), q) or 0, 3)
 
 
 def completions(log: str) -> collections.Counter:
@@ -492,8 +484,7 @@ def latency_windows(ledger: Ledger, t0: float) -> list[dict[str, Any]]:
     for job_id, final in ledger.final.items():
         windows[int((ledger.accepted[job_id][1] - t0) // WINDOW_S)].append(final["latency_s"])
     return [{"from_s": int(k * WINDOW_S), "jobs": len(v),
-             "p50_s": round(percentile(v, 0.5) or 0, 3),
-             "p99_s": round(percentile(v, 0.99) or 0, 3)}
+             "p50_s": p(v, 50), "p99_s": p(v, 99)}
             for k, v in sorted(windows.items()) if k >= 0]
 
 
@@ -518,11 +509,7 @@ FAULT_COLOURS = {"pool_child": "tab:gray", "worker_main": "black", "redis": "red
 
 
 def plot(path: Path, ledger: Ledger, t0: float, summary: dict[str, Any]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plots.plt
     fig, (lat, done, rss, mem) = plt.subplots(4, 1, figsize=(12, 13), sharex=True)
     colours = {"face": "tab:blue", "detect": "tab:orange", "classify": "tab:green"}
     for task in TASKS:
@@ -570,7 +557,7 @@ def plot(path: Path, ledger: Ledger, t0: float, summary: dict[str, Any]) -> None
                  f"{summary['duplicated']}\nfaults: grey pool child kill -9, black worker main "
                  "kill -9, red Redis restart, purple API (gunicorn master) kill -9", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    plots.save(fig, path, dpi=100)
 
 
 def summarise(args: argparse.Namespace, ledger: Ledger, log: str, capacity: float,
@@ -620,11 +607,10 @@ def summarise(args: argparse.Namespace, ledger: Ledger, log: str, capacity: floa
         "redelivered": sum(1 for f in finals.values() if f["attempts"] > 1),
         "ran_without_a_202": len(unacknowledged),
         "ran_without_a_202_ids": unacknowledged[:20],
-        "latency_p50_s": round(percentile(latencies, 0.5) or 0, 3),
-        "latency_p99_s": round(percentile(latencies, 0.99) or 0, 3),
+        "latency_p50_s": p(latencies, 50),
+        "latency_p99_s": p(latencies, 99),
         "latency_max_s": round(max(latencies), 3) if latencies else None,
-        "latency_p99_s_by_task": {t: round(percentile(v, 0.99) or 0, 3)
-                                  for t, v in by_task.items()},
+        "latency_p99_s_by_task": {t: p(v, 99) for t, v in by_task.items()},
         "latency_mean_s": round(statistics.fmean(latencies), 3) if latencies else None,
         "latency_window_s": WINDOW_S,
         "latency_by_window": latency_windows(ledger, t0),
@@ -639,16 +625,12 @@ def summarise(args: argparse.Namespace, ledger: Ledger, log: str, capacity: floa
         "redis_used_memory_peak": max((e["redis_used_memory"] or 0 for e in rss), default=None),
         "blobs_left": blobs_left,
         "visionq_up_exit_code": up_exit,
-        "cores": os.cpu_count(),
-        "cpu": cpu_model(),
         "load_average": load,
         "rss_over_time": rss,
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="load duration (10)")
     parser.add_argument("--load", type=float, default=0.7,
                         help="fraction of the measured capacity to offer (0.7)")
@@ -658,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="jobs per task in the capacity measurement (20)")
     parser.add_argument("--drain", type=float, default=240.0,
                         help="seconds to wait for accepted jobs after the load (240)")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results",
+    parser.add_argument("--out", type=Path, default=RESULTS,
                         help="directory for soak.json and soak.png")
     parser.add_argument("--name", default="soak", help="result file stem (soak)")
     parser.add_argument("--no-idempotency-key", action="store_true",
@@ -666,7 +648,10 @@ def main(argv: list[str] | None = None) -> int:
                              "API took but never answered then runs as an extra job)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the logs' temp directory")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    results = Run(args.name, argv, args.out)
 
     images = {task: path.read_bytes() for task, path in IMAGES.items()}
     workdir = Path(tempfile.mkdtemp(prefix="visionq-soak-"))
@@ -734,14 +719,14 @@ def main(argv: list[str] | None = None) -> int:
     log = stack.log()
     summary = summarise(args, ledger, log, capacity, rate, t0, load, blobs_left, up_exit,
                         warm_up)
-    args.out.mkdir(parents=True, exist_ok=True)
-    json_path, png_path = args.out / f"{args.name}.json", args.out / f"{args.name}.png"
-    json_path.write_text(json.dumps(summary, indent=1) + "\n")
+    png_path = args.out / f"{args.name}.png"
     plot(png_path, ledger, t0, summary)
+    results.data.update(summary)
+    results.data["plots"].append(shown(png_path))
+    results.finish()
     say(json.dumps({k: v for k, v in summary.items()
                     if not k.endswith("_ids") and k not in ("rss_over_time", "rss_kb_start",
                                                              "rss_kb_end")}))
-    say(f"wrote {json_path} and {png_path}")
     bad = summary["lost"] or summary["duplicated"]
     if args.keep or bad:
         say(f"logs kept in {workdir}")
@@ -750,5 +735,14 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if bad else 0
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m bench.soak",
+                                     description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run(parser.parse_args(argv), ["soak", *argv])
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -54,6 +54,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,7 @@ from bench.harness.common import (
     Run,
     free_port,
     say,
+    shown,
     stop_process,
 )
 from bench.harness.procstat import children
@@ -486,13 +488,9 @@ def plot(path: Path, samples: list[dict[str, float]], events: list[Event], n: in
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="python -m bench.watch_soak",
-                                     description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n", 1)[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=1000, help="objects to upload (1000)")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--images", type=int, default=1000,
+                        help="objects to upload (1000, at least 3)")
     parser.add_argument("--task", choices=sorted(TASK_IMAGES), default="classify",
                         help="the job each object becomes (classify)")
     parser.add_argument("--workers", type=int, choices=(1, 2), default=2,
@@ -504,15 +502,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-kills", action="store_true", help="no watcher or worker kill")
     parser.add_argument("--name", default="watch_soak",
                         help="results file name: bench/results/<name>.json (watch_soak)")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.images < 3:
-        parser.error("--images must be at least 3")
+        raise SystemExit("--images must be at least 3")
 
     if LOGS.exists():
         shutil.rmtree(LOGS)
     LOGS.mkdir(parents=True)
     run = Run(args.name, argv)
-    run.data["command"] = "python -m bench.watch_soak " + " ".join(argv)
     soak = Soak(args.task)
     bucket = f"watch-soak-{uuid.uuid4().hex[:8]}"
     results_bucket, results_prefix = f"{bucket}-results", "in-results/"
@@ -521,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     samples: list[dict[str, float]] = []
     ok = False
     say(f"watch soak: {args.images} {args.task} images, {args.workers} worker(s); logs in "
-        f"{LOGS.relative_to(REPO)}")
+        f"{shown(LOGS)}")
     try:
         soak.start_moto()
         soak.start_redis()
@@ -734,6 +733,16 @@ def main(argv: list[str] | None = None) -> int:
         soak.stop_all()
         run.finish()
     return 0 if ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m bench.watch_soak",
+                                     description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run(parser.parse_args(argv), ["watch-soak", *argv])
 
 
 if __name__ == "__main__":

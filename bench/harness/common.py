@@ -6,6 +6,7 @@ and the figures that matter are ratios measured in the same run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -14,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,18 @@ def _r(value: float | None, digits: int = 1) -> float | None:
 
 def say(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def until(condition: Callable[[], Any], timeout_s: float = 120, every_s: float = 0.1) -> Any:
+    """The first truthy value of ``condition()`` (raising counts as not yet), or None after
+    ``timeout_s``: a bench waits on conditions, not on the clock."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if value := condition():
+                return value
+        time.sleep(every_s)
+    return None
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
