@@ -9,9 +9,13 @@ import made late.  On failure the graph is printed, each edge with one import th
 from __future__ import annotations
 
 import ast
+import re
+import subprocess
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
+
+from tests.conftest import BIN
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = "visionq"
@@ -97,3 +101,24 @@ def test_the_checks_see_a_circle() -> None:
     assert find_cycle(["a", "b", "c"], ladder) is None
     circle = {**ladder, ("c", "a"): ""}
     assert find_cycle(["a", "b", "c"], circle) in (["a", "b", "c", "a"], ["a", "c", "a"])
+
+
+def test_imports_sit_at_the_top_and_every_lazy_one_says_why() -> None:
+    """ruff's PLC0415 finds nothing in the product folders, and each ``noqa: PLC0415`` (an
+    optional, heavy extra loaded only where it is used) gives its reason on the line or in
+    a comment just above."""
+    folders = product_folders()
+    result = subprocess.run([str(BIN / "ruff"), "check", "--select",
+                             "PLC0415", "--output-format", "concise", *folders], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    bare = []
+    for folder in folders:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            lines = path.read_text().splitlines()
+            for number, line in enumerate(lines, 1):
+                match = re.search(r"#\s*noqa:\s*PLC0415(.*)$", line)
+                if match and not match.group(1).strip(" -:,") and not (
+                        number >= 2 and lines[number - 2].strip().startswith("#")):
+                    bare.append(f"{path.relative_to(ROOT)}:{number}")
+    assert not bare, f"noqa: PLC0415 without a reason: {bare}"

@@ -9,7 +9,7 @@ import subprocess
 
 from tests.conftest import BIN, REPO
 
-PRODUCT_DIRS = ["api", "tasks", "workers", "autoscale", "monitoring", "visionq"]
+PRODUCT_DIRS = ["api", "tasks", "workers", "autoscale", "monitoring", "visionq", "launcher"]
 
 
 def test_bandit_rules_find_nothing_in_the_product() -> None:

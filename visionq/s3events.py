@@ -202,7 +202,7 @@ def is_transient_error(exc: BaseException) -> bool:
     # Lazy on purpose: this module's parsers run where boto3 never does (the workers import
     # it through visionq.blobstore); botocore loads where S3 is actually called.
     from botocore import exceptions as boto  # noqa: PLC0415
-    from urllib3.exceptions import HTTPError as Urllib3Error  # noqa: PLC0415
+    from urllib3.exceptions import HTTPError as Urllib3Error  # noqa: PLC0415 - with botocore
 
     if isinstance(exc, boto.ClientError):
         error = exc.response.get("Error", {}) or {}

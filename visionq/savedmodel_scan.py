@@ -112,7 +112,7 @@ def saved_model_pb2() -> types.ModuleType:
         stand_in.__path__ = list(spec.submodule_search_locations)
         sys.modules["tensorflow"] = stand_in
         try:  # the stand-in above lends the package's path: protobuf only, no TensorFlow
-            from tensorflow.core.protobuf import saved_model_pb2 as module  # noqa: PLC0415
+            from tensorflow.core.protobuf import saved_model_pb2 as module  # noqa: PLC0415 - as above
         finally:
             for name in [n for n in sys.modules if n == "tensorflow" or
                          n.startswith("tensorflow.")]:

@@ -21,7 +21,7 @@ from kombu import Connection, Exchange, Producer, Queue
 from visionq import kombu_redis
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCT = ("api", "tasks", "workers", "autoscale", "monitoring", "visionq")
+PRODUCT = ("api", "tasks", "workers", "autoscale", "monitoring", "visionq", "launcher")
 ADAPTER = ROOT / "visionq" / "kombu_redis"
 KOMBU_NAMES = re.compile(
     r"unacked|_kombu\.|\\x06\\x16|\x06\x16|delivery_tag|body_encoding|global_keyprefix",

@@ -117,7 +117,7 @@ def convert(graph_json: bytes, weights_bin: bytes) -> bytes:
     # Lazy on purpose: ONNX is optional (visionq[detect]) and only this converter needs it;
     # `visionq --help` imports this module through the install-models command.
     import onnx  # noqa: PLC0415
-    from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
+    from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415 - with onnx
 
     spec = json.loads(graph_json)
     weights = load_weights(spec["weightsManifest"], weights_bin)

@@ -107,7 +107,7 @@ class FaceRecognitionModel(ModelBase):
             # Optional extra (visionq[face]; dlib, ~100 MB of models), loaded with the model:
             # the plugin class is imported wherever the registry lists it.
             import face_recognition  # noqa: PLC0415
-            import face_recognition_models  # noqa: PLC0415
+            import face_recognition_models  # noqa: PLC0415 - its models
         except ImportError as exc:
             raise ModelLoadError(
                 f"face_recognition is not installed ({exc}); pip install 'visionq[face]'"
