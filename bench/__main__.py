@@ -44,6 +44,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "camera": ("camera", "N Frigate-like cameras (keep-alive, 0.1 s timeout, open loop) on "
                          "/v1/vision/detection, idle and beside 4K face jobs: before / "
                          "after / a one-process synchronous baseline"),
+    "history-cost": ("history_cost", "job history: Redis and writer cost per job, SQLite / "
+                                     "PostgreSQL pages"),
     "begin-cost": ("begin_cost", "Redis CPU per job start: the image through the begin "
                                  "script (Lua) vs a plain GET pipelined after it"),
     "stream": ("stream", "/v1/stream vs the REST job API: images/s and CPU-ms per image "
@@ -76,7 +78,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         child = sub.add_parser(command, help=help_text, description=module.__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(child)
-        child.set_defaults(run=module.run)
     from bench import netloss
     from bench.harness.stack import check_ready
 
@@ -96,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_ready(args.url, args.path, args.redis_url,
                     [t for t in args.tasks.split(",") if t], args.timeout)
     else:
-        args.run(args, argv)
+        importlib.import_module(f"bench.{BENCHMARKS[args.command][0]}").run(args, argv)
     return 0
 
 

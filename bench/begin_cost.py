@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -22,9 +21,9 @@ from typing import Any
 import redis
 
 from bench.broker_ceiling import _image
-from bench.harness.common import Run, free_port, say, stop_process
+from bench.harness.common import Run, say
+from bench.harness.stack import redis_server
 from visionq.blobstore import RedisBlobStore
-from visionq.embedded_redis import server_command, wait_ready
 from visionq.jobs import JobStore
 from visionq.jobs.scripts import BEGIN as _BEGIN_SCRIPT
 from visionq.keys import COUNTS_KEY
@@ -77,27 +76,21 @@ def _measure(store: JobStore, client: redis.Redis, way: str, ids: list[str],
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
-    results = Run(args.name, ["begin-cost", *argv])
-    port = free_port()
-    command = server_command(port, None, persistent=False)
-    if args.redis_cpu is not None:
-        command = ["taskset", "-c", str(args.redis_cpu), *command]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    results = Run(args.name, argv)
+    pin = ["taskset", "-c", str(args.redis_cpu)] if args.redis_cpu is not None else []
     try:
-        url = f"redis://127.0.0.1:{port}/0"
-        wait_ready(url, 15, server)
-        client = redis.Redis.from_url(url)
-        store = JobStore(client, 600)
-        image = _image(args.image_kb)
-        rounds: list[dict[str, Any]] = []
-        for index in range(args.rounds):
-            row: dict[str, Any] = {"round": index}
-            for way in (WAYS if index % 2 == 0 else WAYS[::-1]):  # alternate the order
-                ids = [f"{way}-{index}-{n}" for n in range(args.jobs)]
-                row[way] = _measure(store, client, way, ids, image)
-                say(f"round {index} {way}: {row[way]}")
-            rounds.append(row)
+        with redis_server(pin) as url:
+            client = redis.Redis.from_url(url)
+            store = JobStore(client, 600)
+            image = _image(args.image_kb)
+            rounds: list[dict[str, Any]] = []
+            for index in range(args.rounds):
+                row: dict[str, Any] = {"round": index}
+                for way in (WAYS if index % 2 == 0 else WAYS[::-1]):  # alternate the order
+                    ids = [f"{way}-{index}-{n}" for n in range(args.jobs)]
+                    row[way] = _measure(store, client, way, ids, image)
+                    say(f"round {index} {way}: {row[way]}")
+                rounds.append(row)
         summary = {way: statistics.median(r[way]["redis_cpu_us_per_begin"] for r in rounds)
                    for way in WAYS}
         results.data.update(image_bytes=len(image), jobs=args.jobs, rounds=rounds,
@@ -106,6 +99,5 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         say(f"Redis CPU per begin, median: through Lua {summary['lua']} µs, plain GET "
             f"{summary['get']} µs ({len(image)} B image)")
     finally:
-        stop_process(server, timeout_s=10)
         results.finish()
     return results.data

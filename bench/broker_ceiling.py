@@ -228,7 +228,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> None:
-    bench_run = Run(args.name, ["broker-ceiling", *argv])
+    bench_run = Run(args.name, argv)
     bench_run.data.update(jobs=args.jobs, producers=args.producers, workers=args.workers,
                           threads=args.threads, redis_cpu=args.redis_cpu, points=[])
     log_dir = LOGS / args.name

@@ -126,7 +126,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> None:
-    out = Run(args.name, ["callbacks", *argv])
+    out = Run(args.name, argv)
     images = [path.read_bytes() for path in TASK_IMAGES["classify"]]
     receiver = SlowReceiver(args.receiver_delay_s)
     sender: subprocess.Popen | None = None

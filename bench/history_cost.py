@@ -41,7 +41,7 @@ from typing import Any
 import redis
 
 from bench.harness.common import Run, free_port, percentile, say, stop_process
-from visionq.embedded_redis import server_command, wait_ready
+from bench.harness.stack import redis_server
 from visionq.history import Filters, HistoryStore, HistoryWriter, jobs_table, record_from_fields
 from visionq.jobs import JobStore, scripts
 from visionq.keys import HISTORY_STREAM_KEY
@@ -62,19 +62,6 @@ def _ms(values: Sequence[float], q: float) -> float | None:
 def redis_cpu_s(client: redis.Redis) -> float:
     info = client.info("cpu")
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-
-
-@contextlib.contextmanager
-def redis_server() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(server_command(port, None, persistent=False),
-                               stdout=subprocess.DEVNULL, start_new_session=True)
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        wait_ready(url, 30, process)
-        yield url
-    finally:
-        stop_process(process)
 
 
 @contextlib.contextmanager
@@ -273,15 +260,14 @@ def page_timings(history_url: str, rows: int, pages: int) -> dict[str, Any]:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.history_cost",
-                                     description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=10_000, help="jobs per variant")
     parser.add_argument("--rows", type=int, default=1_000_000, help="history rows to page")
     parser.add_argument("--pages", type=int, default=200, help="pages timed per kind")
-    args = parser.parse_args(argv)
-    run = Run("history_cost", ["history_cost", *(argv or sys.argv[1:])])
+
+
+def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    run = Run("history_cost", argv)
     run.data["parameters"] = vars(args)
     workdir = Path(tempfile.mkdtemp(prefix="visionq-bench-history-"))
     try:
@@ -305,6 +291,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     run.finish()
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m bench.history_cost", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run(parser.parse_args(argv), ["history-cost", *argv])
 
 
 if __name__ == "__main__":

@@ -348,7 +348,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> None:
     if reason:
         raise SystemExit(f"bench scaleout needs network namespaces: {reason}")
     totals = [int(v) for v in args.workers.split(",") if v.strip()]
-    bench_run = Run(args.name, ["scaleout", *argv])
+    bench_run = Run(args.name, argv)
     bench_run.data.update(service_ms=args.service_ms, nodes=args.nodes,
                           duration_s=args.duration, api_workers=args.api_workers,
                           api_threads=args.api_threads, points=[])

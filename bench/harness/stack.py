@@ -10,12 +10,13 @@ under gunicorn, one sync worker per core.  Both accept a command prefix
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -228,6 +229,22 @@ class SyncBaseline:
     def __exit__(self, *_: object) -> None:
         stop_process(self._process, timeout_s=20)
         self._process = None
+
+
+@contextlib.contextmanager
+def redis_server(prefix: Sequence[str] = ()) -> Iterator[str]:
+    """A throw-away Redis (the embedded valkey, no persistence) for the block: its URL.
+    ``prefix``: e.g. ``taskset -c 1`` to pin it."""
+    port = free_port()
+    process = subprocess.Popen([*prefix, *server_command(port, None, persistent=False)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        wait_ready(url, 30, process)
+        yield url
+    finally:
+        stop_process(process, timeout_s=10)
 
 
 def wait_for_workers(client: redis.Redis, queue: str, hostnames: set[str],
