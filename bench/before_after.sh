@@ -42,6 +42,7 @@ else
   # the command it lacks, frigate, is copied in (its harness was bench/*.py, not
   # bench/harness/) and started without the base's __main__, which does not know it.
   [ -d "$WT/bench/harness" ] || sed -e 's/bench\.harness\./bench./; s/from bench\.harness import/from bench import/' \
+    -e 's/plots\.save(fig, \(.*\), dpi=\([0-9]*\))/fig.savefig(\1, dpi=\2)/' \
     "$ROOT/bench/frigate.py" > "$WT/bench/frigate.py"
 fi
 FRIGATE_MAIN='import argparse, sys

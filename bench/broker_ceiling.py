@@ -32,6 +32,7 @@ from typing import Any
 
 import redis
 
+from bench.harness import plots
 from bench.harness.common import REPO, Run, free_port, say, stop_process
 from bench.harness.procstat import tree_cpu_s
 from bench.harness.redis_stats import RedisStats
@@ -191,10 +192,7 @@ def measure_mode(mode: str, args: argparse.Namespace, log_dir: Path) -> dict[str
 
 
 def plot(run: Run, points: list[dict[str, Any]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = plots.plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     modes = [p["mode"] for p in points]
@@ -207,8 +205,7 @@ def plot(run: Run, points: list[dict[str, Any]]) -> None:
     ax.set_title("Broker ceiling by persistence mode")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(run.plot_path("modes"), dpi=110)
-    plt.close(fig)
+    plots.save(fig, run.plot_path("modes"), dpi=110)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

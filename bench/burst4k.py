@@ -31,6 +31,7 @@ import redis
 import requests
 
 from bench.face4k import build_photo
+from bench.harness import plots
 from bench.harness.common import Run, cores, latency_summary, say
 from bench.harness.procstat import children, rss_kb
 from bench.harness.stack import VisionqStack
@@ -152,7 +153,7 @@ def wait_final(store: JobStore, ids: list[str]) -> dict[str, Any]:
 
 
 def plot_rss(path: Any, timeline: list[dict[str, Any]], burst_end_s: float) -> None:
-    from bench.harness.plots import plt
+    plt = plots.plt
 
     labels = sorted({k for row in timeline for k in row if k != "t_s"})
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -166,8 +167,7 @@ def plot_rss(path: Any, timeline: list[dict[str, Any]], burst_end_s: float) -> N
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plots.save(fig, path, dpi=110)
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:

@@ -195,8 +195,7 @@ def plot(path: Path, records: Sequence[dict[str, Any]], timeout_s: float, title:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plots.save(fig, path, dpi=110)
 
 
 def _measure(url: str, frames: Sequence[bytes], args: argparse.Namespace,

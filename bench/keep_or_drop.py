@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import broker_ceiling
+from bench.harness import plots
 from bench.harness.common import REPO, Run, free_port, say, stop_process
 from bench.harness.procstat import tree_cpu_s
 from bench.harness.stack import LOGS
@@ -226,10 +227,7 @@ def _wait_http(base: str, process: subprocess.Popen, timeout_s: float = 60) -> N
 
 def plot(run: Run) -> None:
     """Each piece's ratio per round (its side on / off) against the 10 % bar."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = plots.plt
 
     series = {"claiming: jobs/s on / off": run.data.get("claiming", {}).get("ratio_on_over_off"),
               "multipart fork: API CPU per upload, werkzeug / fork":
@@ -247,8 +245,7 @@ def plot(run: Run) -> None:
     ax.set_title("What each piece still earns (rounds alternate; busy machine)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(run.plot_path("ratios"), dpi=110)
-    plt.close(fig)
+    plots.save(fig, run.plot_path("ratios"), dpi=110)
 
 
 def _ratios(piece: dict[str, Any], what: str) -> list[float] | None:

@@ -32,6 +32,7 @@ from typing import Any
 
 import redis
 
+from bench.harness import plots
 from bench.harness.common import (
     REPO,
     Run,
@@ -290,10 +291,7 @@ def knee(points: list[dict[str, Any]], threshold: float = 0.9) -> dict[str, Any]
 
 
 def plot(run: Run, points: list[dict[str, Any]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = plots.plt
 
     n = [p["workers"] for p in points]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -306,8 +304,7 @@ def plot(run: Run, points: list[dict[str, Any]]) -> None:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(run.plot_path("throughput"), dpi=110)
-    plt.close(fig)
+    plots.save(fig, run.plot_path("throughput"), dpi=110)
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ax.plot([p["jobs_s"] for p in points], [p["redis_cpu_fraction"] * 100 for p in points],
@@ -320,8 +317,7 @@ def plot(run: Run, points: list[dict[str, Any]]) -> None:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(run.plot_path("cpu"), dpi=110)
-    plt.close(fig)
+    plots.save(fig, run.plot_path("cpu"), dpi=110)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -312,10 +312,7 @@ def _plots(results: Run, points: dict[str, Any]) -> None:
                "CPU-ms per image by process", "CPU-ms / image")
     hold_data = results.data.get("hold")
     if hold_data:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = plots.plt
 
         fig, ax = plt.subplots(figsize=(7, 4))
         xs, ys = zip(*hold_data["rss_series"], strict=True)
@@ -326,5 +323,4 @@ def _plots(results: Run, points: dict[str, Any]) -> None:
                      f" frames/s each for {hold_data['hold_s']:g} s")
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        fig.savefig(results.plot_path("hold_rss"), dpi=110)
-        plt.close(fig)
+        plots.save(fig, results.plot_path("hold_rss"), dpi=110)

@@ -65,6 +65,7 @@ import redis
 import requests
 from botocore.config import Config
 
+from bench.harness import plots
 from bench.harness.common import (
     FIXTURES,
     RAW,
@@ -454,10 +455,7 @@ def worker_runs() -> tuple[collections.Counter, collections.Counter, collections
 
 def plot(path: Path, samples: list[dict[str, float]], events: list[Event], n: int,
          title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = plots.plt
 
     fig, ax = plt.subplots(figsize=(9, 4.5))
     ts = [s["t"] for s in samples]
@@ -484,8 +482,7 @@ def plot(path: Path, samples: list[dict[str, float]], events: list[Event], n: in
     ax.legend(loc="lower right")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plots.save(fig, path, dpi=110)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
