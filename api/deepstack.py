@@ -19,7 +19,8 @@ detection, a negative one is accepted; ``face/register`` keeps one face per imag
 images without one and replaces the userid's faces (``append=true`` adds to them instead);
 ``face/delete`` of an unknown userid is a 200; ``face/match`` takes any two files and
 answers ``success: false`` in a 200 when one has no face.  Every response also carries
-CodeProject.AI's keys (``api.codeproject``).
+CodeProject.AI's keys (``api.codeproject``).  The face endpoints take an extra
+``face_detector`` form field (``yunet``, ``hog`` or ``cnn``; absent: ``VISIONQ_FACE_DETECTOR``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from api.submission import submit_jobs
 from visionq import imaging
 from visionq.faces_registry import recognition_fields
 from visionq.jobs import FINAL_STATUSES, REVOKE_FINAL, Job
-from visionq.options import MAX_FACE_LIMIT, MAX_PREDICTION_COUNT
+from visionq.options import FACE_DETECTORS, MAX_FACE_LIMIT, MAX_PREDICTION_COUNT
 
 bp = Blueprint("deepstack", __name__, url_prefix="/v1/vision")
 bp.before_app_request(start_clock)
@@ -161,13 +162,25 @@ def face_detection() -> Response:
     """Faces scored at least ``min_confidence`` (their ``confidence`` field)."""
     started = time.perf_counter()
     min_confidence = _min_confidence(DETECTION_MIN_CONFIDENCE, MIN_CONFIDENCE_FLOOR)
-    result = run("face", [_image()], {"landmarks": "none"})[0]
+    result = run("face", [_image()], {"landmarks": "none", **_face_detector()})[0]
     predictions = [{"confidence": _face_confidence(f), **_box(f)}
                    for f in result.get("faces", []) if _face_confidence(f) >= min_confidence]
     return _ok(started, predictions=_sorted(predictions))
 
 
 _ENCODE = {"encodings": True, "landmarks": "none"}
+
+
+def _face_detector() -> dict[str, str]:
+    """Form field ``face_detector`` as the face job's option (absent: the server's
+    ``VISIONQ_FACE_DETECTOR``); one of ``FACE_DETECTORS``, else 400 before any job."""
+    raw = (request.form.get("face_detector") or "").strip()
+    if not raw:
+        return {}
+    if raw not in FACE_DETECTORS:
+        raise ApiError(400, "invalid_options", f"face_detector must be one of "
+                       f"{', '.join(FACE_DETECTORS)}, got {raw[:40]!r}")
+    return {"face_detector": raw}
 
 
 def _form_number(name: str, kind: type, low: float, high: float) -> Any:
@@ -209,7 +222,8 @@ def face_recognize() -> Response:
     started = time.perf_counter()
     min_confidence = _min_confidence(RECOGNITION_MIN_CONFIDENCE)
     options, prediction_count = _compreface_options()
-    faces = run("face", [_image()], {**_ENCODE, **options})[0].get("faces", [])
+    faces = run("face", [_image()], {**_ENCODE, **options, **_face_detector()})[0].get(
+        "faces", [])
     found = services().faces.recognize([f["encoding"] for f in faces],
                                        [f.get("quality") for f in faces], prediction_count or 1)
     predictions = []
@@ -249,7 +263,7 @@ def face_register() -> Response:
         raise ApiError(400, "missing_image", "no image files in the form (any field name)")
     userid = _userid()
     append = (request.form.get("append") or "").strip().lower() in TRUE_WORDS
-    results = run("face", images, _ENCODE)
+    results = run("face", images, {**_ENCODE, **_face_detector()})
     encodings = [face["encoding"] for result in results
                  if (face := _largest(result.get("faces", []))) is not None]
     if not encodings:
@@ -293,7 +307,8 @@ def face_match() -> Response:
                     1: "expected two image files, only one found"}
         raise ApiError(400, "missing_image" if len(images) < 2 else "too_many_images",
                        messages.get(len(images), "only two images allowed"))
-    first, second = (_largest(r.get("faces", [])) for r in run("face", images, _ENCODE))
+    first, second = (_largest(r.get("faces", []))
+                     for r in run("face", images, {**_ENCODE, **_face_detector()}))
     if first is None or second is None:
         return jsonify({"success": False, "error": "no face found", "code": "no_face",
                         "duration": round((time.perf_counter() - started) * 1000)})

@@ -17,7 +17,12 @@ from api.options import MAX_OPTIONS_BYTES, OPTION_MODELS
 from visionq import __version__
 from visionq.callbacks.destinations import MAX_URL_LENGTH
 from visionq.jobs import STATUSES
-from visionq.options import DEFAULT_TOP_K, MAX_FACE_LIMIT, MAX_PREDICTION_COUNT
+from visionq.options import (
+    DEFAULT_TOP_K,
+    FACE_DETECTORS,
+    MAX_FACE_LIMIT,
+    MAX_PREDICTION_COUNT,
+)
 from visionq.settings import QUEUES
 
 ERROR_TEXT = {
@@ -200,9 +205,12 @@ def _sync(summary: str, schema: str, form: dict[str, Any], *extra_errors: int,
 
 
 def _paths() -> dict[str, Any]:
-    def image_form(min_confidence: float) -> dict[str, Any]:
-        return _form({"image": BINARY, "min_confidence": _min_confidence(min_confidence)},
-                     ["image"])
+    def image_form(min_confidence: float, **extra: Any) -> dict[str, Any]:
+        return _form({"image": BINARY, "min_confidence": _min_confidence(min_confidence),
+                      **extra}, ["image"])
+
+    detector = {"face_detector": {"enum": list(FACE_DETECTORS), "description": "The face "
+                                  "detector (default: VISIONQ_FACE_DETECTOR, yunet)."}}
 
     task_param = {"name": "task", "in": "query", "schema": {"enum": list(QUEUES)}}
     idem = {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string",
@@ -282,7 +290,8 @@ def _paths() -> dict[str, Any]:
                                      **_errors(401, 403, 404, 409, 429)}}},
         "/v1/vision/detection": _sync("Objects (COCO-80)", "Detection",
                                       image_form(DETECTION_MIN_CONFIDENCE)),
-        "/v1/vision/face": _sync("Face boxes", "Faces", image_form(DETECTION_MIN_CONFIDENCE)),
+        "/v1/vision/face": _sync("Face boxes", "Faces",
+                                 image_form(DETECTION_MIN_CONFIDENCE, **detector)),
         "/v1/vision/face/recognize": _sync("Who is in the image", "Recognition", _form({
             "image": BINARY, "min_confidence": _min_confidence(RECOGNITION_MIN_CONFIDENCE),
             "limit": {"type": "integer", "minimum": 0, "maximum": MAX_FACE_LIMIT,
@@ -293,13 +302,13 @@ def _paths() -> dict[str, Any]:
                                    "confidence is below it (default: keep all)."},
             "prediction_count": {"type": "integer", "minimum": 1,
                                  "maximum": MAX_PREDICTION_COUNT, "description": "CompreFace: "
-                                 "add `subjects`, the N nearest registered people per face."}},
-            ["image"])),
+                                 "add `subjects`, the N nearest registered people per face."},
+            **detector}, ["image"])),
         "/v1/vision/face/register": _sync(
             "Register a userid's faces (largest face per image, any file field names; "
             "replaces, or appends with append=true)", "Registered",
-            _form({"userid": {"type": "string"}, "append": {"type": "string"}}, ["userid"],
-                  additional=True)),
+            _form({"userid": {"type": "string"}, "append": {"type": "string"}, **detector},
+                  ["userid"], additional=True)),
         "/v1/vision/face/list": {"post": face_list, "get": face_list},
         "/v1/vision/face/delete": {"post": {
             "tags": ["DeepStack"], "summary": "Forget a userid (200 even if unknown)",
@@ -308,7 +317,8 @@ def _paths() -> dict[str, Any]:
                           **_errors(400, 401, 413, 429)}}},
         "/v1/vision/face/match": _sync(
             "Similarity 0-1 of the largest faces of two images (any two file fields)",
-            "Match", _form({"image1": BINARY, "image2": BINARY}, [], additional=True)),
+            "Match", _form({"image1": BINARY, "image2": BINARY, **detector}, [],
+                           additional=True)),
         "/v1/vision/classify": _sync(
             f"ImageNet labels (top_k, default {DEFAULT_TOP_K})", "Classification",
             _form({"image": BINARY, "min_confidence": _min_confidence(0.0),

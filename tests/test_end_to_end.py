@@ -1,19 +1,24 @@
 """End to end with real parts: the API under gunicorn, `celery -A tasks worker -Q face`
-on a real Redis, the real face model.  Boxes must match face_recognition's own."""
+on a real Redis, the real face model.  Boxes must match face_recognition's own: exactly from
+a worker whose ``VISIONQ_FACE_DETECTOR`` is ``hog`` (the worker decodes a photo at its own
+detector's scale before it reads the job's options), within IoU 0.5 with the default
+(YuNet)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import face_recognition
 import pytest
+import redis
 import requests
 
-from tests.conftest import BIN, FIXTURES
-from tests.helpers import iou
+from tests.conftest import BIN, FIXTURES, WorkerFactory, start_api
+from tests.helpers import iou, stop_process
 from visionq.imaging import decode
 
 FACES = FIXTURES / "faces"
@@ -49,12 +54,24 @@ def reference_boxes(path: Path) -> list[tuple[int, int, int, int]]:
             face_recognition.face_locations(pixels, number_of_times_to_upsample=1)]
 
 
+@pytest.fixture(scope="module")
+def hog_api_url(redis_server: tuple[int, subprocess.Popen],
+                start_worker: WorkerFactory) -> Iterator[str]:
+    """An API and a face worker with ``VISIONQ_FACE_DETECTOR=hog`` on their own Redis DB."""
+    url = f"redis://127.0.0.1:{redis_server[0]}/13"
+    redis.Redis.from_url(url).flushdb()
+    start_worker(url, "face", "facehog", VISIONQ_FACE_DETECTOR="hog")
+    api, process = start_api(url, "api-hog", VISIONQ_FACE_DETECTOR="hog")
+    yield api
+    stop_process(process)
+
+
 @pytest.mark.parametrize("name", FACE_FILES)
-def test_face_boxes_match_face_recognition(api_url: str, face_worker: subprocess.Popen,
-                                           name: str) -> None:
-    """With ``upsample`` given, the photo is scanned at full size as face_recognition does
-    (``face_locations(..., number_of_times_to_upsample=1)``): the same boxes."""
-    job = run_job(api_url, FACES / name, options={"upsample": 1})
+def test_face_boxes_match_face_recognition(hog_api_url: str, name: str) -> None:
+    """With ``upsample`` given, a HOG worker scans the photo at full size as face_recognition
+    does (``face_locations(..., number_of_times_to_upsample=1)``): the same boxes."""
+    job = run_job(hog_api_url, FACES / name, options={"upsample": 1})
+    assert job["result"]["face_detector"] == "hog"
     assert job["status"] == "succeeded", job
     result = job["result"]
     expected = reference_boxes(FACES / name)
@@ -91,8 +108,9 @@ def test_no_face_image_gives_empty_list(api_url: str, face_worker: subprocess.Po
 
 @pytest.mark.parametrize("name", sorted(n for n, c in CASES.items() if c["expect_status"] == 200))
 def test_odd_but_valid_images(api_url: str, face_worker: subprocess.Popen, name: str) -> None:
+    """HOG's boxes (``cases.json`` holds face_recognition's)."""
     case = CASES[name]
-    job = run_job(api_url, BAD / name)
+    job = run_job(api_url, BAD / name, options={"face_detector": "hog"})
     assert job["status"] == "succeeded", job
     faces = job["result"]["faces"]
     assert len(faces) == case["expect_faces"]
@@ -101,6 +119,24 @@ def test_odd_but_valid_images(api_url: str, face_worker: subprocess.Popen, name:
         got = faces[0]
         assert iou((left, top, right, bottom),
                    (got["x_min"], got["y_min"], got["x_max"], got["y_max"])) >= 0.9
+
+
+@pytest.mark.parametrize("name", sorted(n for n, c in CASES.items() if c["expect_status"] == 200))
+def test_odd_but_valid_images_default_detector(api_url: str, face_worker: subprocess.Popen,
+                                               name: str) -> None:
+    """The same images with the default detector (YuNet): the same faces, boxes within the
+    face fixtures' IoU 0.5."""
+    case = CASES[name]
+    job = run_job(api_url, BAD / name)
+    assert job["status"] == "succeeded", job
+    assert job["result"]["face_detector"] == "yunet"
+    faces = job["result"]["faces"]
+    assert len(faces) == case["expect_faces"]
+    if "expect_box_trbl" in case:
+        top, right, bottom, left = case["expect_box_trbl"]
+        got = faces[0]
+        assert iou((left, top, right, bottom),
+                   (got["x_min"], got["y_min"], got["x_max"], got["y_max"])) >= 0.5
 
 
 def test_long_poll_waits_for_the_result(api_url: str, face_worker: subprocess.Popen) -> None:

@@ -291,10 +291,12 @@ class Settings(BaseSettings):
     recent_jobs: int = Field(default=DEFAULT_RECENT_JOBS, description=(
         "How many job ids `GET /v1/jobs` can list from Redis (older ones come from the history)."))
     face_detector: FaceDetector = Field(
-        default="hog", description=(
+        default="yunet", description=(
             "Face: the detector of face jobs that do not choose one (`face_detector` option): "
-            "`hog`, `yunet` (OpenCV Zoo's YuNet on ONNX Runtime, weights from `visionq "
-            "install-models`) or `cnn` (cost and recall per detector)."))
+            "`yunet` (OpenCV Zoo's YuNet on ONNX Runtime, weights from `visionq "
+            "install-models`; 3-4x less CPU than HOG with the same or better recall, `python "
+            "-m bench faces`), `hog` (dlib's, face_recognition's own boxes) or `cnn` (cost and "
+            "recall per detector)."))
     face_tolerance: float = Field(default=DEFAULT_FACE_TOLERANCE, description=(
         "Face recognition distance threshold: a face matches a registered person at or below it "
         "(`face_recognition`'s own is 0.6; lower: fewer strangers named, more \"unknown\" for "

@@ -132,7 +132,7 @@ def test_the_cnn_default_scale_fits_the_budget(face_model: FaceRecognitionModel,
     """What the plugin decides for a 24 MP PNG (decoded at full size) and for JPEGs whose
     decode follows the job's options: the CNN scans at most budget / weight pixels, HOG keeps
     its own default (~1.6 MP)."""
-    cnn, hog = FaceOptions(model="cnn"), FaceOptions()
+    cnn, hog = FaceOptions(model="cnn"), FaceOptions(face_detector="hog")
     png = decode(black_png)
     assert _scanned(face_model, png, cnn) <= CNN_DEFAULT_MAX
     assert _scanned(face_model, png, hog) > 2 * CNN_DEFAULT_MAX

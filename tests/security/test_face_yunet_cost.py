@@ -67,8 +67,9 @@ def test_yunet_pixels_weigh_four() -> None:
 
 
 @pytest.mark.parametrize(("settings", "options"), [
-    ({}, {"face_detector": "yunet", "upsample": 0}),
-    ({"face_detector": "yunet"}, {"upsample": 0}),  # the server's default detector
+    ({"face_detector": "hog"}, {"face_detector": "yunet", "upsample": 0}),
+    ({"face_detector": "yunet"}, {"upsample": 0}),  # the server's detector
+    ({}, {"upsample": 0}),  # the default detector (yunet)
 ])
 def test_yunet_over_budget_is_refused_at_submit(
         idle_redis_url: str, make_client: AppFactory, black_png: bytes,
@@ -85,10 +86,11 @@ def test_yunet_over_budget_is_refused_at_submit(
 
 
 @pytest.mark.parametrize(("settings", "options"), [
-    ({}, {"upsample": 0}),  # HOG: 12 MP counted
+    ({"face_detector": "hog"}, {"upsample": 0}),  # HOG: 12 MP counted
     ({"face_detector": "yunet"}, {"face_detector": "hog", "upsample": 0}),
     ({"face_detector": "yunet"}, {"model": "hog", "upsample": 0}),  # the older name
-    ({}, {"face_detector": "yunet"}),  # YuNet's default scale: not a caller's choice
+    ({"face_detector": "hog"}, {"face_detector": "yunet"}),  # YuNet's default scale
+    ({}, {}),  # the default detector (yunet) at its default scale: not a caller's choice
 ])
 def test_within_budget_is_accepted(idle_redis_url: str, make_client: AppFactory,
                                    black_png: bytes, settings: dict[str, Any],
@@ -101,7 +103,7 @@ def test_within_budget_is_accepted(idle_redis_url: str, make_client: AppFactory,
 
 
 @pytest.mark.parametrize(("settings", "options", "message"), [
-    ({}, {"landmarks": "yunet"}, "default is 'hog'"),
+    ({"face_detector": "hog"}, {"landmarks": "yunet"}, "default is 'hog'"),
     ({}, {"face_detector": "cnn", "landmarks": "yunet"}, "needs face_detector 'yunet'"),
     ({}, {"model": "cnn", "face_detector": "yunet"}, "disagree"),
     ({}, {"face_detector": "dlib"}, "face_detector"),

@@ -6,6 +6,10 @@ same boxes in DeepStack order where the photo is decoded at full size and scanne
 face_recognition's scale (small photos by default, any full-size decode with an explicit
 ``upsample``), and boxes in original pixels when the decode-scale policy
 (``workers/plugins/face_scale.py``) takes a reduced-size decode or a resize.
+
+These are HOG's answers: the plugin here is a worker whose ``VISIONQ_FACE_DETECTOR`` is
+``hog`` (the default is ``yunet``, whose boxes ``test_face_yunet.py`` checks against the
+same fixtures by IoU).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ TOLERANCE_PX = 2
 
 @pytest.fixture(scope="module")
 def model() -> FaceRecognitionModel:
-    loaded = FaceRecognitionModel(Settings())
+    loaded = FaceRecognitionModel(Settings(face_detector="hog"))  # face_recognition's boxes
     loaded.load()
     return loaded
 
@@ -193,7 +197,7 @@ def test_max_side_for_follows_the_policy(model: FaceRecognitionModel) -> None:
     assert model.max_side_for(info, {"min_face_px": 40}) is None
     assert model.max_side_for(info, {"upsample": 1}) is None
     assert model.max_side_for(probe((FACES / "obama3.jpg").read_bytes())) is None  # 3.3 MP
-    tight = FaceRecognitionModel(pixel_budget=200_000)
+    tight = FaceRecognitionModel(Settings(face_detector="hog"), pixel_budget=200_000)
     assert tight.max_side_for(probe((FACES / "obama3.jpg").read_bytes())) == 584  # 1/4
 
 
