@@ -342,7 +342,7 @@ class CallbackSender:
 
     def _backoff_s(self, attempt: int) -> float:
         first, most = self._backoff
-        return min(most, first * 2 ** (attempt - 1)) * random.uniform(0.9, 1.1)  # noqa: S311
+        return min(most, first * 2 ** (attempt - 1)) * random.uniform(0.9, 1.1)  # noqa: S311 (jitter, not a secret)
 
     def _record(self, delivery: str, item: dict[str, Any], outcome: Outcome) -> None:
         now = time.time()
