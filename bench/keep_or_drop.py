@@ -36,7 +36,7 @@ from bench import broker_ceiling
 from bench.harness import plots
 from bench.harness.common import REPO, Run, free_port, say, stop_process
 from bench.harness.procstat import tree_cpu_s
-from bench.harness.stack import LOGS
+from bench.harness.stack import LOGS, check_ready, exited
 
 
 def _jpeg_about(kb: int) -> bytes:
@@ -169,7 +169,7 @@ def multipart(args: argparse.Namespace) -> dict[str, Any]:
             apis[side] = (_serve(url, api_port, side == "werkzeug", tmp.name),
                           f"http://127.0.0.1:{api_port}")
         for process, base in apis.values():
-            _wait_http(base, process)
+            check_ready(base, "/healthz", None, [], 60, exited(process, f"the API at {base}"))
         app = create_app({"redis_url": url, "history_writer": False,
                           "history_url": f"sqlite:///{tmp.name}/history.sqlite3",
                           "max_backlog_classify": 10_000_000})
@@ -207,22 +207,6 @@ def multipart(args: argparse.Namespace) -> dict[str, Any]:
             "median_parse_saving_ms": round(statistics.median(
                 w - f for w, f in zip(figures["parse_cpu_ms"]["werkzeug"],
                                       figures["parse_cpu_ms"]["fork"], strict=True)), 3)}
-
-
-def _wait_http(base: str, process: subprocess.Popen, timeout_s: float = 60) -> None:
-    import requests
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the API at {base} exited ({process.returncode})")  # its log: tmp
-        try:
-            if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"the API at {base} did not answer within {timeout_s:g} s")
 
 
 def plot(run: Run) -> None:

@@ -46,7 +46,7 @@ from bench.harness.common import (
 from bench.harness.http import HttpError, Target, multipart, request
 from bench.harness.procstat import tree_cpu_s
 from bench.harness.redis_stats import RedisStats
-from bench.harness.stack import LOGS, wait_for_workers
+from bench.harness.stack import LOGS, check_ready, exited, wait_for_workers
 from visionq.embedded_redis import server_command, wait_ready
 
 QUEUE = "classify"
@@ -178,22 +178,6 @@ class Hub:
         stop_process(self.api, timeout_s=20)
         stop_process(self.redis, timeout_s=20)
         self._tmp.cleanup()
-
-
-def _wait_api(url: str, process: Any, timeout_s: float = 120) -> None:
-    import requests
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"API exited ({process.returncode})")
-        try:
-            if requests.get(f"{url}/healthz", timeout=2).ok:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"API at {url} not up within {timeout_s:g} s")
 
 
 def split(total: int, nodes: int) -> list[int]:
@@ -358,7 +342,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> None:
     try:
         enter_namespace(f"/var/run/netns/{hub_node.netns}")
         hub.start()
-        _wait_api(hub.api_url, hub.api)
+        check_ready(hub.api_url, "/healthz", None, [], 120, exited(hub.api, "API"))
         say(f"hub: Redis {hub.redis_url}, API {hub.api_url}; nodes: {args.nodes}")
         for total in totals:
             bench_run.data["points"].append(

@@ -264,6 +264,14 @@ def wait_for_workers(client: redis.Redis, queue: str, hostnames: set[str],
         time.sleep(0.2)
 
 
+def exited(process: subprocess.Popen, what: str) -> Callable[[], None]:
+    """For ``check_ready(alive=...)``: raises once ``process`` has exited."""
+    def check() -> None:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited ({process.returncode})")
+    return check
+
+
 def check_ready(url: str, path: str, redis_url: str | None, tasks: Sequence[str],
                 timeout_s: float, alive: Callable[[], None] = lambda: None) -> None:
     """Until ``url + path`` answers 200 and every task has a worker heartbeat in Redis
