@@ -27,6 +27,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                                          "capacity"),
     "frigate": ("frigate", "Frigate emulation: 320 px frames at 5/s to /v1/vision/detection, "
                            "timeout 0.1 s, a new connection each: %% timeouts, p50/p99"),
+    "models-classify": ("models_classify", "the classify model alone: fixture accuracy, "
+                                           "latency, throughput per batch size"),
+    "models-detect": ("models_detect", "the detect model alone: coco8 recall per threshold, "
+                                       "latency, throughput per batch size"),
     "detect-eval": ("detect_eval", "detector input side: recall / precision on coco8 at own "
                                    "size and at 320x320, ms per side on a 320x320 frame"),
     "broker-ceiling": ("broker_ceiling", "jobs/s per Redis core with no HTTP: direct "

@@ -1,8 +1,8 @@
 """Benchmark the ``classify`` model plugin: accuracy on the shared fixtures, preprocessing
 variants, single-image latency and batched throughput.
 
-    .venv/bin/python bench/models_classify.py            # ~20 s on 2 cores
-    .venv/bin/python bench/models_classify.py --variants # + preprocessing comparison
+    .venv/bin/python -m bench models-classify            # ~20 s on 2 cores
+    .venv/bin/python -m bench models-classify --variants # + preprocessing comparison
 
 Writes ``bench/results/classify_model.json``.  Latency and throughput are measured on the
 images as the worker sees them (decoded with the model's ``input_size`` JPEG draft) and
@@ -14,16 +14,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
-import platform
 import statistics
-from collections.abc import Callable
-from importlib.metadata import version
-from pathlib import Path
+import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from bench.harness.common import FIXTURES, Run, say
 from bench.harness.model_timing import decode_ms, latency, throughput
 from visionq.imaging import DecodedImage, decode
 from workers.plugins.efficientnet_lite0 import (
@@ -34,17 +32,14 @@ from workers.plugins.efficientnet_lite0 import (
     process_cpu_count,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures" / "classify"
-DEFAULT_OUT = REPO / "bench" / "results" / "classify_model.json"
+CLASSIFY = FIXTURES / "classify"
 LATENCY_IMAGE = "pytorch_hub_dog_640.jpg"
 GEOMETRIES: dict[str, float | None] = {"crop_square": 1.0, "crop_224/256": 224 / 256,
                                         "squash": None}
 """Centre-crop fractions compared by ``--variants``; the plugin uses ``CROP_FRACTION``."""
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=process_cpu_count(),
                         help="interpreter threads (default: CPUs of this process)")
     parser.add_argument("--batches", default="1,8,32", help="batch sizes for throughput")
@@ -54,13 +49,12 @@ def parse_args() -> argparse.Namespace:
                         help="single-image calls for the latency figures (default 50)")
     parser.add_argument("--variants", action="store_true",
                         help="also compare preprocessing variants on the fixtures")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON result path")
-    return parser.parse_args()
+    parser.add_argument("--name", default="classify_model", help="results file name")
 
 
 def load_fixtures(max_side: int | None) -> dict[str, tuple[DecodedImage, dict[str, Any]]]:
-    labels = json.loads((FIXTURES / "labels.json").read_text())["images"]
-    return {name: (decode((FIXTURES / name).read_bytes(), max_side=max_side), label)
+    labels = json.loads((CLASSIFY / "labels.json").read_text())["images"]
+    return {name: (decode((CLASSIFY / name).read_bytes(), max_side=max_side), label)
             for name, label in sorted(labels.items())}
 
 
@@ -116,16 +110,8 @@ def variants(model: EfficientNetLite0) -> list[dict[str, Any]]:
     return rows
 
 
-def environment(threads: int) -> dict[str, Any]:
-    return {"python": platform.python_version(), "machine": platform.machine(),
-            "process_cpus": process_cpu_count(), "threads": threads,
-            "load_average_1m": round(os.getloadavg()[0], 2),
-            "ai_edge_litert": version("ai-edge-litert"), "numpy": np.__version__,
-            "pillow": version("pillow")}
-
-
-def main() -> None:
-    args = parse_args()
+def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
+    results = Run(args.name, argv)
     model = EfficientNetLite0(num_threads=args.threads)
     model.load()
     fixtures = load_fixtures(model.input_size)
@@ -136,11 +122,11 @@ def main() -> None:
 
     result: dict[str, Any] = {
         "model": model.name, "model_version": model.version,
-        "environment": environment(args.threads),
+        "threads": args.threads,
         "accuracy": score(fixtures, lambda image: model.probabilities(
             [preprocess(image.pixels)])[0]),
-        "decode_ms": {"draft": decode_ms(FIXTURES / LATENCY_IMAGE, model.input_size),
-                      "full": decode_ms(FIXTURES / LATENCY_IMAGE, None)},
+        "decode_ms": {"draft": decode_ms(CLASSIFY / LATENCY_IMAGE, model.input_size),
+                      "full": decode_ms(CLASSIFY / LATENCY_IMAGE, None)},
         "latency_image": LATENCY_IMAGE,
         "latency_single": latency(predict, fixtures[LATENCY_IMAGE][0], args.latency_runs),
         "throughput": [throughput(predict, images, int(b), args.images)
@@ -148,15 +134,20 @@ def main() -> None:
     }
     if args.variants:
         result["preprocessing_variants"] = variants(model)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k != "preprocessing_variants"},
-                     indent=1))
+    results.data.update(result)
+    results.finish()
+    say(json.dumps({k: v for k, v in result.items() if k != "preprocessing_variants"},
+                   indent=1))
     for row in result.get("preprocessing_variants", []):
-        print(f"{row['decode']:5} {row['geometry']:12} {row['input']:11} top1={row['top1']:.2f} "
+        say(f"{row['decode']:5} {row['geometry']:12} {row['input']:11} top1={row['top1']:.2f} "
               f"top5={row['top5']:.2f} p_ok={row['mean_p_acceptable']:.3f} "
               f"ranks={list(row['label_rank'].values())}{'  <- plugin' if row['chosen'] else ''}")
 
 
+    return results.data
+
+
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(prog="python -m bench.models_classify", description=__doc__)
+    add_arguments(parser)
+    run(parser.parse_args(), ["models-classify", *sys.argv[1:]])

@@ -1,7 +1,7 @@
 """Benchmark the ``detect`` model plugin (CenterNet MobileNetV3): recall and false positives
 on the coco8 fixtures per threshold, single-image latency and batched throughput.
 
-    .venv/bin/python bench/models_detect.py        # ~40 s on 2 cores
+    .venv/bin/python -m bench models-detect        # ~40 s on 2 cores
 
 Writes ``bench/results/detect_model.json``.  Latency and throughput are measured on images as
 the worker sees them (decoded with the model's ``input_size`` JPEG draft) and include
@@ -14,26 +14,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-from importlib.metadata import version
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.face4k import iou
+from bench.harness.common import FIXTURES, Run, say
 from bench.harness.model_timing import decode_ms, latency, throughput
 from visionq.imaging import DecodedImage, decode
 from workers import weights
 from workers.install import detect as install_detect
 from workers.plugins.centernet_mbv3 import DEFAULT_MIN_CONFIDENCE, CenterNetMbv3
 
-REPO = Path(__file__).resolve().parents[1]
-DETECT = REPO.parent / "shared" / "fixtures" / "detect"
-DEFAULT_OUT = REPO / "bench" / "results" / "detect_model.json"
+DETECT = FIXTURES / "detect"
 LATENCY_IMAGE = "bus.jpg"
 THRESHOLDS = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="ONNX Runtime threads (default: CPUs of this process)")
     parser.add_argument("--batches", default="1,4,8", help="batch sizes for throughput")
@@ -43,16 +42,7 @@ def parse_args() -> argparse.Namespace:
                         help="single-image calls for the latency figures (default 50)")
     parser.add_argument("--models-dir", type=Path, default=None,
                         help="default: $VISIONQ_MODELS_DIR or ./.visionq/models")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON result path")
-    return parser.parse_args()
-
-
-def iou(a: list[float], b: list[float]) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(w, 0) * max(h, 0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    parser.add_argument("--name", default="detect_model", help="results file name")
 
 
 def accuracy(model: CenterNetMbv3, max_side: int | None) -> list[dict[str, Any]]:
@@ -84,16 +74,8 @@ def accuracy(model: CenterNetMbv3, max_side: int | None) -> list[dict[str, Any]]
     return rows
 
 
-def environment(threads: int) -> dict[str, Any]:
-    return {"python": platform.python_version(), "machine": platform.machine(),
-            "cpus_visible": len(os.sched_getaffinity(0)), "threads": threads,
-            "onnxruntime": version("onnxruntime"), "onnx": version("onnx"),
-            "numpy": version("numpy"), "pillow": version("pillow"),
-            "loadavg_1min_at_start": os.getloadavg()[0]}
-
-
-def main() -> None:
-    args = parse_args()
+def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
+    results = Run(args.name, argv)
     batches = [int(b) for b in args.batches.split(",")]
     model = CenterNetMbv3(models_dir=args.models_dir, num_threads=args.threads,
                           max_batch=max(batches))
@@ -111,7 +93,7 @@ def main() -> None:
         "weights": {"package": f"{install_detect.NPM_PACKAGE}@{install_detect.NPM_VERSION}",
                     "license": install_detect.PACKAGE_LICENSE,
                     "centernet_bin_sha256": weights.DETECT_WEIGHTS_SHA256},
-        "input_size": model.input_size, "environment": environment(threads),
+        "input_size": model.input_size, "threads": threads,
         "accuracy_coco8_draft_decode": accuracy(model, model.input_size),
         "accuracy_coco8_full_decode": accuracy(model, None),
         "latency_single_image": {"image": LATENCY_IMAGE, **latency(
@@ -121,14 +103,15 @@ def main() -> None:
         "decode_ms": {LATENCY_IMAGE: {"draft": decode_ms(latency_path, model.input_size),
                                       "full": decode_ms(latency_path, None)}},
     }
-    # The cores may be shared: a load above the thread count means the figures are inflated.
-    report["environment"]["loadavg_1min_at_end"] = os.getloadavg()[0]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
-    print(json.dumps({k: report[k] for k in ("latency_single_image", "throughput")}, indent=1))
+    results.data.update(report)
+    results.finish()
+    say(json.dumps({k: report[k] for k in ("latency_single_image", "throughput")}, indent=1))
     default = next(r for r in report["accuracy_coco8_draft_decode"] if r["default"])
-    print("default threshold:", default)
+    say(f"default threshold: {default}")
+    return results.data
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(prog="python -m bench.models_detect", description=__doc__)
+    add_arguments(parser)
+    run(parser.parse_args(), ["models-detect", *sys.argv[1:]])
