@@ -30,10 +30,11 @@ one photo each, ``--draws`` random draws per fixture split; they are then not pr
 strangers).  The chosen default (``choose``, on the household protocol) is the rule with
 the widest safe interval — from the threshold naming >= 95 % of the genuine probes to the
 last one naming no stranger — at its middle.  Encodings are computed from the boxes of
-``--face-detector`` (default: ``VISIONQ_FACE_DETECTOR``; HOG ~1.5 min on a busy core, YuNet
-~1 min), never cached.  Writes ``bench/results/<--name>.json`` (``face_openset``: HOG's,
-``face_openset_yunet``: YuNet's) and ``<--name>_det_<protocol>.png`` (DET: false accept
-rate vs false reject rate per rule, and both rates against the threshold).
+``--face-detector`` (default: ``VISIONQ_FACE_DETECTOR``, yunet; HOG ~1.5 min on a busy core,
+YuNet ~1 min), never cached.  Writes ``bench/results/face_openset_yunet.json`` (YuNet's, the
+default) or ``face_openset.json`` (``--face-detector hog``), or ``<--name>.json``, and
+``<name>_det_<protocol>.png`` (DET: false accept rate vs false reject rate per rule, and
+both rates against the threshold).
 """
 
 from __future__ import annotations
@@ -90,7 +91,9 @@ SHARPNESS_GATES = (20.0, 50.0, 100.0)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--name", default="face_openset")
+    parser.add_argument("--name", default=None,
+                        help="results name (default: face_openset for hog, "
+                             "face_openset_<detector> for another)")
     parser.add_argument("--enrol", type=int, default=2,
                         help="photo groups enrolled per person (all combinations are run)")
     parser.add_argument("--household", type=int, default=5,
@@ -425,8 +428,10 @@ def det_plot(path: Any, curves: dict[str, list[dict[str, Any]]], presentations: 
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
-    results = Run(args.name, argv)
     service = Service(args.face_detector)
+    name = args.name or ("face_openset" if service.detector == "hog"
+                         else f"face_openset_{service.detector}")
+    results = Run(name, argv)
     say(f"face detector: {service.detector}")
     genuine, fixture_strangers, missed = fixture_faces(service)
     say(f"gallery faces: {len(genuine)} ({', '.join(sorted({f.who for f in genuine}))}); "

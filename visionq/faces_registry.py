@@ -6,7 +6,7 @@ face_recognition's: Euclidean distance between encodings (a person's distance: t
 nearest encoding), decided by a ``Policy``: a match when the distance is at most the
 tolerance, and optionally a margin to the second-nearest person and a face size/sharpness
 gate.  ``Policy()`` is face_recognition's own rule (0.6, nothing else); the service's
-defaults (``VISIONQ_FACE_TOLERANCE`` 0.47, ``VISIONQ_FACE_MIN_SIZE_PX`` 60) come from
+defaults (``VISIONQ_FACE_TOLERANCE`` 0.47, ``VISIONQ_FACE_MIN_SIZE_PX`` 50) come from
 ``python -m bench face-openset`` (docs/models.md, "Face recognition threshold").
 
 Confidence from a distance follows the mapping in face_recognition's wiki

@@ -13,6 +13,7 @@ import redis
 from flask.testing import FlaskClient
 
 from tests.api.conftest import AppFactory, face, files
+from visionq.settings import DEFAULT_FACE_MIN_SIZE_PX
 
 BAD_FIELDS = [("limit", "-1"), ("limit", "1001"), ("limit", "1.5"), ("limit", "x"),
               ("det_prob_threshold", "1.5"), ("det_prob_threshold", "-0.1"),
@@ -108,11 +109,12 @@ def test_openapi_documents_the_recognize_fields(idle_redis_url: str,
 
 
 def small_obama() -> bytes:
-    """obama.jpg at 20 %: the face is ~52 px high, below VISIONQ_FACE_MIN_SIZE_PX (60)."""
+    """obama.jpg at 17 %: the face is ~45 px high (YuNet), below VISIONQ_FACE_MIN_SIZE_PX
+    (50)."""
     from PIL import Image
 
     photo = Image.open(io.BytesIO(face("obama.jpg")))
-    photo = photo.resize((round(photo.width * 0.2), round(photo.height * 0.2)))
+    photo = photo.resize((round(photo.width * 0.17), round(photo.height * 0.17)))
     out = io.BytesIO()
     photo.save(out, "JPEG", quality=95)
     return out.getvalue()
@@ -122,7 +124,7 @@ def test_small_faces_are_unknown_by_default(client: FlaskClient, redis_url: str,
                                              make_client: AppFactory) -> None:
     [gated] = client.post("/v1/vision/face/recognize",
                           data=files(image=small_obama())).get_json()["predictions"]
-    assert gated["quality"]["size_px"] < 60 and gated["distance"] < 0.47
+    assert gated["quality"]["size_px"] < DEFAULT_FACE_MIN_SIZE_PX and gated["distance"] < 0.47
     assert (gated["userid"], gated["confidence"]) == ("unknown", 0.0)
     ungated = make_client(redis_url, face_min_size_px=0)
     [named] = ungated.post("/v1/vision/face/recognize",

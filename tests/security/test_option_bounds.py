@@ -59,7 +59,9 @@ def _small_png() -> bytes:
 def test_face_cost_over_budget_is_refused_at_submit(
         idle_redis_url: str, make_client: AppFactory, black_png: bytes,
         options: dict[str, int]) -> None:
-    client = make_client(idle_redis_url)
+    """HOG's count (a server whose VISIONQ_FACE_DETECTOR is hog; YuNet's pixels count 4:
+    tests/security/test_face_yunet_cost.py)."""
+    client = make_client(idle_redis_url, face_detector="hog")
     before = _queued(idle_redis_url, "face")
     response = _submit(client, "face", black_png, json.dumps(options))
     body = response.get_json()
@@ -75,8 +77,8 @@ def test_face_cost_over_budget_is_refused_at_submit(
 @pytest.mark.parametrize("options", [{}, {"upsample": 0}, {"min_face_px": 80}])
 def test_face_cost_within_budget_is_accepted(idle_redis_url: str, make_client: AppFactory,
                                              black_png: bytes, options: dict[str, int]) -> None:
-    """The default policy (bounded by VISIONQ_FACE_PIXEL_BUDGET) and a full-size scan."""
-    client = make_client(idle_redis_url)
+    """The default policy (bounded by VISIONQ_FACE_PIXEL_BUDGET) and a full-size HOG scan."""
+    client = make_client(idle_redis_url, face_detector="hog")
     before = _queued(idle_redis_url, "face")
     response = _submit(client, "face", black_png, json.dumps(options))
     assert response.status_code == 202, response.get_json()
@@ -85,7 +87,7 @@ def test_face_cost_within_budget_is_accepted(idle_redis_url: str, make_client: A
 
 def test_face_budget_is_a_setting(idle_redis_url: str, make_client: AppFactory,
                                   black_png: bytes) -> None:
-    client = make_client(idle_redis_url, face_max_scan_pixels=400_000_000)
+    client = make_client(idle_redis_url, face_detector="hog", face_max_scan_pixels=400_000_000)
     assert _submit(client, "face", black_png, '{"upsample": 2}').status_code == 202
 
 
