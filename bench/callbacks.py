@@ -33,8 +33,7 @@ import redis
 import requests
 
 from bench.harness.common import TASK_IMAGES, Run, ratio, say, stop_process
-from bench.harness.stack import LOGS, VisionqStack
-from visionq.keys import JOB_KEY_PREFIX
+from bench.harness.stack import LOGS, VisionqStack, final_jobs
 
 VARIANTS = ("none", "callback")
 
@@ -100,19 +99,10 @@ def submit_round(url: str, images: list[bytes], jobs: int, clients: int,
 
 def wait_finished(client: redis.Redis, ids: list[str], timeout_s: float) -> dict[str, float]:
     """Until every job is final: the round's first ``queued_at`` and last ``finished_at``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        pipe = client.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hmget(f"{JOB_KEY_PREFIX}{job_id}", "status", "queued_at", "finished_at")
-        rows = pipe.execute()
-        if all(row[0] in (b"succeeded", b"failed") for row in rows):
-            failed = sum(row[0] == b"failed" for row in rows)
-            return {"first_queued": min(float(r[1]) for r in rows),
-                    "last_finished": max(float(r[2]) for r in rows), "failed": failed}
-        if time.monotonic() > deadline:
-            raise TimeoutError("jobs did not finish")
-        time.sleep(0.1)
+    rows = final_jobs(client, ids, ("queued_at", "finished_at"), timeout_s)
+    return {"first_queued": min(float(r[1]) for r in rows),
+            "last_finished": max(float(r[2]) for r in rows),
+            "failed": sum(row[0] == b"failed" for row in rows)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

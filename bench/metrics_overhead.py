@@ -32,7 +32,6 @@ import io
 import statistics
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,10 +43,9 @@ from PIL import Image
 from bench.harness.common import FIXTURES, Run, say
 from bench.harness.http import Target, multipart, request
 from bench.harness.procstat import tree_cpu_s
-from bench.harness.stack import HUGE_BACKLOG, VisionqStack
+from bench.harness.stack import HUGE_BACKLOG, VisionqStack, final_jobs
 from launcher.up import Service
 from tasks.config import celery_config
-from visionq.jobs import JobStore
 from visionq.settings import Settings
 
 GOAL = 0.03
@@ -250,19 +248,8 @@ def _worker_pid(stack: MetricsStack) -> int:
 
 
 def _drained(stack: MetricsStack, ids: list[str]) -> dict[str, Any]:
-    conn = redis.Redis.from_url(stack.redis_url)
-    deadline = time.monotonic() + 60 + len(ids)
-    fields = ("status", "started_at", "finished_at")
-    while True:
-        pipe = conn.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hmget(JobStore.key(job_id), fields)
-        rows = pipe.execute()
-        if all(row[0] in (b"succeeded", b"failed") for row in rows):
-            break
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{stack.describe()}: jobs did not finish")
-        time.sleep(0.5)
+    rows = final_jobs(redis.Redis.from_url(stack.redis_url), ids,
+                      ("started_at", "finished_at"), 60 + len(ids), 0.5)
     failed = sum(row[0] == b"failed" for row in rows)
     started = [float(r[1]) for r in rows]
     finished = [float(r[2]) for r in rows]

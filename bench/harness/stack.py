@@ -26,7 +26,7 @@ import requests
 from bench.harness.common import RAW, REPO, cores, free_port, say, stop_process
 from launcher.up import Service, Stack
 from visionq.embedded_redis import server_command, wait_ready
-from visionq.keys import WORKER_KEY_PREFIX
+from visionq.keys import JOB_KEY_PREFIX, WORKER_KEY_PREFIX
 from visionq.settings import Settings
 
 LOGS = RAW / "logs"
@@ -262,6 +262,24 @@ def wait_for_workers(client: redis.Redis, queue: str, hostnames: set[str],
             raise TimeoutError(f"workers {sorted(hostnames - seen)} did not beat within "
                                f"{timeout_s:g} s")
         time.sleep(0.2)
+
+
+def final_jobs(client: redis.Redis, ids: Sequence[str], fields: Sequence[str],
+               timeout_s: float, every_s: float = 0.1) -> list[list[bytes | None]]:
+    """Until every job in ``ids`` is final (succeeded or failed): ``[status, *fields]`` of
+    each, read from its record in one pipeline per poll."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pipe = client.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hmget(f"{JOB_KEY_PREFIX}{job_id}", "status", *fields)
+        rows = pipe.execute()
+        if all(row[0] in (b"succeeded", b"failed") for row in rows):
+            return rows
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{sum(row[0] not in (b'succeeded', b'failed') for row in rows)}"
+                               f" of {len(ids)} jobs not final after {timeout_s:g} s")
+        time.sleep(every_s)
 
 
 def exited(process: subprocess.Popen, what: str) -> Callable[[], None]:
