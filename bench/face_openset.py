@@ -51,6 +51,7 @@ import numpy as np
 
 from bench.face4k import iou
 from bench.faces import CALIBRATION_LABELS, IMAGENET_VAL
+from bench.harness import plots
 from bench.harness.common import FIXTURES, Run, say
 from visionq.imaging import decode, probe
 from visionq.options import FACE_DETECTORS
@@ -396,10 +397,7 @@ def det_plot(path: Any, curves: dict[str, list[dict[str, Any]]], presentations: 
              protocol: str) -> None:
     """Left: DET (false accept rate, log, vs false reject + wrong name rate) per rule.
     Right: both rates against the threshold, where the safe interval shows."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = plots.plt
 
     fig, (det, sweep) = plt.subplots(1, 2, figsize=(13, 5.5))
     floor = 0.3 / max(presentations, 1)
@@ -423,8 +421,7 @@ def det_plot(path: Any, curves: dict[str, list[dict[str, Any]]], presentations: 
         axis.grid(True, which="both", alpha=0.3)
     det.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    plots.save(fig, path, dpi=100)
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
