@@ -28,7 +28,7 @@ from typing import Any
 from PIL import Image
 
 from bench.harness import plots
-from bench.harness.common import FIXTURES, RESULTS, Run, cores, say
+from bench.harness.common import FIXTURES, RAW, Run, cores, say
 from bench.harness.loadgen import Bodies, jobs_call, run_point
 from bench.harness.procstat import tree_cpu_s
 from bench.harness.stack import VisionqStack
@@ -206,7 +206,8 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     photos = [build_photo(seed) for seed in range(args.photos)]
     paths = []
     for index, (data, _) in enumerate(photos):
-        path = RESULTS / f"face4k_photo{index}.jpg"
+        path = RAW / f"face4k_photo{index}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         paths.append(path)
     results.data["test_photos"] = [str(p.name) for p in paths]
