@@ -39,8 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from autoscale.policy import Observation, Policy, PoolPolicy, QueueObservation, State, decide  # noqa: E402
 from autoscale.rates import ArrivalRates  # noqa: E402
+from bench.harness import plots  # noqa: E402
+from bench.harness.common import RESULTS  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 MAX_INSTANCES = 19
 #: c7i.large on-demand, us-east-1, USD per hour (order of magnitude; only ratios matter).
 PRICE_PER_HOUR = 0.0893
@@ -323,10 +324,7 @@ def controllers() -> list[Controller]:
 
 
 def plot(trace: str, results: list[Result], slo: float, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = plots.plt
 
     fig, axes = plt.subplots(4, 1, figsize=(11, 11), sharex=True)
     first = results[0].series
@@ -349,8 +347,7 @@ def plot(trace: str, results: list[Result], slo: float, out: Path) -> None:
     for ax in axes[1:]:
         ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
+    plots.save(fig, out, dpi=90)
 
 
 def table(results: list[Result]) -> str:
