@@ -40,7 +40,7 @@ from typing import Any
 from PIL import Image
 
 from bench.harness import plots
-from bench.harness.common import FIXTURES, Run, ratio, say
+from bench.harness.common import FIXTURES, Run, iou, ratio, say
 from visionq.imaging import DecodedImage, decode, probe
 from workers.plugins.centernet_mbv3 import CenterNetMbv3
 
@@ -61,14 +61,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="ONNX Runtime threads (default: CPUs of this process)")
     parser.add_argument("--name", default="detect_eval")
-
-
-def iou(a: Box, b: Box) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(w, 0) * max(h, 0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def box(prediction: dict[str, Any]) -> list[float]:

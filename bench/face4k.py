@@ -28,7 +28,7 @@ from typing import Any
 from PIL import Image
 
 from bench.harness import plots
-from bench.harness.common import FIXTURES, RAW, Run, cores, say
+from bench.harness.common import FIXTURES, RAW, Run, cores, iou, say
 from bench.harness.loadgen import Bodies, jobs_call, run_point
 from bench.harness.procstat import tree_cpu_s
 from bench.harness.stack import VisionqStack
@@ -96,14 +96,6 @@ def build_photo(seed: int) -> tuple[bytes, list[tuple[int, int, int, int]]]:
     out = io.BytesIO()
     canvas.save(out, "JPEG", quality=90)
     return out.getvalue(), boxes
-
-
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(0.0, w) * max(0.0, h)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def recall(reference: list[Sequence[float]], found: list[Sequence[float]]) -> float | None:

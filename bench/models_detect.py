@@ -19,8 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.face4k import iou
-from bench.harness.common import FIXTURES, Run, say
+from bench.harness.common import FIXTURES, Run, iou, say
 from bench.harness.model_timing import decode_ms, latency, throughput
 from visionq.imaging import DecodedImage, decode
 from workers import weights
