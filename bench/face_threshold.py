@@ -31,10 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.face4k import iou
 from bench.faces import CALIBRATION_LABELS, IMAGENET_VAL
 from bench.harness import plots
-from bench.harness.common import FIXTURES, Run, say
+from bench.harness.common import FIXTURES, Run, iou, say
 from visionq.imaging import decode, probe
 
 IDENTITIES: dict[str, list[tuple[str, int]]] = {

@@ -44,9 +44,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from bench.face4k import _timed, face_crops, iou
+from bench.face4k import _timed, face_crops
 from bench.harness import plots
-from bench.harness.common import FIXTURES, Run, say
+from bench.harness.common import FIXTURES, Run, iou, say
 from visionq.imaging import decode, probe
 from visionq.settings import Settings
 from workers.plugins.face_scale import default_min_face_px
