@@ -58,6 +58,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                            "process, 503 not OOM, nothing lost"),
     "metrics-overhead": ("metrics_overhead", "submit and job round trip with metrics on vs "
                                              "off"),
+    "profile": ("profile_record", "py-spy flame graphs and collapsed stacks of the stack "
+                                  "under load, to bench/results/raw/profiles (not committed)"),
     "soak": ("soak", "minutes of mixed load under `visionq up` with a fault a minute: "
                      "nothing lost or run twice, latency per window, RSS"),
     "watch-soak": ("watch_soak", "a bucket watcher (moto S3 + SQS) over N uploads while "

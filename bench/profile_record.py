@@ -272,12 +272,7 @@ def run_scenario(name: str, args: argparse.Namespace, out_dir: Path) -> dict[str
     return result
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.profile_record",
-                                     description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
+def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     out_dir = Path(args.out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     facts = machine_facts()
@@ -285,12 +280,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"scenario {name}, load average {load_average()}")
         result = run_scenario(name, args, out_dir)
         result["machine"] = {**facts, "load_average_end": load_average()}
-        result["command"] = "python -m bench.profile_record " + " ".join(
-            sys.argv[1:] if argv is None else argv)
+        result["command"] = "python -m bench " + " ".join(argv)
         path = out_dir / f"{name}.json"
         path.write_text(json.dumps(result, indent=1) + "\n")
         say(f"wrote {path}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m bench.profile_record",
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run(parser.parse_args(argv), ["profile", *argv])
 
 
 if __name__ == "__main__":
