@@ -12,7 +12,7 @@ SYSTEM_TOOLS := chromium prometheus docker-compose
 # Debian packages whose binaries are not on PATH: package=glob of a file it installs.
 SYSTEM_PACKAGES := postgresql=/usr/lib/postgresql/*/bin/initdb mosquitto=/usr/sbin/mosquitto
 
-.PHONY: help install system-deps up test test-slow lint docs bench bench-compare audit client-dist clean
+.PHONY: help install system-deps up test test-slow lint docs bench audit client-dist clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -49,21 +49,14 @@ bench: install system-deps ## Benchmarks, not part of make test: results in benc
 	C_FORCE_ROOT=1 $(BIN)/python -m bench loadgen --task classify
 	C_FORCE_ROOT=1 $(BIN)/python -m bench submit
 	C_FORCE_ROOT=1 $(BIN)/python -m bench face4k
-	C_FORCE_ROOT=1 $(BIN)/python -m bench detect-latency
-	C_FORCE_ROOT=1 $(BIN)/python -m bench loss
-	C_FORCE_ROOT=1 $(BIN)/python -m bench frigate
 	C_FORCE_ROOT=1 $(BIN)/python -m bench faces
 	$(BIN)/python -m bench classify-eval
-	$(BIN)/python -m bench face-threshold
 	C_FORCE_ROOT=1 $(BIN)/python -m bench stream
 	C_FORCE_ROOT=1 $(BIN)/python -m bench scaleout
 	C_FORCE_ROOT=1 $(BIN)/python -m bench broker-ceiling
 	$(BIN)/python -m bench begin-cost
 	$(BIN)/python -m bench.history_cost
 	$(BIN)/python bench/autoscale_sim.py
-
-bench-compare: install system-deps ## Fast-path benchmarks before (BASE=169936b) and after, in one run
-	bash bench/before_after.sh $(or $(BASE),169936b)
 
 audit: install ## bandit's checks (ruff S) over the product folders, then pip-audit over uv.lock (needs the PyPI JSON API / OSV)
 	$(BIN)/ruff check --select S $(PRODUCT_DIRS)

@@ -17,20 +17,9 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "faces": ("faces", "face decode-scale policy: CPU-s/image and recall at 0.3/2/8/12 MP"),
     "classify-eval": ("classify_eval", "classifier preprocessing variants: top-1/top-5 on "
                                        "1,300 ImageNet val images"),
-    "face-threshold": ("face_threshold", "face recognition distance threshold: false "
-                                         "accept / reject"),
     "face-openset": ("face_openset", "open-set face recognition: strangers (every face in "
                                      "1,300 imagenet_val photos) vs enrolled people, per "
                                      "rule: DET plot"),
-    "loss": ("netloss", "classification goodput under packet loss (netns + nftables)"),
-    "detect-latency": ("detect_latency", "detection round trip at low load and at 80%% of "
-                                         "capacity"),
-    "frigate": ("frigate", "Frigate emulation: 320 px frames at 5/s to /v1/vision/detection, "
-                           "timeout 0.1 s, a new connection each: %% timeouts, p50/p99"),
-    "models-classify": ("models_classify", "the classify model alone: fixture accuracy, "
-                                           "latency, throughput per batch size"),
-    "models-detect": ("models_detect", "the detect model alone: coco8 recall per threshold, "
-                                       "latency, throughput per batch size"),
     "detect-eval": ("detect_eval", "detector input side: recall / precision on coco8 at own "
                                    "size and at 320x320, ms per side on a 320x320 frame"),
     "broker-ceiling": ("broker_ceiling", "jobs/s per Redis core with no HTTP: direct "
@@ -38,8 +27,6 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                                          "everysec / always"),
     "scaleout": ("scaleout", "simulated workers (sleep model, netns nodes) vs one Redis + "
                              "API: jobs/s against ideal, Redis commands and CPU per job"),
-    "keep-or-drop": ("keep_or_drop", "what claiming and the multipart fork still earn, each "
-                                     "on its headline figure, sides alternating in one run"),
     "detect-warm": ("detect_warm", "detector in process: a frame after an idle second vs "
                                    "back to back, keep-warm, ONNX Runtime threads and "
                                    "spinning"),
@@ -58,8 +45,6 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                            "process, 503 not OOM, nothing lost"),
     "metrics-overhead": ("metrics_overhead", "submit and job round trip with metrics on vs "
                                              "off"),
-    "profile": ("profile_record", "py-spy flame graphs and collapsed stacks of the stack "
-                                  "under load, to bench/results/raw/profiles (not committed)"),
     "soak": ("soak", "minutes of mixed load under `visionq up` with a fault a minute: "
                      "nothing lost or run twice, latency per window, RSS"),
     "watch-soak": ("watch_soak", "a bucket watcher (moto S3 + SQS) over N uploads while "
@@ -84,11 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         child = sub.add_parser(command, help=help_text, description=module.__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(child)
-    from bench import netloss
     from bench.harness.stack import check_ready
 
-    netloss.add_client_arguments(sub.add_parser(
-        "client", help="(internal) one open-loop point, JSON on stdout; run inside a netns"))
     ready = sub.add_parser("ready", help="(internal) wait until a server is ready")
     ready.add_argument("--url", required=True)
     ready.add_argument("--path", default="/healthz")
@@ -97,9 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ready.add_argument("--timeout", type=float, default=120)
 
     args = parser.parse_args(argv)
-    if args.command == "client":
-        netloss.client_main(args)
-    elif args.command == "ready":
+    if args.command == "ready":
         check_ready(args.url, args.path, args.redis_url,
                     [t for t in args.tasks.split(",") if t], args.timeout)
     else:

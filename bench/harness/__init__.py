@@ -8,5 +8,5 @@
 - ``procstat`` and ``redis_stats``: CPU from /proc per process tree, RSS; Redis CPU and
   commands between two snapshots.
 - ``plots``: goodput curves, latency CDFs, bars (small palette PNGs).
-- ``sync_flask``, ``ceiling``, ``sleep_model``, ``model_timing``: the baselines.
+- ``sync_flask``, ``ceiling``, ``sleep_model``: the baselines.
 """

@@ -1,7 +1,8 @@
 """Uploads are parsed by werkzeug's own multipart parser (``flask.Request``): the fork that
 avoided its two regex compilations per upload (``api/multipart.py``, a copy of werkzeug
-3.1's parse loop) is gone, measured by ``python -m bench keep-or-drop``.  The API parses
-uploads as plain werkzeug does, and werkzeug's limits answer with the JSON error shape."""
+3.1's parse loop) is gone, measured by ``python -m bench keep-or-drop`` (retired: its
+figures are in bench/results/HISTORY.md).  The API parses uploads as plain werkzeug
+does, and werkzeug's limits answer with the JSON error shape."""
 
 from __future__ import annotations
 
