@@ -54,8 +54,6 @@ bench: install system-deps ## Benchmarks, not part of make test: results in benc
 	C_FORCE_ROOT=1 $(BIN)/python -m bench stream
 	C_FORCE_ROOT=1 $(BIN)/python -m bench scaleout
 	C_FORCE_ROOT=1 $(BIN)/python -m bench broker-ceiling
-	$(BIN)/python -m bench begin-cost
-	$(BIN)/python -m bench.history_cost
 	$(BIN)/python bench/autoscale_sim.py
 
 audit: install ## bandit's checks (ruff S) over the product folders, then pip-audit over uv.lock (needs the PyPI JSON API / OSV)

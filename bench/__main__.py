@@ -35,16 +35,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "camera": ("camera", "N Frigate-like cameras (keep-alive, 0.1 s timeout, open loop) on "
                          "/v1/vision/detection, idle and beside 4K face jobs: before / "
                          "after / a one-process synchronous baseline"),
-    "history-cost": ("history_cost", "job history: Redis and writer cost per job, SQLite / "
-                                     "PostgreSQL pages"),
-    "begin-cost": ("begin_cost", "Redis CPU per job start: the image through the begin "
-                                 "script (Lua) vs a plain GET pipelined after it"),
     "stream": ("stream", "/v1/stream vs the REST job API: images/s and CPU-ms per image "
                          "(320×320, 1280×720), and 200 connections held"),
-    "burst4k": ("burst4k", "4K JPEGs posted in a burst to a face stack: RSS of every "
-                           "process, 503 not OOM, nothing lost"),
-    "metrics-overhead": ("metrics_overhead", "submit and job round trip with metrics on vs "
-                                             "off"),
     "soak": ("soak", "minutes of mixed load under `visionq up` with a fault a minute: "
                      "nothing lost or run twice, latency per window, RSS"),
     "watch-soak": ("watch_soak", "a bucket watcher (moto S3 + SQS) over N uploads while "

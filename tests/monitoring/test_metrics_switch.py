@@ -1,5 +1,6 @@
 """``VISIONQ_METRICS=0`` turns every hook off: nothing recorded, no ``/metrics``, no metrics
-hook in the workers (what ``bench/metrics_overhead.py`` compares against)."""
+hook in the workers (what the retired ``bench metrics-overhead`` compared against; its
+figures are in bench/results/HISTORY.md)."""
 
 from __future__ import annotations
 
