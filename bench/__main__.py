@@ -35,8 +35,6 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "camera": ("camera", "N Frigate-like cameras (keep-alive, 0.1 s timeout, open loop) on "
                          "/v1/vision/detection, idle and beside 4K face jobs: before / "
                          "after / a one-process synchronous baseline"),
-    "stream": ("stream", "/v1/stream vs the REST job API: images/s and CPU-ms per image "
-                         "(320×320, 1280×720), and 200 connections held"),
     "soak": ("soak", "minutes of mixed load under `visionq up` with a fault a minute: "
                      "nothing lost or run twice, latency per window, RSS"),
     "watch-soak": ("watch_soak", "a bucket watcher (moto S3 + SQS) over N uploads while "
