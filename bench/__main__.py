@@ -25,8 +25,6 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "broker-ceiling": ("broker_ceiling", "jobs/s per Redis core with no HTTP: direct "
                                          "producers, no-op workers, persistence off / "
                                          "everysec / always"),
-    "scaleout": ("scaleout", "simulated workers (sleep model, netns nodes) vs one Redis + "
-                             "API: jobs/s against ideal, Redis commands and CPU per job"),
     "detect-warm": ("detect_warm", "detector in process: a frame after an idle second vs "
                                    "back to back, keep-warm, ONNX Runtime threads and "
                                    "spinning"),

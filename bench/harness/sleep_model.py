@@ -1,6 +1,6 @@
 """A model for capacity benchmarks only (never in the product's registry): its "inference"
 sleeps a fixed service time and uses no CPU, so that many workers can be simulated on two
-cores (``bench scaleout``).  Select it per queue, like any plugin override::
+cores (``bench broker-ceiling``).  Select it per queue, like any plugin override::
 
     VISIONQ_MODEL_CLASSIFY=bench.harness.sleep_model:SleepModel SLEEP_MODEL_MS=100
 
