@@ -56,7 +56,7 @@ GATHER_S = 0.5
 """After writing a batch smaller than ``BATCH``, wait this long before reading again, so
 that a trickle of jobs is written tens at a time: one read, one transaction and one
 acknowledgement per entry cost the API ≈ 1.5 ms of CPU per job at 80 jobs/s (py-spy,
-``bench.profile_record --scenarios deepstack_classify --gil``), a batch of 40 a fraction."""
+the retired ``bench profile``: bench/results/HISTORY.md), a batch of 40 a fraction."""
 CLAIM_IDLE_MS = 60_000
 """Entries pending this long with another consumer (an API process that died between
 reading and acknowledging) are claimed and written by this one."""

@@ -22,7 +22,7 @@ CocoLabels = Annotated[list[CocoLabel], Field(  # type: ignore[valid-type]
 
 DEFAULT_MIN_CONFIDENCE = 0.3
 """Where the detector balances recall and false positives on the coco8 fixtures
-(``bench/models_detect.py``; docs/models.md)."""
+(the retired ``bench models-detect``: bench/results/HISTORY.md; docs/models.md)."""
 DEFAULT_TOP_K = 5
 DETECT_INPUT_SIDE_STEP, DETECT_INPUT_SIDE_HIGHEST = 32, 1024
 """``input_size`` of detect jobs: the detector's graph takes multiples of 32; 1024 costs 4x

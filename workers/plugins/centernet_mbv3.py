@@ -17,8 +17,8 @@ Decoding follows the graph's own: 3x3 max-pool peaks of the class heatmap (strid
 top 100, box = centre -/+ the four regressed distances; then a per-class NMS at IoU 0.5
 (removes the duplicate peaks CenterNet leaves on large objects).
 The default ``min_confidence`` (``visionq.options.DetectOptions``, 0.3) is where the fixtures
-balance recall and false positives (``bench/models_detect.py``; figures in
-``bench/results/detect_model.json``).
+balance recall and false positives (the retired ``bench models-detect``; figures in
+``bench/results/HISTORY.md``).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class DetectSettings(PluginSettings):
         "measured ~2x faster per frame when the cores are shared (bench camera, issue 26).")
     max_batch: int = Field(
         1, ge=1, description="Images per inference call (results do not depend on it; on 2 "
-        "cores batching measured slower: 26 img/s at 1, 21 at 4, bench/models_detect.py).")
+        "cores batching measured slower: 26 img/s at 1, 21 at 4; bench/results/HISTORY.md).")
     max_side: int = Field(
         INPUT_SIZE, ge=NET_STRIDE, le=MAX_INPUT_SIDE, multiple_of=NET_STRIDE,
         description="Largest network input side: larger images are scaled down to it, "
