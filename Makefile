@@ -51,6 +51,10 @@ bench: install system-deps ## Benchmarks, not part of make test: results in benc
 	C_FORCE_ROOT=1 $(BIN)/python -m bench face4k
 	C_FORCE_ROOT=1 $(BIN)/python -m bench faces
 	$(BIN)/python -m bench classify-eval
+	C_FORCE_ROOT=1 $(BIN)/python -m bench detect-eval
+	C_FORCE_ROOT=1 $(BIN)/python -m bench face-openset
+	C_FORCE_ROOT=1 $(BIN)/python -m bench callbacks
+	C_FORCE_ROOT=1 $(BIN)/python -m bench camera --background face4k --workers 4
 	C_FORCE_ROOT=1 $(BIN)/python -m bench broker-ceiling
 	$(BIN)/python bench/autoscale_sim.py
 

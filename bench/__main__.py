@@ -25,6 +25,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "broker-ceiling": ("broker_ceiling", "jobs/s per Redis core with no HTTP: direct "
                                          "producers, no-op workers, persistence off / "
                                          "everysec / always"),
+    "profile": ("profile_record", "py-spy flame graphs and collapsed stacks of the stack "
+                                  "under load, to bench/results/raw/profiles (not committed)"),
     "detect-warm": ("detect_warm", "detector in process: a frame after an idle second vs "
                                    "back to back, keep-warm, ONNX Runtime threads and "
                                    "spinning"),
