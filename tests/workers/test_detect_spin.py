@@ -1,6 +1,6 @@
 """The detector's ONNX Runtime threads sleep between parallel sections unless
 ``VISIONQ_DETECT_SPIN`` asks them to spin (spinning measured ~2x slower per frame while the
-cores are shared: README, real-time detection for cameras)."""
+cores are shared: docs/performance.md, real-time detection for cameras)."""
 
 from __future__ import annotations
 
