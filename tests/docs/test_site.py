@@ -38,6 +38,7 @@ def test_a_dead_link_fails_the_build(tmp_path: Path) -> None:
     config = tmp_path / "mkdocs.yml"
     text = (REPO / "mkdocs.yml").read_text().replace("docs_dir: docs", f"docs_dir: {docs}")
     text = text.replace("  - docs/hooks.py", f"  - {REPO / 'docs' / 'hooks.py'}")
+    text = text.replace("  - README.md", f"  - {REPO / 'README.md'}")
     text = text.split("\nnav:")[0] + "\nnav:\n  - Overview: index.md\n"
     config.write_text(text)
     done = build(tmp_path / "site", config)
