@@ -25,6 +25,7 @@ CodeProject.AI's keys (``api.codeproject``).  The face endpoints take an extra
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from api import client_gone
 from api.codeproject import add_codeproject_keys, record_job, start_clock
 from api.errors import ApiError
 from api.services import services
@@ -41,6 +43,7 @@ from visionq.faces_registry import recognition_fields
 from visionq.jobs import FINAL_STATUSES, REVOKE_FINAL, Job
 from visionq.options import FACE_DETECTORS, MAX_FACE_LIMIT, MAX_PREDICTION_COUNT
 
+log = logging.getLogger(__name__)
 bp = Blueprint("deepstack", __name__, url_prefix="/v1/vision")
 bp.before_app_request(start_clock)
 bp.after_app_request(add_codeproject_keys)  # every /v1/vision/* response, custom models too
@@ -112,10 +115,38 @@ def run(task: str, images: list[bytes], options: dict[str, Any]) -> list[dict[st
     deadline = time.monotonic() + svc.settings.sync_timeout_s
     results = []
     for job in jobs:
-        finished = svc.jobs.wait(job.id, max(0.0, deadline - time.monotonic()))
+        finished, left = _wait_while_connected(job.id, deadline)
+        if finished is not None and finished.status not in FINAL_STATUSES:
+            _revoke_unread(job.id, [j.id for j in jobs])  # the caller left, or time is up
+            if left and svc.jobs.revoke(job.id, "the synchronous caller left") != REVOKE_FINAL:
+                raise ApiError(499, "client_closed_request", f"the caller closed the "
+                               f"connection before job {job.id} finished: revoked")
+            finished = svc.jobs.get(job.id) if left else finished
         record_job(finished)
         results.append(_result(finished, job.id))
     return results
+
+
+def _wait_while_connected(job_id: str, deadline: float) -> tuple[Job | None, bool]:
+    """Wait for the job until ``deadline``, looking every ``client_gone.POLL_S`` whether the
+    caller hung up; the job (maybe not final) and whether the caller left."""
+    svc = services()
+    while True:
+        remaining = deadline - time.monotonic()
+        job = svc.jobs.wait(job_id, max(0.0, min(remaining, client_gone.POLL_S)))
+        if job is None or job.status in FINAL_STATUSES or remaining <= client_gone.POLL_S:
+            return job, False
+        if client_gone.gone(request.environ):
+            log.info("the caller of %s left before job %s finished: revoking what has not "
+                     "started", request.path, job_id)
+            return job, True
+
+
+def _revoke_unread(job_id: str, ids: list[str]) -> None:
+    """Revoke the request's other jobs that have not started: nobody will read them."""
+    svc = services()
+    for other in ids[ids.index(job_id) + 1:]:
+        svc.jobs.revoke(other, "the synchronous caller left or timed out")
 
 
 def _result(job: Job | None, job_id: str) -> dict[str, Any]:
