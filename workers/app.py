@@ -37,12 +37,13 @@ from monitoring.settings import metrics_enabled
 from tasks.app import app
 from tasks.signatures import TASK_NAMES, enqueue, queue_of
 from visionq.custom_models import CUSTOM_QUEUE
+from visionq.settings import get_settings
 from workers import broker_check, shard_check
 from workers.custom.hooks import CustomModelsScan
 from workers.delivery import ClaimBudget, run_delivery
 from workers.hooks import Heartbeats, Hooks, ModelLoading, ScalingHints
 from workers.hooks_metrics import MetricsHook
-from workers.latency import LatencyClasses
+from workers.latency import LatencyClasses, critical_queues, keeps_children
 from workers.queues import consumed_queues
 from workers.request import JobRequest
 from workers.runner import JobOutcome
@@ -142,6 +143,11 @@ class SignalBridge:
         self.queues = consumed_queues(sender)
         self.budget.concurrency = int(getattr(sender, "concurrency", None) or 1)
         self.hooks.on_worker_init(list(self.queues))
+        if sender is not None and keeps_children(self.queues, critical_queues(get_settings())):
+            sender.max_tasks_per_child = None  # read when the pool is created, after this
+            self.budget.recycled = False
+            log.info("queues %s are latency-critical: pool processes are replaced only past "
+                     "the memory limit, never by job count", ",".join(self.queues))
 
     def worker_process_init(self, **_: Any) -> None:
         self.started.clear()  # a fresh pool process: forget the parent's bookkeeping

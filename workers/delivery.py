@@ -51,12 +51,15 @@ class ClaimBudget:
 
     concurrency: int = 1
     jobs_run: int = 0
+    recycled: bool = True
+    """False in a worker that keeps its pool processes (``workers.latency.keeps_children``)."""
 
     def may_claim(self, max_tasks_per_child: int | None) -> bool:
         """Whether this pool process may claim another job: Celery replaces it after
         ``max_tasks_per_child`` deliveries, so one that has run that many jobs claims no
         more (it runs fewer than twice as many before it is replaced)."""
-        return not max_tasks_per_child or self.jobs_run < max_tasks_per_child
+        return (not self.recycled or not max_tasks_per_child
+                or self.jobs_run < max_tasks_per_child)
 
 
 def run_delivery(queue: str, job_id: str, hostname: str, events: JobEvents,

@@ -7,6 +7,11 @@ in the main process before the pool forks and again in each pool process, so eve
 a runtime starts later inherits it).  The kernel then gives a detection waiting for a core
 ~10 times the share of a face job's thread (CFS weights 1024 vs 110 at nice 10).
 
+A worker that consumes a latency-critical queue keeps its pool processes instead of
+replacing them every ``VISIONQ_WORKER_MAX_TASKS_PER_CHILD`` jobs (``keeps_children``; the
+memory limit still applies): in ``bench camera`` each replacement of the detect worker's
+child showed as a burst of 15 timeouts in a row.
+
 Measured and left out (``bench camera``, README): a heavy worker waiting between jobs
 while a critical queue had jobs waiting cost a third of the face throughput for no
 detection gain; cgroup ``cpu.weight`` adds nothing to nice for processes of one cgroup.
@@ -31,6 +36,15 @@ def critical_queues(settings: Settings) -> list[str]:
 def is_heavy(queues: Sequence[str], critical: Sequence[str]) -> bool:
     """A worker is heavy when it consumes queues, none of them latency-critical."""
     return bool(critical) and bool(queues) and not set(queues) & set(critical)
+
+
+def keeps_children(queues: Sequence[str], critical: Sequence[str]) -> bool:
+    """A worker of a latency-critical queue never replaces its pool processes by job count
+    (``VISIONQ_WORKER_MAX_TASKS_PER_CHILD``): a fresh pool process loads its model first,
+    and the ~1.5 s that takes is 15 late frames of a 10 frames/s camera, every 1,000 jobs
+    (every 50 s for 4 cameras at 5 frames/s).  The memory limit
+    (``VISIONQ_WORKER_MAX_MEMORY_PER_CHILD_KB``) still replaces a growing one."""
+    return bool(set(queues) & set(critical))
 
 
 def lower_priority(nice: int) -> int:
