@@ -95,6 +95,18 @@ def redis_url(redis_server: tuple[int, subprocess.Popen]) -> str:
 
 
 @pytest.fixture()
+def own_redis() -> Iterator[str]:
+    """A throw-away Redis server of the test's own (its memory and keys are the test's)."""
+    port = free_port()
+    process = spawn(f"redis-own-{port}", server_command(port, None, persistent=False),
+                    dict(os.environ))
+    url = f"redis://127.0.0.1:{port}/0"
+    wait_ready(url, 120, process)
+    yield url
+    stop_process(process)
+
+
+@pytest.fixture()
 def idle_redis_url(redis_server: tuple[int, subprocess.Popen]) -> Iterator[str]:
     """DB 3, no worker consumes it: what the API enqueues stays there to be inspected."""
     url = f"redis://127.0.0.1:{redis_server[0]}/3"

@@ -16,10 +16,8 @@ issue is the ``slow`` variant; ``bench/soak.py`` covers it under faults.
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -28,10 +26,8 @@ from flask.testing import FlaskClient
 from PIL import Image
 
 from api import create_app
-from tests.conftest import spawn
-from tests.helpers import children, free_port, rss_kb, stop_process
+from tests.helpers import children, rss_kb
 from visionq.blobstore import BLOB_KEY_PREFIX
-from visionq.embedded_redis import server_command, wait_ready
 from visionq.jobs import FINAL_STATUSES, JobStore
 from visionq.keys import COUNTS_KEY, HISTORY_STREAM_KEY, JOB_KEY_PREFIX, RECENT_KEY
 
@@ -49,17 +45,6 @@ def noise_png(width: int = 99, height: int = 1000) -> bytes:
 
 
 IMAGE = noise_png()
-
-
-@pytest.fixture()
-def own_redis() -> Iterator[str]:
-    port = free_port()
-    process = spawn(f"redis-bounded-{port}", server_command(port, None, persistent=False),
-                    dict(os.environ))
-    url = f"redis://127.0.0.1:{port}/0"
-    wait_ready(url, 120, process)
-    yield url
-    stop_process(process)
 
 
 def pool_rss_kb(worker: subprocess.Popen) -> int:

@@ -5,17 +5,12 @@ frames each time.  Real workers, a real Redis, jobs through the API."""
 from __future__ import annotations
 
 import io
-import os
-from collections.abc import Iterator
 
-import pytest
 import redis
 from PIL import Image
 
 from api import create_app
-from tests.conftest import WorkerFactory, spawn
-from tests.helpers import free_port, stop_process
-from visionq.embedded_redis import server_command, wait_ready
+from tests.conftest import WorkerFactory
 from visionq.jobs import FINAL_STATUSES, JobStore
 from workers.delivery import ClaimBudget
 from workers.latency import keeps_children
@@ -36,17 +31,6 @@ def test_a_kept_child_claims_past_the_count() -> None:
     assert not budget.may_claim(3)
     budget.recycled = False
     assert budget.may_claim(3)
-
-
-@pytest.fixture()
-def own_redis() -> Iterator[str]:
-    port = free_port()
-    process = spawn(f"redis-recycle-{port}", server_command(port, None, persistent=False),
-                    dict(os.environ))
-    url = f"redis://127.0.0.1:{port}/0"
-    wait_ready(url, 120, process)
-    yield url
-    stop_process(process)
 
 
 def _png() -> bytes:
