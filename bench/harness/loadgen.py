@@ -10,8 +10,9 @@ point is bounded by a duration, a request count and a per-request deadline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import random
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -75,12 +76,8 @@ def _remaining(deadline: float) -> float:
 def _check(status: int, expected: int, body: bytes) -> None:
     if status != expected:
         code = ""
-        try:
-            import json
-
+        with contextlib.suppress(ValueError, AttributeError):
             code = json.loads(body).get("code") or ""
-        except (ValueError, AttributeError):
-            pass
         raise RequestFailed(f"http_{status}" + (f":{code}" if code else ""))
 
 
@@ -166,59 +163,6 @@ def post_call(url: str, path: str, bodies: Bodies, expected: int = 200) -> Call:
             if "inferenceMs" in payload:  # the worker's decode + model time (api.codeproject)
                 server["inference_ms"] = payload["inferenceMs"]
         return 1, server
-
-    return call
-
-
-def resilient_call(url: str, task: str, bodies: Bodies, attempt_timeout_s: float = 3.0,
-                   backoff_s: float = 0.2, backoff_max_s: float = 2.0) -> Call:
-    """A client that behaves like a real one: every HTTP attempt times out after
-    ``attempt_timeout_s``; failed attempts (timeouts, resets, 5xx, 429) are retried after an
-    exponential backoff with full jitter until the request's deadline; the submit carries
-    an ``Idempotency-Key`` so a retried POST whose first answer was lost never creates a
-    second job; the result is long-polled within the attempt timeout."""
-    target = Target.parse(url)
-
-    async def attempt(method: str, path: str, deadline: float, **kwargs: Any) -> Any:
-        tries = 0
-        delay = backoff_s
-        last = "deadline"
-        while True:
-            budget = min(attempt_timeout_s, _remaining(deadline))
-            if budget <= 0.05:
-                raise RequestFailed(last, tries)
-            tries += 1
-            try:
-                response = await request(target, method, path, timeout_s=budget, **kwargs)
-                if response.status < 500 and response.status != 429:
-                    return tries, response
-                last = f"http_{response.status}"
-            except HttpError as exc:
-                last = exc.kind
-            await asyncio.sleep(min(random.uniform(0, delay), max(0.0, _remaining(deadline))))
-            delay = min(delay * 2, backoff_max_s)
-
-    async def call(index: int, deadline: float) -> tuple[int, dict[str, Any]]:
-        body, ctype = bodies[index]
-        key = uuid.uuid4().hex
-        tries, response = await attempt(
-            "POST", f"/v1/jobs?task={task}", deadline, body=body,
-            headers={"Content-Type": ctype, "Idempotency-Key": key})
-        _check(response.status, 202, response.body)
-        job_id = response.json()["id"]
-        total = tries
-        while True:
-            wait = max(0.0, min(attempt_timeout_s - 1.0, _remaining(deadline) - 1.0))
-            tries, response = await attempt("GET", f"/v1/jobs/{job_id}?wait={wait:.2f}",
-                                            deadline)
-            total += tries
-            _check(response.status, 200, response.body)
-            job = response.json()
-            if job["status"] in FINAL:
-                break
-        if job["status"] != "succeeded":
-            raise RequestFailed(f"job_failed:{job.get('code')}", total)
-        return total, {**(job.get("timings") or {}), "replayed": False}
 
     return call
 
