@@ -1,35 +1,9 @@
-"""``python -m bench camera``: N cameras sending frames to the DeepStack detection endpoint
-the way Frigate's ``deepstack`` detector does, with or without heavy face jobs in the
-background (issue 26).
-
-Each camera is a thread with its own keep-alive ``requests.Session`` that posts one JPEG
-per frame (multipart ``image`` + ``api_key``) to ``/v1/vision/detection`` with a 0.1 s
-timeout; a late frame is dropped, never retried.  Open loop: frame ``i`` of a camera is due
-at ``phase + i / fps`` whatever happened to the previous one (a frame whose slot passed by
-more than a period while the previous call was in flight is counted ``skipped``).  Cameras
-start at random phases.  Frames are cut from ``../shared/fixtures/detect`` (320x320 and
-1280x720 by default, a drifting crop per camera, JPEG quality 75 like Pillow's default).
-
-``--background face4k``: ``--workers`` clients each keep one 4K face photo (``bench
-face4k``'s photos) in the face queue (``POST /v1/jobs?task=face&wait=30`` again as soon as
-the previous one returns), started before the cameras and drained after them.
-
-Systems, measured one after the other in the same run (``--systems``):
-
-- ``before``: visionq at ``--before-ref`` (a git worktree of that commit; its code, this
-  harness): detection letterboxed to 512, no latency classes;
-- ``after``: this checkout, as ``make up`` runs it (one worker per queue, ``-c 1``);
-- ``baseline``: the DeepStack design, one gunicorn process (gthread) running both models
-  in its request threads (``bench/harness/sync_flask.py`` with ``detect,face``);
-- ``--variant NAME:K=V,...``: this checkout with extra environment (e.g. a mechanism off).
-
-Per point: timeouts at ``--timeout``, other errors, p50/p99 of the answered frames, frames/s
-answered, and CPU-ms per frame sent (the whole stack's process trees from /proc; with a
-background, the detect worker's alone too).  ``--rounds R``: every system up at once, each
-point measured in R blocks, systems alternating (on a busy machine the others' load then
-falls on every system alike).  ``--sweep-fps 1,5,10``: one camera of the
-first size at each rate, idle (a 1 frame/s camera shows the first frame after an idle
-second).  Writes ``bench/results/<name>.json`` and ``<name>_p99.png`` / ``<name>_cdf.png``.
+"""``python -m bench camera``: N cameras posting frames to ``/v1/vision/detection`` the way
+Frigate's ``deepstack`` detector does (a keep-alive session each, 0.1 s timeout, open loop,
+a late frame dropped), idle and beside ``--workers`` clients keeping 4K face photos queued
+(``--background face4k``), on each ``--systems`` entry and ``--variant``.  Writes
+``bench/results/<name>.json``, ``<name>_p99.png`` and ``<name>_cdf.png``.  Method, systems
+and figures: docs/performance.md#real-time-detection-for-cameras.
 """
 
 from __future__ import annotations
@@ -156,57 +130,55 @@ def post_frame(session: requests.Session, url: str, jpeg: bytes, timeout_s: floa
     return "ok"
 
 
-def run_camera(camera: int, url: str, frames: Sequence[bytes], fps: float, timeout_s: float,
-               start: float, stop_at: float, api_key: str, out: list[dict[str, Any]]) -> None:
-    """Send ``frames`` (cycled) on schedule from ``start`` to ``stop_at``."""
+Record = tuple[str, float | None]
+"""One frame: (outcome, latency in s or None when it was skipped)."""
+
+
+def run_camera(url: str, frames: Sequence[bytes], fps: float, timeout_s: float, start: float,
+               stop_at: float, api_key: str, out: list[Record]) -> None:
+    """Send ``frames`` (cycled) on schedule from ``start`` to ``stop_at``: frame ``i`` is due
+    at ``start + i / fps`` whatever happened to the previous one."""
     period = 1.0 / fps
     with requests.Session() as session:
         index = 0
         while (due := start + index * period) < stop_at:
-            wait = due - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
+            time.sleep(max(0.0, due - time.monotonic()))
             sent = time.monotonic()
             if sent - due > period:  # the previous call ran over this frame's slot
-                out.append({"camera": camera, "frame": index, "outcome": "skipped",
-                            "latency_s": None})
-                index += 1
-                continue
-            outcome = post_frame(session, url, frames[index % len(frames)], timeout_s, api_key)
-            out.append({"camera": camera, "frame": index, "outcome": outcome,
-                        "latency_s": time.monotonic() - sent})
+                out.append(("skipped", None))
+            else:
+                outcome = post_frame(session, url, frames[index % len(frames)], timeout_s,
+                                     api_key)
+                out.append((outcome, time.monotonic() - sent))
             index += 1
 
 
 def drive_cameras(url: str, frames: Sequence[Sequence[bytes]], fps: float, timeout_s: float,
-                  duration_s: float, api_key: str, seed: int) -> list[dict[str, Any]]:
+                  duration_s: float, api_key: str, seed: int) -> list[Record]:
     """Every camera for ``duration_s``, each at a random phase; records of every frame."""
     rng = random.Random(seed)
     start = time.monotonic() + 0.2
-    stop_at = start + duration_s
-    records: list[dict[str, Any]] = []
+    records: list[Record] = []
     threads = [threading.Thread(
-        target=run_camera, args=(k, url, frames[k], fps, timeout_s,
-                                 start + rng.uniform(0, 1 / fps), stop_at, api_key, records),
+        target=run_camera, args=(url, frames[k], fps, timeout_s, start + rng.uniform(0, 1 / fps),
+                                 start + duration_s, api_key, records),
         daemon=True) for k in range(len(frames))]
     for thread in threads:
         thread.start()
-    while any(t.is_alive() for t in threads):
-        step_end = time.monotonic() + min(10.0, duration_s / 3)
-        for thread in threads:  # progress every few seconds, done as soon as they are
-            thread.join(max(0.0, step_end - time.monotonic()))
-        if any(t.is_alive() for t in threads):
-            tally = Counter(r["outcome"] for r in list(records))
+    while threads:  # progress every few seconds, done as soon as they are
+        threads[0].join(min(10.0, duration_s / 3))
+        threads = [t for t in threads if t.is_alive()]
+        if threads:
+            tally = Counter(outcome for outcome, _ in list(records))
             say(f"camera: {sum(tally.values())} frames so far, ok {tally['ok']}, "
                 f"timeouts {tally['timeout']}")
     return records
 
 
-def summarise(records: Sequence[dict[str, Any]], duration_s: float,
-              timeout_s: float) -> dict[str, Any]:
-    outcomes = Counter(r["outcome"] for r in records)
+def summarise(records: Sequence[Record], duration_s: float, timeout_s: float) -> dict[str, Any]:
+    outcomes = Counter(outcome for outcome, _ in records)
     total = len(records) or 1
-    ok = [r["latency_s"] for r in records if r["outcome"] == "ok"]
+    ok = [latency for outcome, latency in records if outcome == "ok"]
     return {"frames": len(records), "ok": len(ok), "timeouts": outcomes["timeout"],
             "timeout_pct": round(100 * outcomes["timeout"] / total, 2),
             "late_pct": round(100 * (len(records) - sum(v <= timeout_s for v in ok)) / total, 2),
@@ -218,52 +190,36 @@ def summarise(records: Sequence[dict[str, Any]], duration_s: float,
 
 # -- background load ---------------------------------------------------------------------
 
-@dataclass
-class Background:
-    """``clients`` threads, each keeping one 4K face photo in the system at a time."""
+@contextmanager
+def face_load(url: str, photos: list[bytes], clients: int
+              ) -> Iterator[list[tuple[float, str]]]:
+    """``clients`` threads, each keeping one 4K face photo in the system (posted again as
+    soon as the previous one returns); yields the (seconds, outcome) of each photo done."""
+    stop = threading.Event()
+    done: list[tuple[float, str]] = []
 
-    url: str
-    path: str
-    photos: list[bytes]
-    clients: int
-    stop: threading.Event = field(default_factory=threading.Event)
-    done: list[tuple[float, str]] = field(default_factory=list)
-    threads: list[threading.Thread] = field(default_factory=list)
-
-    def client(self, index: int) -> None:
+    def client(k: int) -> None:
         with requests.Session() as session:
-            k = index
-            while not self.stop.is_set():
+            while not stop.is_set():
                 started = time.monotonic()
                 try:
-                    response = session.post(self.url + self.path,
-                                            files={"image": self.photos[k % len(self.photos)]},
+                    response = session.post(url, files={"image": photos[k % len(photos)]},
                                             timeout=BACKGROUND_TIMEOUT_S)
                     kind = "ok" if response.status_code == 200 else f"http_{response.status_code}"
                 except requests.RequestException as exc:
                     kind = type(exc).__name__
-                self.done.append((time.monotonic() - started, kind))
+                done.append((time.monotonic() - started, kind))
                 k += 1
 
-    def __enter__(self) -> Background:
-        self.threads = [threading.Thread(target=self.client, args=(i,), daemon=True)
-                        for i in range(self.clients)]
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        for thread in self.threads:  # each has at most one photo in flight: drain it
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield done
+    finally:
+        stop.set()
+        for thread in threads:  # each has at most one photo in flight: drain it
             thread.join(BACKGROUND_TIMEOUT_S + 5)
-
-    def summary(self, since: int, seconds: float) -> dict[str, Any]:
-        window = self.done[since:]
-        ok = [s for s, kind in window if kind == "ok"]
-        return {"clients": self.clients, "photos_done": len(ok),
-                "photos_per_s": round(len(ok) / seconds, 2),
-                "errors": dict(Counter(kind for _, kind in window if kind != "ok")),
-                "latency": latency_summary(ok)}
 
 
 def face4k_photos() -> list[bytes]:
@@ -317,19 +273,19 @@ def start_system(system: str, env: dict[str, str], args: argparse.Namespace
 class Tally:
     """One point of one system, summed over its blocks (``--rounds``)."""
 
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
     seconds: float = 0.0
     cpu_s: float = 0.0
-    detect_cpu_s: float = 0.0
+    detect_cpu_s: float | None = None
     background: list[tuple[float, str]] = field(default_factory=list)
     clients: int = 0
 
-    def summary(self, args: argparse.Namespace, has_detect: bool) -> dict[str, Any]:
-        summary = summarise(self.records, self.seconds, args.timeout)
-        sent = sum(r["outcome"] != "skipped" for r in self.records) or 1
+    def summary(self, timeout_s: float) -> dict[str, Any]:
+        summary = summarise(self.records, self.seconds, timeout_s)
+        sent = sum(outcome != "skipped" for outcome, _ in self.records) or 1
         summary["seconds"] = round(self.seconds, 1)
         summary["stack_cpu_ms_per_frame"] = round(self.cpu_s * 1000 / sent, 1)
-        if has_detect:
+        if self.detect_cpu_s is not None:
             summary["detect_worker_cpu_ms_per_frame"] = round(self.detect_cpu_s * 1000 / sent,
                                                               1)
         if self.clients:
@@ -342,29 +298,41 @@ class Tally:
         return summary
 
 
-def measure_block(running: Running, frames: list[list[bytes]], fps: float, seconds: float,
-                  args: argparse.Namespace, background: Background | None, label: str,
-                  tally: Tally) -> None:
-    """Drive the cameras for ``seconds`` and add what happened to ``tally``."""
+Point = tuple[str, str, list[list[bytes]], float]
+"""(key, load: idle or face4k, frames per camera, fps)."""
+
+
+def run_block(name: str, running: Running, point: Point, seconds: float,
+              args: argparse.Namespace, photos: list[bytes], tally: Tally) -> None:
+    """Drive the cameras for ``seconds`` (beside the face load if the point has one) and add
+    what happened to ``tally``."""
+    key, load, frames, fps = point
+    label = f"{name} {key}"
     endpoint = running.url + DETECTION_PATH
-    with requests.Session() as session:  # warm-up: the first frames, unhurried
-        for jpeg in frames[0][:WARMUP_FRAMES]:
-            post_frame(session, endpoint, jpeg, 10.0, args.api_key)
-    time.sleep(1)
-    say(f"camera: {label}: {len(frames)} camera(s) at {fps:g} frames/s for {seconds:g} s")
-    cpu0 = tree_cpu_s(running.roots)
-    detect0 = tree_cpu_s(running.detect_roots) if running.detect_roots else 0.0
-    done0 = len(background.done) if background else 0
-    records = drive_cameras(endpoint, frames, fps, args.timeout, seconds, args.api_key,
-                            args.seed + len(tally.records))
-    tally.seconds += seconds  # the frames' schedule (the last answer may come after it)
-    tally.cpu_s += tree_cpu_s(running.roots) - cpu0
-    if running.detect_roots:
-        tally.detect_cpu_s += tree_cpu_s(running.detect_roots) - detect0
-    if background is not None:
-        tally.background += background.done[done0:]
-        tally.clients = background.clients
-    tally.records += records
+    with ExitStack() as background:
+        done: list[tuple[float, str]] = []
+        if load == "face4k":
+            done = background.enter_context(face_load(running.url + running.face_path, photos,
+                                                      args.workers))
+            tally.clients = args.workers
+            time.sleep(SETTLE_S)
+        with requests.Session() as session:  # warm-up: the first frames, unhurried
+            for jpeg in frames[0][:WARMUP_FRAMES]:
+                post_frame(session, endpoint, jpeg, 10.0, args.api_key)
+        time.sleep(1)
+        say(f"camera: {label}: {len(frames)} camera(s) at {fps:g} frames/s for {seconds:g} s")
+        cpu0 = tree_cpu_s(running.roots)
+        detect0 = tree_cpu_s(running.detect_roots)
+        done0 = len(done)
+        records = drive_cameras(endpoint, frames, fps, args.timeout, seconds, args.api_key,
+                                args.seed + len(tally.records))
+        tally.seconds += seconds  # the frames' schedule (the last answer may come after it)
+        tally.cpu_s += tree_cpu_s(running.roots) - cpu0
+        if running.detect_roots:
+            tally.detect_cpu_s = (tally.detect_cpu_s or 0.0) + tree_cpu_s(
+                running.detect_roots) - detect0
+        tally.background += done[done0:]
+        tally.records += records
     block = summarise(records, seconds, args.timeout)
     lat = block["latency_ok"]
     say(f"camera: {label}: timeouts {block['timeouts']}/{block['frames']} "
@@ -384,9 +352,8 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     return name.strip(), env
 
 
-def points(args: argparse.Namespace, sizes: list[tuple[int, int]]
-           ) -> list[tuple[str, str, list[list[bytes]], float]]:
-    """(key, load, frames per camera, fps) of every point, in the order they run."""
+def points(args: argparse.Namespace, sizes: list[tuple[int, int]]) -> list[Point]:
+    """Every point, in the order they run."""
     found = []
     for load in ["idle"] + (["face4k"] if args.background == "face4k" else []):
         for size in sizes:
@@ -398,20 +365,6 @@ def points(args: argparse.Namespace, sizes: list[tuple[int, int]]
         found.append((f"sweep_{fps:g}fps_1cam_{size[0]}x{size[1]}", "idle",
                       [make_frames(DISTINCT_FRAMES, size, args.seed)], fps))
     return found
-
-
-def run_block(name: str, running: Running, point: tuple[str, str, list[list[bytes]], float],
-              seconds: float, args: argparse.Namespace, photos: list[bytes],
-              tally: Tally) -> None:
-    key, load, frames, fps = point
-    label = f"{name} {key}"
-    if load == "idle":
-        measure_block(running, frames, fps, seconds, args, None, label, tally)
-        return
-    with Background(running.url, running.face_path, photos, args.workers) as background:
-        time.sleep(SETTLE_S)
-        measure_block(running, frames, fps, seconds, args, background, label, tally)
-    say(f"camera: {label}: background drained")
 
 
 def table(systems: dict[str, dict[str, Any]]) -> list[str]:
@@ -460,40 +413,31 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     data["systems"] = {name: {"env": env, "points": {}} for name, _, env in plan}
 
     def record(name: str) -> None:
-        data["systems"][name]["points"] = {
-            key: tally.summary(args, system != "baseline")
-            for key, tally in tallies[name].items() if tally.records}
+        data["systems"][name]["points"] = {key: tally.summary(args.timeout)
+                                           for key, tally in tallies[name].items()
+                                           if tally.records}
         data["table"] = table(data["systems"])
         results.finish()  # a partial file survives if a later part fails
 
-    block_s = args.duration / args.rounds
-    if args.rounds == 1:  # one system after the other, each alone on the machine
-        for name, system, env in plan:
-            say(f"camera: system {name} ({system}{', ' + str(env) if env else ''})")
-            with start_system(system, env, args) as running:
-                data["systems"][name]["setup"] = running.setup
-                for point in todo:
-                    run_block(name, running, point, block_s, args, photos,
-                              tallies[name][point[0]])
-            record(name)
-    else:  # every system up at once, idle but one: blocks alternate, drift cancels out
+    # --rounds 1: one system after the other, each alone on the machine; R > 1: every system
+    # up at once, idle but one, blocks alternating (drift on a busy machine cancels out)
+    for group in ([[entry] for entry in plan] if args.rounds == 1 else [plan]):
         with ExitStack() as stack:
             running = {}
-            for name, system, env in plan:
-                say(f"camera: starting system {name} ({system}"
-                    f"{', ' + str(env) if env else ''})")
+            for name, system, env in group:
+                say(f"camera: system {name} ({system}{', ' + str(env) if env else ''})")
                 running[name] = stack.enter_context(start_system(system, env, args))
                 data["systems"][name]["setup"] = running[name].setup
             for round_no in range(args.rounds):
                 say(f"camera: round {round_no + 1}/{args.rounds}")
                 for point in todo:
-                    for name, *_ in plan:
-                        run_block(name, running[name], point, block_s, args, photos,
-                                  tallies[name][point[0]])
-                for name, *_ in plan:
+                    for name in running:
+                        run_block(name, running[name], point, args.duration / args.rounds,
+                                  args, photos, tallies[name][point[0]])
+                for name in running:
                     record(name)
-    cdfs = {f"{name} {key}": sorted(r["latency_s"] for r in tally.records
-                                    if r["outcome"] == "ok")
+    cdfs = {f"{name} {key}": sorted(latency for outcome, latency in tally.records
+                                    if outcome == "ok")
             for name, by_key in tallies.items() for key, tally in by_key.items()
             if not key.startswith("sweep")}
     plot_p99(results.plot_path("p99"), data["systems"],
