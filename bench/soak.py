@@ -1,34 +1,12 @@
-"""Soak: minutes of mixed load (face / detect / classify) at a fraction of the capacity
-measured at the start of the same run, against a real ``visionq up`` (embedded Redis with
-AOF, the API under gunicorn, one worker per queue, the exporter), with a fault every
-``--fault-every`` seconds (the last as the load ends), in turn:
-
-1. ``kill -9`` of a worker's pool child while it runs a job (the fault waits for a job of
-   that queue to be ``running``): the worker's main process requeues it;
-2. ``kill -9`` of a worker's **main** Celery process, also with a job in hand: ``visionq
-   up``'s supervisor kills the orphaned pool child and starts a new worker (the bench never
-   restarts it); the jobs the dead worker held come back after the visibility timeout (30 s
-   here);
-3. a Redis restart: the embedded Redis is a ``visionq up`` child, so the bench only sends the
-   signal (SIGTERM the first time, SIGKILL the next) and the supervisor starts it again on
-   the same port and AOF directory (``appendfsync everysec``); queued jobs must survive;
-4. an API restart: ``kill -9`` of the gunicorn master; the supervisor kills its workers and
-   starts a new API.
-
-Each fault records how long until the role is back (a new process, then answering or
-``ready.`` in its log), and a worker fault what became of the job in hand.  Clients retry a
-submit on connection errors and on 503 (after its ``Retry-After``, at most 10 s, for up to
-``SUBMIT_DEADLINE_S``) with the same ``Idempotency-Key``: a submit that got no 202 is not
-"accepted".  The report: accepted, completed, failed by reason, lost (accepted but never
-final: must be 0), duplicated (a job that ran to completion more than once, counted from the
-workers' ``job <id> (...) succeeded|failed`` log lines: must be 0), redelivered (attempts
-> 1), jobs that ran without their client ever getting a 202 (a submit answered by nobody and
-retried), p50/p99 latency per 30 s, RSS of every process every few seconds, Redis memory;
-``bench/results/soak.json`` and ``bench/results/soak.png``.
+"""Soak: minutes of mixed face / detect / classify load at a fraction of the capacity
+measured at the start of the run, against a real ``visionq up``, with a fault every
+``--fault-every`` seconds, in turn: ``kill -9`` of a worker's pool child, then of a worker's
+main process (each with a job in hand), a Redis restart, ``kill -9`` of the API's gunicorn
+master.  Nothing accepted may be lost or run twice.  Method, faults and figures:
+docs/reliability.md.  Writes ``bench/results/soak.json`` and ``soak.png``; logs in
+``bench/results/raw/logs/soak/``.
 
     .venv/bin/python -m bench.soak --minutes 10
-
-Not part of ``make test`` (it takes minutes and all the CPU); also ``python -m bench soak``.
 """
 
 from __future__ import annotations
@@ -45,7 +23,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -61,7 +38,7 @@ import requests
 from bench.harness import plots
 from bench.harness.common import (
     FIXTURES,
-    REPO,
+    RAW,
     RESULTS,
     Run,
     free_port,
@@ -71,9 +48,18 @@ from bench.harness.common import (
     shown,
     until,
 )
+from bench.harness.procs import (
+    SOAK_LIMITS,
+    Processes,
+    catch_running,
+    job_fields,
+    kill_group,
+    worker_runs,
+)
 from bench.harness.procstat import children, rss_kb
+from bench.harness.stack import check_ready
+from launcher.up import CHILDREN_FILE
 from visionq.jobs import FINAL_STATUSES
-from visionq.keys import JOB_KEY_PREFIX
 
 IMAGES = {
     "face": FIXTURES / "faces" / "obama_small.jpg",
@@ -81,12 +67,8 @@ IMAGES = {
     "classify": FIXTURES / "classify" / "caffe_cat.jpg",
 }
 TASKS = tuple(IMAGES)
-LIMITS = {"VISIONQ_SOFT_TIME_LIMIT_S": "20", "VISIONQ_HARD_TIME_LIMIT_S": "25",
-          "VISIONQ_VISIBILITY_TIMEOUT_S": "30"}
-"""Jobs take well under a second here, so a 30 s visibility timeout (above the 25 s hard
-limit, as the settings require) brings back the jobs of a killed main process quickly."""
+LOGS = RAW / "logs" / "soak"
 FAULTS = ("pool_child", "worker_main", "redis", "api")
-DONE_LINE = re.compile(r"job ([0-9a-f]{32}) \((\w+)\) (succeeded|failed) in")
 SUPERVISOR_LINE = re.compile(r"visionq: (\S+) exited unexpectedly \(([^)]*)\)")
 SUBMIT_DEADLINE_S = 120.0
 """A client gives a submit up after retrying this long (longer than any restart here)."""
@@ -99,43 +81,19 @@ BUSY_WAIT_S = 20.0
 """A worker fault waits this long at most for the worker to be running a job."""
 
 
-def cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-
-
-def role_of(argv: list[str]) -> str | None:
-    """The ``visionq up`` role a child's command line belongs to."""
-    if not argv:
-        return None  # a zombie not reaped yet
-    if Path(argv[0]).name.startswith(("valkey-server", "redis-server")):
-        return "redis"
-    if "gunicorn" in argv:
-        return "api"
-    if "celery" in argv and "worker" in argv and "-Q" in argv:
-        return f"worker-{argv[argv.index('-Q') + 1]}"
-    if "monitoring.exporter" in argv:
-        return "exporter"
-    return None
-
-
-@dataclass
-class UpStack:
+class UpStack(Processes):
     """``visionq up --queues face,detect,classify`` with ports and a state directory of its
-    own; its output (every child's, prefixed with the role) goes to ``up.log``."""
+    own; its output (every child's, prefixed with the role) goes to ``up.1.log``."""
 
-    workdir: Path
-    api_port: int = field(default_factory=free_port)
-    redis_port: int = field(default_factory=free_port)
-    exporter_port: int = field(default_factory=free_port)
-    process: subprocess.Popen | None = None
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "up.log"
+    def __init__(self) -> None:
+        self.api_port, self.redis_port = free_port(), free_port()
+        self.state = LOGS / "state"
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("REDIS_URL", "VISIONQ_REDIS_URL", "PROMETHEUS_MULTIPROC_DIR")}
+        super().__init__(LOGS, {
+            **env, "VISIONQ_REDIS_PORT": str(self.redis_port),
+            "VISIONQ_EXPORTER_PORT": str(free_port()), "VISIONQ_STATE_DIR": str(self.state),
+            "C_FORCE_ROOT": "1", "PYTHONUNBUFFERED": "1", **SOAK_LIMITS})
 
     @property
     def redis_url(self) -> str:
@@ -146,58 +104,31 @@ class UpStack:
         return f"http://127.0.0.1:{self.api_port}"
 
     def start(self) -> None:
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("REDIS_URL", "VISIONQ_REDIS_URL", "PROMETHEUS_MULTIPROC_DIR")}
-        env.update({"VISIONQ_REDIS_PORT": str(self.redis_port),
-                    "VISIONQ_EXPORTER_PORT": str(self.exporter_port),
-                    "VISIONQ_STATE_DIR": str(self.workdir / "state"), "C_FORCE_ROOT": "1",
-                    "PYTHONUNBUFFERED": "1", **LIMITS})
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
-        self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "visionq"), "up", "--port", str(self.api_port),
-             "--queues", ",".join(TASKS), "--no-flower", "--no-prometheus"],
-            env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
+        self.spawn("up", [str(Path(sys.executable).parent / "visionq"), "up", "--port",
+                          str(self.api_port), "--queues", ",".join(TASKS), "--no-flower",
+                          "--no-prometheus"])
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    def text(self) -> str:
+        return self.log("up").read_text(errors="replace")
 
     def roles(self) -> dict[str, int]:
-        """role -> pid of ``visionq up``'s live children."""
-        assert self.process is not None
-        found = {}
-        for pid in children(self.process.pid):
-            role = role_of(cmdline(pid))
-            if role:
-                found[role] = pid
-        return found
-
-    def ready(self) -> bool:
-        detail = requests.get(f"{self.api}/readyz", timeout=5).json()
-        return detail.get("redis") == "ok" and all(detail.get("workers", {}).get(q)
-                                                   for q in TASKS)
+        """role -> pid of ``visionq up``'s live children (from its children file)."""
+        try:
+            recorded = json.loads((self.state / CHILDREN_FILE).read_text())["children"]
+        except (OSError, ValueError, KeyError):
+            return {}
+        return {role: child["pid"] for role, child in recorded.items()
+                if (role in ("redis", "api", "exporter") or role.startswith("worker-"))
+                and Path(f"/proc/{child['pid']}").exists()}
 
     def wait_ready(self, timeout_s: float = 300) -> None:
-        def ready() -> bool:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"visionq up exited; see {self.log_path}")
-            return self.ready()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                if ready():
-                    return
-            except (requests.RequestException, ValueError):
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(f"the stack was not ready in {timeout_s:g} s; see {self.log_path}")
+        """``/readyz`` answers 200 and every queue's worker beats."""
+        check_ready(self.api, "/readyz", self.redis_url, TASKS, timeout_s, self.check_alive)
 
     def rss(self) -> dict[str, dict[str, int]]:
         """RSS (kB) of every role's main process and of its children (pool / gunicorn
         workers), and of ``visionq up`` itself."""
-        assert self.process is not None
-        out = {"up": {"main": rss_kb(self.process.pid), "children": 0}}
+        out = {"up": {"main": rss_kb(self.procs["up"].pid), "children": 0}}
         for role, pid in self.roles().items():
             out[role] = {"main": rss_kb(pid), "children": sum(rss_kb(c) for c in children(pid))}
         return out
@@ -211,19 +142,14 @@ class UpStack:
 
     def stop(self) -> int | None:
         """Ctrl-C (SIGINT): warm shutdown; SIGKILL to whatever is left after 120 s."""
-        if self.process is None or self.process.poll() is not None:
-            return None
-        left = list(self.roles().values())
-        os.kill(self.process.pid, signal.SIGINT)
-        try:
-            code = self.process.wait(120)
-        except subprocess.TimeoutExpired:
-            code = None
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        process, left, code = self.procs["up"], list(self.roles().values()), None
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = process.wait(120)
+        self.stop_all(sig=signal.SIGKILL)
         for pid in left:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
+            kill_group(pid)
         return code
 
 
@@ -298,11 +224,7 @@ def collect(stack: UpStack, ledger: Ledger) -> None:
         return
     try:
         conn = redis.Redis.from_url(stack.redis_url, socket_timeout=5)
-        pipe = conn.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hmget(f"{JOB_KEY_PREFIX}{job_id}", "status", "code", "queued_at",
-                       "finished_at", "attempts")
-        rows = pipe.execute()
+        rows = job_fields(conn, ids, ("status", "code", "queued_at", "finished_at", "attempts"))
     except redis.RedisError:
         return  # Redis is restarting: next round
     with ledger.lock:
@@ -363,21 +285,14 @@ class Chaos(threading.Thread):
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             self.error = exc
 
-    def job_in_hand(self, task: str) -> str | None:
-        """A job of ``task`` that a worker is running now (its record says so)."""
-        with self.ledger.lock:
-            ids = [i for i, (t, _) in self.ledger.accepted.items()
-                   if t == task and i not in self.ledger.final]
-        pipe = self.redis.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hget(f"{JOB_KEY_PREFIX}{job_id}", "status")
-        return next((i for i, status in zip(ids, pipe.execute(), strict=True)
-                     if status == b"running"), None)
-
     def wait_busy(self, task: str) -> dict[str, Any]:
-        started = time.monotonic()
-        job = until(lambda: self.job_in_hand(task), BUSY_WAIT_S, every_s=0.01)
-        return {"job_in_hand": job, "waited_for_it_s": round(time.monotonic() - started, 2)}
+        """Wait for a job of ``task`` to be running (its record says so)."""
+        def candidates() -> list[str]:
+            with self.ledger.lock:
+                return [i for i, (t, _) in self.ledger.accepted.items()
+                        if t == task and i not in self.ledger.final]
+        job, waited = catch_running(self.redis, candidates, BUSY_WAIT_S)
+        return {"job_in_hand": job, "waited_for_it_s": waited}
 
     def fault(self, kind: str) -> None:
         nth = self.rounds[kind]
@@ -421,7 +336,7 @@ class Chaos(threading.Thread):
                 "ready_s": round(time.monotonic() - started, 2) if ready else None}
 
     def _ready_count(self, role: str) -> int:
-        return sum(1 for line in self.stack.log().splitlines()
+        return sum(1 for line in self.stack.text().splitlines()
                    if line.startswith(f"[{role}]") and line.rstrip().endswith(" ready."))
 
     def restart_redis(self, sig: signal.Signals) -> dict[str, Any]:
@@ -471,11 +386,6 @@ class Sampler(threading.Thread):
 def p(values: list[float], q: float) -> float:
     """The ``q`` percentile (0..100) in seconds, 0 when there are none."""
     return round(percentile(sorted(values), q) or 0, 3)
-
-
-def completions(log: str) -> collections.Counter:
-    """How many times each job ran to the end (one log line per finished run)."""
-    return collections.Counter(match.group(1) for match in DONE_LINE.finditer(log))
 
 
 def latency_windows(ledger: Ledger, t0: float) -> list[dict[str, Any]]:
@@ -565,7 +475,7 @@ def summarise(args: argparse.Namespace, ledger: Ledger, log: str, capacity: floa
               blobs_left: int | None, up_exit: int | None,
               warm_up: set[str]) -> dict[str, Any]:
     """``warm_up``: the capacity measurement's jobs (in the log, not in ``ledger``)."""
-    runs = completions(log)
+    runs = worker_runs([log])[0]
     finals = ledger.final
     lost = [i for i in ledger.accepted if i not in finals]
     duplicated = [i for i in ledger.accepted if runs[i] > 1]
@@ -647,16 +557,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="retry submits without an Idempotency-Key (a retried submit the "
                              "API took but never answered then runs as an extra job)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--keep", action="store_true", help="keep the logs' temp directory")
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     results = Run(args.name, argv, args.out)
 
     images = {task: path.read_bytes() for task, path in IMAGES.items()}
-    workdir = Path(tempfile.mkdtemp(prefix="visionq-soak-"))
-    stack = UpStack(workdir)
-    say(f"logs in {workdir}")
+    shutil.rmtree(LOGS, ignore_errors=True)
+    LOGS.mkdir(parents=True)
+    stack = UpStack()
+    say(f"logs in {shown(LOGS)}")
     ledger = Ledger()
     stop = threading.Event()
     load = {"start": load_average()}
@@ -716,7 +626,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         stop.set()
         up_exit = stack.stop()
 
-    log = stack.log()
+    log = stack.text()
     summary = summarise(args, ledger, log, capacity, rate, t0, load, blobs_left, up_exit,
                         warm_up)
     png_path = args.out / f"{args.name}.png"
@@ -727,22 +637,10 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     say(json.dumps({k: v for k, v in summary.items()
                     if not k.endswith("_ids") and k not in ("rss_over_time", "rss_kb_start",
                                                              "rss_kb_end")}))
-    bad = summary["lost"] or summary["duplicated"]
-    if args.keep or bad:
-        say(f"logs kept in {workdir}")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 1 if bad else 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="python -m bench.soak",
-                                     description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run(parser.parse_args(argv), ["soak", *argv])
+    return 1 if summary["lost"] or summary["duplicated"] else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bench.__main__ import main
+
+    sys.exit(main(["soak", *sys.argv[1:]]))
