@@ -1,19 +1,10 @@
-"""The broker ceiling: what one Redis core costs per job, with no HTTP in the way.
+"""``python -m bench broker-ceiling``: what one Redis core costs per job, with no HTTP in the
+way: in-process producers admit jobs as the API does, no-op workers consume them through
+the real task path, once per Redis persistence mode; the ceiling per Redis core is
+``1 / (Redis CPU-s per job)`` from Redis's own counters.  Method and figures:
+docs/capacity.md.
 
-Producers admit jobs exactly as the API does (``JobStore.admit``: backlog check, image,
-record and the Celery message in one script) but in-process, from
-``--producers`` processes; no-op workers (``bench.harness.sleep_model`` at 0 ms, thread pool)
-consume them through the real task path (begin, decode, finish, wake-up, history).  Run
-once per Redis persistence mode: off, ``appendonly yes`` + ``appendfsync everysec``, and
-``appendfsync always``.
-
-On two shared cores the Python producers and workers saturate long before Redis does, so
-the measured jobs/s is a floor; the ceiling **per Redis core** is ``1 / (Redis CPU-s per
-job)``, from Redis's own CPU counters over the measured window.  Commands per job come from
-``INFO commandstats`` (commands run inside our Lua scripts included).
-
-    python -m bench broker-ceiling
-    python -m bench broker-ceiling --modes off,everysec --jobs 3000
+    python -m bench broker-ceiling --redis-cpu 1
 """
 
 from __future__ import annotations
@@ -43,27 +34,8 @@ QUEUE = "classify"
 MODES = {"off": None, "everysec": "everysec", "always": "always"}
 
 
-def _image(kb: int) -> bytes:
-    """The jobs' image: a 16×16 PNG (``kb`` 0), or a JPEG of random pixels of about ``kb``
-    KB (what copying images through Redis costs)."""
-    if kb <= 0:
-        return _tiny_png()
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    side = 64
-    while True:
-        pixels = np.random.default_rng(side).integers(0, 256, (side, side, 3), dtype=np.uint8)
-        buffer = io.BytesIO()
-        Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
-        if buffer.tell() >= kb * 1024:
-            return buffer.getvalue()
-        side += 16
-
-
 def _tiny_png() -> bytes:
+    """The jobs' image: a 16×16 PNG."""
     import io
 
     from PIL import Image
@@ -73,7 +45,7 @@ def _tiny_png() -> bytes:
     return buffer.getvalue()
 
 
-def produce(redis_url: str, count: int, start_event: Any, image_kb: int = 0) -> None:
+def produce(redis_url: str, count: int, start_event: Any) -> None:
     """Admit ``count`` jobs as the API's submit path does (one job each): the admit script
     stores the image and the record and pushes the Celery message (``tasks.message``)."""
     from tasks import make_celery
@@ -86,7 +58,7 @@ def produce(redis_url: str, count: int, start_event: Any, image_kb: int = 0) -> 
     settings = Settings(redis_url=redis_url)
     celery = make_celery(settings)
     jobs = JobStore(redis_client(redis_url), settings.result_ttl_s, settings.recent_jobs)
-    image = _image(image_kb)
+    image = _tiny_png()
     # As the API does; a checkout from before derived keys (before/after runs) draws one.
     key_for = getattr(RedisBlobStore, "key_for", lambda _: RedisBlobStore.new_key())
     start_event.wait()
@@ -142,7 +114,7 @@ def measure_mode(mode: str, args: argparse.Namespace, log_dir: Path) -> dict[str
         start_event = multiprocessing.Event()
         per = args.jobs // args.producers
         producers = [multiprocessing.Process(target=produce,
-                                             args=(url, per, start_event, args.image_kb))
+                                             args=(url, per, start_event))
                      for _ in range(args.producers)]
         for process in producers:
             process.start()
@@ -167,7 +139,7 @@ def measure_mode(mode: str, args: argparse.Namespace, log_dir: Path) -> dict[str
         delta = stats.delta(before, after)
         redis_us = delta["cpu_s"] * 1e6 / total
         point = {
-            "mode": mode, "jobs": total, "image_kb": args.image_kb,
+            "mode": mode, "jobs": total,
             "elapsed_s": round(elapsed, 2),
             "jobs_s_measured": round(total / elapsed, 1),
             "redis_cpu_fraction": round(delta["cpu_s"] / elapsed, 3),
@@ -191,23 +163,6 @@ def measure_mode(mode: str, args: argparse.Namespace, log_dir: Path) -> dict[str
         tmp.cleanup()
 
 
-def plot(run: Run, points: list[dict[str, Any]]) -> None:
-    plt = plots.plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    modes = [p["mode"] for p in points]
-    ax.bar(modes, [p["ceiling_jobs_s_per_redis_core"] or 0 for p in points],
-           label="ceiling per Redis core (1 / Redis CPU-s per job)")
-    ax.bar(modes, [p["jobs_s_measured"] for p in points], width=0.4,
-           label="measured on 2 shared cores")
-    ax.axhline(5000, color="grey", linestyle="--", label="goal 5,000 jobs/s")
-    ax.set_ylabel("jobs/s")
-    ax.set_title("Broker ceiling by persistence mode")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    plots.save(fig, run.plot_path("modes"), dpi=110)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modes", default="off,everysec,always",
                         help="Redis persistence modes (default: %(default)s)")
@@ -219,8 +174,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis-cpu", type=int, default=None,
                         help="pin Redis to this CPU and everything else to the others "
                              "(less noise in Redis's CPU per job)")
-    parser.add_argument("--image-kb", type=int, default=0,
-                        help="a JPEG of about this many KB per job (default: a 16×16 PNG)")
     parser.add_argument("--name", default="broker_ceiling")
 
 
@@ -234,6 +187,11 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> None:
             if mode not in MODES:
                 raise SystemExit(f"unknown mode {mode!r}: choose from {', '.join(MODES)}")
             bench_run.data["points"].append(measure_mode(mode, args, log_dir))
-        plot(bench_run, bench_run.data["points"])
+        plots.bars(bench_run.plot_path("modes"), {p["mode"]: {
+            "ceiling per Redis core (1 / Redis CPU-s per job)":
+                p["ceiling_jobs_s_per_redis_core"] or 0,
+            "measured on 2 shared cores": p["jobs_s_measured"]}
+            for p in bench_run.data["points"]},
+            "Broker ceiling by persistence mode", "jobs/s", line=(5000, "goal 5,000 jobs/s"))
     finally:
         bench_run.finish()

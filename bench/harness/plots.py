@@ -70,11 +70,9 @@ def latency_cdf(path: Path, series: Mapping[str, Sequence[float]], title: str,
 
 
 def bars(path: Path, groups: Mapping[str, Mapping[str, float]], title: str, ylabel: str,
-         log: bool = False) -> None:
-    """Grouped bars: ``{group: {series: value}}``."""
-    names = sorted({s for values in groups.values() for s in values},
-                   key=lambda s: list(next(iter(groups.values()))).index(s)
-                   if s in next(iter(groups.values())) else 99)
+         log: bool = False, line: tuple[float, str] | None = None) -> None:
+    """Grouped bars: ``{group: {series: value}}``; ``line``: (y, label) of a goal line."""
+    names = list(dict.fromkeys(s for values in groups.values() for s in values))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     width = 0.8 / max(1, len(names))
     for k, name in enumerate(names):
@@ -84,6 +82,8 @@ def bars(path: Path, groups: Mapping[str, Mapping[str, float]], title: str, ylab
         ax.bar_label(drawn, fmt="%.3g", fontsize=7)
     ax.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(groups))],
                   list(groups))
+    if line is not None:
+        ax.axhline(line[0], color="grey", ls="--", label=line[1])
     if log:
         ax.set_yscale("log")
     ax.set_ylabel(ylabel)
