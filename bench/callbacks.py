@@ -1,18 +1,8 @@
-"""``python -m bench callbacks``: does a slow webhook receiver slow the workers?  (Issue 29:
-"jobs/s unchanged in one run with and without callbacks".)
-
-One stack (embedded Redis, the API, a classify worker with one process per core) and the
-real ``callbacks`` role (``python -m visionq.callbacks``, ``VISIONQ_CALLBACK_ALLOW=127.0.0.1``)
-are started here, with a receiver on loopback that answers every POST only after
-``--receiver-delay-s`` (default 1 s): with ``VISIONQ_CALLBACK_CONCURRENCY`` 16 it takes at
-most ~16 webhooks/s, fewer than the worker finishes, so the sender falls behind on purpose.
-
-Rounds alternate the variants (``none``: jobs without ``callback_url``; ``callback``: every
-job with one), ``--jobs`` jobs each, submitted by ``--clients`` concurrent HTTP clients.
-A round's jobs/s is its job count over the span from its first ``queued_at`` to its last
-``finished_at`` (the job records' own times).  Reported per variant: the median over the
-rounds and the ratio callback / none; and how many webhooks had arrived when the last job
-finished, then how long the backlog took to drain (bounded by ``--drain-timeout``).
+"""``python -m bench callbacks``: does a slow webhook receiver slow the workers?  (Issue 29.)
+Rounds of ``--jobs`` classify jobs alternate without and with a ``callback_url`` per job, on
+one stack with the real ``callbacks`` role and a loopback receiver that answers after
+``--receiver-delay-s``; reports jobs/s per variant (median of rounds), their ratio, and how
+long the webhook backlog took to drain.  Method and figures: docs/webhooks.md.
 """
 
 from __future__ import annotations
@@ -32,6 +22,7 @@ from typing import Any
 import redis
 import requests
 
+from bench.harness import plots
 from bench.harness.common import TASK_IMAGES, Run, ratio, say, stop_process
 from bench.harness.stack import LOGS, VisionqStack, final_jobs
 
@@ -170,9 +161,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> None:
         "webhooks": {"expected": callback_jobs, "received_when_last_job_finished": at_last_job,
                      "received": receiver.count, "drain_s": round(drained_s, 1)},
         "note": "shared 2-core machine: noisy; re-run on a quiet one with the command above"})
-    from bench.harness.plots import bars
-
-    bars(out.plot_path("jobs_per_s"), {f"round {r}": {
+    plots.bars(out.plot_path("jobs_per_s"), {f"round {r}": {
         v: next(x["jobs_per_s"] for x in rounds if x["round"] == r and x["variant"] == v)
         for v in VARIANTS} for r in range(1, args.rounds + 1)},
         f"classify jobs/s without / with a webhook per job (receiver answers after "
