@@ -1,22 +1,7 @@
-"""Replay load traces through autoscaling policies on a model of EC2 workers.
-
-Compares visionq's ``autoscale.policy.decide`` (the real function, fed the same kind of
-observation the loop builds from Redis) with the naive policy from the issue and a
-KEDA-like one, on the same seeded arrivals and service times:
-
-* naive: every 5 s, desired = queued messages - running instances, in [0, 19];
-  scale-in terminates arbitrary instances abruptly (their running task is lost).
-* keda: every 30 s, desired = ceil(list length / target list length), in [0, 19];
-  scale-down waits for a 300 s cooldown (highest recommendation over 300 s);
-  scale-in is graceful.
-* visionq: every 5 s, ``decide()`` with backlog, in-flight, arrival rate and measured
-  service time; scale-in drains idle instances first (protection + lifecycle hook).
-
-Model: one task at a time per instance, service time lognormal around the trace's mean,
-boot delay uniform 60-120 s (billed from launch, EC2 per-second billing with a 60 s
-minimum), an instance price per hour. A minute "misses the SLO" when more than 5 % of
-the tasks arriving in it finish later than ``--slo`` seconds after arrival (lost or
-unfinished tasks count as late).
+"""Replay load traces through autoscaling policies on a model of EC2 workers: visionq's
+``autoscale.policy.decide`` (the real function) against a naive and a KEDA-like policy, on
+the same seeded arrivals and service times.  Policies, model and scoring:
+docs/autoscaling.md.
 
     python bench/autoscale_sim.py            # all traces, JSON + PNGs in bench/results/
     python bench/autoscale_sim.py --trace step --no-plot
