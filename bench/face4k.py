@@ -1,47 +1,43 @@
 """``python -m bench face4k``: the seeds' 4K face-detection experiment, per core.
 
-Builds 3840x2160 test photos (JPEG q90) by pasting the fixtures' faces, scaled so every
-face box is >= 160 px tall, onto an upscaled face-free COCO photo.  Then:
-
-1. in this process, one core: CPU-s per image (decode included) for visionq's default
-   path (reduced-size JPEG decode to ~960 px + HOG with one upsample, default options)
-   and for ``face_recognition`` at full resolution (its defaults: upsample 1; and upsample 0);
-2. recall of the default path against full-resolution detection (upsample 1) on faces
-   >= 160 px tall, boxes matched at IoU >= 0.5 (and against the pasted boxes);
-3. visionq end to end: a face worker with one child per core, the job API under an open
-   loop above capacity -> images/s on this machine, per core, and CPU-s per image of the
-   whole stack (API + Redis + worker process trees, from /proc).
-Goal (issue 8): >= 4 images/s per core, <= 0.25 CPU-s per image, recall >= 0.95.
+3840x2160 photos with 15 pasted faces >= 160 px tall: CPU-s per image in one process for
+visionq's default path and ``face_recognition`` at full resolution, recall at IoU >= 0.5,
+then images/s and CPU-s per image of the whole stack under an open loop above capacity.
+Method and figures: docs/models.md (4K faces) and docs/performance.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import json
 import random
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from bench.harness import plots
-from bench.harness.common import FIXTURES, RAW, Run, cores, iou, say
+from bench.harness.common import FIXTURES, RAW, Run, cores, say
+from bench.harness.evals import (
+    background,
+    detect_faces,
+    face_crops,
+    face_model,
+    jpeg,
+    ltrb,
+    matched,
+    paste,
+    scaled_face,
+    share,
+    timed,
+)
 from bench.harness.loadgen import Bodies, jobs_call, run_point
 from bench.harness.procstat import tree_cpu_s
 from bench.harness.stack import VisionqStack
-from visionq.imaging import decode, probe
 
 WIDTH, HEIGHT = 3840, 2160
-FACE_SOURCES = ("obama.jpg", "biden.jpg", "biden2.jpg", "obama3.jpg", "obama2.jpg",
-                "two_people.jpg", "obama_and_biden.jpg")
 BACKGROUND = FIXTURES / "faces" / "000000000009.jpg"
 MIN_FACE_PX = 160
 FACE_SIZES = (170, 200, 230, 260, 290)
-MARGIN = 0.6
-"""Context kept around each face box (fraction of its size per side): HOG needs the head."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,123 +51,77 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="face4k")
 
 
-def face_crops() -> list[Image.Image]:
-    expected = json.loads((FIXTURES / "faces" / "expected.json").read_text())["images"]
-    crops = []
-    for name in FACE_SOURCES:
-        image = Image.open(FIXTURES / "faces" / name).convert("RGB")
-        for face in expected[name]["faces"]:
-            top, right, bottom, left = face["box_trbl"]
-            w, h = right - left, bottom - top
-            box = (max(0, left - MARGIN * w), max(0, top - MARGIN * h),
-                   min(image.width, right + MARGIN * w), min(image.height, bottom + MARGIN * h))
-            crop = image.crop(tuple(round(v) for v in box))
-            crop.info["face"] = (left - box[0], top - box[1], w, h)
-            crops.append(crop)
-    return crops
-
-
 def build_photo(seed: int) -> tuple[bytes, list[tuple[int, int, int, int]]]:
     """A 4K JPEG (q90) with faces pasted on a 5x3 grid, and their boxes (l, t, r, b)."""
     rng = random.Random(seed)
-    canvas = Image.open(BACKGROUND).convert("RGB").resize((WIDTH, HEIGHT),
-                                                          Image.Resampling.BICUBIC)
+    canvas = background(BACKGROUND.name, (WIDTH, HEIGHT))
     crops = face_crops()
     boxes = []
     cell_w, cell_h = WIDTH // 5, HEIGHT // 3
     for index in range(15):
         crop = crops[(index + seed) % len(crops)]
-        fx, fy, fw, fh = crop.info["face"]
-        size = rng.choice(FACE_SIZES)
-        scale = size / fh
-        size_px = (max(1, round(crop.width * scale)), max(1, round(crop.height * scale)))
-        scaled = crop.resize(size_px, Image.Resampling.LANCZOS)
+        scaled, scale = scaled_face(crop, rng.choice(FACE_SIZES))
         scaled = scaled.crop((0, 0, min(scaled.width, cell_w), min(scaled.height, cell_h)))
         col, row = index % 5, index // 5
         x = col * cell_w + rng.randint(0, max(0, cell_w - scaled.width))
         y = row * cell_h + rng.randint(0, max(0, cell_h - scaled.height))
-        canvas.paste(scaled, (x, y))
-        boxes.append((round(x + fx * scale), round(y + fy * scale),
-                      round(x + (fx + fw) * scale), round(y + (fy + fh) * scale)))
-    out = io.BytesIO()
-    canvas.save(out, "JPEG", quality=90)
-    return out.getvalue(), boxes
+        boxes.append(paste(canvas, scaled, (x, y), crop, scale))
+    return jpeg(canvas), boxes
 
 
-def recall(reference: list[Sequence[float]], found: list[Sequence[float]]) -> float | None:
-    if not reference:
-        return None
-    hits = sum(1 for ref in reference if any(iou(ref, f) >= 0.5 for f in found))
-    return hits / len(reference)
-
-
-def _timed(fn: Any, runs: int) -> tuple[float, float, Any]:
-    """(median CPU s, median wall s, last result)."""
-    cpu, wall, result = [], [], None
-    for _ in range(runs):
-        c0, w0 = time.process_time(), time.perf_counter()
-        result = fn()
-        cpu.append(time.process_time() - c0)
-        wall.append(time.perf_counter() - w0)
-    return sorted(cpu)[len(cpu) // 2], sorted(wall)[len(wall) // 2], result
+def recall(reference: Sequence[Sequence[float]], found: Sequence[Sequence[float]]
+           ) -> float | None:
+    return share(matched(reference, found), digits=None)
 
 
 def in_process(photos: list[tuple[bytes, list]], runs: int) -> dict[str, Any]:
     import face_recognition
 
-    from workers.plugins.face_recognition_model import FaceRecognitionModel
-
-    model = FaceRecognitionModel()
-    model.load()
-
-    def default_path(data: bytes, options: dict[str, Any]) -> list[tuple[int, ...]]:
-        image = decode(data, max_side=model.max_side_for(probe(data)))
-        faces = model.predict([image], options)[0]["faces"]
-        return [(f["x_min"], f["y_min"], f["x_max"], f["y_max"]) for f in faces]
+    model = face_model()
 
     def full_res(data: bytes, upsample: int) -> list[tuple[int, ...]]:
         pixels = face_recognition.load_image_file(io.BytesIO(data))
-        return [(left, top, right, bottom) for top, right, bottom, left in
+        return [ltrb(location) for location in
                 face_recognition.face_locations(pixels, number_of_times_to_upsample=upsample)]
 
     rows = []
     for index, (data, pasted) in enumerate(photos):
         say(f"photo {index}: timing the default path and full resolution (slow: ~4 s a run)")
         row: dict[str, Any] = {"photo": index, "bytes": len(data), "pasted_faces": len(pasted)}
+        boxes = {}
         for label, fn, n in (
-                ("default", lambda d=data: default_path(d, {}), runs),
-                ("default_no_landmarks", lambda d=data: default_path(d, {"landmarks": "none"}),
-                 runs),
+                ("default", lambda d=data: detect_faces(model, d, {}), runs),
+                ("default_no_landmarks",
+                 lambda d=data: detect_faces(model, d, {"landmarks": "none"}), runs),
                 ("full_res_upsample1", lambda d=data: full_res(d, 1), max(1, runs - 1)),
                 ("full_res_upsample0", lambda d=data: full_res(d, 0), runs)):
-            cpu, wall, boxes = _timed(fn, n)
-            row[label] = {"cpu_s": round(cpu, 3), "wall_s": round(wall, 3), "faces": len(boxes)}
-            row[f"_{label}_boxes"] = boxes
-        reference = [b for b in row["_full_res_upsample1_boxes"] if b[3] - b[1] >= MIN_FACE_PX]
+            cpu, wall, boxes[label] = timed(fn, n)
+            row[label] = {"cpu_s": round(cpu, 3), "wall_s": round(wall, 3),
+                          "faces": len(boxes[label])}
+        full = boxes["full_res_upsample1"]
+        reference = [b for b in full if b[3] - b[1] >= MIN_FACE_PX]
         row["reference_faces_ge_160"] = len(reference)
-        row["recall_vs_full_res"] = recall(reference, row["_default_boxes"])
+        row["recall_vs_full_res"] = recall(reference, boxes["default"])
         row["recall_vs_pasted"] = recall([b for b in pasted if b[3] - b[1] >= MIN_FACE_PX],
-                                         row["_default_boxes"])
-        row["recall_full_res_vs_pasted"] = recall(pasted, row["_full_res_upsample1_boxes"])
-        for key in [k for k in row if k.startswith("_")]:
-            row.pop(key)
+                                         boxes["default"])
+        row["recall_full_res_vs_pasted"] = recall(pasted, full)
         say(f"photo {index}: {row}")
         rows.append(row)
     return {"photos": rows, **_medians(rows)}
 
 
 def _medians(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    def med(path: str, field: str) -> float:
-        values = sorted(r[path][field] for r in rows)
+    def med(path: str) -> float:
+        values = sorted(r[path]["cpu_s"] for r in rows)
         return values[len(values) // 2]
 
-    cpu = med("default", "cpu_s")
+    cpu = med("default")
     recalls = [r["recall_vs_full_res"] for r in rows if r["recall_vs_full_res"] is not None]
     return {"default_cpu_s_per_image": cpu,
             "default_images_per_s_per_core": round(1 / cpu, 2) if cpu else None,
-            "no_landmarks_cpu_s_per_image": med("default_no_landmarks", "cpu_s"),
-            "full_res_defaults_cpu_s_per_image": med("full_res_upsample1", "cpu_s"),
-            "full_res_upsample0_cpu_s_per_image": med("full_res_upsample0", "cpu_s"),
+            "no_landmarks_cpu_s_per_image": med("default_no_landmarks"),
+            "full_res_defaults_cpu_s_per_image": med("full_res_upsample1"),
+            "full_res_upsample0_cpu_s_per_image": med("full_res_upsample0"),
             "recall_min": min(recalls) if recalls else None}
 
 

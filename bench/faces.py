@@ -1,54 +1,47 @@
 """``python -m bench faces``: the face decode-scale policy's cost and recall per photo size.
 
-Builds test photos (JPEG q90) of 0.3, 2, 8 and 12 MP by pasting the fixtures' faces (as
-``bench face4k`` does) onto upscaled face-free COCO photos, at sizes around the smallest face
-the policy promises for that photo size (``min_face_px``, default
-``max(36, 72 * sqrt(pixels / 1.6e6))``: ``workers/plugins/face_scale.py``).  Per size class:
-
-1. CPU-s per image in this process (``time.process_time``: other users of the machine do not
-   count), probe + decode + detection, for the plugin's default options (68-point
-   landmarks) and without landmarks; median of ``--runs``; and the same (no landmarks) for
-   the service before issue 17 (full size, or ~960 px above 2560 px; upsample 1);
-2. recall against ``face_recognition`` at full resolution with one upsample (its default)
-   for faces >= ``min_face_px`` (reference boxes matched at IoU >= 0.5), and against the
-   pasted boxes; the smallest pasted face found;
-3. the HOG confidence calibration (the plugin's ``HOG_CALIBRATION``): a logistic regression
-   of "is a face" on dlib's score over every HOG candidate down to score -1
-   (``adjust_threshold``) on the 1,300 natural photos of ``../shared/fixtures/imagenet_val``
-   (people, animals, objects: real false positives), labelled by eye where the score is
-   >= -0.3 (``bench/faces_calibration_labels.json``) and counted as non-faces below; then
-   checked on the bench photos' detections (pasted faces = true).
-4. per face detector (``--detectors``, default hog and yunet: before and after issue 28 in one
-   run), each run as a worker whose ``VISIONQ_FACE_DETECTOR`` it is (decode included): CPU-s
-   and recall per size class as above; CPU-s end to end (probe + decode + detection + 68
-   landmarks) of a photo of each size with one face (twice the promised size) and whether it
-   is found; the face fixtures' boxes matched at IoU >= 0.5 (and the extra boxes); YuNet's
-   boxes on the 1,300 ImageNet photos against the faces labelled there.
-Goals (issue 17): <= 0.25 CPU-s per image at every size up to 12 MP, recall >= 0.97 for
-faces at or above the promised size.  Issue 28: YuNet becomes the default only if it wins on
-CPU-s and recall at every size and matches every fixture box; target then 12 MP with one face
-<= 0.08 CPU-s end to end.
+Photos of 0.3, 2, 8 and 12 MP with the fixtures' faces pasted around the promised
+``min_face_px``; per face detector (``--detectors``, each as a worker with that
+``VISIONQ_FACE_DETECTOR``): CPU-s per image, recall at IoU >= 0.5 against
+``face_recognition`` at full resolution and the pasted boxes, one face end to end, the
+fixture boxes; then HOG's confidence calibration on the 1,300 ImageNet photos. Method,
+figures and goals: docs/models.md (face detection cost and recall, YuNet, face confidence).
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import random
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from bench.face4k import _timed, face_crops
 from bench.harness import plots
-from bench.harness.common import FIXTURES, Run, iou, say
+from bench.harness.common import Run, iou, say
+from bench.harness.evals import (
+    FACES,
+    IMAGENET_VAL,
+    Box,
+    background,
+    detect_faces,
+    expected_faces,
+    face_crops,
+    face_model,
+    jpeg,
+    labelled_faces,
+    ltrb,
+    matched,
+    paste,
+    scaled_face,
+    share,
+    timed,
+    worker_decode,
+)
 from visionq.imaging import decode, probe
-from visionq.settings import Settings
 from workers.plugins.face_scale import default_min_face_px
 
 SIZE_CLASSES: dict[str, tuple[int, int]] = {
@@ -56,14 +49,9 @@ SIZE_CLASSES: dict[str, tuple[int, int]] = {
 FACE_MULTIPLES = (0.6, 0.8, 1.0, 1.15, 1.4, 2.0, 2.8)
 """Pasted face heights as multiples of the promised ``min_face_px`` (below 1: informative)."""
 BACKGROUNDS = ("000000000009.jpg", "000000000025.jpg", "000000000034.jpg")
-CALIBRATION_LABELS = Path(__file__).with_name("faces_calibration_labels.json")
-"""HOG candidates on ../shared/fixtures/imagenet_val labelled face / not face by eye."""
-IMAGENET_VAL = FIXTURES / "imagenet_val" / "images"
 DETECTORS = ("hog", "yunet")
 ONE_FACE_MULTIPLE = 2.0
 """The one-face photos' face height, in promised ``min_face_px``."""
-Box = tuple[int, int, int, int]
-"""(left, top, right, bottom), original pixels."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,40 +72,32 @@ def build_photo(size: tuple[int, int], min_face: int, seed: int) -> tuple[bytes,
     keeps its context), and their pasted boxes."""
     rng = random.Random(seed)
     width, height = size
-    background = FIXTURES / "faces" / BACKGROUNDS[seed % len(BACKGROUNDS)]
-    canvas = Image.open(background).convert("RGB").resize(size, Image.Resampling.BICUBIC)
+    canvas = background(BACKGROUNDS[seed % len(BACKGROUNDS)], size)
     crops = face_crops()
     boxes: list[Box] = []
     x = y = row_height = 0
     for index in range(10_000):
         crop = crops[(index + seed) % len(crops)]
-        fx, fy, fw, fh = crop.info["face"]
         face = max(20, round(FACE_MULTIPLES[(index + seed) % len(FACE_MULTIPLES)] * min_face))
-        scale = face / fh
-        scaled = crop.resize((max(1, round(crop.width * scale)),
-                              max(1, round(crop.height * scale))), Image.Resampling.LANCZOS)
+        scaled, scale = scaled_face(crop, face)
         if x + scaled.width > width:
             x, y, row_height = 0, y + row_height + rng.randint(0, 8), 0
         if y + scaled.height > height:
             break
-        canvas.paste(scaled, (x, y))
-        boxes.append((round(x + fx * scale), round(y + fy * scale),
-                      round(x + (fx + fw) * scale), round(y + (fy + fh) * scale)))
+        boxes.append(paste(canvas, scaled, (x, y), crop, scale))
         x += scaled.width + rng.randint(0, 8)
         row_height = max(row_height, scaled.height)
-    out = io.BytesIO()
-    canvas.save(out, "JPEG", quality=90)
-    return out.getvalue(), boxes
+    return jpeg(canvas), boxes
 
 
-def matched(reference: Sequence[Box], found: Sequence[Box]) -> list[bool]:
-    return [any(iou(ref, f) >= 0.5 for f in found) for ref in reference]
-
-
-def cpu_median(fn: Callable[[], Any], runs: int) -> tuple[float, Any]:
-    """(median process CPU-s, last result)."""
-    cpu, _wall, result = _timed(fn, runs)
-    return cpu, result
+def one_face_photo(size: tuple[int, int], min_face: int) -> tuple[bytes, Box]:
+    """A ``size`` photo with one face ``ONE_FACE_MULTIPLE`` x ``min_face`` in its middle."""
+    crop = face_crops()[0]
+    scaled, scale = scaled_face(crop, ONE_FACE_MULTIPLE * min_face)
+    canvas = background(BACKGROUNDS[0], size)
+    at = ((size[0] - scaled.width) // 2, (size[1] - scaled.height) // 2)
+    truth = paste(canvas, scaled, at, crop, scale)
+    return jpeg(canvas), truth
 
 
 def fit_logistic(scores: np.ndarray, labels: np.ndarray, steps: int = 50) -> tuple[float, float]:
@@ -136,193 +116,145 @@ class Measurer:
     def __init__(self, detectors: Sequence[str] = DETECTORS) -> None:
         import face_recognition
 
-        from workers.plugins.face_recognition_model import FaceRecognitionModel
-
         self.fr = face_recognition
-        self.models = {}
-        for detector in detectors:  # each as a worker with this VISIONQ_FACE_DETECTOR
-            model = FaceRecognitionModel(Settings().model_copy(
-                update={"face_detector": detector}))
-            model.load()
-            self.models[detector] = model
-        self.model = self.models.get("hog") or next(iter(self.models.values()))
+        self.models = {detector: face_model(detector) for detector in detectors}
+        self.main = "hog" if "hog" in self.models else next(iter(self.models))
+        """The detector of the per-size figures outside ``detectors`` and of the candidates."""
+        self.model = self.models[self.main]
 
     def policy(self, data: bytes, options: dict[str, Any], detector: str = "hog") -> list[Box]:
         """Probe, decode as the runner does (before reading the options) and detect."""
-        model = self.models[detector]
-        image = decode(data, max_side=model.max_side_for(probe(data)))
-        faces = model.predict([image], options)[0]["faces"]
-        return [(f["x_min"], f["y_min"], f["x_max"], f["y_max"]) for f in faces]
+        return detect_faces(self.models[detector], data, options)
 
     def reference(self, data: bytes) -> list[Box]:
         pixels = decode(data).pixels
-        return [(left, top, right, bottom) for top, right, bottom, left in
-                self.fr.face_locations(pixels, number_of_times_to_upsample=1)]
+        return [ltrb(found) for found in self.fr.face_locations(pixels,
+                                                                  number_of_times_to_upsample=1)]
 
     def before(self, data: bytes) -> list[Box]:
         """The service before issue 17: full size (or ~960 px above 2560 px), upsample 1."""
         info = probe(data)
         image = decode(data, max_side=960 if max(info.width, info.height) > 2560 else None)
-        scale = image.scale
-        return [(round(left * scale), round(top * scale), round(right * scale),
-                 round(bottom * scale)) for top, right, bottom, left in
+        return [ltrb(found, image.scale) for found in
                 self.fr.face_locations(image.pixels, number_of_times_to_upsample=1)]
 
     def candidates(self, data: bytes) -> list[tuple[Box, float]]:
         """Every detection of the policy's scan down to score -1, original pixels."""
         model = self.model
-        image = decode(data, max_side=model.max_side_for(probe(data)))
+        image = worker_decode(model, data)
         detection = model.detection_plan(image, model.parse_options({}))
-        scale = image.scale
-        return [((round(left * scale), round(top * scale), round(right * scale),
-                  round(bottom * scale)), score) for (top, right, bottom, left), score in
+        return [(ltrb(found, image.scale), score) for found, score in
                 model.candidates(image.pixels, detection, adjust_threshold=-1.0)]
+
+
+def _median(values: list[float], digits: int = 3) -> float:
+    return round(float(np.median(values)), digits)
 
 
 def measure_class(measurer: Measurer, label: str, size: tuple[int, int], photos: int,
                   runs: int) -> tuple[dict[str, Any], list[tuple[float, int]]]:
+    """One size class: per detector CPU-s and recall (the main detector's also at the top
+    level, with the cost of ``face_recognition`` and of the service before issue 17), and
+    the main detector's candidates labelled by the pasted and reference boxes."""
     pixels = size[0] * size[1]
     min_face = default_min_face_px(pixels)
     info_side = measurer.model.max_side_for(probe(build_photo(size, min_face, 0)[0]))
     decoded = (size if info_side is None else
                (math.ceil(size[0] * info_side / max(size)), math.ceil(size[1] * info_side
                                                                         / max(size))))
-    cpu_default, cpu_bare, cpu_reference, cpu_before = [], [], [], []
-    hits_ref: list[bool] = []
-    hits_before: list[bool] = []
-    hits_all: list[bool] = []
     per_detector: dict[str, dict[str, list[Any]]] = {
         d: {"cpu_default": [], "cpu_bare": [], "ref": [], "all": [], "pasted": []}
         for d in measurer.models}
-    hits_pasted: list[bool] = []
+    cpu_reference, cpu_before, hits_before = [], [], []
     found_sizes, missed_sizes, samples = [], [], []
     for seed in range(photos):
         data, pasted = build_photo(size, min_face, seed)
-        cpu, _ = cpu_median(lambda d=data: measurer.policy(d, {}), runs)
-        cpu_default.append(cpu)
-        cpu, found = cpu_median(lambda d=data: measurer.policy(d, {"landmarks": "none"}), runs)
-        cpu_bare.append(cpu)
-        cpu, reference = cpu_median(lambda d=data: measurer.reference(d), 1)
+        cpu, _, reference = timed(partial(measurer.reference, data), 1)
         cpu_reference.append(cpu)
-        cpu, found_before = cpu_median(lambda d=data: measurer.before(d), runs)
-        cpu_before.append(cpu)
         big_ref = [b for b in reference if b[3] - b[1] >= min_face]
-        hits_ref += matched(big_ref, found)
-        hits_before += matched(big_ref, found_before)
-        hits_all += matched(reference, found)
         big_pasted = [b for b in pasted if b[3] - b[1] >= min_face]
+        cpu, _, found_before = timed(partial(measurer.before, data), runs)
+        cpu_before.append(cpu)
+        hits_before += matched(big_ref, found_before)
+        found = {}
         for detector, acc in per_detector.items():
-            cpu, _ = cpu_median(lambda d=data, k=detector: measurer.policy(d, {}, k), runs)
-            acc["cpu_default"].append(cpu)
-            cpu, found_d = cpu_median(lambda d=data, k=detector: measurer.policy(
-                d, {"landmarks": "none"}, k), runs)
+            acc["cpu_default"].append(timed(partial(measurer.policy, data, {}, detector),
+                                            runs)[0])
+            cpu, _, found[detector] = timed(partial(measurer.policy, data,
+                                                    {"landmarks": "none"}, detector), runs)
             acc["cpu_bare"].append(cpu)
-            acc["ref"] += matched(big_ref, found_d)
-            acc["all"] += matched(reference, found_d)
-            acc["pasted"] += matched(big_pasted, found_d)
-        hits_pasted += matched(big_pasted, found)
-        for box, hit in zip(pasted, matched(pasted, found), strict=True):
+            acc["ref"] += matched(big_ref, found[detector])
+            acc["all"] += matched(reference, found[detector])
+            acc["pasted"] += matched(big_pasted, found[detector])
+        for box, hit in zip(pasted, matched(pasted, found[measurer.main]), strict=True):
             (found_sizes if hit else missed_sizes).append(box[3] - box[1])
         truth = list(pasted) + list(reference)
-        for box, score in measurer.candidates(data):
-            samples.append((score, int(any(iou(box, t) >= 0.5 for t in truth))))
+        samples += [(score, int(matched([box], truth)[0]))
+                    for box, score in measurer.candidates(data)]
         say(f"{label} photo {seed}: {len(pasted)} faces pasted, reference {len(reference)}, "
-            f"found {len(found)}")
+            f"found {len(found[measurer.main])}")
+    main = per_detector[measurer.main]
     row = {
         "photo": f"{size[0]}x{size[1]}", "megapixels": round(pixels / 1e6, 2),
         "decoded": f"{decoded[0]}x{decoded[1]}", "min_face_px": min_face,
         "faces_pasted": len(found_sizes) + len(missed_sizes),
-        "reference_faces_ge_min": len(hits_ref),
-        "reference_faces_all_sizes": len(hits_all),
-        "recall_vs_reference_all_sizes": (round(sum(hits_all) / len(hits_all), 4)
-                                          if hits_all else None),
-        "recall_vs_reference": round(sum(hits_ref) / len(hits_ref), 4) if hits_ref else None,
-        "recall_vs_pasted_ge_min": (round(sum(hits_pasted) / len(hits_pasted), 4)
-                                    if hits_pasted else None),
+        "reference_faces_ge_min": len(main["ref"]),
+        "reference_faces_all_sizes": len(main["all"]),
+        "recall_vs_reference_all_sizes": share(main["all"]),
+        "recall_vs_reference": share(main["ref"]),
+        "recall_vs_pasted_ge_min": share(main["pasted"]),
         "smallest_face_found_px": min(found_sizes) if found_sizes else None,
         "largest_face_missed_px": max(missed_sizes) if missed_sizes else None,
-        "cpu_s_default": round(float(np.median(cpu_default)), 3),
-        "cpu_s_no_landmarks": round(float(np.median(cpu_bare)), 3),
-        "cpu_s_reference_full_res_upsample1": round(float(np.median(cpu_reference)), 3),
-        "before_issue17_cpu_s_no_landmarks": round(float(np.median(cpu_before)), 3),
-        "before_issue17_recall_vs_reference": (round(sum(hits_before) / len(hits_before), 4)
-                                               if hits_before else None),
+        "cpu_s_default": _median(main["cpu_default"]),
+        "cpu_s_no_landmarks": _median(main["cpu_bare"]),
+        "cpu_s_reference_full_res_upsample1": _median(cpu_reference),
+        "before_issue17_cpu_s_no_landmarks": _median(cpu_before),
+        "before_issue17_recall_vs_reference": share(hits_before),
     }
-    row["detectors"] = {detector: {
-        "cpu_s_default": round(float(np.median(acc["cpu_default"])), 3),
-        "cpu_s_no_landmarks": round(float(np.median(acc["cpu_bare"])), 3),
-        "recall_vs_reference": _share(acc["ref"]),
-        "recall_vs_reference_all_sizes": _share(acc["all"]),
-        "recall_vs_pasted_ge_min": _share(acc["pasted"]),
-        "one_face": one_face(measurer, detector, size, min_face, runs),
-    } for detector, acc in per_detector.items()}
+    one_face, truth = one_face_photo(size, min_face)
+    row["detectors"] = {}
+    for detector, acc in per_detector.items():
+        cpu, _, found_one = timed(partial(measurer.policy, one_face, {}, detector),
+                                  max(runs, 5))
+        row["detectors"][detector] = {
+            "cpu_s_default": _median(acc["cpu_default"]),
+            "cpu_s_no_landmarks": _median(acc["cpu_bare"]),
+            "recall_vs_reference": share(acc["ref"]),
+            "recall_vs_reference_all_sizes": share(acc["all"]),
+            "recall_vs_pasted_ge_min": share(acc["pasted"]),
+            "one_face": {"cpu_s_end_to_end": round(cpu, 4), "face_px": truth[3] - truth[1],
+                         "found": matched([truth], found_one)[0], "boxes": len(found_one)}}
     say(f"{label}: {row}")
     return row, samples
-
-
-def _share(hits: list[bool]) -> float | None:
-    return round(sum(hits) / len(hits), 4) if hits else None
-
-
-def one_face(measurer: Measurer, detector: str, size: tuple[int, int], min_face: int,
-             runs: int) -> dict[str, Any]:
-    """CPU-s end to end (probe, decode, detection, 68 landmarks) of a ``size`` photo with one
-    face ``ONE_FACE_MULTIPLE`` x the promised size in its middle, and whether it is found."""
-    crop = face_crops()[0]
-    fx, fy, fw, fh = crop.info["face"]
-    scale = ONE_FACE_MULTIPLE * min_face / fh
-    scaled = crop.resize((round(crop.width * scale), round(crop.height * scale)),
-                         Image.Resampling.LANCZOS)
-    canvas = Image.open(FIXTURES / "faces" / BACKGROUNDS[0]).convert("RGB").resize(
-        size, Image.Resampling.BICUBIC)
-    x, y = (size[0] - scaled.width) // 2, (size[1] - scaled.height) // 2
-    canvas.paste(scaled, (x, y))
-    truth = (round(x + fx * scale), round(y + fy * scale), round(x + (fx + fw) * scale),
-             round(y + (fy + fh) * scale))
-    out = io.BytesIO()
-    canvas.save(out, "JPEG", quality=90)
-    data = out.getvalue()
-    cpu, found = cpu_median(lambda: measurer.policy(data, {}, detector), max(runs, 5))
-    return {"cpu_s_end_to_end": round(cpu, 4), "face_px": truth[3] - truth[1],
-            "found": matched([truth], found)[0], "boxes": len(found)}
 
 
 def fixture_boxes(measurer: Measurer, detector: str) -> dict[str, Any]:
     """The face fixtures through the plugin with ``detector`` (default options, decoded as
     the runner does): expected faces matched at IoU >= 0.5, and other boxes."""
-    expected = json.loads((FIXTURES / "faces" / "expected.json").read_text())["images"]
-    hits, extra, per_photo = 0, 0, {}
-    total = sum(len(info["faces"]) for info in expected.values())
-    for name, info in sorted(expected.items()):
-        reference = [(left, top, right, bottom)
-                     for top, right, bottom, left in (f["box_trbl"] for f in info["faces"])]
-        found = measurer.policy((FIXTURES / "faces" / name).read_bytes(),
-                                {"landmarks": "none"}, detector)
-        photo_hits = sum(matched(reference, found))
-        photo_extra = sum(1 for f in found if not any(iou(f, r) >= 0.5 for r in reference))
-        hits, extra = hits + photo_hits, extra + photo_extra
-        per_photo[name] = {"faces": len(reference), "matched": photo_hits,
-                           "extra": photo_extra,
+    expected = expected_faces()
+    per_photo = {}
+    for name, reference in sorted(expected.items()):
+        found = measurer.policy((FACES / name).read_bytes(), {"landmarks": "none"}, detector)
+        per_photo[name] = {"faces": len(reference), "matched": sum(matched(reference, found)),
+                           "extra": len(found) - sum(matched(found, reference)),
                            "best_iou": [round(max((iou(r, f) for f in found), default=0), 3)
                                         for r in reference]}
-    return {"faces": total, "matched_iou_0.5": hits, "extra_boxes": extra,
-            "photos": per_photo}
+    return {"faces": sum(map(len, expected.values())),
+            "matched_iou_0.5": sum(p["matched"] for p in per_photo.values()),
+            "extra_boxes": sum(p["extra"] for p in per_photo.values()), "photos": per_photo}
 
 
 def imagenet_yunet(measurer: Measurer) -> dict[str, Any]:
     """YuNet (the plugin's default scale) on the 1,300 ImageNet photos: boxes returned, and
-    the faces labelled by eye among HOG's candidates (``CALIBRATION_LABELS``) it finds."""
-    labels = json.loads(CALIBRATION_LABELS.read_text())["candidates"]
-    faces: dict[str, list[Box]] = {}
-    for row in labels:
-        if row["face"]:
-            faces.setdefault(row["image"], []).append(tuple(row["box_ltrb"]))
+    the faces labelled by eye among HOG's candidates it finds."""
+    faces = labelled_faces()
+    paths = sorted(IMAGENET_VAL.iterdir())
     returned = found = 0
-    for path in sorted(IMAGENET_VAL.iterdir()):
+    for path in paths:
         boxes = measurer.policy(path.read_bytes(), {"landmarks": "none"}, "yunet")
         returned += len(boxes)
         found += sum(matched(faces.get(path.name, []), boxes))
-    return {"photos": len(list(IMAGENET_VAL.iterdir())), "boxes_returned": returned,
+    return {"photos": len(paths), "boxes_returned": returned,
             "labelled_faces": sum(map(len, faces.values())), "labelled_faces_found": found}
 
 
@@ -344,20 +276,19 @@ def verdict(rows: dict[str, Any], fixtures: dict[str, Any]) -> dict[str, Any]:
 def imagenet_candidates(measurer: Measurer) -> list[tuple[float, int]]:
     """(score, is_face) of every HOG candidate (upsample 1, score >= -1: how the policy scans
     photos this small) on the 1,300 ImageNet images; faces from the labels file."""
-    labels = json.loads(CALIBRATION_LABELS.read_text())["candidates"]
-    faces: dict[str, list[Box]] = {}
-    for row in labels:
-        if row["face"]:
-            faces.setdefault(row["image"], []).append(tuple(row["box_ltrb"]))
+    faces = labelled_faces()
     samples = []
     for path in sorted(IMAGENET_VAL.iterdir()):
         pixels = decode(path.read_bytes()).pixels
         rects, scores, _ = measurer.fr.api.face_detector.run(pixels, 1, -1.0)
         for rect, score in zip(rects, scores, strict=True):
             box = (rect.left(), rect.top(), rect.right(), rect.bottom())
-            truth = faces.get(path.name, [])
-            samples.append((float(score), int(any(iou(box, t) >= 0.5 for t in truth))))
+            samples.append((float(score), int(matched([box], faces.get(path.name, []))[0])))
     return samples
+
+
+def _confidence(score: float, slope: float, intercept: float) -> float:
+    return 1 / (1 + math.exp(-(slope * score + intercept)))
 
 
 def calibration(samples: list[tuple[float, int]]) -> dict[str, Any]:
@@ -365,16 +296,13 @@ def calibration(samples: list[tuple[float, int]]) -> dict[str, Any]:
     labels = np.array([t for _, t in samples], dtype=np.float64)
     slope, intercept = fit_logistic(scores, labels)
     returned = scores >= 0
-
-    def confidence(score: float) -> float:
-        return round(1 / (1 + math.exp(-(slope * score + intercept))), 3)
-
     return {"candidates": len(samples), "faces": int(labels.sum()),
             "not_faces": int(len(labels) - labels.sum()),
             "not_faces_returned (score >= 0)": int(((labels == 0) & returned).sum()),
             "faces_returned (score >= 0)": int(((labels == 1) & returned).sum()),
             "slope": slope, "intercept": intercept,
-            "confidence_at_score": {str(v): confidence(v) for v in (0, 0.25, 0.5, 1, 1.5)},
+            "confidence_at_score": {str(v): round(_confidence(v, slope, intercept), 3)
+                                    for v in (0, 0.25, 0.5, 1, 1.5)},
             "face_score_quantiles_5_25_50": [round(float(q), 3) for q in np.quantile(
                 scores[labels == 1], [0.05, 0.25, 0.5])] if labels.any() else None}
 
@@ -383,14 +311,12 @@ def confidence_check(samples: list[tuple[float, int]],
                      slope_intercept: tuple[float, float]) -> dict[str, Any]:
     """On the bench photos' returned detections: share of true faces >= 0.4 (the face
     endpoint's default ``min_confidence``) and of false ones."""
-    slope, intercept = slope_intercept
-    kept = [(1 / (1 + math.exp(-(slope * s + intercept))), t) for s, t in samples if s >= 0]
-    faces = [c for c, t in kept if t]
-    others = [c for c, t in kept if not t]
+    kept = [(_confidence(s, *slope_intercept), t) for s, t in samples if s >= 0]
+    faces = [c >= 0.4 for c, t in kept if t]
+    others = [c >= 0.4 for c, t in kept if not t]
     return {"returned_faces": len(faces), "returned_not_faces": len(others),
-            "faces_confidence_ge_0.4": (round(sum(c >= 0.4 for c in faces) / len(faces), 4)
-                                        if faces else None),
-            "not_faces_confidence_ge_0.4": sum(c >= 0.4 for c in others)}
+            "faces_confidence_ge_0.4": share(faces),
+            "not_faces_confidence_ge_0.4": sum(others)}
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
