@@ -1,30 +1,10 @@
 """``python -m bench detect-eval``: the detector's input side, chosen by recall and speed.
 
-Runs the ``detect`` plugin (CenterNet MobileNetV3, ONNX Runtime) over the coco8 fixtures
-(``../shared/fixtures/detect``: 8 images, 30 ground-truth boxes) at several network input
-sides, in two conditions:
-
-- ``own size``: each image decoded as the worker decodes it (``max_side_for`` + ``decode``;
-  the fixtures are 381-640 px, so the own-size policy runs them at 512);
-- ``320x320``: each image resized to 320x320 and JPEG-encoded as Frigate sends a frame
-  (Pillow, quality 75), ground-truth boxes scaled with it;
-- ``long 224``: each image resized (aspect kept) to a longer side of 224, JPEG-encoded the
-  same way: does a small image gain from being scaled up to a larger input side?
-
-For each side (``--sides``, job option ``input_size``) and the plugin's default policy
-(``policy``: no ``input_size``) it reports recall (true positives / ground-truth boxes, same
-class, IoU >= 0.5, greedy by confidence) and precision (true positives / boxes returned) at
-``--thresholds`` (0.4: Frigate's and DeepStack's default; 0.3: the job API's), plus
-``agreement``: the share of the 512-side boxes at 0.4 (all 10 fixtures, bus.jpg and
-zidane.jpg included) that the same image still gets at this side (same class, IoU >= 0.5).
-
-Speed: the plugin's ``predict`` on one 320x320 frame at each side in this one process
-(letterbox + inference + decoding), ``--runs`` calls per side interleaved round-robin:
-median wall and CPU ms and their ratio to 512; the first call of each side (a new input
-shape for ONNX Runtime) is reported separately.  Wall time on a shared machine is noisy
-(CPU time less so, with ``--threads 1``); re-run on a quiet one.
-
-Writes ``bench/results/<name>.json``, ``<name>_recall.png`` and ``<name>_ms.png``.
+The ``detect`` plugin over the coco8 fixtures at each ``--sides`` (job option
+``input_size``) and its default policy, for the images at their own size, resized to
+320x320 as Frigate sends a frame, and to a longer side of 224: recall, precision and
+agreement with 512 at ``--thresholds``; then ms of ``predict`` on one 320x320 frame per side.
+Method and figures: docs/models.md#detector-input-side.
 """
 
 from __future__ import annotations
@@ -41,7 +21,7 @@ from PIL import Image
 
 from bench.harness import plots
 from bench.harness.common import FIXTURES, Run, iou, ratio, say
-from visionq.imaging import DecodedImage, decode, probe
+from bench.harness.evals import box_of, jpeg, worker_decode
 from workers.plugins.centernet_mbv3 import CenterNetMbv3
 
 DETECT = FIXTURES / "detect"
@@ -63,16 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="detect_eval")
 
 
-def box(prediction: dict[str, Any]) -> list[float]:
-    return [prediction[k] for k in ("x_min", "y_min", "x_max", "y_max")]
-
-
 def true_positives(predictions: list[dict[str, Any]], truth: list[tuple[str, Box]]) -> int:
     """Predictions (best first) matched to an unused same-class truth box at IoU >= 0.5."""
     used = [False] * len(truth)
     found = 0
     for prediction in predictions:
-        best, index = max(((iou(box(prediction), b), j) for j, (label, b) in enumerate(truth)
+        best, index = max(((iou(box_of(prediction), b), j) for j, (label, b) in enumerate(truth)
                            if not used[j] and label == prediction["label"]),
                           default=(0.0, -1))
         if best >= 0.5:
@@ -85,9 +61,7 @@ def frame(data: bytes, width: int = FRAME_SIDE, height: int = FRAME_SIDE) -> byt
     """The image resized to ``width`` x ``height`` and saved as Frigate saves a frame."""
     with Image.open(io.BytesIO(data)) as image:
         resized = image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
-    out = io.BytesIO()
-    resized.save(out, format="JPEG")
-    return out.getvalue()
+    return jpeg(resized, quality=75)
 
 
 def fixtures(condition: str) -> list[tuple[str, bytes, list[tuple[str, Box]]]]:
@@ -109,10 +83,6 @@ def fixtures(condition: str) -> list[tuple[str, bytes, list[tuple[str, Box]]]]:
                      for label, b in truth]
         out.append((name, data, truth))
     return out
-
-
-def worker_decode(model: CenterNetMbv3, data: bytes) -> DecodedImage:
-    return decode(data, max_side=model.max_side_for(probe(data)))
 
 
 def evaluate(model: CenterNetMbv3, condition: str, sides: list[int],
@@ -145,7 +115,7 @@ def evaluate(model: CenterNetMbv3, condition: str, sides: list[int],
                                      "precision": round(tp / returned, 3) if returned else None}
         agreed = wanted = 0
         for (predictions, _, _), (ref, _, _) in zip(per_image, reference, strict=True):
-            ref_boxes = [(p["label"], box(p)) for p in ref
+            ref_boxes = [(p["label"], box_of(p)) for p in ref
                          if p["confidence"] >= AGREEMENT_THRESHOLD]
             kept = [p for p in predictions if p["confidence"] >= AGREEMENT_THRESHOLD]
             agreed += true_positives(kept, ref_boxes)

@@ -1,40 +1,10 @@
 """``python -m bench face-openset``: open-set face recognition as deployments use it.
 
-A gallery is enrolled (several photos per person), then two kinds of probes are presented:
-
-- **strangers**: every face the service finds (its default face detection, as a
-  ``task=face`` job runs it) in the 1,300 ``../shared/fixtures/imagenet_val`` photos — HOG
-  false positives included, since a deployment gets them too — plus the unregistered third
-  person of ``faces/obama_and_biden.jpg``.  A stranger given a name is a **false accept**.
-- **genuine**: the enrolled people's other photos (held out from the enrolment).  Named
-  correctly, named as someone else (**wrong name**), or answered unknown (**false
-  reject**).
-
-The gallery is small and says so: the fixtures hold two identities (Obama: 5 photo groups,
-Biden: 3; crops and resizes of one photo are one group, never split between enrolment and
-probes).  Every split that enrols ``--enrol`` groups per person is run (30 galleries with
-the default 2) and the counts are summed over them; "strangers ever named" counts a
-stranger named in any split.
-
-Rules compared, each swept over the distance threshold:
-
-- ``nearest``: nearest enrolled encoding (the service's rule before issue 28);
-- ``mean``: distance to each person's mean encoding;
-- ``margin m``: nearest, and the second-best *person* at least ``m`` farther;
-- ``gate size s / sharp b``: faces under ``s`` px high or below sharpness ``b``
-  (``visionq/face_quality.py``: variance of the Laplacian) are answered unknown first.
-
-Two protocols: ``fixtures`` (only Obama and Biden enrolled) and ``household`` (a gallery
-of ``--household`` people: Obama, Biden and ImageNet faces at least ``MEMBER_MIN_PX`` high,
-one photo each, ``--draws`` random draws per fixture split; they are then not presented as
-strangers).  The chosen default (``choose``, on the household protocol) is the rule with
-the widest safe interval — from the threshold naming >= 95 % of the genuine probes to the
-last one naming no stranger — at its middle.  Encodings are computed from the boxes of
-``--face-detector`` (default: ``VISIONQ_FACE_DETECTOR``, yunet; HOG ~1.5 min on a busy core,
-YuNet ~1 min), never cached.  Writes ``bench/results/face_openset_yunet.json`` (YuNet's, the
-default) or ``face_openset.json`` (``--face-detector hog``), or ``<--name>.json``, and
-``<name>_det_<protocol>.png`` (DET: false accept rate vs false reject rate per rule, and
-both rates against the threshold).
+Enrols the fixtures' two people (every split of their photo groups; ``household``: plus
+real ImageNet faces), presents their held-out photos and every face the service finds in
+the 1,300 imagenet_val photos as strangers, and sweeps each naming rule's distance
+threshold: false accepts vs false rejects (DET plots), the default chosen by ``choose``.
+Method, protocols and figures: docs/models.md#face-recognition-threshold.
 """
 
 from __future__ import annotations
@@ -49,12 +19,20 @@ from typing import Any
 
 import numpy as np
 
-from bench.faces import CALIBRATION_LABELS, IMAGENET_VAL
 from bench.harness import plots
-from bench.harness.common import FIXTURES, Run, iou, say
-from visionq.imaging import decode, probe
+from bench.harness.common import Run, iou, say
+from bench.harness.evals import (
+    FACES,
+    IMAGENET_VAL,
+    box_of,
+    expected_faces,
+    face_model,
+    labelled_faces,
+    matched,
+    say_table,
+    worker_decode,
+)
 from visionq.options import FACE_DETECTORS
-from visionq.settings import Settings
 
 GROUPS: dict[str, list[list[tuple[str, int]]]] = {
     "obama": [
@@ -123,18 +101,13 @@ class Service:
     """Faces as a ``task=face`` job with ``encodings: true`` gets them."""
 
     def __init__(self, detector: str | None = None) -> None:
-        from workers.plugins.face_recognition_model import FaceRecognitionModel
-
-        settings = Settings()
-        self.detector = detector or settings.face_detector
         # as a worker whose VISIONQ_FACE_DETECTOR it is (its decode size follows it too)
-        self.model = FaceRecognitionModel(settings.model_copy(
-            update={"face_detector": self.detector}))
-        self.model.load()
+        self.model = face_model(detector)
+        self.detector = self.model.settings.face_detector
 
     def faces(self, data: bytes) -> list[dict[str, Any]]:
-        image = decode(data, max_side=self.model.max_side_for(probe(data)))
-        return self.model.predict([image], {"encodings": True, "landmarks": "none"})[0]["faces"]
+        return self.model.predict([worker_decode(self.model, data)],
+                                  {"encodings": True, "landmarks": "none"})[0]["faces"]
 
 
 def _face(who: str, source: str, found: dict[str, Any], group: int = -1) -> Face:
@@ -144,49 +117,40 @@ def _face(who: str, source: str, found: dict[str, Any], group: int = -1) -> Face
 
 def fixture_faces(service: Service) -> tuple[list[Face], list[Face], list[str]]:
     """(genuine faces with their group, fixture strangers, sources not detected)."""
-    expected = json.loads((FIXTURES / "faces" / "expected.json").read_text())["images"]
+    expected = expected_faces()
     cache: dict[str, list[dict[str, Any]]] = {}
 
     def pick(name: str, index: int) -> dict[str, Any] | None:
         if name not in cache:
-            cache[name] = service.faces((FIXTURES / "faces" / name).read_bytes())
-        top, right, bottom, left = expected[name]["faces"][index]["box_trbl"]
-        scored = [(iou((left, top, right, bottom),
-                       (f["x_min"], f["y_min"], f["x_max"], f["y_max"])), f)
-                  for f in cache[name]]
+            cache[name] = service.faces((FACES / name).read_bytes())
+        scored = [(iou(expected[name][index], box_of(f)), f) for f in cache[name]]
         overlap, face = max(scored, key=lambda pair: pair[0], default=(0.0, None))
         return face if face is not None and overlap >= 0.3 else None
 
+    wanted = [(who, number, name, index) for who, groups in GROUPS.items()
+              for number, group in enumerate(groups) for name, index in group]
+    wanted += [("stranger", -1, name, index) for name, index in FIXTURE_STRANGERS]
     genuine, strangers, missed = [], [], []
-    for who, groups in GROUPS.items():
-        for number, group in enumerate(groups):
-            for name, index in group:
-                found = pick(name, index)
-                if found is None:
-                    missed.append(f"{name}#{index}")
-                else:
-                    genuine.append(_face(who, f"{name}#{index}", found, number))
-    for name, index in FIXTURE_STRANGERS:
+    for who, number, name, index in wanted:
         found = pick(name, index)
         if found is None:
             missed.append(f"{name}#{index}")
         else:
-            strangers.append(_face("stranger", f"{name}#{index}", found))
+            face = _face(who, f"{name}#{index}", found, number)
+            (strangers if who == "stranger" else genuine).append(face)
     return genuine, strangers, missed
 
 
 def imagenet_faces(service: Service, limit: int = 0) -> tuple[list[Face], int, int]:
     """Every face found in imagenet_val, (faces, labelled true faces among them, photos)."""
-    labels = [r for r in json.loads(CALIBRATION_LABELS.read_text())["candidates"] if r["face"]]
+    labels = labelled_faces()
     paths = sorted(IMAGENET_VAL.iterdir())
     if limit:
         paths = paths[:limit]
     faces, true_faces, started = [], 0, time.monotonic()
     for number, path in enumerate(paths, 1):
         for found in service.faces(path.read_bytes()):
-            box = (found["x_min"], found["y_min"], found["x_max"], found["y_max"])
-            labelled = any(r["image"] == path.name and iou(box, r["box_ltrb"]) >= 0.5
-                           for r in labels)
+            labelled = matched([box_of(found)], labels.get(path.name, []))[0]
             true_faces += labelled
             face = _face("stranger", f"{path.name}{'' if labelled else ' (not a face)'}", found)
             face.real = labelled
@@ -331,18 +295,22 @@ def evaluate(genuine: list[Face], strangers: list[Face], enrol: int, household: 
             "curves": curves}
 
 
+def safe_interval(rows: list[dict[str, Any]]) -> tuple[float | None, float | None]:
+    """(smallest threshold naming >= 95 % of the genuine probes correctly, largest at which
+    no stranger is ever named)."""
+    low = min((r["threshold"] for r in rows if r["genuine_correct"] >= 0.95), default=None)
+    high = max((r["threshold"] for r in rows if r["strangers_ever_named"] == 0), default=None)
+    return low, high
+
+
 def choose(curves: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """Per rule the safe interval: from the smallest threshold that names >= 95 % of the
-    genuine probes correctly to the largest at which no stranger is ever named.  The rule
-    with the widest interval wins (a rule with more parts only if wider by more than
-    ``WIDER_BY``), at the interval's middle, so that both kinds of error keep the same
-    distance margin on this small sample."""
+    """The rule with the widest ``safe_interval`` (a rule with more parts only if wider by
+    more than ``WIDER_BY``), at the interval's middle, so that both kinds of error keep the
+    same distance margin on this small sample."""
     by_name = {rule.name: rule for rule in rules()}
     best: tuple[float, int, str, float, float] | None = None
     for name, rows in curves.items():
-        low = min((r["threshold"] for r in rows if r["genuine_correct"] >= 0.95), default=None)
-        high = max((r["threshold"] for r in rows if r["strangers_ever_named"] == 0),
-                   default=None)
+        low, high = safe_interval(rows)
         if low is None or high is None or high < low:
             continue
         key = (round(high - low, 2), -by_name[name].simplicity, name, low, high)
@@ -370,9 +338,7 @@ def summary_rows(curves: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]
     figures at 0.5 and 0.6."""
     out = []
     for name, rows in curves.items():
-        low = min((r["threshold"] for r in rows if r["genuine_correct"] >= 0.95), default=None)
-        high = max((r["threshold"] for r in rows if r["strangers_ever_named"] == 0),
-                   default=None)
+        low, high = safe_interval(rows)
         at = {r["threshold"]: r for r in rows}
         out.append({"rule": name, "genuine_95_from": low, "no_stranger_up_to": high,
                     **{f"{key}_at_{t}": at[t][key] for t in (0.5, 0.55, 0.6)
@@ -467,12 +433,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         say(f"== {protocol}: {evaluated['galleries']} galleries, "
             f"{evaluated['stranger_presentations']} stranger presentations, "
             f"{evaluated['genuine_probes_per_gallery']} genuine probes per gallery")
-        say("rule | >=95% genuine from | no stranger up to | correct/FAR/ever named "
-            "@0.5 | @0.55 | @0.6")
-        for row in summary:
-            say(f"{row['rule']:<20} | {row['genuine_95_from']} | {row['no_stranger_up_to']} | "
-                + " | ".join(f"{row[f'genuine_correct_at_{t}']} {row[f'far_at_{t}']} "
-                             f"{row[f'strangers_ever_named_at_{t}']}" for t in (0.5, 0.55, 0.6)))
+        say_table(summary)
         say(f"chosen ({protocol}): {json.dumps(chosen)}")
         det_plot(results.plot_path(f"det_{protocol}"), evaluated["curves"],
                  evaluated["stranger_presentations"], protocol)
