@@ -1,19 +1,9 @@
 """``python -m bench classify-eval``: classifier preprocessing chosen on 1,300 labelled images.
 
-Runs the ``classify`` plugin's EfficientNet-Lite0 .tflite over the ILSVRC2012 validation
-subset in ``../shared/fixtures/imagenet_val/`` (labels: 0-based ImageNet-1k index) once per
-preprocessing variant and reports top-1 / top-5 for each:
-
-- ``crop`` (geometry): ``square`` = the largest centre square (the service's choice until
-  issue 17), ``ref_224/256`` = EfficientNet's evaluation crop (centre square of 224/256 of
-  the shorter side, i.e. shorter side to 224/0.875 then a 224 crop);
-- ``resample``: bilinear or bicubic (EfficientNet's eval resizes bicubic);
-- ``input``: ``raw`` = uint8 pixels as they are, ``quantized`` = (p - 127) / 128 encoded
-  with the input tensor's own quantisation parameters (scale 0.012566, zero point 131).
-
-Images are decoded as the worker decodes them (``model.max_side_for`` + ``decode``).
-The plugin's default (``workers/plugins/efficientnet_lite0.py``: ``DEFAULT_PREPROCESSING``)
-follows the best top-1 here; the JSON records which variant that is.
+The ``classify`` plugin's EfficientNet-Lite0 over ``../shared/fixtures/imagenet_val`` (decoded
+as the worker decodes them) once per preprocessing variant (crop, resample, input encoding):
+top-1 / top-5 each, and whether the plugin's ``DEFAULT_PREPROCESSING`` is the best top-1.
+Variants and figures: docs/models.md#classification-preprocessing.
 """
 
 from __future__ import annotations
@@ -27,7 +17,7 @@ import numpy as np
 
 from bench.harness import plots
 from bench.harness.common import FIXTURES, Run, say
-from visionq.imaging import decode, probe
+from bench.harness.evals import worker_decode
 from workers.plugins.efficientnet_lite0 import (
     DEFAULT_PREPROCESSING,
     EfficientNetLite0,
@@ -69,7 +59,7 @@ def evaluate(model: EfficientNetLite0, items: list[tuple[str, int]]) -> dict[str
     hits5 = dict.fromkeys(VARIANTS, 0)
     for index, (name, class_id) in enumerate(items):
         data = (IMAGENET_VAL / "images" / name).read_bytes()
-        image = decode(data, max_side=model.max_side_for(probe(data)))
+        image = worker_decode(model, data)
         for variant, preprocessing in VARIANTS.items():
             probs = model.probabilities([model.prepare(image.pixels, preprocessing)])[0]
             top5 = np.argsort(-probs, kind="stable")[:5]
