@@ -1,12 +1,7 @@
-"""``python -m bench detect-warm``: the detector's cold-start tax and ONNX Runtime's thread
-settings, in this process (issue 26, items 2 and 3).
-
-One 320x320 frame (``bench camera``'s) is timed back to back and after ``--idle`` seconds of
-idleness (a camera at 1 frame/s), and after the same idleness with a keep-warm run 0.1 s
-before it, for every ``--configs`` entry: ONNX Runtime intra-op threads (``t2`` = 2) and
-spinning on or off (``s1`` / ``s0``, ``session.intra_op.allow_spinning``).  Conditions are
-interleaved round by round so a busy machine's drift falls on each alike.  Reports the
-median and p90 per condition (ms); writes ``bench/results/<name>.json`` and ``<name>.png``.
+"""``python -m bench detect-warm``: the detector in this process on a 320x320 frame, back to
+back, after ``--idle`` seconds, and after the same idleness with a keep-warm run 0.1 s
+before, for each ``--configs`` entry (ONNX Runtime threads ``t2``, spinning ``s1``/``s0``),
+interleaved round by round; median and p90 per condition (docs/performance.md).
 """
 
 from __future__ import annotations

@@ -1,15 +1,13 @@
-"""``python -m bench submit``: how many ``POST /v1/jobs`` the API accepts per second, and
-their latency, with no worker consuming (the backlog limit raised out of the way), over
-loopback, open loop.  Goal (issue 9): >= 1,500 accepted jobs/s with p99 < 50 ms on 2 cores.
-
-Each accepted job writes its image (blob), its record and a Celery message to Redis, so
-Redis is flushed between points to keep memory bounded.
+"""``python -m bench submit``: ``POST /v1/jobs`` accepted per second and their latency, open
+loop over loopback, no worker consuming (backlog limit out of the way, Redis flushed between
+points to bound its memory).  Goal (issue 9): >= 1,500 accepted jobs/s, p99 < 50 ms.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -35,8 +33,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
-    from pathlib import Path
-
     results = Run(args.name, argv)
     rates = [float(r) for r in args.rates.split(",")]
     env = {f"VISIONQ_MAX_BACKLOG_{t.upper()}": str(HUGE_BACKLOG)
