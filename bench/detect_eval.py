@@ -13,15 +13,15 @@ import argparse
 import io
 import json
 import statistics
-import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from PIL import Image
 
 from bench.harness import plots
-from bench.harness.common import FIXTURES, Run, iou, ratio, say
-from bench.harness.evals import box_of, jpeg, worker_decode
+from bench.harness.common import FIXTURES, Run, iou, ratio
+from bench.harness.evals import box_of, jpeg, say_table, timed, worker_decode
 from workers.plugins.centernet_mbv3 import CenterNetMbv3
 
 DETECT = FIXTURES / "detect"
@@ -136,21 +136,18 @@ def timings(model: CenterNetMbv3, sides: list[int], runs: int) -> dict[str, Any]
     cpu: dict[str, list[float]] = {key: [] for key in keys}
     for run in range(runs + 1):
         for key in keys:
-            started, cpu_started = time.perf_counter(), time.process_time()
-            model.predict([image], options[key])
-            elapsed = (time.perf_counter() - started) * 1000
+            cpu_s, wall_s, _ = timed(partial(model.predict, [image], options[key]), 1)
             if run:
-                times[key].append(elapsed)
-                cpu[key].append((time.process_time() - cpu_started) * 1000)
+                times[key].append(wall_s * 1000)
+                cpu[key].append(cpu_s * 1000)
             else:
-                first[key] = elapsed
-    base = statistics.median(times["512"]) if "512" in times else None
-    cpu_base = statistics.median(cpu["512"]) if "512" in cpu else None
-    return {key: {"first_call_ms": round(first[key], 1),
-                  "median_ms": round(statistics.median(times[key]), 1),
-                  "median_cpu_ms": round(statistics.median(cpu[key]), 1),
-                  "speedup_vs_512": ratio(base, statistics.median(times[key])),
-                  "cpu_ratio_512_to_this": ratio(cpu_base, statistics.median(cpu[key]))}
+                first[key] = wall_s * 1000
+    wall_ms = {key: statistics.median(values) for key, values in times.items()}
+    cpu_ms = {key: statistics.median(values) for key, values in cpu.items()}
+    return {key: {"first_call_ms": round(first[key], 1), "median_ms": round(wall_ms[key], 1),
+                  "median_cpu_ms": round(cpu_ms[key], 1),
+                  "speedup_vs_512": ratio(wall_ms.get("512"), wall_ms[key]),
+                  "cpu_ratio_512_to_this": ratio(cpu_ms.get("512"), cpu_ms[key])}
             for key in keys}
 
 
@@ -171,16 +168,11 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         "agreement over all 10", "model_version": model.version,
         "max_side": model.config.max_side, "thresholds": thresholds,
         "conditions": conditions, "ms_320_frame": speed})
-    for condition, rows in conditions.items():
-        for key, row in rows.items():
-            scores = "  ".join(f"@{t}: recall {row[t]['recall']:.3f} precision "
-                               f"{row[t]['precision']}" for t in map("{:g}".format, thresholds))
-            say(f"{condition:9s} {key:>6s} (ran at {row['input_sides']}) {scores}  "
-                f"agreement {row['agreement_with_512']}")
-    for key, row in speed.items():
-        say(f"320x320 frame at {key:>6s}: {row['median_ms']} ms (first {row['first_call_ms']})"
-            f", x{row['speedup_vs_512']} vs 512; CPU {row['median_cpu_ms']} ms, "
-            f"x{row['cpu_ratio_512_to_this']}")
+    say_table({"images": condition, "side": key, "ran at": row["input_sides"],
+               **{f"{what} @{t:g}": row[f"{t:g}"][what] for t in thresholds
+                  for what in ("recall", "precision")}, "agreement": row["agreement_with_512"]}
+              for condition, rows in conditions.items() for key, row in rows.items())
+    say_table({"side on a 320x320 frame": key, **row} for key, row in speed.items())
     main = f"{thresholds[0]:g}"
     plots.bars(results.plot_path("recall"),
                {f"{condition} {what}": {key: row[main][what] or 0 for key, row in rows.items()}
