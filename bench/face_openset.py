@@ -97,17 +97,10 @@ class Face:
     real: bool = True
 
 
-class Service:
+def found_faces(model: Any, data: bytes) -> list[dict[str, Any]]:
     """Faces as a ``task=face`` job with ``encodings: true`` gets them."""
-
-    def __init__(self, detector: str | None = None) -> None:
-        # as a worker whose VISIONQ_FACE_DETECTOR it is (its decode size follows it too)
-        self.model = face_model(detector)
-        self.detector = self.model.settings.face_detector
-
-    def faces(self, data: bytes) -> list[dict[str, Any]]:
-        return self.model.predict([worker_decode(self.model, data)],
-                                  {"encodings": True, "landmarks": "none"})[0]["faces"]
+    return model.predict([worker_decode(model, data)],
+                         {"encodings": True, "landmarks": "none"})[0]["faces"]
 
 
 def _face(who: str, source: str, found: dict[str, Any], group: int = -1) -> Face:
@@ -115,14 +108,14 @@ def _face(who: str, source: str, found: dict[str, Any], group: int = -1) -> Face
                 int(found["quality"]["size_px"]), float(found["quality"]["sharpness"]), group)
 
 
-def fixture_faces(service: Service) -> tuple[list[Face], list[Face], list[str]]:
+def fixture_faces(model: Any) -> tuple[list[Face], list[Face], list[str]]:
     """(genuine faces with their group, fixture strangers, sources not detected)."""
     expected = expected_faces()
     cache: dict[str, list[dict[str, Any]]] = {}
 
     def pick(name: str, index: int) -> dict[str, Any] | None:
         if name not in cache:
-            cache[name] = service.faces((FACES / name).read_bytes())
+            cache[name] = found_faces(model, (FACES / name).read_bytes())
         scored = [(iou(expected[name][index], box_of(f)), f) for f in cache[name]]
         overlap, face = max(scored, key=lambda pair: pair[0], default=(0.0, None))
         return face if face is not None and overlap >= 0.3 else None
@@ -141,7 +134,7 @@ def fixture_faces(service: Service) -> tuple[list[Face], list[Face], list[str]]:
     return genuine, strangers, missed
 
 
-def imagenet_faces(service: Service, limit: int = 0) -> tuple[list[Face], int, int]:
+def imagenet_faces(model: Any, limit: int = 0) -> tuple[list[Face], int, int]:
     """Every face found in imagenet_val, (faces, labelled true faces among them, photos)."""
     labels = labelled_faces()
     paths = sorted(IMAGENET_VAL.iterdir())
@@ -149,7 +142,7 @@ def imagenet_faces(service: Service, limit: int = 0) -> tuple[list[Face], int, i
         paths = paths[:limit]
     faces, true_faces, started = [], 0, time.monotonic()
     for number, path in enumerate(paths, 1):
-        for found in service.faces(path.read_bytes()):
+        for found in found_faces(model, path.read_bytes()):
             labelled = matched([box_of(found)], labels.get(path.name, []))[0]
             true_faces += labelled
             face = _face("stranger", f"{path.name}{'' if labelled else ' (not a face)'}", found)
@@ -390,26 +383,27 @@ def det_plot(path: Any, curves: dict[str, list[dict[str, Any]]], presentations: 
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
-    service = Service(args.face_detector)
-    name = args.name or ("face_openset" if service.detector == "hog"
-                         else f"face_openset_{service.detector}")
+    # as a worker whose VISIONQ_FACE_DETECTOR it is (its decode size follows it too)
+    model = face_model(args.face_detector)
+    detector = model.settings.face_detector
+    name = args.name or ("face_openset" if detector == "hog" else f"face_openset_{detector}")
     results = Run(name, argv)
-    say(f"face detector: {service.detector}")
-    genuine, fixture_strangers, missed = fixture_faces(service)
+    say(f"face detector: {detector}")
+    genuine, fixture_strangers, missed = fixture_faces(model)
     say(f"gallery faces: {len(genuine)} ({', '.join(sorted({f.who for f in genuine}))}); "
         f"not detected: {missed}")
-    found, true_faces, photos = imagenet_faces(service, args.limit_images)
+    found, true_faces, photos = imagenet_faces(model, args.limit_images)
     strangers = found + fixture_strangers
     members = sum(f.real and f.size_px >= MEMBER_MIN_PX for f in strangers)
     say(f"household members drawn from {members} real faces >= {MEMBER_MIN_PX} px")
     say(f"strangers: {len(found)} faces found in {photos} imagenet_val photos "
         f"({true_faces} of them labelled real faces, {len(found) - true_faces} "
-        f"{service.detector} false positives) + {len(fixture_strangers)} fixture stranger")
+        f"{detector} false positives) + {len(fixture_strangers)} fixture stranger")
     protocols = {
         "fixtures": evaluate(genuine, strangers, args.enrol, 2, 1),
         "household": evaluate(genuine, strangers, args.enrol, args.household, args.draws)}
     results.data.update({
-        "detector": service.model.version, "face_detector": service.detector,
+        "detector": model.version, "face_detector": detector,
         "enrol_groups_per_person": args.enrol,
         "household": args.household, "draws": args.draws,
         "people": sorted(GROUPS), "genuine_faces": len(genuine),
