@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +50,7 @@ from bench.harness.common import (
 )
 from bench.harness.procs import (
     SOAK_LIMITS,
+    Event,
     Processes,
     catch_running,
     job_fields,
@@ -168,7 +169,6 @@ class Ledger:
     """Ids of 202s with ``Idempotent-Replayed``: a retry found the job (or the claim) of an
     attempt that got no 202."""
     final: dict[str, dict[str, Any]] = field(default_factory=dict)
-    faults: list[dict[str, Any]] = field(default_factory=list)
     rss: list[dict[str, Any]] = field(default_factory=list)
 
     def pending(self) -> list[str]:
@@ -297,19 +297,26 @@ class Chaos(threading.Thread):
     def fault(self, kind: str) -> None:
         nth = self.rounds[kind]
         self.rounds[kind] += 1
-        at = time.time()
-        record: dict[str, Any] = {"at_s": round(at - self.t0, 1), "fault": kind}
+        event = Event(time.time() - self.t0, kind)
+        record = event.detail
         if kind == "pool_child":
             record.update(self.kill_pool_child(TASKS[nth % len(TASKS)]))
         elif kind == "worker_main":
             record.update(self.kill_worker_main(TASKS[nth % len(TASKS)]))
         elif kind == "redis":
-            record.update(self.restart_redis(signal.SIGTERM if nth % 2 == 0 else signal.SIGKILL))
+            client = redis.Redis.from_url(self.stack.redis_url, socket_connect_timeout=0.5,
+                                          socket_timeout=1)
+            record.update(self.restart("redis", "redis", client.ping,
+                                       signal.SIGTERM if nth % 2 == 0 else signal.SIGKILL))
         else:
-            record.update(self.restart_api())
-        with self.ledger.lock:
-            self.ledger.faults.append(record)
-        say(f"fault {record}")
+            record.update(self.restart("api", "gunicorn master", lambda: requests.get(
+                f"{self.stack.api}/healthz", timeout=2).status_code == 200))
+        self.stack.events.append(event)
+        say(f"fault {fault_record(event)}")
+
+    def replaced(self, role: str, old: int) -> int | None:
+        """The process the supervisor started in place of ``old`` (None if none came)."""
+        return until(lambda: (pid := self.stack.roles().get(role)) and pid != old and pid)
 
     def kill_pool_child(self, queue: str) -> dict[str, Any]:
         main = self.stack.roles()[f"worker-{queue}"]
@@ -328,7 +335,7 @@ class Chaos(threading.Thread):
         busy = self.wait_busy(queue)
         os.kill(main, signal.SIGKILL)
         started = time.monotonic()
-        new = until(lambda: (pid := self.stack.roles().get(role)) and pid != main and pid)
+        new = self.replaced(role, main)
         back_s = time.monotonic() - started
         ready = until(lambda: self._ready_count(role) > ready_lines, every_s=0.2)
         return {"target": f"{role} main process {main}", "signal": "SIGKILL", **busy,
@@ -339,48 +346,35 @@ class Chaos(threading.Thread):
         return sum(1 for line in self.stack.text().splitlines()
                    if line.startswith(f"[{role}]") and line.rstrip().endswith(" ready."))
 
-    def restart_redis(self, sig: signal.Signals) -> dict[str, Any]:
-        old = self.stack.roles()["redis"]
+    def restart(self, role: str, name: str, answering: Callable[[], Any],
+                sig: signal.Signals = signal.SIGKILL) -> dict[str, Any]:
+        """Signal ``role``'s process; how long until the supervisor's new one answers."""
+        old = self.stack.roles()[role]
         os.kill(old, sig)
         started = time.monotonic()
-        client = redis.Redis.from_url(self.stack.redis_url, socket_connect_timeout=0.5,
-                                      socket_timeout=1)
-        new = until(lambda: (pid := self.stack.roles().get("redis")) and pid != old and pid)
-        answering = new and until(client.ping, every_s=0.05)
-        return {"target": f"redis {old}", "signal": sig.name, "new_process": new,
-                "answering_s": round(time.monotonic() - started, 2) if answering else None}
-
-    def restart_api(self) -> dict[str, Any]:
-        old = self.stack.roles()["api"]
-        os.kill(old, signal.SIGKILL)
-        started = time.monotonic()
-        new = until(lambda: (pid := self.stack.roles().get("api")) and pid != old and pid)
-        answering = new and until(lambda: requests.get(f"{self.stack.api}/healthz",
-                                                       timeout=2).status_code == 200)
-        return {"target": f"gunicorn master {old}", "signal": "SIGKILL", "new_process": new,
-                "answering_s": round(time.monotonic() - started, 2) if answering else None}
+        answered = (new := self.replaced(role, old)) and until(answering, every_s=0.05)
+        return {"target": f"{name} {old}", "signal": sig.name, "new_process": new,
+                "answering_s": round(time.monotonic() - started, 2) if answered else None}
 
 
-class Sampler(threading.Thread):
-    """RSS of every process and Redis memory every ``RSS_EVERY_S``."""
+def fault_record(event: Event) -> dict[str, Any]:
+    return {"at_s": round(event.t, 1), "fault": event.what, **event.detail}
 
-    def __init__(self, stack: UpStack, ledger: Ledger, t0: float,
-                 stop: threading.Event) -> None:
-        super().__init__(daemon=True)
-        self.stack, self.ledger, self.t0, self.stop_event = stack, ledger, t0, stop
 
-    def sample(self) -> None:
-        entry = {"t_s": round(time.time() - self.t0, 1), "rss_kb": self.stack.rss(),
-                 "redis_used_memory": self.stack.redis_memory()}
-        with self.ledger.lock:
-            self.ledger.rss.append(entry)
+def sample(stack: UpStack, ledger: Ledger, t0: float) -> None:
+    """RSS of every process and Redis memory, now."""
+    entry = {"t_s": round(time.time() - t0, 1), "rss_kb": stack.rss(),
+             "redis_used_memory": stack.redis_memory()}
+    with ledger.lock:
+        ledger.rss.append(entry)
 
-    def run(self) -> None:
-        while True:
-            with contextlib.suppress(Exception):  # a process vanishing mid-read
-                self.sample()
-            if self.stop_event.wait(RSS_EVERY_S):
-                return
+
+def sample_every(stack: UpStack, ledger: Ledger, t0: float, stop: threading.Event) -> None:
+    while True:
+        with contextlib.suppress(Exception):  # a process vanishing mid-read
+            sample(stack, ledger, t0)
+        if stop.wait(RSS_EVERY_S):
+            return
 
 
 def p(values: list[float], q: float) -> float:
@@ -453,7 +447,7 @@ def plot(path: Path, ledger: Ledger, t0: float, summary: dict[str, Any]) -> None
         mem.plot(*zip(*samples, strict=True), color="red", label="Redis used_memory")
     mem.set_ylabel("Redis used_memory (MiB)")
     mem.set_xlabel("seconds since the load started")
-    for fault in ledger.faults:
+    for fault in summary["faults"]:
         for axis in (lat, done, rss, mem):
             axis.axvline(fault["at_s"], color=FAULT_COLOURS[fault["fault"]], alpha=0.4,
                          linewidth=1)
@@ -472,8 +466,8 @@ def plot(path: Path, ledger: Ledger, t0: float, summary: dict[str, Any]) -> None
 
 def summarise(args: argparse.Namespace, ledger: Ledger, log: str, capacity: float,
               rate: float, t0: float, load: dict[str, list[float]],
-              blobs_left: int | None, up_exit: int | None,
-              warm_up: set[str]) -> dict[str, Any]:
+              blobs_left: int | None, up_exit: int | None, warm_up: set[str],
+              events: list[Event]) -> dict[str, Any]:
     """``warm_up``: the capacity measurement's jobs (in the log, not in ``ledger``)."""
     runs = worker_runs([log])[0]
     finals = ledger.final
@@ -486,7 +480,8 @@ def summarise(args: argparse.Namespace, ledger: Ledger, log: str, capacity: floa
                for task in TASKS}
     failed = collections.Counter(f["code"] for f in finals.values() if f["status"] == "failed")
     rss = ledger.rss
-    for fault in ledger.faults:  # did the job a killed worker held run again, and once?
+    faults = [fault_record(event) for event in events]
+    for fault in faults:  # did the job a killed worker held run again, and once?
         if fault.get("job_in_hand"):
             fault["job_in_hand_attempts"] = finals.get(fault["job_in_hand"], {}).get("attempts")
             fault["job_in_hand_runs_to_the_end"] = runs[fault["job_in_hand"]]
@@ -524,7 +519,7 @@ def summarise(args: argparse.Namespace, ledger: Ledger, log: str, capacity: floa
         "latency_mean_s": round(statistics.fmean(latencies), 3) if latencies else None,
         "latency_window_s": WINDOW_S,
         "latency_by_window": latency_windows(ledger, t0),
-        "faults": ledger.faults,
+        "faults": faults,
         "supervisor_restarts": [f"{role}: {how}" for role, how in SUPERVISOR_LINE.findall(log)],
         "rss_kb_start": rss[0]["rss_kb"] if rss else None,
         "rss_kb_end": rss[-1]["rss_kb"] if rss else None,
@@ -582,11 +577,10 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             f"({args.load:.0%}) for {args.minutes:g} min, a fault every {args.fault_every:g} s")
         duration = args.minutes * 60
         rng = random.Random(args.seed)
-        t0 = time.time()
+        stack.t0 = t0 = time.time()
         chaos = Chaos(stack, ledger, args.fault_every, duration, t0, stop)
-        sampler = Sampler(stack, ledger, t0, stop)
         chaos.start()
-        sampler.start()
+        threading.Thread(target=sample_every, args=(stack, ledger, t0, stop), daemon=True).start()
         next_report = 30.0
         with ThreadPoolExecutor(48) as pool:
             due = 0.0
@@ -618,7 +612,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             time.sleep(0.5)
         collect(stack, ledger)
         time.sleep(3)  # workers log the end of a run just after recording it
-        Sampler(stack, ledger, t0, stop).sample()
+        sample(stack, ledger, t0)
         blobs_left = sum(1 for _ in redis.Redis.from_url(stack.redis_url).scan_iter(
             "visionq:blob:*", count=1000))
         load["end"] = load_average()
@@ -628,7 +622,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     log = stack.text()
     summary = summarise(args, ledger, log, capacity, rate, t0, load, blobs_left, up_exit,
-                        warm_up)
+                        warm_up, stack.events)
     png_path = args.out / f"{args.name}.png"
     plot(png_path, ledger, t0, summary)
     results.data.update(summary)

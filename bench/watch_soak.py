@@ -241,7 +241,6 @@ class Uploader(threading.Thread):
         super().__init__(daemon=True, name="uploader")
         self.s3, self.bucket, self.keys = s3, bucket, keys
         self.done = 0
-        self.first_at: float | None = None
         self.last_at: float | None = None
         self.error: BaseException | None = None
         self._lock = threading.Lock()
@@ -255,7 +254,6 @@ class Uploader(threading.Thread):
                 self.done += 1
                 self.last_at = time.time()
 
-        self.first_at = time.time()
         try:
             with ThreadPoolExecutor(4) as pool:
                 for future in [pool.submit(put, k, p) for k, p in self.keys.items()]:
@@ -549,15 +547,9 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
                  f"{summary['duplicate_result_files']}, duplicate jobs "
                  f"{summary['duplicate_jobs']}, {summary['images_per_s']} images/s")
         plot(run.plot_path("timeline"), samples, soak.events, args.images, title)
-        say(f"N {args.images}: result files {summary['result_files']}, missing "
-            f"{summary['missing']}, duplicate result files {summary['duplicate_result_files']} "
-            f"(rewrites of the same job {summary['rewrites_same_job']}), invalid "
-            f"{summary['invalid']} {dict(verdicts)}")
-        say(f"job records {summary['job_records']}, duplicate jobs {summary['duplicate_jobs']}, "
-            f"objects without a job {summary['objects_without_job']}, jobs run more than once "
-            f"{summary['jobs_run_more_than_once']}, created per watcher metrics "
-            f"{created_by_metrics:g}")
-        say(f"elapsed {summary['elapsed_s']} s, {summary['images_per_s']} images/s; "
+        say(f"{title}; rewrites of the same job {summary['rewrites_same_job']}, verdicts "
+            f"{dict(verdicts)}, objects without a job {summary['objects_without_job']}, jobs "
+            f"run more than once {summary['jobs_run_more_than_once']}; "
             f"{'PASSED' if ok else 'FAILED'}")
     except BaseException as exc:
         run.data["error"] = f"{type(exc).__name__}: {exc}"
