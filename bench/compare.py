@@ -1,18 +1,16 @@
-"""``python -m bench loadgen``: goodput vs offered load for visionq and the classic
-synchronous design on the same images and models, plus the compute ceiling, in one run.
-
-Order: the ceiling first (nothing else running), then each system in turn on an otherwise
-idle machine: start it, warm it up, sweep the offered rates (open loop), stop it.  Between
-points the visionq queue is emptied and the baseline is given time to drain, so each point
-starts from an idle system.
+"""``python -m bench loadgen``: goodput vs offered load (open loop) for visionq and the
+classic synchronous design on the same images and models, plus the compute ceiling, in one
+run: the ceiling first, then each system alone (start, warm up, sweep the rates, emptying
+the queue between points, stop).  Figures: docs/performance.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import random
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import redis
@@ -27,21 +25,19 @@ from bench.harness.loadgen import (
     jobs_call,
     post_call,
     run_point,
-    submit_wait_call,
     sweep,
 )
 from bench.harness.procstat import tree_cpu_s
 from bench.harness.stack import SyncBaseline, VisionqStack
 
-SYSTEMS = ("jobs", "jobs-wait", "deepstack", "sync")
-"""visionq's job API (submit + long-poll), visionq's DeepStack endpoint, the sync baseline."""
+SYSTEMS = {"jobs": "visionq job API", "jobs-wait": "visionq job API, ?wait=",
+           "deepstack": "visionq DeepStack", "sync": "sync Flask"}
+"""--systems: visionq's job API (submit + long-poll; submit with ?wait=), visionq's
+DeepStack endpoint, the sync baseline; their labels in plots."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default="classify", choices=("classify", "detect", "face"))
-    parser.add_argument("--mix", default="",
-                        help="mixed load for the job API, e.g. classify=0.7,detect=0.3 "
-                             "(overrides --task for 'jobs'; baselines use --task)")
     parser.add_argument("--rates", default="20,40,60,90,140",
                         help="offered rates (requests/s), comma-separated")
     parser.add_argument("--duration", type=float, default=20, help="seconds per point")
@@ -68,118 +64,86 @@ def _rates(text: str) -> list[float]:
     return [float(r) for r in text.split(",") if r.strip()]
 
 
-def _mix(text: str) -> dict[str, float]:
-    weights = {}
-    for part in filter(None, text.split(",")):
-        task, _, weight = part.partition("=")
-        weights[task.strip()] = float(weight or 1)
-    return weights
+def visionq_cooldown(stack: VisionqStack, tasks: Sequence[str]) -> None:
+    client = redis.Redis.from_url(stack.redis_url)
+    client.delete(*tasks)  # drop the backlog an overloaded point left behind
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # let the jobs already running finish
+        counts = client.hgetall("visionq:jobs:counts")
+        if sum(int(v) for k, v in counts.items() if k.endswith(b":running")) <= 0:
+            break
+        time.sleep(0.5)
+    time.sleep(1)
 
 
-def mixed_call(calls: dict[str, Call], weights: dict[str, float]) -> Call:
-    """Picks the task of each request by weight (deterministic per request index)."""
-    tasks, cumulative = list(weights), []
-    total = 0.0
-    for task in tasks:
-        total += weights[task]
-        cumulative.append(total)
-
-    async def call(index: int, deadline: float) -> tuple[int, dict[str, Any]]:
-        draw = random.Random(index).random() * total
-        task = next(t for t, c in zip(tasks, cumulative, strict=True) if draw <= c)
-        return await calls[task](index, deadline)
-
-    return call
-
-
-def _visionq_cooldown(stack: VisionqStack, tasks: Sequence[str]) -> Callable[[], None]:
-    def cooldown() -> None:
-        client = redis.Redis.from_url(stack.redis_url)
-        client.delete(*tasks)  # drop the backlog an overloaded point left behind
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # let the jobs already running finish
-            counts = client.hgetall("visionq:jobs:counts")
-            running = sum(int(v) for k, v in counts.items() if k.endswith(b":running"))
-            if running <= 0:
+def sync_cooldown(baseline: SyncBaseline) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # queued connections are still being served
+        started = time.perf_counter()
+        with contextlib.suppress(requests.RequestException):
+            requests.get(f"{baseline.url}/ready", timeout=5)
+            if time.perf_counter() - started < 0.1:
                 break
-            time.sleep(0.5)
         time.sleep(1)
-    return cooldown
+    time.sleep(1)
 
 
-def _sync_cooldown(baseline: SyncBaseline) -> Callable[[], None]:
-    def cooldown() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # queued connections are still being served
-            started = time.perf_counter()
-            try:
-                requests.get(f"{baseline.url}/ready", timeout=5)
-                if time.perf_counter() - started < 0.1:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(1)
-        time.sleep(1)
-    return cooldown
+def server_cpu(server: SyncBaseline | VisionqStack) -> float:
+    """CPU seconds of the system's process trees so far."""
+    if isinstance(server, SyncBaseline):
+        return tree_cpu_s([server.pid])
+    return tree_cpu_s(server.pids().values())
+
+
+def system_call(system: str, url: str, task: str, bodies: Bodies) -> Call:
+    if system == "sync":
+        return post_call(url, f"/v1/vision/{task}", bodies)
+    if system == "jobs":
+        return jobs_call(url, task, bodies)
+    if system == "jobs-wait":
+        return jobs_call(url, task, bodies, wait_in_submit=True)
+    return post_call(url, DEEPSTACK_PATHS[task], bodies)
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     task = args.task
-    mix = _mix(args.mix)
-    name = args.name or ("loadgen_mixed" if mix else f"loadgen_{task}")
-    results = Run(name, argv)
+    results = Run(args.name or f"loadgen_{task}", argv)
     rates = _rates(args.rates)
-    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     slo_s = args.slo_ms / 1000
     data = results.data
-    data.update({"task": task, "mix": mix or None, "rates": rates, "duration_s": args.duration,
+    data.update({"task": task, "mix": None, "rates": rates, "duration_s": args.duration,
                  "slo_ms": args.slo_ms, "deadline_s": args.deadline,
                  "images": [p.name for p in TASK_IMAGES[task]], "systems": {}})
-    if not args.no_ceiling and not mix:
+    if not args.no_ceiling:
         data["ceiling"] = {
             "predict": ceiling.measure(task, TASK_IMAGES[task], args.ceiling_duration),
             "decode+predict": ceiling.measure(task, TASK_IMAGES[task], args.ceiling_duration,
                                               with_decode=True)}
     bodies = Bodies.of(TASK_IMAGES[task])
     cdfs: dict[str, list[float]] = {}
-    for system in systems:
-        label = {"jobs": "visionq job API", "jobs-wait": "visionq job API, ?wait=",
-                 "deepstack": "visionq DeepStack", "sync": "sync Flask"}[system]
+    for system in [s.strip() for s in args.systems.split(",") if s.strip()]:
+        label = SYSTEMS[system]
         if system == "sync":
-            with SyncBaseline(task) as baseline:
-                call = post_call(baseline.url, f"/v1/vision/{task}", bodies)
-                run_point(call, 2, 3, slo_s, args.deadline, 50, label=f"{label} warm-up")
-                points, latencies = sweep(call, rates, args.duration, slo_s, args.deadline,
-                                          args.max_requests, label, _sync_cooldown(baseline),
-                                          lambda: tree_cpu_s([baseline.pid]))
-                data["systems"][system] = {"setup": baseline.describe(), "points": points}
+            server: SyncBaseline | VisionqStack = SyncBaseline(task)
+            cooldown = partial(sync_cooldown, server)
         else:
-            tasks = list(mix) if mix and system == "jobs" else [task]
-            with VisionqStack(tasks, worker_concurrency=args.worker_concurrency or None,
-                              api_workers=args.api_workers,
-                              api_threads=args.api_threads,
-                              env={f"VISIONQ_MAX_BACKLOG_{t.upper()}": str(args.backlog)
-                                   for t in tasks if args.backlog}) as stack:
-                if system == "jobs" and mix:
-                    call = mixed_call({t: jobs_call(stack.url, t, Bodies.of(TASK_IMAGES[t]))
-                                       for t in mix}, mix)
-                elif system == "jobs":
-                    call = jobs_call(stack.url, task, bodies)
-                elif system == "jobs-wait":
-                    call = submit_wait_call(stack.url, task, bodies)
-                else:
-                    call = post_call(stack.url, DEEPSTACK_PATHS[task], bodies)
-                run_point(call, 2, 3, slo_s, args.deadline, 50, label=f"{label} warm-up")
-                points, latencies = sweep(call, rates, args.duration, slo_s, args.deadline,
-                                          args.max_requests, label,
-                                          _visionq_cooldown(stack, tasks),
-                                          lambda: tree_cpu_s(stack.pids().values()))
-                data["systems"][system] = {"setup": stack.describe(), "points": points}
+            server = VisionqStack([task], worker_concurrency=args.worker_concurrency or None,
+                                  api_workers=args.api_workers, api_threads=args.api_threads,
+                                  env={f"VISIONQ_MAX_BACKLOG_{t.upper()}": str(args.backlog)
+                                       for t in [task] if args.backlog})
+            cooldown = partial(visionq_cooldown, server, [task])
+        with server:
+            call = system_call(system, server.url, task, bodies)
+            run_point(call, 2, 3, slo_s, args.deadline, 50, label=f"{label} warm-up")
+            points, latencies = sweep(call, rates, args.duration, slo_s, args.deadline,
+                                      args.max_requests, label, cooldown,
+                                      partial(server_cpu, server))
+        data["systems"][system] = {"setup": server.describe(), "points": points}
         for rate in (rates[0], rates[-1]):
             cdfs[f"{label} @{rate:g}/s"] = latencies[rate]
     data["ratios"] = ratios(data)
     ceiling_rate = (data.get("ceiling") or {}).get("predict", {}).get("images_per_s")
-    title = f"{'mixed ' + args.mix if mix else task}: goodput vs offered load, {cores()} cores"
+    title = f"{task}: goodput vs offered load, {cores()} cores"
     plots.goodput_curve(results.plot_path("goodput"), {
         s: data["systems"][s]["points"] for s in data["systems"]}, title, ceiling_rate,
         args.slo_ms)

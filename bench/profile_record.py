@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -67,18 +68,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gil", action="store_true",
                         help="sample only threads holding the GIL (py-spy --gil): Python's "
                         "CPU by function, without threads that only wait")
-    parser.add_argument("--py-spy", default="", help="py-spy executable (default: next to "
-                        "this Python, else on PATH)")
     parser.add_argument("--out-dir", default=str(RAW / "profiles"))
 
 
-def find_py_spy(explicit: str = "") -> str:
-    candidates = [explicit] if explicit else [str(Path(sys.executable).parent / "py-spy"),
-                                              shutil.which("py-spy") or ""]
-    for candidate in candidates:
-        if candidate and Path(candidate).exists():
-            return candidate
-    raise SystemExit("py-spy not found: uv pip install --python .venv/bin/python py-spy")
+def find_py_spy() -> str:
+    """py-spy next to this Python, else on PATH."""
+    found = shutil.which("py-spy", path=os.pathsep.join([str(Path(sys.executable).parent),
+                                                         os.environ.get("PATH", "")]))
+    if not found:
+        raise SystemExit("py-spy not found: uv pip install --python .venv/bin/python py-spy")
+    return found
 
 
 def py_spy_record(py_spy: str, pid: int, out: Path, fmt: str, duration_s: float,
@@ -150,7 +149,7 @@ def run_scenario(name: str, args: argparse.Namespace, out_dir: Path) -> dict[str
         raise SystemExit(f"unknown scenario {name!r}; one of {', '.join(SCENARIOS)}")
     task, concurrency, rate_option, targets, load = SCENARIOS[name]
     rate = getattr(args, rate_option)
-    py_spy = find_py_spy(args.py_spy)
+    py_spy = find_py_spy()
     flush = concurrency == 0  # no worker: jobs pile up, so Redis is emptied between phases
     env = {f"VISIONQ_MAX_BACKLOG_{t.upper()}": str(HUGE_BACKLOG)
            for t in ("face", "detect", "classify")} if flush else {}

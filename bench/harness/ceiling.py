@@ -1,10 +1,7 @@
-"""The compute ceiling: the model called in a plain Python loop, one process per core, on
-the same images and the same plugin as visionq's workers, nothing else in the way.
-
-Two figures: ``predict`` (images decoded once up front: the model alone) and
-``decode+predict`` (the worker's per-job compute: reduced-size decode then predict).
-visionq's end-to-end throughput divided by ``predict`` is its efficiency; everything the
-system adds (HTTP, Redis, Celery, decoding, JSON) is in the gap.
+"""The compute ceiling: the model in a plain Python loop, one process per core, on the same
+images and plugin as visionq's workers: ``predict`` (images decoded up front) and
+``decode+predict`` (the worker's per-job compute).  visionq's throughput over it is its
+efficiency; everything the system adds is in the gap.
 """
 
 from __future__ import annotations
@@ -25,12 +22,7 @@ def _worker(task: str, paths: list[str], duration_s: float, with_decode: bool,
     model = build_model(task)
     blobs = [Path(p).read_bytes() for p in paths]
     options = {"landmarks": "none"} if task == "face" else {}
-    decoded = []
-    for data in blobs:
-        max_side = model.input_size
-        if hasattr(model, "max_side_for"):
-            max_side = model.max_side_for(probe(data))
-        decoded.append(decode(data, max_side=max_side))
+    decoded = [decode(data, max_side=model.max_side_for(probe(data))) for data in blobs]
     for image in decoded[:2]:
         model.predict([image], options)  # warm up
     while time.time() < start_at:  # all processes start together

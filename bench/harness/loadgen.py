@@ -63,7 +63,7 @@ class Bodies:
 
     @classmethod
     def of(cls, paths: Sequence[Path]) -> Bodies:
-        return cls([multipart({"image": p.read_bytes()}, p.name) for p in paths])
+        return cls([multipart(p.read_bytes(), p.name) for p in paths])
 
     def __getitem__(self, index: int) -> tuple[bytes, str]:
         return self.items[index % len(self.items)]
@@ -88,54 +88,40 @@ def _succeeded(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     return 1, job.get("timings") or {}
 
 
-def jobs_call(url: str, task: str, bodies: Bodies, max_wait_s: float = 20) -> Call:
-    """visionq's own API: ``POST /v1/jobs`` then long-poll ``GET /v1/jobs/<id>?wait=``."""
+def jobs_call(url: str, task: str, bodies: Bodies, max_wait_s: float = 20,
+              wait_in_submit: bool = False) -> Call:
+    """visionq's own API: ``POST /v1/jobs`` then long-poll ``GET /v1/jobs/<id>?wait=``; with
+    ``wait_in_submit``, one request: ``POST /v1/jobs?wait=`` answers 200 with the finished
+    job, and a 202 (not done within the wait, which runs to the deadline) is a miss."""
     target = Target.parse(url)
+
+    def wait(deadline: float) -> str:
+        return f"wait={max(0.0, min(max_wait_s, _remaining(deadline) - 0.5)):.2f}"
 
     async def call(index: int, deadline: float) -> tuple[int, dict[str, Any]]:
         body, ctype = bodies[index]
+        path = f"/v1/jobs?task={task}" + (f"&{wait(deadline)}" if wait_in_submit else "")
         try:
-            response = await request(target, "POST", f"/v1/jobs?task={task}", body=body,
+            response = await request(target, "POST", path, body=body,
                                      headers={"Content-Type": ctype},
                                      timeout_s=_remaining(deadline))
+            if wait_in_submit and response.status == 200:
+                return _succeeded(response.json())
             _check(response.status, 202, response.body)
+            if wait_in_submit:
+                raise RequestFailed("deadline")
             job_id = response.json()["id"]
             while True:
-                wait = max(0.0, min(max_wait_s, _remaining(deadline) - 0.5))
-                response = await request(target, "GET", f"/v1/jobs/{job_id}?wait={wait:.2f}",
+                response = await request(target, "GET", f"/v1/jobs/{job_id}?{wait(deadline)}",
                                          timeout_s=_remaining(deadline))
                 _check(response.status, 200, response.body)
                 job = response.json()
                 if job["status"] in FINAL:
-                    break
+                    return _succeeded(job)
                 if _remaining(deadline) <= 0.5:
                     raise RequestFailed("deadline")
         except HttpError as exc:
             raise RequestFailed(exc.kind) from exc
-        return _succeeded(job)
-
-    return call
-
-
-def submit_wait_call(url: str, task: str, bodies: Bodies, max_wait_s: float = 20) -> Call:
-    """visionq's job API in one request: ``POST /v1/jobs?wait=`` answers 200 with the
-    finished job; a 202 (not done within the wait, which runs to the deadline) is a miss."""
-    target = Target.parse(url)
-
-    async def call(index: int, deadline: float) -> tuple[int, dict[str, Any]]:
-        body, ctype = bodies[index]
-        wait = max(0.0, min(max_wait_s, _remaining(deadline) - 0.5))
-        try:
-            response = await request(target, "POST", f"/v1/jobs?task={task}&wait={wait:.2f}",
-                                     body=body, headers={"Content-Type": ctype},
-                                     timeout_s=_remaining(deadline))
-            if response.status != 200:
-                _check(response.status, 202, response.body)
-                raise RequestFailed("deadline")
-            job = response.json()
-        except HttpError as exc:
-            raise RequestFailed(exc.kind) from exc
-        return _succeeded(job)
 
     return call
 

@@ -23,6 +23,18 @@ def save(fig: Any, path: Path, dpi: int = 110) -> None:
     Image.open(buffer).convert("RGB").quantize(256).save(path, optimize=True)
 
 
+def finish(fig: Any, ax: Any, path: Path, title: str, xlabel: str, ylabel: str,
+           **grid: Any) -> None:
+    """Labels, title, a light grid (``grid``: its options), the legend; then ``save``."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, **grid)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    save(fig, path)
+
+
 def goodput_curve(path: Path, series: Mapping[str, Sequence[Mapping[str, Any]]], title: str,
                   ceiling: float | None = None, slo_ms: float | None = None) -> None:
     """Goodput (and throughput, dashed) against offered load, one line per system."""
@@ -38,14 +50,8 @@ def goodput_curve(path: Path, series: Mapping[str, Sequence[Mapping[str, Any]]],
     ax.plot([0, top], [0, top], color="grey", lw=0.6, ls=":", label="goodput = offered")
     if ceiling:
         ax.axhline(ceiling, color="black", lw=1, label=f"compute ceiling {ceiling:.1f}/s")
-    ax.set_xlabel("offered load (requests/s, Poisson)")
-    ax.set_ylabel("requests/s")
     suffix = f" (SLO {slo_ms:g} ms)" if slo_ms else ""
-    ax.set_title(title + suffix)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    save(fig, path)
+    finish(fig, ax, path, title + suffix, "offered load (requests/s, Poisson)", "requests/s")
 
 
 def latency_cdf(path: Path, series: Mapping[str, Sequence[float]], title: str,
@@ -60,13 +66,8 @@ def latency_cdf(path: Path, series: Mapping[str, Sequence[float]], title: str,
     if slo_ms:
         ax.axvline(slo_ms, color="red", lw=0.8, ls="--", label=f"SLO {slo_ms:g} ms")
     ax.set_xscale("log")
-    ax.set_xlabel("latency (ms, from scheduled arrival)")
-    ax.set_ylabel("fraction of successful requests")
-    ax.set_title(title)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    save(fig, path)
+    finish(fig, ax, path, title, "latency (ms, from scheduled arrival)",
+           "fraction of successful requests", which="both")
 
 
 def bars(path: Path, groups: Mapping[str, Mapping[str, float]], title: str, ylabel: str,
@@ -86,9 +87,4 @@ def bars(path: Path, groups: Mapping[str, Mapping[str, float]], title: str, ylab
         ax.axhline(line[0], color="grey", ls="--", label=line[1])
     if log:
         ax.set_yscale("log")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    save(fig, path)
+    finish(fig, ax, path, title, "", ylabel, axis="y")

@@ -1,15 +1,8 @@
-"""The classic design: a synchronous Flask app that runs inference inside the request
-handler, served by gunicorn with one sync worker per core (what the seeds' services did).
-
-    BENCH_SYNC_TASK=classify gunicorn --workers 2 'bench.harness.sync_flask:create_app()'
-
-``BENCH_SYNC_TASK=detect,face`` serves several tasks from each process (DeepStack's design:
-one server, every model in it); ``BENCH_SYNC_MODEL_THREADS`` sets the models' threads (1).
-
-Same plugins, same decoding (``visionq.imaging.decode`` with the model's reduced-size
-hint) and the same result shapes as a visionq worker, so the only difference measured is
-the architecture: no queue, no job store, one request at a time per process.  Each worker
-loads its own model after the fork, on one thread (one process per core).
+"""The classic design: a synchronous Flask app running inference in the request handler
+(``BENCH_SYNC_TASK=classify gunicorn --workers 2 'bench.harness.sync_flask:create_app()'``;
+``detect,face``: every model in each process, DeepStack's design).  Same plugins, decoding
+and result shapes as a visionq worker, so only the architecture differs: no queue, no job
+store, one request at a time per process (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -22,6 +15,7 @@ from flask import Flask, jsonify, request
 from visionq.imaging import ImageError, decode, probe
 
 MODEL_THREADS = int(os.environ.get("BENCH_SYNC_MODEL_THREADS", "1"))
+"""Each gunicorn worker loads its own models after the fork, on this many threads."""
 PATHS = {"detect": "detection"}
 """DeepStack's path for a task where it is not the task's name."""
 
@@ -48,10 +42,7 @@ def build_model(task: str) -> Any:
 
 def infer(model: Any, data: bytes, options: dict[str, Any]) -> dict[str, Any]:
     """Decode exactly as ``workers.runner.run_job`` does, then predict one image."""
-    max_side = model.input_size
-    if hasattr(model, "max_side_for"):
-        max_side = model.max_side_for(probe(data))
-    return model.predict([decode(data, max_side=max_side)], options)[0]
+    return model.predict([decode(data, max_side=model.max_side_for(probe(data)))], options)[0]
 
 
 def create_app() -> Flask:
