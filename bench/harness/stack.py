@@ -42,8 +42,7 @@ class VisionqStack:
     def __init__(self, tasks: Sequence[str], *, worker_concurrency: int | None = None,
                  api_workers: int = 2, api_threads: int = 16, host: str = "127.0.0.1",
                  port: int | None = None, env: dict[str, str] | None = None,
-                 workers: bool = True,
-                 code_dir: Path | None = None) -> None:
+                 workers: bool = True, code_dir: Path | None = None) -> None:
         self.tasks = list(tasks)
         self.code_dir = code_dir
         """Run the API and workers from this checkout (a worktree of another commit)
