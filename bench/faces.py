@@ -151,6 +151,15 @@ def _median(values: list[float], digits: int = 3) -> float:
     return round(float(np.median(values)), digits)
 
 
+def _figures(acc: dict[str, list[Any]]) -> dict[str, Any]:
+    """One detector's CPU-s (median) and recall in a size class."""
+    return {"cpu_s_default": _median(acc["cpu_default"]),
+            "cpu_s_no_landmarks": _median(acc["cpu_bare"]),
+            "recall_vs_reference": share(acc["ref"]),
+            "recall_vs_reference_all_sizes": share(acc["all"]),
+            "recall_vs_pasted_ge_min": share(acc["pasted"])}
+
+
 def measure_class(measurer: Measurer, label: str, size: tuple[int, int], photos: int,
                   runs: int) -> tuple[dict[str, Any], list[tuple[float, int]]]:
     """One size class: per detector CPU-s and recall (the main detector's also at the top
@@ -199,14 +208,9 @@ def measure_class(measurer: Measurer, label: str, size: tuple[int, int], photos:
         "decoded": f"{decoded[0]}x{decoded[1]}", "min_face_px": min_face,
         "faces_pasted": len(found_sizes) + len(missed_sizes),
         "reference_faces_ge_min": len(main["ref"]),
-        "reference_faces_all_sizes": len(main["all"]),
-        "recall_vs_reference_all_sizes": share(main["all"]),
-        "recall_vs_reference": share(main["ref"]),
-        "recall_vs_pasted_ge_min": share(main["pasted"]),
+        "reference_faces_all_sizes": len(main["all"]), **_figures(main),
         "smallest_face_found_px": min(found_sizes) if found_sizes else None,
         "largest_face_missed_px": max(missed_sizes) if missed_sizes else None,
-        "cpu_s_default": _median(main["cpu_default"]),
-        "cpu_s_no_landmarks": _median(main["cpu_bare"]),
         "cpu_s_reference_full_res_upsample1": _median(cpu_reference),
         "before_issue17_cpu_s_no_landmarks": _median(cpu_before),
         "before_issue17_recall_vs_reference": share(hits_before),
@@ -216,14 +220,9 @@ def measure_class(measurer: Measurer, label: str, size: tuple[int, int], photos:
     for detector, acc in per_detector.items():
         cpu, _, found_one = timed(partial(measurer.policy, one_face, {}, detector),
                                   max(runs, 5))
-        row["detectors"][detector] = {
-            "cpu_s_default": _median(acc["cpu_default"]),
-            "cpu_s_no_landmarks": _median(acc["cpu_bare"]),
-            "recall_vs_reference": share(acc["ref"]),
-            "recall_vs_reference_all_sizes": share(acc["all"]),
-            "recall_vs_pasted_ge_min": share(acc["pasted"]),
-            "one_face": {"cpu_s_end_to_end": round(cpu, 4), "face_px": truth[3] - truth[1],
-                         "found": matched([truth], found_one)[0], "boxes": len(found_one)}}
+        row["detectors"][detector] = {**_figures(acc), "one_face": {
+            "cpu_s_end_to_end": round(cpu, 4), "face_px": truth[3] - truth[1],
+            "found": matched([truth], found_one)[0], "boxes": len(found_one)}}
     say(f"{label}: {row}")
     return row, samples
 
