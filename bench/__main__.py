@@ -1,7 +1,8 @@
 """``python -m bench <subcommand>``: see ``python -m bench --help``.
 
 A benchmark is a module ``bench/<name>.py`` with ``add_arguments(parser)`` and
-``run(args, argv)`` on top of ``bench.harness``, and one row in ``BENCHMARKS``."""
+``run(args, argv)`` (an ``int`` it returns is the exit status) on top of ``bench.harness``,
+and one row in ``BENCHMARKS``."""
 
 from __future__ import annotations
 
@@ -59,22 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         child = sub.add_parser(command, help=help_text, description=module.__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(child)
-    from bench.harness.stack import check_ready
-
-    ready = sub.add_parser("ready", help="(internal) wait until a server is ready")
-    ready.add_argument("--url", required=True)
-    ready.add_argument("--path", default="/healthz")
-    ready.add_argument("--redis-url")
-    ready.add_argument("--tasks", default="")
-    ready.add_argument("--timeout", type=float, default=120)
-
     args = parser.parse_args(argv)
-    if args.command == "ready":
-        check_ready(args.url, args.path, args.redis_url,
-                    [t for t in args.tasks.split(",") if t], args.timeout)
-    else:
-        importlib.import_module(f"bench.{BENCHMARKS[args.command][0]}").run(args, argv)
-    return 0
+    outcome = importlib.import_module(f"bench.{BENCHMARKS[args.command][0]}").run(args, argv)
+    return outcome if isinstance(outcome, int) else 0  # soak, watch-soak: 1 when a job is lost
 
 
 if __name__ == "__main__":
