@@ -38,6 +38,8 @@ WARMUP_FRAMES = 5
 DISTINCT_FRAMES = 60
 """Frames encoded per camera and size, then cycled (encoding 1280x720 costs time)."""
 BACKGROUND_TIMEOUT_S = 60.0
+BASELINE_THREADS = 8
+"""The one-process baseline's gunicorn threads (requests, and so models, in threads)."""
 SETTLE_S = 3.0
 """Background load runs this long before the cameras start (the face queue fills)."""
 
@@ -69,9 +71,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="1: each system alone, one after the other; R > 1: every "
                              "system up at once and each point measured in R blocks of "
                              "duration/R, systems alternating (fairer on a busy machine)")
-    parser.add_argument("--baseline-threads", type=int, default=8,
-                        help="the baseline's gunicorn threads (8)")
-    parser.add_argument("--api-key", default="", help="sent as the api_key form field")
     parser.add_argument("--seed", type=int, default=26)
     parser.add_argument("--name", default="camera", help="results name (camera)")
 
@@ -109,11 +108,11 @@ def make_frames(count: int, size: tuple[int, int], seed: int) -> list[bytes]:
 
 # -- cameras -----------------------------------------------------------------------------
 
-def post_frame(session: requests.Session, url: str, jpeg: bytes, timeout_s: float,
-               api_key: str = "") -> str:
-    """One frame the way Frigate sends it; its outcome (``ok``, ``timeout``, ...)."""
+def post_frame(session: requests.Session, url: str, jpeg: bytes, timeout_s: float) -> str:
+    """One frame the way Frigate sends it (an empty ``api_key`` field too); its outcome
+    (``ok``, ``timeout``, ...)."""
     try:
-        response = session.post(url, data={"api_key": api_key}, files={"image": jpeg},
+        response = session.post(url, data={"api_key": ""}, files={"image": jpeg},
                                 timeout=timeout_s)
     except requests.exceptions.Timeout:  # ConnectTimeout and ReadTimeout
         return "timeout"
@@ -135,7 +134,7 @@ Record = tuple[str, float | None]
 
 
 def run_camera(url: str, frames: Sequence[bytes], fps: float, timeout_s: float, start: float,
-               stop_at: float, api_key: str, out: list[Record]) -> None:
+               stop_at: float, out: list[Record]) -> None:
     """Send ``frames`` (cycled) on schedule from ``start`` to ``stop_at``: frame ``i`` is due
     at ``start + i / fps`` whatever happened to the previous one."""
     period = 1.0 / fps
@@ -147,31 +146,26 @@ def run_camera(url: str, frames: Sequence[bytes], fps: float, timeout_s: float, 
             if sent - due > period:  # the previous call ran over this frame's slot
                 out.append(("skipped", None))
             else:
-                outcome = post_frame(session, url, frames[index % len(frames)], timeout_s,
-                                     api_key)
+                outcome = post_frame(session, url, frames[index % len(frames)], timeout_s)
                 out.append((outcome, time.monotonic() - sent))
             index += 1
 
 
 def drive_cameras(url: str, frames: Sequence[Sequence[bytes]], fps: float, timeout_s: float,
-                  duration_s: float, api_key: str, seed: int) -> list[Record]:
-    """Every camera for ``duration_s``, each at a random phase; records of every frame."""
+                  duration_s: float, seed: int) -> list[Record]:
+    """Every camera for ``duration_s``, each at a random phase; records of every frame (the
+    block's summary is logged after it)."""
     rng = random.Random(seed)
     start = time.monotonic() + 0.2
     records: list[Record] = []
     threads = [threading.Thread(
         target=run_camera, args=(url, frames[k], fps, timeout_s, start + rng.uniform(0, 1 / fps),
-                                 start + duration_s, api_key, records),
+                                 start + duration_s, records),
         daemon=True) for k in range(len(frames))]
     for thread in threads:
         thread.start()
-    while threads:  # progress every few seconds, done as soon as they are
-        threads[0].join(min(10.0, duration_s / 3))
-        threads = [t for t in threads if t.is_alive()]
-        if threads:
-            tally = Counter(outcome for outcome, _ in list(records))
-            say(f"camera: {sum(tally.values())} frames so far, ok {tally['ok']}, "
-                f"timeouts {tally['timeout']}")
+    for thread in threads:
+        thread.join()
     return records
 
 
@@ -257,7 +251,7 @@ def start_system(system: str, env: dict[str, str], args: argparse.Namespace
                  ) -> Iterator[Running]:
     face_jobs = "/v1/jobs?task=face&wait=30"
     if system == "baseline":
-        with SyncBaseline("detect,face", workers=1, threads=args.baseline_threads) as base:
+        with SyncBaseline("detect,face", workers=1, threads=BASELINE_THREADS) as base:
             yield Running(base.url, "/v1/vision/face", [base.pid], [], base.describe())
         return
     code_dir = worktree(args.before_ref) if system == "before" else None
@@ -318,13 +312,13 @@ def run_block(name: str, running: Running, point: Point, seconds: float,
             time.sleep(SETTLE_S)
         with requests.Session() as session:  # warm-up: the first frames, unhurried
             for jpeg in frames[0][:WARMUP_FRAMES]:
-                post_frame(session, endpoint, jpeg, 10.0, args.api_key)
+                post_frame(session, endpoint, jpeg, 10.0)
         time.sleep(1)
         say(f"camera: {label}: {len(frames)} camera(s) at {fps:g} frames/s for {seconds:g} s")
         cpu0 = tree_cpu_s(running.roots)
         detect0 = tree_cpu_s(running.detect_roots)
         done0 = len(done)
-        records = drive_cameras(endpoint, frames, fps, args.timeout, seconds, args.api_key,
+        records = drive_cameras(endpoint, frames, fps, args.timeout, seconds,
                                 args.seed + len(tally.records))
         tally.seconds += seconds  # the frames' schedule (the last answer may come after it)
         tally.cpu_s += tree_cpu_s(running.roots) - cpu0
@@ -343,13 +337,11 @@ def run_block(name: str, running: Running, point: Point, seconds: float,
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     """``no-nice:VISIONQ_HEAVY_NICE=0,X=1`` -> ("no-nice", {...})."""
     name, _, pairs = text.partition(":")
-    env = {}
-    for pair in filter(None, pairs.split(",")):
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--variant {text!r}: expected NAME:KEY=VALUE,...")
-        env[key.strip()] = value.strip()
-    return name.strip(), env
+    try:
+        env = dict(pair.split("=", 1) for pair in filter(None, pairs.split(",")))
+    except ValueError:
+        raise SystemExit(f"--variant {text!r}: expected NAME:KEY=VALUE,...") from None
+    return name.strip(), {key.strip(): value.strip() for key, value in env.items()}
 
 
 def points(args: argparse.Namespace, sizes: list[tuple[int, int]]) -> list[Point]:
