@@ -59,12 +59,10 @@ def produce(redis_url: str, count: int, start_event: Any) -> None:
     celery = make_celery(settings)
     jobs = JobStore(redis_client(redis_url), settings.result_ttl_s, settings.recent_jobs)
     image = _tiny_png()
-    # As the API does; a checkout from before derived keys (before/after runs) draws one.
-    key_for = getattr(RedisBlobStore, "key_for", lambda _: RedisBlobStore.new_key())
     start_event.wait()
     for _ in range(count):
         job_id = uuid.uuid4().hex
-        jobs.admit(QUEUE, [(job_id, key_for(job_id), image)], {}, queue=QUEUE,
+        jobs.admit(QUEUE, [(job_id, RedisBlobStore.key_for(job_id), image)], {}, queue=QUEUE,
                    backlog_limit=10_000_000, blob_ttl_s=settings.blob_ttl_s,
                    messages=[celery_message(celery, QUEUE, job_id)[1]])
 
