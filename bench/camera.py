@@ -18,7 +18,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -303,11 +303,9 @@ def run_block(name: str, running: Running, point: Point, seconds: float,
     key, load, frames, fps = point
     label = f"{name} {key}"
     endpoint = running.url + DETECTION_PATH
-    with ExitStack() as background:
-        done: list[tuple[float, str]] = []
+    face = face_load(running.url + running.face_path, photos, args.workers)
+    with face if load == "face4k" else nullcontext([]) as done:
         if load == "face4k":
-            done = background.enter_context(face_load(running.url + running.face_path, photos,
-                                                      args.workers))
             tally.clients = args.workers
             time.sleep(SETTLE_S)
         with requests.Session() as session:  # warm-up: the first frames, unhurried
@@ -317,7 +315,7 @@ def run_block(name: str, running: Running, point: Point, seconds: float,
         say(f"camera: {label}: {len(frames)} camera(s) at {fps:g} frames/s for {seconds:g} s")
         cpu0 = tree_cpu_s(running.roots)
         detect0 = tree_cpu_s(running.detect_roots)
-        done0 = len(done)
+        done0 = len(done)  # photos done while the face queue filled are not counted
         records = drive_cameras(endpoint, frames, fps, args.timeout, seconds,
                                 args.seed + len(tally.records))
         tally.seconds += seconds  # the frames' schedule (the last answer may come after it)
