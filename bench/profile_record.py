@@ -197,3 +197,9 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         path.write_text(json.dumps(result, indent=1) + "\n")
         say(f"wrote {path}")
     return 0
+
+
+if __name__ == "__main__":  # python -m bench.profile_record, as HISTORY.md's commands run it
+    from bench.__main__ import main
+
+    sys.exit(main(["profile", *sys.argv[1:]]))
