@@ -12,7 +12,7 @@ longer side rounded up to ``NET_STRIDE`` (the graph refuses other sides), at lea
 ``MIN_INPUT_SIDE`` and at most ``VISIONQ_DETECT_MAX_SIDE`` (512), so a 320x320 camera frame
 runs at 320 (2.56x fewer pixels than 512) and larger images are scaled down to 512 as
 before; a job's ``input_size`` option sets the side instead.  Recall and speed per side:
-``python -m bench detect-eval`` (README "Models").
+``python -m bench detect-eval`` (docs/models.md, "Detector input side").
 
 Decoding follows the graph's own: 3x3 max-pool peaks of the class heatmap (stride 4),
 top 100, box = centre -/+ the four regressed distances; then a per-class NMS at IoU 0.5

@@ -71,7 +71,7 @@ class Preprocessing:
 
 DEFAULT_PREPROCESSING = Preprocessing(crop=REFERENCE_CROP, resample="bicubic",
                                       input="quantized")
-"""The best top-1 of ``python -m bench classify-eval`` (README "Classification
+"""The best top-1 of ``python -m bench classify-eval`` (docs/models.md, "Classification
 preprocessing")."""
 CROP_FRACTION = DEFAULT_PREPROCESSING.crop
 """Share of the shorter side kept by the default centre crop."""
