@@ -72,7 +72,7 @@ DEFAULT_RECENT_JOBS = 10_000
 DEFAULT_FACE_TOLERANCE = 0.47
 """Largest encoding distance at which a face is named (face_recognition's own is 0.6): with
 ``DEFAULT_FACE_MIN_SIZE_PX``, the middle of the interval where ``python -m bench
-face-openset`` names no stranger and every held-out photo of the enrolled people (README
+face-openset`` names no stranger and every held-out photo of the enrolled people (docs/models.md,
 "Face recognition threshold")."""
 DEFAULT_FACE_MIN_SIZE_PX = 50
 """Faces less high than this are answered "unknown": most strangers named at 0.5-0.6 are

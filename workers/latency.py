@@ -12,7 +12,7 @@ replacing them every ``VISIONQ_WORKER_MAX_TASKS_PER_CHILD`` jobs (``keeps_childr
 memory limit still applies): in ``bench camera`` each replacement of the detect worker's
 child showed as a burst of 15 timeouts in a row.
 
-Measured and left out (``bench camera``, README): a heavy worker waiting between jobs
+Measured and left out (``bench camera``, docs/performance.md): a heavy worker waiting between jobs
 while a critical queue had jobs waiting cost a third of the face throughput for no
 detection gain; cgroup ``cpu.weight`` adds nothing to nice for processes of one cgroup.
 """

@@ -46,7 +46,7 @@ from visionq.shards import shard_map
               help="Handle the objects there now (scan) or queued now (event), wait for their "
               "results, exit.")
 @click.option("--callback-url", default=None,
-              help="A signed webhook for every job (README \"Webhooks\"; sent by the "
+              help="A signed webhook for every job (docs/webhooks.md; sent by the "
               "callbacks role, checked against VISIONQ_CALLBACK_ALLOW).")
 def watch(source: str, task: str, results: str | None, sqs_url: str | None,
           interval: float | None, options: str | None, metrics_port: int | None,

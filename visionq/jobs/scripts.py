@@ -14,7 +14,7 @@ HISTORY_STREAM_MAXLEN = 1_000_000
 """Final records waiting in the ``visionq:history`` stream for the history store (trimmed
 approximately): how many jobs can finish while the store is down before any is lost.  With
 no history writer draining it (no API process, or VISIONQ_HISTORY_WRITER=false everywhere)
-the stream stops growing at this many entries (about 1 KB each; README, "Job history")."""
+the stream stops growing at this many entries (about 1 KB each; docs/api.md, "Job history")."""
 
 REVOKED, REVOKE_TOO_LATE, REVOKE_FINAL, REVOKE_UNKNOWN = 1, 2, 0, -1
 """What ``revoke.lua`` returns (``JobStore.revoke``)."""

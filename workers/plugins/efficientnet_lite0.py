@@ -7,7 +7,7 @@ folder is looked up.  Runtime: ``ai-edge-litert``.
 
 Preprocessing (``DEFAULT_PREPROCESSING``) was chosen by top-1 on 1,300 labelled ILSVRC2012
 validation images (``python -m bench classify-eval``; figures in
-``bench/results/classify_eval.json`` and the README): EfficientNet's evaluation geometry
+``bench/results/classify_eval.json`` and docs/models.md): EfficientNet's evaluation geometry
 (centre square of 224/256 of the shorter side, resized to 224x224) and the pixels encoded
 with the input tensor's own quantisation parameters from (p - 127) / 128, the float graph's
 normalisation (metadata mean 127 / std 128).  Until issue 17 the service fed the largest

@@ -25,7 +25,7 @@ Its confidence is its own score (sqrt(cls x obj), faces >= 0.8 returned).
 
 Confidence (HOG): dlib's detection score (``detector.run``; >= 0 for a returned face)
 through a logistic fitted on the face bench's candidates, true faces against false
-positives (``HOG_CALIBRATION``; ``python -m bench faces``, README).  CNN mode reports the
+positives (``HOG_CALIBRATION``; ``python -m bench faces``, docs/models.md).  CNN mode reports the
 MMOD detector's own confidence, clipped to 0..1.
 """
 
@@ -64,7 +64,8 @@ HOG_CALIBRATION = (8.128, -2.042)
 """(slope, intercept) of the logistic confidence = 1 / (1 + exp(-(slope * score +
 intercept))) on dlib's HOG score: P(face | score) fitted by ``python -m bench faces`` on
 every HOG candidate in 1,300 natural photos (ImageNet val; faces labelled by eye).  A
-returned face (score >= 0) gets >= 0.115; 0.5 at score 0.25; 0.88 at 0.5 (README)."""
+returned face (score >= 0) gets >= 0.115; 0.5 at score 0.25; 0.88 at 0.5 (docs/models.md,
+"Face confidence")."""
 
 Box = tuple[int, int, int, int]
 """(top, right, bottom, left): face_recognition's order."""
