@@ -12,6 +12,8 @@ from pathlib import Path
 
 from pymdownx.slugs import slugify
 
+from tests.test_layering import product_folders
+
 REPO = Path(__file__).resolve().parents[2]
 MKDOCS = Path(sys.executable).parent / "mkdocs"
 
@@ -67,3 +69,20 @@ def test_anchors_into_repository_files_exist() -> None:
             if anchor not in headings(target.read_text()):
                 broken.append(f"{page.relative_to(REPO)}: {path}#{anchor}")
     assert not broken, broken
+
+
+def test_product_code_cites_docs_pages_that_exist() -> None:
+    """Docstrings and ``--help`` texts send readers to ``docs/<page>.md`` (the README keeps
+    only the first minutes): every page they name exists, and none cites a README section,
+    which moved to docs/ (issue 27)."""
+    cited, readme = [], []
+    for folder in product_folders():
+        for path in sorted((REPO / folder).rglob("*.py")):
+            text = path.read_text(encoding="utf-8")
+            where = path.relative_to(REPO)
+            cited += [(where, page) for page in re.findall(r"docs/([\w/-]+\.md)", text)]
+            readme += [f"{where}:{text.count(chr(10), 0, m.start()) + 1}"
+                       for m in re.finditer(r"README(?!\.md)", text)]
+    assert cited, "no product module cites a docs page: the pattern is broken"
+    assert [(w, p) for w, p in cited if not (REPO / "docs" / p).is_file()] == []
+    assert readme == [], f"README sections cited (they live in docs/ now): {readme}"
