@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import requests
 import yaml
 
@@ -30,6 +31,7 @@ from tests.monitoring.live import (
     until,
     wait_final,
 )
+from visionq.keys import CALLBACK_DUE_KEY, CALLBACK_PENDING_KEY
 from visionq.settings import Settings
 
 MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
@@ -65,8 +67,12 @@ ALERTS_EXPECTED: dict[str, tuple[str, set[str]] | None] = {
     "VisionqTargetDown": None,
     "VisionqProcessRestarting": ("role", {"worker-face"}),  # RESTARTS recorded below
     "VisionqHistoryDeadLetters": None,
+    "VisionqWebhooksBehind": ("job", {"visionq-workers"}),  # OVERDUE_S scheduled below
 }
 RESTARTS = 3
+OVERDUE_S = 3600
+"""A webhook delivery stored and scheduled as the callbacks sender stores it, due this long
+ago, with no sender running (the stack has none): the state of a stopped callbacks role."""
 """Restarts of worker-face recorded the way ``visionq up``'s supervisor records them."""
 _KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
              "unless", "bool", "offset", "inf", "nan"}
@@ -242,6 +248,9 @@ def live(prometheus: Prometheus, monitored_stack: Stack) -> Prometheus:
     selector = 'visionq_process_restarts_total{role="worker-face"}'
     until(lambda: prometheus.value(selector) == RESTARTS,
           lambda: f"Prometheus did not scrape {RESTARTS} restarts: {prometheus.value(selector)}")
+    overdue = redis.Redis.from_url(monitored_stack.redis_url)
+    overdue.hset(CALLBACK_PENDING_KEY, "alert-test", json.dumps({"url": "http://192.0.2.1/"}))
+    overdue.zadd(CALLBACK_DUE_KEY, {"alert-test": time.time() - OVERDUE_S})
     return prometheus
 
 
