@@ -108,16 +108,19 @@ def input_side(long_side: int, max_side: int = INPUT_SIZE,
     return min(max_side, max(min_side, own))
 
 
+def scaled_size(height: int, width: int, side: int) -> tuple[int, int]:
+    """``(height, width)`` of the image resized so its longer side is ``side``."""
+    ratio = side / max(height, width)
+    return max(1, round(height * ratio)), max(1, round(width * ratio))
+
+
 def canvas_shape(height: int, width: int, side: int,
                  pad: str = "square") -> tuple[int, int]:
     """``(height, width)`` of the network input for an image: ``side`` x ``side``, or with
-    ``pad="stride"`` the image scaled to ``side`` on its longer side and each side rounded
-    up to ``NET_STRIDE``."""
+    ``pad="stride"`` the ``scaled_size`` with each side rounded up to ``NET_STRIDE``."""
     if pad == "square":
         return side, side
-    ratio = side / max(height, width)
-    rows, cols = (-(-max(1, round(n * ratio)) // NET_STRIDE) * NET_STRIDE
-                  for n in (height, width))
+    rows, cols = (-(-n // NET_STRIDE) * NET_STRIDE for n in scaled_size(height, width, side))
     return rows, cols
 
 
@@ -126,12 +129,11 @@ def letterbox(pixels: np.ndarray, size: int = INPUT_SIZE,
     """RGB uint8 HxWx3 -> (the ``canvas_shape`` x 3 uint8 with the image top-left, resize
     ratio)."""
     height, width = pixels.shape[:2]
-    ratio = size / max(height, width)
-    new_w, new_h = max(1, round(width * ratio)), max(1, round(height * ratio))
+    new_h, new_w = scaled_size(height, width, size)
     canvas = np.zeros((*canvas_shape(height, width, size, pad), 3), np.uint8)
     resized = Image.fromarray(pixels).resize((new_w, new_h), Image.Resampling.BILINEAR)
     canvas[:new_h, :new_w] = np.asarray(resized)
-    return canvas, ratio
+    return canvas, size / max(height, width)
 
 
 def peaks(heatmap: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
